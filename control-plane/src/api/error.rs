@@ -1,0 +1,42 @@
+//! The one place where errors become HTTP answers. Clients get a stable JSON shape,
+//! `{"error": {"code", "message"}}`; details of internal failures go to the log only.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::Error;
+
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        Self(error)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match &self.0 {
+            Error::BadRequest { parameter, message } => {
+                (StatusCode::BAD_REQUEST, "bad_request", format!("{parameter}: {message}"))
+            }
+            Error::Store(_) | Error::Migration(_) => {
+                tracing::error!(error = %self.0, "Store request failed.");
+                (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the store is not answering".to_owned())
+            }
+            other => {
+                tracing::error!(error = %other, "Request failed.");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".to_owned())
+            }
+        };
+        (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response()
+    }
+}
+
+/// 404 for any route that does not exist, in the same shape.
+pub async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({ "error": { "code": "not_found", "message": "no such endpoint" } })))
+        .into_response()
+}

@@ -1,0 +1,111 @@
+//! The HTTP surface: `/health`, `/ready`, `/metrics` and the REST API under `/api/v1/`.
+
+pub mod error;
+mod health;
+mod logs;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use killkrill_dataplane::listener::ListenerInfo;
+use tower_http::timeout::TimeoutLayer;
+use tracing::Instrument as _;
+
+use crate::store::Store;
+use crate::telemetry::metrics::{HttpLabels, HttpRouteLabels, Metrics};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    /// Raised once the data plane's listeners are bound and running.
+    pub listeners_up: Arc<AtomicBool>,
+    pub listeners: Arc<RwLock<Vec<ListenerInfo>>>,
+    pub data_dir: PathBuf,
+}
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The full API router.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new().route("/logs", get(logs::search));
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .nest("/api/v1", api)
+        .fallback(error::not_found)
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// The scrape-only router for the separate metrics port.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .fallback(error::not_found)
+        .with_state(state)
+}
+
+static REQUEST_SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+/// Gives each request an id and a span, and records the HTTP metrics and a log line.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    // The matched route keeps the endpoint label bounded; unknown paths share one label.
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| value.len() <= 64)
+        .map_or_else(
+            || format!("{:x}-{:x}", std::process::id(), REQUEST_SEQUENCE.fetch_add(1, Ordering::Relaxed)),
+            str::to_owned,
+        );
+    let path = request.uri().path().to_owned();
+    let span = tracing::info_span!("http_request", request_id = %request_id);
+    state.metrics.http_active.inc();
+    let response = next.run(request).instrument(span.clone()).await;
+    state.metrics.http_active.dec();
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    let labels = HttpLabels { method: method.clone(), endpoint: endpoint.clone(), status };
+    state.metrics.http_requests.get_or_create(&labels).inc();
+    if status >= 500 {
+        state.metrics.http_errors.get_or_create(&labels).inc();
+    }
+    state
+        .metrics
+        .http_duration
+        .get_or_create(&HttpRouteLabels { method: method.clone(), endpoint })
+        .observe(elapsed.as_secs_f64());
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        if path.starts_with("/api/") {
+            tracing::info!(method, path, status, duration_ms, "Request answered.");
+        } else {
+            tracing::debug!(method, path, status, duration_ms, "Request answered.");
+        }
+    });
+    let mut response = response;
+    if let Ok(value) = request_id.parse() {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}

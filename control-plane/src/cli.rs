@@ -1,0 +1,93 @@
+//! The `killkrill` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, FlagOverrides, ListenAddress};
+use crate::{VERSION, server};
+
+#[derive(Debug, Parser)]
+#[command(name = "killkrill", version = VERSION, about = "Log and metrics ingestion appliance")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the appliance: data plane and control plane in one process.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// TOML configuration file (see docs/configuration.md).
+    #[arg(long, env = "KILLKRILL_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory for the embedded store and local state.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// REST API and web address, ADDR:PORT or "off" (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR:PORT")]
+    api_listen: Option<ListenAddress>,
+    /// Scrape-only metrics address, ADDR:PORT or "off".
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_listen: Option<ListenAddress>,
+    /// Syslog over UDP, ADDR:PORT or "off".
+    #[arg(long, value_name = "ADDR:PORT")]
+    syslog_udp: Option<ListenAddress>,
+    /// Syslog over TCP, ADDR:PORT or "off".
+    #[arg(long, value_name = "ADDR:PORT")]
+    syslog_tcp: Option<ListenAddress>,
+}
+
+/// Exit status for a configuration or usage problem (a runtime failure exits 1).
+const EXIT_CONFIG: u8 = 2;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let flags = FlagOverrides {
+        data_dir: args.data_dir,
+        api_listen: args.api_listen,
+        metrics_listen: args.metrics_listen,
+        syslog_udp: args.syslog_udp,
+        syslog_tcp: args.syslog_tcp,
+    };
+    let config = match Config::load(args.config.as_deref(), flags) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("killkrill: error: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Err(error) = crate::telemetry::logging::init(&config.log.level) {
+        eprintln!("killkrill: error: {error}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("control-plane").build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("killkrill: error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(server::serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = %error, "Killkrill failed to start.");
+            eprintln!("killkrill: error: {error}");
+            match error {
+                crate::Error::Config(_) | crate::Error::DataDir { .. } => ExitCode::from(EXIT_CONFIG),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! The appliance's configuration: one typed tree, layered as defaults, then the TOML
+//! file, then environment variables, then command-line flags (each layer wins over the
+//! one before). Unknown keys are errors that name the key and where it came from.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// Where a listener binds, or `"off"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum ListenAddress {
+    Off,
+    On(SocketAddr),
+}
+
+impl ListenAddress {
+    pub fn address(self) -> Option<SocketAddr> {
+        match self {
+            ListenAddress::Off => None,
+            ListenAddress::On(address) => Some(address),
+        }
+    }
+}
+
+impl TryFrom<String> for ListenAddress {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
+impl std::str::FromStr for ListenAddress {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        if value.eq_ignore_ascii_case("off") {
+            return Ok(ListenAddress::Off);
+        }
+        value.parse().map(ListenAddress::On).map_err(|_| {
+            format!("`{value}` is not ADDRESS:PORT (e.g. 0.0.0.0:514 or [::]:514) or \"off\"")
+        })
+    }
+}
+
+impl From<ListenAddress> for String {
+    fn from(value: ListenAddress) -> Self {
+        match value {
+            ListenAddress::Off => "off".to_owned(),
+            ListenAddress::On(address) => address.to_string(),
+        }
+    }
+}
+
+/// Which store backend holds the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DbType {
+    /// Embedded SQLite file in the data directory; no server needed.
+    Sqlite,
+    /// PostgreSQL at `store.database_url`.
+    Postgres,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory for the embedded store and local state. Created if missing.
+    pub data_dir: PathBuf,
+    pub api: ApiConfig,
+    pub syslog: SyslogConfig,
+    pub store: StoreConfig,
+    pub batch: BatchConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// REST API, health and metrics (HTTP).
+    pub listen: ListenAddress,
+    /// A second listener serving only /metrics, /health and /ready, for scrapers.
+    pub metrics_listen: ListenAddress,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyslogConfig {
+    /// Syslog over UDP.
+    pub udp: ListenAddress,
+    /// Syslog over TCP (RFC 6587 framing).
+    pub tcp: ListenAddress,
+    /// Longest TCP frame kept whole, in bytes; longer ones are truncated and counted.
+    pub max_frame_bytes: usize,
+    /// IANA zone for timestamps that carry no offset (RFC 3164), e.g. "Europe/Paris".
+    pub time_zone: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite` (default) or `postgres`. Environment: DB_TYPE.
+    pub db_type: DbType,
+    /// Connection URL for `postgres`; for `sqlite`, overrides the file in data_dir.
+    /// Environment: DATABASE_URL.
+    pub database_url: Option<String>,
+    /// Redis for the scale-out hand-off. Environment: REDIS_URL.
+    pub redis_url: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// A batch is handed to the store after this many messages...
+    pub max_messages: usize,
+    /// ...or once its oldest message is this old, in milliseconds.
+    pub max_age_ms: u64,
+    /// Closed batches each listener may have waiting for the store.
+    pub handoff_capacity: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// debug, info, warn or error (or a tracing filter). Environment: LOG_LEVEL.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("/var/lib/killkrill"),
+            api: ApiConfig::default(),
+            syslog: SyslogConfig::default(),
+            store: StoreConfig::default(),
+            batch: BatchConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: ListenAddress::On(SocketAddr::from(([0, 0, 0, 0], 8080))),
+            metrics_listen: ListenAddress::On(SocketAddr::from(([0, 0, 0, 0], 9090))),
+        }
+    }
+}
+
+impl Default for SyslogConfig {
+    fn default() -> Self {
+        Self {
+            udp: ListenAddress::On(SocketAddr::from(([0, 0, 0, 0], 514))),
+            tcp: ListenAddress::On(SocketAddr::from(([0, 0, 0, 0], 514))),
+            max_frame_bytes: 64 * 1024,
+            time_zone: "UTC".to_owned(),
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { db_type: DbType::Sqlite, database_url: None, redis_url: None }
+    }
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self { max_messages: 4096, max_age_ms: 100, handoff_capacity: 64 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".to_owned() }
+    }
+}
+
+/// Settings given as command-line flags; `None` leaves the lower layers' value.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FlagOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_listen: Option<ListenAddress>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<ListenAddress>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syslog_udp: Option<ListenAddress>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syslog_tcp: Option<ListenAddress>,
+}
+
+impl FlagOverrides {
+    fn into_figment(self) -> Figment {
+        let mut figment = Figment::new();
+        if let Some(value) = self.data_dir {
+            figment = figment.merge(Serialized::default("data_dir", value));
+        }
+        for (key, value) in [
+            ("api.listen", self.api_listen),
+            ("api.metrics_listen", self.metrics_listen),
+            ("syslog.udp", self.syslog_udp),
+            ("syslog.tcp", self.syslog_tcp),
+        ] {
+            if let Some(value) = value {
+                figment = figment.merge(Serialized::default(key, String::from(value)));
+            }
+        }
+        figment
+    }
+}
+
+/// The variables CONVENTIONS.md names, outside the KILLKRILL_ prefix.
+const NAMED_VARIABLES: [(&str, &str); 4] = [
+    ("DB_TYPE", "store.db_type"),
+    ("DATABASE_URL", "store.database_url"),
+    ("REDIS_URL", "store.redis_url"),
+    ("LOG_LEVEL", "log.level"),
+];
+
+impl Config {
+    /// Builds the configuration from its layers, reading the process environment.
+    pub fn load(file: Option<&Path>, flags: FlagOverrides) -> Result<Self, Error> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(Error::Config(format!("config file {} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        // KILLKRILL_SECTION__KEY sets section.key: a double underscore separates levels,
+        // since keys themselves contain single ones.
+        figment = figment.merge(Env::prefixed("KILLKRILL_").ignore(&["config"]).split("__"));
+        figment = figment.merge(Env::raw().filter_map(|name| {
+            NAMED_VARIABLES.iter().find(|(variable, _)| name == *variable).map(|(_, key)| (*key).into())
+        }));
+        figment = figment.merge(flags.into_figment());
+        let config: Config = figment.extract().map_err(describe_figment_error)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        if self.syslog.max_frame_bytes < 64 || self.syslog.max_frame_bytes > 16 << 20 {
+            return Err(Error::Config(format!(
+                "syslog.max_frame_bytes = {} is out of range (64 to 16777216)",
+                self.syslog.max_frame_bytes
+            )));
+        }
+        for (key, value) in [
+            ("batch.max_messages", self.batch.max_messages as u64),
+            ("batch.max_age_ms", self.batch.max_age_ms),
+            ("batch.handoff_capacity", self.batch.handoff_capacity as u64),
+        ] {
+            if value == 0 {
+                return Err(Error::Config(format!("{key} must be above 0")));
+            }
+        }
+        self.time_zone()?;
+        Ok(())
+    }
+
+    /// The parsed `syslog.time_zone`.
+    pub fn time_zone(&self) -> Result<jiff::tz::TimeZone, Error> {
+        jiff::tz::TimeZone::get(&self.syslog.time_zone).map_err(|error| {
+            Error::Config(format!(
+                "syslog.time_zone = {:?} is not a known time zone: {error}",
+                self.syslog.time_zone
+            ))
+        })
+    }
+}
+
+fn describe_figment_error(error: figment::Error) -> Error {
+    Error::Config(error.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use figment::Jail;
+
+    use super::*;
+
+    fn load(jail: &Jail, file: Option<&str>, flags: FlagOverrides) -> Result<Config, Error> {
+        let path = file.map(|contents| {
+            jail.create_file("killkrill.toml", contents).unwrap();
+            jail.directory().join("killkrill.toml")
+        });
+        Config::load(path.as_deref(), flags)
+    }
+
+    #[test]
+    fn defaults_follow_the_conventions() {
+        Jail::expect_with(|jail| {
+            let config = load(jail, None, FlagOverrides::default()).unwrap();
+            assert_eq!(config.api.listen, "0.0.0.0:8080".parse().unwrap());
+            assert_eq!(config.api.metrics_listen, "0.0.0.0:9090".parse().unwrap());
+            assert_eq!(config.syslog.udp, "0.0.0.0:514".parse().unwrap());
+            assert_eq!(config.syslog.tcp, "0.0.0.0:514".parse().unwrap());
+            assert_eq!(config.store.db_type, DbType::Sqlite);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn flags_beat_environment_which_beats_the_file() {
+        Jail::expect_with(|jail| {
+            jail.set_env("KILLKRILL_SYSLOG__TCP", "127.0.0.1:2002");
+            jail.set_env("KILLKRILL_API__LISTEN", "127.0.0.1:2003");
+            jail.set_env("KILLKRILL_BATCH__MAX_MESSAGES", "17");
+            let file = "[syslog]\nudp = \"127.0.0.1:1001\"\ntcp = \"127.0.0.1:1002\"\n[api]\nlisten = \"127.0.0.1:1003\"\n";
+            let flags = FlagOverrides { api_listen: Some("127.0.0.1:3003".parse().unwrap()), ..Default::default() };
+            let config = load(jail, Some(file), flags).unwrap();
+            assert_eq!(config.syslog.udp, "127.0.0.1:1001".parse().unwrap(), "file value kept");
+            assert_eq!(config.syslog.tcp, "127.0.0.1:2002".parse().unwrap(), "environment beats file");
+            assert_eq!(config.api.listen, "127.0.0.1:3003".parse().unwrap(), "flag beats environment");
+            assert_eq!(config.batch.max_messages, 17, "numbers come from the environment too");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn named_variables_set_store_and_log() {
+        Jail::expect_with(|jail| {
+            jail.set_env("DB_TYPE", "postgres");
+            jail.set_env("DATABASE_URL", "postgres://x/y");
+            jail.set_env("REDIS_URL", "redis://127.0.0.1:6379");
+            jail.set_env("LOG_LEVEL", "debug");
+            let config = load(jail, None, FlagOverrides::default()).unwrap();
+            assert_eq!(config.store.db_type, DbType::Postgres);
+            assert_eq!(config.store.database_url.as_deref(), Some("postgres://x/y"));
+            assert_eq!(config.store.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
+            assert_eq!(config.log.level, "debug");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_file_key_is_an_error_naming_it() {
+        Jail::expect_with(|jail| {
+            let error = load(jail, Some("[syslog]\nudpp = \"127.0.0.1:1\"\n"), FlagOverrides::default()).unwrap_err();
+            assert!(error.to_string().contains("udpp"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_environment_key_is_an_error_naming_it() {
+        Jail::expect_with(|jail| {
+            jail.set_env("KILLKRILL_SYSLOG__PORT", "514");
+            let error = load(jail, None, FlagOverrides::default()).unwrap_err();
+            assert!(error.to_string().contains("port"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_db_type_and_bad_port_are_errors_naming_the_value() {
+        Jail::expect_with(|jail| {
+            jail.set_env("DB_TYPE", "oracle");
+            let error = load(jail, None, FlagOverrides::default()).unwrap_err();
+            assert!(error.to_string().contains("oracle"), "{error}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("KILLKRILL_SYSLOG__UDP", "0.0.0.0:99999");
+            let error = load(jail, None, FlagOverrides::default()).unwrap_err();
+            assert!(error.to_string().contains("99999"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_listener_can_be_switched_off() {
+        Jail::expect_with(|jail| {
+            jail.set_env("KILLKRILL_SYSLOG__TCP", "off");
+            let config = load(jail, None, FlagOverrides::default()).unwrap();
+            assert_eq!(config.syslog.tcp, ListenAddress::Off);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unknown_time_zone_is_an_error() {
+        Jail::expect_with(|jail| {
+            jail.set_env("KILLKRILL_SYSLOG__TIME_ZONE", "Mars/Olympus");
+            let error = load(jail, None, FlagOverrides::default()).unwrap_err();
+            assert!(error.to_string().contains("syslog.time_zone"), "{error}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,19 @@
+//! The Killkrill appliance: configuration, the store, the batch writer, the REST API and
+//! the `killkrill` command line. The data plane (`killkrill-dataplane`) captures and
+//! parses; this crate stores and serves.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+mod error;
+pub mod ingest;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+
+pub use error::{Error, Result};
+
+/// The release version, from the repository's `.version` file.
+pub const VERSION: &str = env!("KILLKRILL_VERSION");
+/// The service name used in logs and health answers.
+pub const SERVICE_NAME: &str = "killkrill";

@@ -1,0 +1,139 @@
+//! `killkrill serve`: the all-in-one appliance (data plane and control plane in one
+//! process) from start-up to graceful shutdown.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use killkrill_dataplane::batch::BatchLimits;
+use killkrill_dataplane::{DataPlane, DataPlaneConfig};
+use tokio::sync::watch;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::telemetry::metrics::{Metrics, StoreCounters};
+use crate::{Error, Result, VERSION, ingest, store};
+
+/// How long graceful shutdown may take before the process gives up waiting.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Runs the appliance until SIGTERM or SIGINT, then flushes what was accepted.
+pub async fn serve(config: Config) -> Result<()> {
+    prepare_data_dir(&config.data_dir)?;
+    let store = store::open(&config.store, &config.data_dir).await?;
+    let dataplane_config = DataPlaneConfig {
+        syslog_udp: config.syslog.udp.address(),
+        syslog_tcp: config.syslog.tcp.address(),
+        max_frame_bytes: config.syslog.max_frame_bytes,
+        batch: BatchLimits {
+            max_messages: config.batch.max_messages,
+            max_age: Duration::from_millis(config.batch.max_age_ms),
+            ..BatchLimits::default()
+        },
+        handoff_capacity: config.batch.handoff_capacity,
+        time_zone: config.time_zone()?,
+    };
+    let mut dataplane = DataPlane::start(&dataplane_config)?;
+    let store_counters = Arc::new(StoreCounters::default());
+    let metrics = Arc::new(Metrics::new(dataplane.counters().to_vec(), store_counters.clone()));
+    let state = AppState {
+        store: store.clone(),
+        metrics,
+        listeners_up: Arc::new(AtomicBool::new(false)),
+        listeners: Arc::new(RwLock::new(dataplane.listeners().to_vec())),
+        data_dir: config.data_dir.clone(),
+    };
+
+    let (stop_sender, stop) = watch::channel(false);
+    let mut http_servers = Vec::new();
+    if let Some(address) = config.api.listen.address() {
+        let listener = bind_http("api.listen", address).await?;
+        tracing::info!(address = %listener.local_addr()?, "API listening.");
+        http_servers.push(spawn_http(listener, api::router(state.clone()), stop.clone()));
+    }
+    if let Some(address) = config.api.metrics_listen.address() {
+        let listener = bind_http("api.metrics_listen", address).await?;
+        tracing::info!(address = %listener.local_addr()?, "Metrics listening.");
+        http_servers.push(spawn_http(listener, api::metrics_router(state.clone()), stop.clone()));
+    }
+    for listener in dataplane.listeners() {
+        tracing::info!(
+            listener = listener.kind.label(),
+            address = %listener.local_addr,
+            capture = listener.capture.label(),
+            "Listener started."
+        );
+    }
+    let writer = tokio::spawn(ingest::run_batch_writer(dataplane.take_consumers(), store.clone(), store_counters));
+    state.listeners_up.store(true, Ordering::Release);
+    tracing::info!(version = VERSION, data_dir = %config.data_dir.display(), "Killkrill is ready.");
+
+    wait_for_signal().await;
+    tracing::info!("Shutting down: flushing what was accepted.");
+    state.listeners_up.store(false, Ordering::Release);
+    let flush = async {
+        // Listeners hand off their last batches while the writer keeps draining; the
+        // writer ends once every listener is gone and its ring is empty.
+        let stopped = tokio::task::spawn_blocking(move || dataplane.shutdown());
+        let _ = stopped.await;
+        let _ = writer.await;
+    };
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, flush).await.is_err() {
+        tracing::error!(deadline_s = SHUTDOWN_DEADLINE.as_secs(), "Shutdown deadline passed with batches unwritten.");
+    }
+    let _ = stop_sender.send(true);
+    for server in http_servers {
+        let _ = server.await;
+    }
+    store.close().await;
+    tracing::info!("Stopped.");
+    Ok(())
+}
+
+/// Creates the data directory and proves it is writable, so that a bad path fails at
+/// start-up with a clear message rather than at the first write.
+fn prepare_data_dir(path: &Path) -> Result<()> {
+    let failure = |message: String| Error::DataDir { path: path.to_path_buf(), message };
+    std::fs::create_dir_all(path).map_err(|error| failure(format!("cannot create it: {error}")))?;
+    let probe = path.join(".killkrill-write-probe");
+    std::fs::write(&probe, b"ok").map_err(|error| failure(format!("is not writable: {error}")))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+async fn bind_http(what: &'static str, address: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address).await.map_err(|source| Error::Bind { what, address, source })
+}
+
+fn spawn_http(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        };
+        if let Err(error) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+            tracing::error!(error = %error, "HTTP server failed.");
+        }
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::error!(error = %error, "Cannot watch SIGTERM; only SIGINT stops the process.");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "Signal received."),
+        _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "Signal received."),
+    }
+}

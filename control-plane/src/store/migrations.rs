@@ -1,0 +1,31 @@
+//! Schema migrations embedded in the binary, so a deployment is one file.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+
+/// The SQLite migrations, in order.
+const SQLITE: &[(i64, &str, &str)] = &[(1, "logs", include_str!("../../migrations/sqlite/0001_logs.sql"))];
+
+#[derive(Debug)]
+struct Embedded(&'static [(i64, &'static str, &'static str)]);
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(self) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 's>> {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|(version, description, sql)| {
+                    Migration::new(*version, (*description).into(), MigrationType::Simple, (*sql).into(), false)
+                })
+                .collect())
+        })
+    }
+}
+
+pub(crate) async fn sqlite() -> Result<Migrator, sqlx::migrate::MigrateError> {
+    Migrator::new(Embedded(SQLITE)).await
+}

@@ -1,0 +1,216 @@
+//! Prometheus metrics: HTTP series (CONVENTIONS.md), process series, and the appliance's
+//! ingest, drop and store series, read from the data plane's counters at scrape time.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use killkrill_dataplane::counters::ListenerCounters;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use super::process;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    /// The matched route (e.g. `/api/v1/logs`), never the raw URI, to keep labels bounded.
+    pub endpoint: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpRouteLabels {
+    pub method: String,
+    pub endpoint: String,
+}
+
+/// Counters of the batch writer, the stage between the hand-off and the store.
+#[derive(Debug, Default)]
+pub struct StoreCounters {
+    pub stored_messages: AtomicU64,
+    pub stored_batches: AtomicU64,
+    /// Failed store writes; the batch is retried, not dropped.
+    pub write_errors: AtomicU64,
+}
+
+/// Every metric the process serves.
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_errors: Family<HttpLabels, Counter>,
+    pub http_duration: Family<HttpRouteLabels, Histogram>,
+    pub http_active: Gauge,
+}
+
+impl Metrics {
+    pub fn new(listeners: Vec<Arc<ListenerCounters>>, store: Arc<StoreCounters>) -> Self {
+        let mut registry = Registry::default();
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let http_errors = Family::<HttpLabels, Counter>::default();
+        let http_duration = Family::<HttpRouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+        });
+        let http_active = Gauge::default();
+        registry.register("http_requests", "HTTP requests answered", http_requests.clone());
+        registry.register("http_errors", "HTTP requests answered with a 5xx status", http_errors.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            http_duration.clone(),
+        );
+        registry.register("http_requests_active", "HTTP requests being answered", http_active.clone());
+        registry.register_collector(Box::new(ProcessCollector));
+        registry.register_collector(Box::new(IngestCollector { listeners, store }));
+        Self { registry, http_requests, http_errors, http_duration, http_active }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl prometheus_client::collector::Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        if let Some(bytes) = process::resident_memory_bytes() {
+            let metric = ConstGauge::new(bytes as i64);
+            metric.encode(encoder.encode_descriptor(
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                None,
+                MetricType::Gauge,
+            )?)?;
+        }
+        if let Some(seconds) = process::cpu_seconds() {
+            let metric = ConstCounter::new(seconds);
+            metric.encode(encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "User and system CPU time spent, in seconds",
+                None,
+                MetricType::Counter,
+            )?)?;
+        }
+        if let Some(fds) = process::open_fds() {
+            let metric = ConstGauge::new(fds as i64);
+            metric.encode(encoder.encode_descriptor(
+                "process_open_fds",
+                "Open file descriptors",
+                None,
+                MetricType::Gauge,
+            )?)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct IngestCollector {
+    listeners: Vec<Arc<ListenerCounters>>,
+    store: Arc<StoreCounters>,
+}
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// Writes one counter family: a value per label set.
+fn counter_family(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (Labels, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in rows {
+        ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl prometheus_client::collector::Collector for IngestCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let read = ListenerCounters::read;
+        let listener = |c: &ListenerCounters| -> Labels { vec![("listener", c.listener.label())] };
+        let each = |f: &dyn Fn(&ListenerCounters) -> (Labels, u64)| -> Vec<(Labels, u64)> {
+            self.listeners.iter().map(|c| f(c)).collect()
+        };
+        counter_family(
+            &mut encoder,
+            "killkrill_ingest_messages",
+            "Messages received, by listener and capture path",
+            each(&|c| {
+                (vec![("listener", c.listener.label()), ("capture", c.capture.label())], read(&c.received_messages))
+            }),
+        )?;
+        counter_family(
+            &mut encoder,
+            "killkrill_ingest_bytes",
+            "Payload bytes received, by listener",
+            each(&|c| (listener(c), read(&c.received_bytes))),
+        )?;
+        counter_family(
+            &mut encoder,
+            "killkrill_parse_errors",
+            "Messages stored raw with a parse-error flag, by listener",
+            each(&|c| (listener(c), read(&c.parse_errors))),
+        )?;
+        let mut dropped = Vec::new();
+        for c in &self.listeners {
+            let label = c.listener.label();
+            dropped.push((vec![("listener", label), ("stage", "handoff"), ("reason", "ring_full")], read(&c.dropped_handoff_full)));
+            dropped.push((vec![("listener", label), ("stage", "shutdown"), ("reason", "store_gone")], read(&c.dropped_shutdown)));
+        }
+        counter_family(&mut encoder, "killkrill_dropped_messages", "Messages dropped, by listener, stage and reason", dropped)?;
+        let mut flagged = Vec::new();
+        for c in self.listeners.iter().filter(|c| c.listener == killkrill_dataplane::listener::ListenerKind::SyslogTcp) {
+            let label = c.listener.label();
+            flagged.push((vec![("listener", label), ("flag", "truncated")], read(&c.truncated_frames)));
+            flagged.push((vec![("listener", label), ("flag", "incomplete")], read(&c.incomplete_frames)));
+            flagged.push((vec![("listener", label), ("flag", "framing_error")], read(&c.framing_errors)));
+        }
+        counter_family(&mut encoder, "killkrill_frames_flagged", "TCP frames kept with a framing flag", flagged)?;
+        counter_family(
+            &mut encoder,
+            "killkrill_receive_errors",
+            "Failed receive or accept calls, by listener",
+            each(&|c| (listener(c), read(&c.receive_errors))),
+        )?;
+        counter_family(
+            &mut encoder,
+            "killkrill_handoff_batches",
+            "Batches handed from a listener to the store writer",
+            each(&|c| (listener(c), read(&c.handed_off_batches))),
+        )?;
+        counter_family(
+            &mut encoder,
+            "killkrill_tcp_connections_accepted",
+            "TCP connections accepted",
+            each(&|c| (listener(c), read(&c.connections_accepted))),
+        )?;
+        {
+            let mut metric = encoder.encode_descriptor(
+                "killkrill_tcp_connections_active",
+                "TCP connections open now",
+                None,
+                MetricType::Gauge,
+            )?;
+            for c in self.listeners.iter().filter(|c| c.listener == killkrill_dataplane::listener::ListenerKind::SyslogTcp) {
+                ConstGauge::new(c.connections_active() as i64).encode(metric.encode_family(&listener(c))?)?;
+            }
+        }
+        let store = &self.store;
+        counter_family(&mut encoder, "killkrill_store_messages", "Messages committed to the store", [(vec![], store.stored_messages.load(Ordering::Relaxed))])?;
+        counter_family(&mut encoder, "killkrill_store_batches", "Batches committed to the store", [(vec![], store.stored_batches.load(Ordering::Relaxed))])?;
+        counter_family(&mut encoder, "killkrill_store_write_errors", "Store writes that failed and were retried", [(vec![], store.write_errors.load(Ordering::Relaxed))])?;
+        Ok(())
+    }
+}

@@ -1,0 +1,1 @@
+//! influx conformance tests.

@@ -1,0 +1,1 @@
+//! statsd conformance tests.

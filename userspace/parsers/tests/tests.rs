@@ -1,0 +1,5 @@
+//! Conformance tests over the corpus in tests/data. One integration binary for the crate.
+mod framing;
+mod influx;
+mod statsd;
+mod syslog;

@@ -1,0 +1,80 @@
+//! Per-listener counters.
+//!
+//! Each listener thread is the only writer of its counters and adds to them once per
+//! receive call or batch, not per message; readers (the control plane's `/metrics` and
+//! `/api/v1/stats`) load them with relaxed ordering, which is enough for monotonic
+//! counters read for display.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::listener::{CapturePath, ListenerKind};
+
+/// What one listener has seen, accepted and dropped, and why.
+#[derive(Debug)]
+pub struct ListenerCounters {
+    pub listener: ListenerKind,
+    pub capture: CapturePath,
+    /// Messages (datagrams or frames) received.
+    pub received_messages: AtomicU64,
+    /// Payload bytes received.
+    pub received_bytes: AtomicU64,
+    /// Messages stored with a parse-error flag (kept, not dropped).
+    pub parse_errors: AtomicU64,
+    /// Messages dropped because the hand-off ring to the control plane was full.
+    pub dropped_handoff_full: AtomicU64,
+    /// Messages dropped at shutdown because the control plane no longer consumed.
+    pub dropped_shutdown: AtomicU64,
+    /// Batches handed to the control plane.
+    pub handed_off_batches: AtomicU64,
+    /// TCP: frames cut to the maximum frame size (kept, truncated).
+    pub truncated_frames: AtomicU64,
+    /// TCP: frames cut short by the end of their connection (kept).
+    pub incomplete_frames: AtomicU64,
+    /// TCP: bad octet counts the framer resynchronised after.
+    pub framing_errors: AtomicU64,
+    /// TCP: connections accepted so far.
+    pub connections_accepted: AtomicU64,
+    /// TCP: connections closed so far (active = accepted - closed).
+    pub connections_closed: AtomicU64,
+    /// Receive calls that failed with an error other than "nothing to read".
+    pub receive_errors: AtomicU64,
+}
+
+impl ListenerCounters {
+    pub fn new(listener: ListenerKind, capture: CapturePath) -> Self {
+        Self {
+            listener,
+            capture,
+            received_messages: AtomicU64::new(0),
+            received_bytes: AtomicU64::new(0),
+            parse_errors: AtomicU64::new(0),
+            dropped_handoff_full: AtomicU64::new(0),
+            dropped_shutdown: AtomicU64::new(0),
+            handed_off_batches: AtomicU64::new(0),
+            truncated_frames: AtomicU64::new(0),
+            incomplete_frames: AtomicU64::new(0),
+            framing_errors: AtomicU64::new(0),
+            connections_accepted: AtomicU64::new(0),
+            connections_closed: AtomicU64::new(0),
+            receive_errors: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds `value` to `counter`; the single-writer discipline makes relaxed enough.
+    #[inline]
+    pub fn add(counter: &AtomicU64, value: u64) {
+        if value != 0 {
+            counter.fetch_add(value, Ordering::Relaxed);
+        }
+    }
+
+    /// Reads a counter for display.
+    #[inline]
+    pub fn read(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    pub fn connections_active(&self) -> u64 {
+        Self::read(&self.connections_accepted).saturating_sub(Self::read(&self.connections_closed))
+    }
+}

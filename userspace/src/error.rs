@@ -1,0 +1,26 @@
+use std::net::SocketAddr;
+
+use crate::listener::ListenerKind;
+
+/// Errors of the data plane; each names the listener and address it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{listener}: cannot bind {address}: {source}{hint}", hint = bind_hint(source))]
+    Bind { listener: ListenerKind, address: SocketAddr, source: std::io::Error },
+    #[error("{listener}: cannot configure the socket: {source}")]
+    SocketOption { listener: ListenerKind, source: std::io::Error },
+    #[error("{listener}: cannot start its thread: {source}")]
+    Spawn { listener: ListenerKind, source: std::io::Error },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn bind_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            " (ports below 1024 need root or CAP_NET_BIND_SERVICE; pick a higher port)"
+        }
+        std::io::ErrorKind::AddrInUse => " (another process listens there; pick another port)",
+        _ => "",
+    }
+}

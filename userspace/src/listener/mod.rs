@@ -1,0 +1,163 @@
+//! Listeners: one thread each, owning its socket, parser state, batch and counters.
+
+pub(crate) mod tcp;
+pub(crate) mod udp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+pub(crate) use tcp::spawn_tcp_listener;
+pub(crate) use udp::spawn_udp_listener;
+
+use crate::batch::{BatchLimits, LogBatch};
+use crate::counters::ListenerCounters;
+use crate::handoff::BatchProducer;
+
+/// Which listener a message came through. The label is used in logs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ListenerKind {
+    SyslogUdp,
+    SyslogTcp,
+}
+
+impl ListenerKind {
+    pub const fn label(self) -> &'static str {
+        match self {
+            ListenerKind::SyslogUdp => "syslog-udp",
+            ListenerKind::SyslogTcp => "syslog-tcp",
+        }
+    }
+}
+
+impl std::fmt::Display for ListenerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// How packets reach a listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapturePath {
+    /// The kernel stack and an ordinary socket (recvmmsg / epoll).
+    Socket,
+}
+
+impl CapturePath {
+    pub const fn label(self) -> &'static str {
+        match self {
+            CapturePath::Socket => "socket",
+        }
+    }
+}
+
+/// A running listener, as reported at start-up and in `/api/v1/stats`.
+#[derive(Clone, Debug)]
+pub struct ListenerInfo {
+    pub kind: ListenerKind,
+    /// The bound address (the chosen port when 0 was asked for).
+    pub local_addr: SocketAddr,
+    pub capture: CapturePath,
+}
+
+/// How often an idle listener wakes to check for shutdown and old batches.
+pub(crate) const IDLE_WAKEUP: Duration = Duration::from_millis(20);
+
+/// The batch a listener is filling, and where it goes when closed.
+pub(crate) struct BatchSink {
+    kind: ListenerKind,
+    limits: BatchLimits,
+    current: LogBatch,
+    producer: BatchProducer,
+    counters: Arc<ListenerCounters>,
+}
+
+/// What to do with a closed batch the ring has no room for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WhenFull {
+    /// Count its messages as dropped (datagrams have no sender to slow down).
+    Drop,
+    /// Keep it and report back pressure, so the caller stops reading (streams).
+    Keep,
+}
+
+impl BatchSink {
+    pub(crate) fn new(
+        kind: ListenerKind,
+        limits: BatchLimits,
+        producer: BatchProducer,
+        counters: Arc<ListenerCounters>,
+    ) -> Self {
+        Self { kind, current: LogBatch::new(kind, &limits), limits, producer, counters }
+    }
+
+    pub(crate) fn batch(&mut self) -> &mut LogBatch {
+        &mut self.current
+    }
+
+    pub(crate) fn limits(&self) -> &BatchLimits {
+        &self.limits
+    }
+
+    /// Hands the current batch off if it is full (or `force` and non-empty). Returns
+    /// false when the ring was full and the batch was kept (`WhenFull::Keep`).
+    pub(crate) fn flush_if_due(&mut self, force: bool, when_full: WhenFull) -> bool {
+        let now = Instant::now();
+        if self.current.is_empty() || !(force || self.current.is_full(&self.limits, now)) {
+            return true;
+        }
+        let batch = std::mem::replace(&mut self.current, LogBatch::new(self.kind, &self.limits));
+        match self.producer.push(batch) {
+            Ok(()) => {
+                ListenerCounters::add(&self.counters.handed_off_batches, 1);
+                true
+            }
+            Err(batch) => match when_full {
+                WhenFull::Drop => {
+                    ListenerCounters::add(&self.counters.dropped_handoff_full, batch.len() as u64);
+                    true
+                }
+                WhenFull::Keep => {
+                    self.current = batch;
+                    false
+                }
+            },
+        }
+    }
+
+    /// At shutdown: hands off what is left, waiting for room while the control plane still
+    /// consumes; what cannot be handed off is counted.
+    pub(crate) fn drain(&mut self) {
+        while !self.current.is_empty() {
+            if self.flush_if_due(true, WhenFull::Keep) {
+                return;
+            }
+            if self.producer.is_abandoned() {
+                ListenerCounters::add(&self.counters.dropped_shutdown, self.current.len() as u64);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// How long the caller may block before the current batch is due.
+    pub(crate) fn wait_budget(&self) -> Duration {
+        self.current
+            .time_left(&self.limits, Instant::now())
+            .map_or(IDLE_WAKEUP, |left| left.min(IDLE_WAKEUP))
+    }
+}
+
+/// A flag the data plane raises to stop its listeners.
+#[derive(Clone, Default)]
+pub(crate) struct StopSignal(Arc<AtomicBool>);
+
+impl StopSignal {
+    pub(crate) fn raise(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+    pub(crate) fn is_raised(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,283 @@
+//! Syslog over TCP (RFC 6587 framing), many connections on one thread with epoll (mio).
+//!
+//! Back pressure instead of loss: when the hand-off ring is full, the thread stops
+//! reading every connection until the control plane has taken a batch; the kernel's
+//! socket buffers and TCP flow control then slow the senders down.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use killkrill_parsers::framing::{FrameFlag, SyslogFramer};
+use killkrill_parsers::syslog::ParseOptions;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::{BatchSink, CapturePath, ListenerInfo, ListenerKind, StopSignal, WhenFull};
+use crate::counters::ListenerCounters;
+use crate::{Error, Result};
+
+const LISTENER_TOKEN: Token = Token(usize::MAX);
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+const BACKLOG: i32 = 1024;
+
+pub(crate) fn bind_tcp(kind: ListenerKind, address: SocketAddr) -> Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))
+        .map_err(|source| Error::Bind { listener: kind, address, source })?;
+    let option_error = |source| Error::SocketOption { listener: kind, source };
+    socket.set_reuse_address(true).map_err(option_error)?;
+    socket
+        .bind(&address.into())
+        .map_err(|source| Error::Bind { listener: kind, address, source })?;
+    socket.listen(BACKLOG).map_err(|source| Error::Bind { listener: kind, address, source })?;
+    socket.set_nonblocking(true).map_err(option_error)?;
+    Ok(socket.into())
+}
+
+pub(crate) struct TcpSettings {
+    pub(crate) max_frame_bytes: usize,
+}
+
+pub(crate) fn spawn_tcp_listener(
+    listener: std::net::TcpListener,
+    settings: TcpSettings,
+    sink: BatchSink,
+    counters: Arc<ListenerCounters>,
+    options: ParseOptions,
+    stop: StopSignal,
+) -> Result<(ListenerInfo, JoinHandle<()>)> {
+    let kind = ListenerKind::SyslogTcp;
+    let option_error = |source| Error::SocketOption { listener: kind, source };
+    let local_addr = listener.local_addr().map_err(option_error)?;
+    let mut listener = TcpListener::from_std(listener);
+    let poll = Poll::new().map_err(option_error)?;
+    poll.registry()
+        .register(&mut listener, LISTENER_TOKEN, Interest::READABLE)
+        .map_err(option_error)?;
+    let mut server = TcpServer {
+        poll,
+        listener,
+        connections: HashMap::new(),
+        next_token: 0,
+        ready: Vec::new(),
+        settings,
+        sink,
+        counters,
+        options,
+        scratch: vec![0; READ_CHUNK_BYTES].into_boxed_slice(),
+    };
+    let handle = std::thread::Builder::new()
+        .name(kind.label().to_owned())
+        .spawn(move || server.run(&stop))
+        .map_err(|source| Error::Spawn { listener: kind, source })?;
+    Ok((ListenerInfo { kind, local_addr, capture: CapturePath::Socket }, handle))
+}
+
+struct Connection {
+    stream: TcpStream,
+    peer: SocketAddr,
+    framer: SyslogFramer,
+}
+
+struct TcpServer {
+    poll: Poll,
+    listener: TcpListener,
+    connections: HashMap<Token, Connection>,
+    next_token: usize,
+    /// Connections with unread data (mio is edge-triggered: a connection we stopped
+    /// reading because of back pressure gets no new event, so we remember it here).
+    ready: Vec<Token>,
+    settings: TcpSettings,
+    sink: BatchSink,
+    counters: Arc<ListenerCounters>,
+    options: ParseOptions,
+    scratch: Box<[u8]>,
+}
+
+/// What reading a connection ended with.
+enum ReadOutcome {
+    /// Nothing more to read for now.
+    Drained,
+    /// The peer closed or the connection failed.
+    Closed,
+    /// The hand-off ring is full; come back later.
+    Blocked,
+}
+
+impl TcpServer {
+    fn run(&mut self, stop: &StopSignal) {
+        let mut events = Events::with_capacity(1024);
+        while !stop.is_raised() {
+            let blocked = !self.sink.flush_if_due(false, WhenFull::Keep);
+            let timeout = if blocked { Duration::from_millis(1) } else { self.sink.wait_budget() };
+            if let Err(error) = self.poll.poll(&mut events, Some(timeout)) {
+                if error.kind() != std::io::ErrorKind::Interrupted {
+                    ListenerCounters::add(&self.counters.receive_errors, 1);
+                }
+                continue;
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER_TOKEN => self.accept(),
+                    token => self.ready.push(token),
+                }
+            }
+            if !blocked {
+                self.read_ready();
+            }
+        }
+        self.shut_down();
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, peer)) => {
+                    let token = Token(self.next_token);
+                    self.next_token = self.next_token.wrapping_add(1) % (usize::MAX - 1);
+                    if self.poll.registry().register(&mut stream, token, Interest::READABLE).is_err() {
+                        ListenerCounters::add(&self.counters.receive_errors, 1);
+                        continue;
+                    }
+                    ListenerCounters::add(&self.counters.connections_accepted, 1);
+                    let framer = SyslogFramer::new(self.settings.max_frame_bytes);
+                    self.connections.insert(token, Connection { stream, peer, framer });
+                    // Data may already be waiting; edge-triggered polling would not tell us.
+                    self.ready.push(token);
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    // Out of descriptors or a connection reset before accept: count, go on.
+                    ListenerCounters::add(&self.counters.receive_errors, 1);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read_ready(&mut self) {
+        let mut pending = std::mem::take(&mut self.ready);
+        pending.sort_unstable();
+        pending.dedup();
+        while let Some(token) = pending.pop() {
+            match self.read_connection(token) {
+                ReadOutcome::Drained => {}
+                ReadOutcome::Closed => self.close(token),
+                ReadOutcome::Blocked => {
+                    pending.push(token);
+                    self.ready.append(&mut pending);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read_connection(&mut self, token: Token) -> ReadOutcome {
+        let Some(connection) = self.connections.get_mut(&token) else { return ReadOutcome::Drained };
+        loop {
+            // Frames already buffered go first, so back pressure never reads more than it
+            // can hand off.
+            if !Self::take_frames(connection, &mut self.sink, &self.counters, &mut self.options) {
+                return ReadOutcome::Blocked;
+            }
+            match connection.stream.read(&mut self.scratch) {
+                Ok(0) => return ReadOutcome::Closed,
+                Ok(read) => {
+                    ListenerCounters::add(&self.counters.received_bytes, read as u64);
+                    connection.framer.feed(&self.scratch[..read]);
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    return ReadOutcome::Drained;
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    ListenerCounters::add(&self.counters.receive_errors, 1);
+                    return ReadOutcome::Closed;
+                }
+            }
+        }
+    }
+
+    /// Moves complete frames into the batch; false when the ring is full.
+    fn take_frames(
+        connection: &mut Connection,
+        sink: &mut BatchSink,
+        counters: &ListenerCounters,
+        options: &mut ParseOptions,
+    ) -> bool {
+        let mut first = true;
+        while let Some(frame) = connection.framer.next_frame() {
+            if first {
+                options.received_at = Timestamp::now();
+                first = false;
+            }
+            record_frame(sink, counters, frame.bytes, frame.flag, connection.peer, options);
+            if !sink.flush_if_due(false, WhenFull::Keep) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn close(&mut self, token: Token) {
+        let Some(mut connection) = self.connections.remove(&token) else { return };
+        let _ = self.poll.registry().deregister(&mut connection.stream);
+        // The peer is gone: keep every frame it sent even past the batch limits (bounded by
+        // what one connection had buffered), and the partial last one flagged incomplete.
+        self.options.received_at = Timestamp::now();
+        while let Some(frame) = connection.framer.next_frame() {
+            record_frame(&mut self.sink, &self.counters, frame.bytes, frame.flag, connection.peer, &self.options);
+        }
+        if let Some(frame) = connection.framer.finish() {
+            record_frame(&mut self.sink, &self.counters, frame.bytes, frame.flag, connection.peer, &self.options);
+        }
+        ListenerCounters::add(&self.counters.connections_closed, 1);
+    }
+
+    /// Reads what the connections already delivered, keeps every frame, then hands
+    /// everything off.
+    fn shut_down(&mut self) {
+        let tokens: Vec<Token> = self.connections.keys().copied().collect();
+        for token in tokens {
+            if let Some(connection) = self.connections.get_mut(&token) {
+                loop {
+                    match connection.stream.read(&mut self.scratch) {
+                        Ok(0) | Err(_) => break,
+                        Ok(read) => {
+                            ListenerCounters::add(&self.counters.received_bytes, read as u64);
+                            connection.framer.feed(&self.scratch[..read]);
+                        }
+                    }
+                }
+            }
+            self.close(token);
+        }
+        self.sink.drain();
+    }
+}
+
+fn record_frame(
+    sink: &mut BatchSink,
+    counters: &ListenerCounters,
+    bytes: &[u8],
+    flag: Option<FrameFlag>,
+    peer: SocketAddr,
+    options: &ParseOptions,
+) {
+    ListenerCounters::add(&counters.received_messages, 1);
+    match flag {
+        Some(FrameFlag::Truncated) => ListenerCounters::add(&counters.truncated_frames, 1),
+        Some(FrameFlag::Incomplete) => ListenerCounters::add(&counters.incomplete_frames, 1),
+        Some(FrameFlag::FramingError) => ListenerCounters::add(&counters.framing_errors, 1),
+        None => {}
+    }
+    if sink.batch().push_syslog(bytes, flag, peer, options) {
+        ListenerCounters::add(&counters.parse_errors, 1);
+    }
+}

@@ -1,0 +1,205 @@
+//! Syslog over UDP through an ordinary socket, read with `recvmmsg` in batches.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use killkrill_parsers::syslog::ParseOptions;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::{BatchSink, CapturePath, ListenerInfo, ListenerKind, StopSignal, WhenFull};
+use crate::counters::ListenerCounters;
+use crate::{Error, Result};
+
+/// Datagrams read per `recvmmsg` call.
+const DATAGRAMS_PER_CALL: usize = 64;
+/// Largest UDP payload (65,507 bytes over IPv4) rounded up.
+const DATAGRAM_BUFFER_BYTES: usize = 64 * 1024;
+/// Asked-for kernel receive buffer; the kernel caps it at net.core.rmem_max unless we may
+/// force it (root), and a bigger buffer rides out bursts while a batch is handed off.
+const RECEIVE_BUFFER_BYTES: usize = 8 << 20;
+
+pub(crate) fn bind_udp(kind: ListenerKind, address: SocketAddr) -> Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(address), Type::DGRAM, Some(Protocol::UDP))
+        .map_err(|source| Error::Bind { listener: kind, address, source })?;
+    let option_error = |source| Error::SocketOption { listener: kind, source };
+    socket.set_reuse_address(true).map_err(option_error)?;
+    if socket.set_recv_buffer_size(RECEIVE_BUFFER_BYTES).is_err() {
+        // Not fatal: the default buffer works, it only absorbs shorter bursts.
+    }
+    // recvmmsg with MSG_WAITFORONE blocks at most this long for the first datagram, so
+    // the thread notices shutdown and closes old batches even when nothing arrives.
+    socket.set_read_timeout(Some(Duration::from_millis(10))).map_err(option_error)?;
+    socket
+        .bind(&address.into())
+        .map_err(|source| Error::Bind { listener: kind, address, source })?;
+    Ok(socket.into())
+}
+
+pub(crate) fn spawn_udp_listener(
+    socket: UdpSocket,
+    sink: BatchSink,
+    counters: Arc<ListenerCounters>,
+    options: ParseOptions,
+    stop: StopSignal,
+) -> Result<(ListenerInfo, JoinHandle<()>)> {
+    let kind = ListenerKind::SyslogUdp;
+    let local_addr = socket
+        .local_addr()
+        .map_err(|source| Error::SocketOption { listener: kind, source })?;
+    let handle = std::thread::Builder::new()
+        .name(kind.label().to_owned())
+        .spawn(move || receive_loop(&socket, sink, &counters, options, &stop))
+        .map_err(|source| Error::Spawn { listener: kind, source })?;
+    Ok((ListenerInfo { kind, local_addr, capture: CapturePath::Socket }, handle))
+}
+
+fn receive_loop(
+    socket: &UdpSocket,
+    mut sink: BatchSink,
+    counters: &ListenerCounters,
+    mut options: ParseOptions,
+    stop: &StopSignal,
+) {
+    let mut receiver = MultiReceiver::new();
+    let mut receive = |sink: &mut BatchSink, flags: libc::c_int| -> bool {
+        match receiver.receive(socket, flags) {
+            Ok(count) => {
+                options.received_at = Timestamp::now();
+                let mut bytes = 0;
+                let mut parse_errors = 0;
+                for (payload, source) in receiver.datagrams(count) {
+                    bytes += payload.len() as u64;
+                    parse_errors += u64::from(sink.batch().push_syslog(payload, None, source, &options));
+                    if sink.batch().len() >= sink.limits().max_messages {
+                        sink.flush_if_due(false, WhenFull::Drop);
+                    }
+                }
+                ListenerCounters::add(&counters.received_messages, count as u64);
+                ListenerCounters::add(&counters.received_bytes, bytes);
+                ListenerCounters::add(&counters.parse_errors, parse_errors);
+                sink.flush_if_due(false, WhenFull::Drop);
+                true
+            }
+            Err(error) => {
+                if !matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) {
+                    ListenerCounters::add(&counters.receive_errors, 1);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                sink.flush_if_due(false, WhenFull::Drop);
+                false
+            }
+        }
+    };
+    while !stop.is_raised() {
+        receive(&mut sink, libc::MSG_WAITFORONE);
+    }
+    // What the kernel already queued was accepted by this host: read it before leaving.
+    while receive(&mut sink, libc::MSG_DONTWAIT) {}
+    sink.drain();
+}
+
+/// Buffers for one `recvmmsg` call: payloads, source addresses and the headers that
+/// point at them. Boxed slices never move, so the raw pointers stay valid.
+struct MultiReceiver {
+    payloads: Box<[u8]>,
+    addresses: Box<[libc::sockaddr_storage]>,
+    /// Only read by the kernel, through the headers' pointers.
+    _iovecs: Box<[libc::iovec]>,
+    headers: Box<[libc::mmsghdr]>,
+}
+
+// SAFETY: the raw pointers only point into the struct's own boxed buffers.
+unsafe impl Send for MultiReceiver {}
+
+impl MultiReceiver {
+    fn new() -> Self {
+        let mut payloads = vec![0u8; DATAGRAMS_PER_CALL * DATAGRAM_BUFFER_BYTES].into_boxed_slice();
+        // SAFETY: sockaddr_storage, iovec and mmsghdr are plain C structs for which
+        // all-zero bytes are a valid value.
+        let mut addresses: Box<[libc::sockaddr_storage]> =
+            (0..DATAGRAMS_PER_CALL).map(|_| unsafe { std::mem::zeroed() }).collect();
+        let mut iovecs: Box<[libc::iovec]> = payloads
+            .chunks_exact_mut(DATAGRAM_BUFFER_BYTES)
+            .map(|chunk| libc::iovec { iov_base: chunk.as_mut_ptr().cast(), iov_len: chunk.len() })
+            .collect();
+        let headers: Box<[libc::mmsghdr]> = iovecs
+            .iter_mut()
+            .zip(addresses.iter_mut())
+            .map(|(iovec, address)| {
+                // SAFETY: as above, zeroed C struct.
+                let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                header.msg_hdr.msg_name = (address as *mut libc::sockaddr_storage).cast();
+                header.msg_hdr.msg_iov = iovec;
+                header.msg_hdr.msg_iovlen = 1;
+                header
+            })
+            .collect();
+        Self { payloads, addresses, _iovecs: iovecs, headers }
+    }
+
+    fn receive(&mut self, socket: &UdpSocket, flags: libc::c_int) -> std::io::Result<usize> {
+        for header in self.headers.iter_mut() {
+            header.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            header.msg_len = 0;
+        }
+        // SAFETY: every header points at live buffers owned by self with their true sizes.
+        let count = unsafe {
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                self.headers.as_mut_ptr(),
+                self.headers.len() as libc::c_uint,
+                flags,
+                std::ptr::null_mut(),
+            )
+        };
+        if count < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(count as usize)
+    }
+
+    fn datagrams(&self, count: usize) -> impl Iterator<Item = (&[u8], SocketAddr)> {
+        self.headers[..count].iter().zip(self.addresses.iter()).enumerate().map(
+            move |(index, (header, address))| {
+                let start = index * DATAGRAM_BUFFER_BYTES;
+                let len = (header.msg_len as usize).min(DATAGRAM_BUFFER_BYTES);
+                let source = socket_addr(address)
+                    .unwrap_or(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)));
+                (&self.payloads[start..start + len], source)
+            },
+        )
+    }
+}
+
+/// Reads the source address the kernel wrote for a datagram.
+fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match libc::c_int::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: ss_family says the storage holds a sockaddr_in, which it can hold.
+            let address = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(address.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(address.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: ss_family says the storage holds a sockaddr_in6, which it can hold.
+            let address = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(address.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(address.sin6_port),
+                address.sin6_flowinfo,
+                address.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,148 @@
+//! Starting and stopping the data plane.
+//!
+//! This first runtime is the portable one: a thread per listener with `recvmmsg` (UDP)
+//! and epoll (TCP). The thread-per-core io_uring runtime and the XDP path plug in beside
+//! it; see docs/adr/0004-first-data-plane-runtime.md.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use killkrill_parsers::syslog::ParseOptions;
+
+use crate::Result;
+use crate::batch::BatchLimits;
+use crate::counters::ListenerCounters;
+use crate::handoff::{BatchConsumer, batch_ring};
+use crate::listener::tcp::{TcpSettings, bind_tcp};
+use crate::listener::udp::bind_udp;
+use crate::listener::{
+    BatchSink, CapturePath, ListenerInfo, ListenerKind, StopSignal, spawn_tcp_listener,
+    spawn_udp_listener,
+};
+
+/// What the data plane listens on and how it batches.
+#[derive(Clone, Debug)]
+pub struct DataPlaneConfig {
+    /// Syslog over UDP; `None` disables it.
+    pub syslog_udp: Option<SocketAddr>,
+    /// Syslog over TCP; `None` disables it.
+    pub syslog_tcp: Option<SocketAddr>,
+    /// Longest TCP frame kept whole; longer ones are truncated and counted.
+    pub max_frame_bytes: usize,
+    pub batch: BatchLimits,
+    /// Closed batches each listener may have waiting for the control plane.
+    pub handoff_capacity: usize,
+    /// Zone for syslog timestamps that carry no offset.
+    pub time_zone: TimeZone,
+}
+
+impl Default for DataPlaneConfig {
+    fn default() -> Self {
+        Self {
+            syslog_udp: None,
+            syslog_tcp: None,
+            max_frame_bytes: 64 * 1024,
+            batch: BatchLimits::default(),
+            handoff_capacity: 64,
+            time_zone: TimeZone::UTC,
+        }
+    }
+}
+
+/// The running data plane.
+pub struct DataPlane {
+    listeners: Vec<ListenerInfo>,
+    counters: Vec<Arc<ListenerCounters>>,
+    consumers: Vec<BatchConsumer>,
+    threads: Vec<JoinHandle<()>>,
+    stop: StopSignal,
+}
+
+impl DataPlane {
+    /// Binds every configured listener (all or nothing) and starts their threads.
+    pub fn start(config: &DataPlaneConfig) -> Result<Self> {
+        // Bind everything first, so that a bad address fails start-up before any thread runs.
+        let udp = config.syslog_udp.map(|address| bind_udp(ListenerKind::SyslogUdp, address)).transpose()?;
+        let tcp = config.syslog_tcp.map(|address| bind_tcp(ListenerKind::SyslogTcp, address)).transpose()?;
+        let mut plane = Self {
+            listeners: Vec::new(),
+            counters: Vec::new(),
+            consumers: Vec::new(),
+            threads: Vec::new(),
+            stop: StopSignal::default(),
+        };
+        let options = ParseOptions { received_at: Timestamp::now(), time_zone: config.time_zone.clone() };
+        if let Some(socket) = udp {
+            let (sink, counters) = plane.add_sink(ListenerKind::SyslogUdp, config);
+            let started = spawn_udp_listener(socket, sink, counters, options.clone(), plane.stop.clone());
+            plane.add_listener(started)?;
+        }
+        if let Some(listener) = tcp {
+            let (sink, counters) = plane.add_sink(ListenerKind::SyslogTcp, config);
+            let settings = TcpSettings { max_frame_bytes: config.max_frame_bytes };
+            let started = spawn_tcp_listener(listener, settings, sink, counters, options, plane.stop.clone());
+            plane.add_listener(started)?;
+        }
+        Ok(plane)
+    }
+
+    fn add_sink(&mut self, kind: ListenerKind, config: &DataPlaneConfig) -> (BatchSink, Arc<ListenerCounters>) {
+        let counters = Arc::new(ListenerCounters::new(kind, CapturePath::Socket));
+        let (producer, consumer) = batch_ring(config.handoff_capacity);
+        self.counters.push(counters.clone());
+        self.consumers.push(consumer);
+        (BatchSink::new(kind, config.batch, producer, counters.clone()), counters)
+    }
+
+    fn add_listener(&mut self, started: Result<(ListenerInfo, JoinHandle<()>)>) -> Result<()> {
+        match started {
+            Ok((info, thread)) => {
+                self.listeners.push(info);
+                self.threads.push(thread);
+                Ok(())
+            }
+            Err(error) => {
+                self.stop_threads();
+                Err(error)
+            }
+        }
+    }
+
+    /// The running listeners and the capture path each uses.
+    pub fn listeners(&self) -> &[ListenerInfo] {
+        &self.listeners
+    }
+
+    /// Counters of every listener, for metrics and stats.
+    pub fn counters(&self) -> &[Arc<ListenerCounters>] {
+        &self.counters
+    }
+
+    /// The consumer ends of the hand-off rings; the control plane takes them once.
+    pub fn take_consumers(&mut self) -> Vec<BatchConsumer> {
+        std::mem::take(&mut self.consumers)
+    }
+
+    /// Stops the listeners after they have handed off everything they accepted. The
+    /// consumers must keep draining meanwhile, or what is left is counted as dropped.
+    pub fn shutdown(mut self) {
+        self.stop_threads();
+    }
+
+    fn stop_threads(&mut self) {
+        self.stop.raise();
+        for thread in self.threads.drain(..) {
+            // A listener thread that panicked has already lost its batch; nothing to add.
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for DataPlane {
+    fn drop(&mut self) {
+        self.stop_threads();
+    }
+}
