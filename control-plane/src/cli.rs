@@ -9,7 +9,7 @@ use crate::config::{Config, FlagOverrides, ListenAddress};
 use crate::{VERSION, server};
 
 #[derive(Debug, Parser)]
-#[command(name = "killkrill", version = VERSION, about = "Log and metrics ingestion appliance")]
+#[command(name = "killkrill", version = VERSION, about = "Log and metrics ingestion appliance", args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -72,13 +72,14 @@ fn serve(args: ServeArgs) -> ExitCode {
         eprintln!("killkrill: error: {error}");
         return ExitCode::from(EXIT_CONFIG);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("control-plane").build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("killkrill: error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("control-plane").build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                eprintln!("killkrill: error: cannot start the async runtime: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
     match runtime.block_on(server::serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

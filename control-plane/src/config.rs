@@ -41,9 +41,10 @@ impl std::str::FromStr for ListenAddress {
         if value.eq_ignore_ascii_case("off") {
             return Ok(ListenAddress::Off);
         }
-        value.parse().map(ListenAddress::On).map_err(|_| {
-            format!("`{value}` is not ADDRESS:PORT (e.g. 0.0.0.0:514 or [::]:514) or \"off\"")
-        })
+        value
+            .parse()
+            .map(ListenAddress::On)
+            .map_err(|_| format!("`{value}` is not ADDRESS:PORT (e.g. 0.0.0.0:514 or [::]:514) or \"off\""))
     }
 }
 
@@ -282,6 +283,7 @@ fn describe_figment_error(error: figment::Error) -> Error {
 }
 
 #[cfg(test)]
+#[expect(clippy::result_large_err, reason = "figment::Jail fixes the closure's error type")]
 mod tests {
     use figment::Jail;
 
@@ -315,7 +317,8 @@ mod tests {
             jail.set_env("KILLKRILL_API__LISTEN", "127.0.0.1:2003");
             jail.set_env("KILLKRILL_BATCH__MAX_MESSAGES", "17");
             let file = "[syslog]\nudp = \"127.0.0.1:1001\"\ntcp = \"127.0.0.1:1002\"\n[api]\nlisten = \"127.0.0.1:1003\"\n";
-            let flags = FlagOverrides { api_listen: Some("127.0.0.1:3003".parse().unwrap()), ..Default::default() };
+            let flags =
+                FlagOverrides { api_listen: Some("127.0.0.1:3003".parse().unwrap()), ..Default::default() };
             let config = load(jail, Some(file), flags).unwrap();
             assert_eq!(config.syslog.udp, "127.0.0.1:1001".parse().unwrap(), "file value kept");
             assert_eq!(config.syslog.tcp, "127.0.0.1:2002".parse().unwrap(), "environment beats file");
@@ -344,7 +347,8 @@ mod tests {
     #[test]
     fn unknown_file_key_is_an_error_naming_it() {
         Jail::expect_with(|jail| {
-            let error = load(jail, Some("[syslog]\nudpp = \"127.0.0.1:1\"\n"), FlagOverrides::default()).unwrap_err();
+            let error =
+                load(jail, Some("[syslog]\nudpp = \"127.0.0.1:1\"\n"), FlagOverrides::default()).unwrap_err();
             assert!(error.to_string().contains("udpp"), "{error}");
             Ok(())
         });

@@ -18,7 +18,11 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Runs until every ring's producer is gone (its listener stopped) and the ring is
 /// empty: it never abandons an accepted batch on its own.
-pub async fn run_batch_writer(mut consumers: Vec<BatchConsumer>, store: Arc<dyn Store>, counters: Arc<StoreCounters>) {
+pub async fn run_batch_writer(
+    mut consumers: Vec<BatchConsumer>,
+    store: Arc<dyn Store>,
+    counters: Arc<StoreCounters>,
+) {
     loop {
         let mut wrote_any = false;
         for consumer in &mut consumers {

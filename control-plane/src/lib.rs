@@ -14,6 +14,6 @@ pub mod telemetry;
 pub use error::{Error, Result};
 
 /// The release version, from the repository's `.version` file.
-pub const VERSION: &str = env!("KILLKRILL_VERSION");
+pub const VERSION: &str = env!("RELEASE_VERSION_FROM_FILE");
 /// The service name used in logs and health answers.
 pub const SERVICE_NAME: &str = "killkrill";

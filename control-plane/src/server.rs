@@ -66,7 +66,8 @@ pub async fn serve(config: Config) -> Result<()> {
             "Listener started."
         );
     }
-    let writer = tokio::spawn(ingest::run_batch_writer(dataplane.take_consumers(), store.clone(), store_counters));
+    let writer =
+        tokio::spawn(ingest::run_batch_writer(dataplane.take_consumers(), store.clone(), store_counters));
     state.listeners_up.store(true, Ordering::Release);
     tracing::info!(version = VERSION, data_dir = %config.data_dir.display(), "Killkrill is ready.");
 
@@ -81,7 +82,10 @@ pub async fn serve(config: Config) -> Result<()> {
         let _ = writer.await;
     };
     if tokio::time::timeout(SHUTDOWN_DEADLINE, flush).await.is_err() {
-        tracing::error!(deadline_s = SHUTDOWN_DEADLINE.as_secs(), "Shutdown deadline passed with batches unwritten.");
+        tracing::error!(
+            deadline_s = SHUTDOWN_DEADLINE.as_secs(),
+            "Shutdown deadline passed with batches unwritten."
+        );
     }
     let _ = stop_sender.send(true);
     for server in http_servers {

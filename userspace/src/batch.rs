@@ -10,9 +10,7 @@ use std::time::Instant;
 
 use jiff::Timestamp;
 use killkrill_parsers::framing::FrameFlag;
-use killkrill_parsers::syslog::{
-    EventTimestamp, ParseOptions, SyslogFormat, SyslogParseError, parse_syslog,
-};
+use killkrill_parsers::syslog::{EventTimestamp, ParseOptions, SyslogFormat, SyslogParseError, parse_syslog};
 
 use crate::listener::ListenerKind;
 
@@ -42,11 +40,7 @@ pub struct BatchLimits {
 
 impl Default for BatchLimits {
     fn default() -> Self {
-        Self {
-            max_messages: 4096,
-            max_bytes: 4 << 20,
-            max_age: std::time::Duration::from_millis(100),
-        }
+        Self { max_messages: 4096, max_bytes: 4 << 20, max_age: std::time::Duration::from_millis(100) }
     }
 }
 

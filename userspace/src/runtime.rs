@@ -19,8 +19,7 @@ use crate::handoff::{BatchConsumer, batch_ring};
 use crate::listener::tcp::{TcpSettings, bind_tcp};
 use crate::listener::udp::bind_udp;
 use crate::listener::{
-    BatchSink, CapturePath, ListenerInfo, ListenerKind, StopSignal, spawn_tcp_listener,
-    spawn_udp_listener,
+    BatchSink, CapturePath, ListenerInfo, ListenerKind, StopSignal, spawn_tcp_listener, spawn_udp_listener,
 };
 
 /// What the data plane listens on and how it batches.
@@ -89,7 +88,11 @@ impl DataPlane {
         Ok(plane)
     }
 
-    fn add_sink(&mut self, kind: ListenerKind, config: &DataPlaneConfig) -> (BatchSink, Arc<ListenerCounters>) {
+    fn add_sink(
+        &mut self,
+        kind: ListenerKind,
+        config: &DataPlaneConfig,
+    ) -> (BatchSink, Arc<ListenerCounters>) {
         let counters = Arc::new(ListenerCounters::new(kind, CapturePath::Socket));
         let (producer, consumer) = batch_ring(config.handoff_capacity);
         self.counters.push(counters.clone());

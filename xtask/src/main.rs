@@ -1,1 +1,44 @@
-fn main() {}
+//! Project automation: `cargo xtask <command>`. One module per command.
+
+mod bench;
+mod ebpf;
+mod run;
+mod setup;
+mod test;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Killkrill project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install everything building and testing need (idempotent; Debian 12, as root).
+    Setup(setup::SetupArgs),
+    /// Build the XDP program for bpfel-unknown-none (normally done by userspace/build.rs).
+    BuildEbpf,
+    /// Lint the XDP program for its own target with the nightly toolchain.
+    LintEbpf,
+    /// Run the appliance (release build) with a local data directory.
+    Run(run::RunArgs),
+    /// Run every check and test of the project (what CI runs).
+    Test(test::TestArgs),
+    /// Run the benchmarks.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Setup(args) => setup::run(&args),
+        Command::BuildEbpf => ebpf::build(),
+        Command::LintEbpf => ebpf::lint(),
+        Command::Run(args) => run::run(&args),
+        Command::Test(args) => test::run(&args),
+        Command::Bench(args) => bench::run(&args),
+    }
+}

@@ -24,7 +24,11 @@ impl IntoResponse for ApiError {
             }
             Error::Store(_) | Error::Migration(_) => {
                 tracing::error!(error = %self.0, "Store request failed.");
-                (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the store is not answering".to_owned())
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the store is not answering".to_owned(),
+                )
             }
             other => {
                 tracing::error!(error = %other, "Request failed.");

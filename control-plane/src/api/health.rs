@@ -41,7 +41,10 @@ async fn checks(state: &AppState) -> (bool, Map<String, Value>) {
     let listeners = state.listeners.read().map(|l| l.len()).unwrap_or(0);
     checks.insert(
         "listeners".into(),
-        check(listeners_up, if listeners_up { format!("{listeners} listening") } else { "starting".to_owned() }),
+        check(
+            listeners_up,
+            if listeners_up { format!("{listeners} listening") } else { "starting".to_owned() },
+        ),
     );
     let disk_ok = match process_disk_percent_used(&state.data_dir) {
         Some(percent) => {

@@ -40,7 +40,10 @@ impl LogsParams {
     }
 }
 
-pub async fn search(State(state): State<AppState>, Query(params): Query<LogsParams>) -> Result<Json<Value>, ApiError> {
+pub async fn search(
+    State(state): State<AppState>,
+    Query(params): Query<LogsParams>,
+) -> Result<Json<Value>, ApiError> {
     let query = params.into_query()?;
     let logs = state.store.query_logs(&query).await?;
     Ok(Json(json!({ "count": logs.len(), "logs": logs })))

@@ -10,7 +10,9 @@ use killkrill_dataplane::batch::LogBatch;
 use killkrill_parsers::framing::FrameFlag;
 use killkrill_parsers::syslog::{EventTimestamp, SyslogFormat};
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use super::{LogQuery, Store, StoredLog};
 use crate::Result;
@@ -173,8 +175,14 @@ mod tests {
 
     #[test]
     fn timestamps_keep_the_senders_precision() {
-        assert_eq!(rfc3339_with_digits(1_700_000_000_003_000_000, 3).as_deref(), Some("2023-11-14T22:13:20.003Z"));
-        assert_eq!(rfc3339_with_digits(1_700_000_000_000_000_000, 0).as_deref(), Some("2023-11-14T22:13:20Z"));
+        assert_eq!(
+            rfc3339_with_digits(1_700_000_000_003_000_000, 3).as_deref(),
+            Some("2023-11-14T22:13:20.003Z")
+        );
+        assert_eq!(
+            rfc3339_with_digits(1_700_000_000_000_000_000, 0).as_deref(),
+            Some("2023-11-14T22:13:20Z")
+        );
     }
 
     #[test]

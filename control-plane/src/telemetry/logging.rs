@@ -35,7 +35,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let mut object = Map::new();
         object.insert("timestamp".into(), Value::String(jiff::Timestamp::now().to_string()));
         object.insert("level".into(), Value::String(level_name(*event.metadata().level()).into()));

@@ -148,7 +148,10 @@ impl prometheus_client::collector::Collector for IngestCollector {
             "killkrill_ingest_messages",
             "Messages received, by listener and capture path",
             each(&|c| {
-                (vec![("listener", c.listener.label()), ("capture", c.capture.label())], read(&c.received_messages))
+                (
+                    vec![("listener", c.listener.label()), ("capture", c.capture.label())],
+                    read(&c.received_messages),
+                )
             }),
         )?;
         counter_family(
@@ -166,18 +169,38 @@ impl prometheus_client::collector::Collector for IngestCollector {
         let mut dropped = Vec::new();
         for c in &self.listeners {
             let label = c.listener.label();
-            dropped.push((vec![("listener", label), ("stage", "handoff"), ("reason", "ring_full")], read(&c.dropped_handoff_full)));
-            dropped.push((vec![("listener", label), ("stage", "shutdown"), ("reason", "store_gone")], read(&c.dropped_shutdown)));
+            dropped.push((
+                vec![("listener", label), ("stage", "handoff"), ("reason", "ring_full")],
+                read(&c.dropped_handoff_full),
+            ));
+            dropped.push((
+                vec![("listener", label), ("stage", "shutdown"), ("reason", "store_gone")],
+                read(&c.dropped_shutdown),
+            ));
         }
-        counter_family(&mut encoder, "killkrill_dropped_messages", "Messages dropped, by listener, stage and reason", dropped)?;
+        counter_family(
+            &mut encoder,
+            "killkrill_dropped_messages",
+            "Messages dropped, by listener, stage and reason",
+            dropped,
+        )?;
         let mut flagged = Vec::new();
-        for c in self.listeners.iter().filter(|c| c.listener == killkrill_dataplane::listener::ListenerKind::SyslogTcp) {
+        for c in self
+            .listeners
+            .iter()
+            .filter(|c| c.listener == killkrill_dataplane::listener::ListenerKind::SyslogTcp)
+        {
             let label = c.listener.label();
             flagged.push((vec![("listener", label), ("flag", "truncated")], read(&c.truncated_frames)));
             flagged.push((vec![("listener", label), ("flag", "incomplete")], read(&c.incomplete_frames)));
             flagged.push((vec![("listener", label), ("flag", "framing_error")], read(&c.framing_errors)));
         }
-        counter_family(&mut encoder, "killkrill_frames_flagged", "TCP frames kept with a framing flag", flagged)?;
+        counter_family(
+            &mut encoder,
+            "killkrill_frames_flagged",
+            "TCP frames kept with a framing flag",
+            flagged,
+        )?;
         counter_family(
             &mut encoder,
             "killkrill_receive_errors",
@@ -203,14 +226,27 @@ impl prometheus_client::collector::Collector for IngestCollector {
                 None,
                 MetricType::Gauge,
             )?;
-            for c in self.listeners.iter().filter(|c| c.listener == killkrill_dataplane::listener::ListenerKind::SyslogTcp) {
+            for c in self
+                .listeners
+                .iter()
+                .filter(|c| c.listener == killkrill_dataplane::listener::ListenerKind::SyslogTcp)
+            {
                 ConstGauge::new(c.connections_active() as i64).encode(metric.encode_family(&listener(c))?)?;
             }
         }
         let store = &self.store;
-        counter_family(&mut encoder, "killkrill_store_messages", "Messages committed to the store", [(vec![], store.stored_messages.load(Ordering::Relaxed))])?;
-        counter_family(&mut encoder, "killkrill_store_batches", "Batches committed to the store", [(vec![], store.stored_batches.load(Ordering::Relaxed))])?;
-        counter_family(&mut encoder, "killkrill_store_write_errors", "Store writes that failed and were retried", [(vec![], store.write_errors.load(Ordering::Relaxed))])?;
+        for (name, help, counter) in [
+            ("killkrill_store_messages", "Messages committed to the store", &store.stored_messages),
+            ("killkrill_store_batches", "Batches committed to the store", &store.stored_batches),
+            (
+                "killkrill_store_write_errors",
+                "Store writes that failed and were retried",
+                &store.write_errors,
+            ),
+        ] {
+            let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(counter.load(Ordering::Relaxed)).encode(metric)?;
+        }
         Ok(())
     }
 }

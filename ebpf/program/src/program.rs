@@ -5,8 +5,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use killkrill_ebpf_common::{
-    ETHER_TYPE_IPV4, ETHER_TYPE_IPV6, ETHER_TYPE_QINQ, ETHER_TYPE_VLAN, EthernetHeader,
-    IP_PROTOCOL_UDP, IPV6_NEXT_HEADER_FRAGMENT, PacketCounter,
+    ETHER_TYPE_IPV4, ETHER_TYPE_IPV6, ETHER_TYPE_QINQ, ETHER_TYPE_VLAN, EthernetHeader, IP_PROTOCOL_UDP,
+    IPV6_NEXT_HEADER_FRAGMENT, PacketCounter,
 };
 
 #[map(name = "KILLKRILL_COUNTERS")]

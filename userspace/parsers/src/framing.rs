@@ -84,7 +84,10 @@ enum LengthPrefix {
     Absent,
     /// Looks like a length prefix but cannot be one.
     Bad,
-    Counted { prefix_len: usize, length: usize },
+    Counted {
+        prefix_len: usize,
+        length: usize,
+    },
 }
 
 /// The outcome of trying to cut one frame at the current position.
@@ -376,11 +379,7 @@ fn find_trailer(bytes: &[u8]) -> Option<usize> {
 }
 
 fn read_length_prefix(pending: &[u8]) -> LengthPrefix {
-    let digits = pending
-        .iter()
-        .take(MAX_SCANNED_DIGITS + 1)
-        .take_while(|byte| byte.is_ascii_digit())
-        .count();
+    let digits = pending.iter().take(MAX_SCANNED_DIGITS + 1).take_while(|byte| byte.is_ascii_digit()).count();
     if digits == 0 || digits > MAX_SCANNED_DIGITS {
         return LengthPrefix::Absent;
     }
@@ -398,9 +397,7 @@ fn read_length_prefix(pending: &[u8]) -> LengthPrefix {
     if digits > MAX_LENGTH_DIGITS || pending[0] == b'0' {
         return LengthPrefix::Bad;
     }
-    let length = pending[..digits]
-        .iter()
-        .fold(0u64, |length, digit| length * 10 + u64::from(digit - b'0'));
+    let length = pending[..digits].iter().fold(0u64, |length, digit| length * 10 + u64::from(digit - b'0'));
     match usize::try_from(length) {
         Ok(length) => LengthPrefix::Counted { prefix_len: digits + 1, length },
         Err(_) => LengthPrefix::Bad,

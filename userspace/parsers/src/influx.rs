@@ -452,7 +452,8 @@ fn cut_field(text: &str) -> Result<(InfluxField<'_>, usize), InfluxRejectReason>
         let raw = &text[value_start + 1..string_end];
         (InfluxFieldValue::String(InfluxText { raw, escapes: Escapes::FieldString }), string_end + 1)
     } else {
-        let value_end = memchr::memchr2(b',', b' ', &bytes[value_start..]).map_or(bytes.len(), |at| value_start + at);
+        let value_end =
+            memchr::memchr2(b',', b' ', &bytes[value_start..]).map_or(bytes.len(), |at| value_start + at);
         (parse_scalar(&text[value_start..value_end])?, value_end)
     };
     if !matches!(bytes.get(value_end), None | Some(b',' | b' ')) {
@@ -473,16 +474,23 @@ fn parse_scalar(text: &str) -> Result<InfluxFieldValue<'static>, InfluxRejectRea
         if !is_digits(digits) {
             return Err(InfluxRejectReason::InvalidFieldValue);
         }
-        return integer.parse().map(InfluxFieldValue::Integer).map_err(|_| InfluxRejectReason::NumberOutOfRange);
+        return integer
+            .parse()
+            .map(InfluxFieldValue::Integer)
+            .map_err(|_| InfluxRejectReason::NumberOutOfRange);
     }
     if let Some(unsigned) = text.strip_suffix('u') {
         if !is_digits(unsigned) {
             return Err(InfluxRejectReason::InvalidFieldValue);
         }
-        return unsigned.parse().map(InfluxFieldValue::Unsigned).map_err(|_| InfluxRejectReason::NumberOutOfRange);
+        return unsigned
+            .parse()
+            .map(InfluxFieldValue::Unsigned)
+            .map_err(|_| InfluxRejectReason::NumberOutOfRange);
     }
     // `f64::from_str` also takes `inf` and `NaN`, which line protocol does not have.
-    let looks_numeric = text.starts_with(|first: char| first.is_ascii_digit() || matches!(first, '-' | '+' | '.'))
+    let looks_numeric = text
+        .starts_with(|first: char| first.is_ascii_digit() || matches!(first, '-' | '+' | '.'))
         && text.bytes().all(|byte| byte.is_ascii_digit() || matches!(byte, b'.' | b'e' | b'E' | b'+' | b'-'));
     if !looks_numeric {
         return Err(InfluxRejectReason::InvalidFieldValue);
@@ -503,7 +511,5 @@ fn parse_timestamp(text: &str, precision: InfluxPrecision) -> Result<i64, Influx
         return Err(InfluxRejectReason::InvalidTimestamp);
     }
     let timestamp: i64 = text.parse().map_err(|_| InfluxRejectReason::TimestampOverflow)?;
-    timestamp
-        .checked_mul(precision.nanoseconds_per_unit())
-        .ok_or(InfluxRejectReason::TimestampOverflow)
+    timestamp.checked_mul(precision.nanoseconds_per_unit()).ok_or(InfluxRejectReason::TimestampOverflow)
 }

@@ -356,9 +356,8 @@ impl<'a> StatsdItems<'a> {
             Err(reason) => return reject(line, reason),
         };
         if let Some(others) = others {
-            if let Some(reason) = others
-                .split(':')
-                .find_map(|value| parse_value(template.metric_type, value).err())
+            if let Some(reason) =
+                others.split(':').find_map(|value| parse_value(template.metric_type, value).err())
             {
                 return reject(line, reason);
             }
@@ -386,7 +385,10 @@ fn reject(line: &[u8], reason: StatsdRejectReason) -> StatsdItem<'_> {
     StatsdItem::Reject(StatsdReject { line, reason })
 }
 
-fn with_value<'a>(metric: StatsdMetric<'a>, (value, gauge_delta): (StatsdValue<'a>, bool)) -> StatsdMetric<'a> {
+fn with_value<'a>(
+    metric: StatsdMetric<'a>,
+    (value, gauge_delta): (StatsdValue<'a>, bool),
+) -> StatsdMetric<'a> {
     StatsdMetric { value, gauge_delta, ..metric }
 }
 
@@ -423,22 +425,31 @@ fn parse_metric_template(text: &str) -> Result<(StatsdMetric<'_>, &str), StatsdR
                 rest
             }
         };
-        if let Some(rate) = section.strip_prefix('@') {
-            metric.sample_rate = parse_sample_rate(rate)?;
-        } else if let Some(tags) = section.strip_prefix('#') {
-            metric.tags = StatsdTags { raw: tags };
-        } else if let Some(container_id) = section.strip_prefix("c:") {
-            metric.container_id = Some(non_empty(container_id)?);
-        } else if let Some(timestamp) = section.strip_prefix('T') {
-            metric.timestamp = Some(parse_unix_seconds(timestamp)?);
-        } else if section.is_empty() {
-            return Err(StatsdRejectReason::EmptySection);
+        let (&marker, value) = match section.as_bytes().split_first() {
+            // A non-ASCII first byte leaves no char boundary at 1; such a section is
+            // unknown anyway and ignored below.
+            Some((marker, _)) => (marker, section.get(1..).unwrap_or_default()),
+            None => return Err(StatsdRejectReason::EmptySection),
+        };
+        match marker {
+            b'@' => metric.sample_rate = parse_sample_rate(value)?,
+            b'#' => metric.tags = StatsdTags { raw: value },
+            b'T' => metric.timestamp = Some(parse_unix_seconds(value)?),
+            b'c' => {
+                if let Some(container_id) = value.strip_prefix(':') {
+                    metric.container_id = Some(non_empty(container_id)?);
+                }
+            }
+            _ => {}
         }
     }
     Ok((metric, values))
 }
 
-fn parse_value(metric_type: StatsdMetricType, text: &str) -> Result<(StatsdValue<'_>, bool), StatsdRejectReason> {
+fn parse_value(
+    metric_type: StatsdMetricType,
+    text: &str,
+) -> Result<(StatsdValue<'_>, bool), StatsdRejectReason> {
     if text.is_empty() {
         return Err(StatsdRejectReason::EmptyValue);
     }
@@ -450,19 +461,53 @@ fn parse_value(metric_type: StatsdMetricType, text: &str) -> Result<(StatsdValue
     Ok((StatsdValue::Number(number), gauge_delta))
 }
 
-/// A finite decimal number; plain integers take a fast path, since most values are.
+/// A finite decimal number. Plain decimals (`42`, `12.75`) take a fast path, since
+/// nearly all values are: with at most 15 significant digits the mantissa is exact in
+/// an f64 and so is the power of ten, and IEEE division rounds correctly, so the result
+/// is the one `f64::from_str` gives.
 fn parse_finite(text: &str) -> Option<f64> {
-    let bytes = text.as_bytes();
-    // Up to 15 digits are exact in an f64, so the fast path never rounds.
-    if bytes.len() <= 15 && bytes.iter().all(u8::is_ascii_digit) {
-        let integer = bytes.iter().fold(0u64, |sum, digit| sum * 10 + u64::from(digit - b'0'));
-        return Some(integer as f64);
+    if let Some(number) = parse_plain_decimal(text.as_bytes()) {
+        return Some(number);
     }
     // `f64::from_str` also takes `inf`, `NaN` and `infinity`; statsd values are digits.
-    if !bytes.iter().all(|byte| byte.is_ascii_digit() || matches!(byte, b'.' | b'e' | b'E' | b'+' | b'-')) {
+    if !text.bytes().all(|byte| byte.is_ascii_digit() || matches!(byte, b'.' | b'e' | b'E' | b'+' | b'-')) {
         return None;
     }
     text.parse::<f64>().ok().filter(|number| number.is_finite())
+}
+
+/// `[+-]digits[.digits]` with at most 15 digits, or `None` for anything else.
+fn parse_plain_decimal(bytes: &[u8]) -> Option<f64> {
+    const POWERS_OF_TEN: [f64; 16] =
+        [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+    let (negative, digits) = match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, bytes),
+    };
+    if digits.is_empty() || digits.len() > 16 {
+        return None;
+    }
+    let mut mantissa = 0u64;
+    let mut digit_count = 0usize;
+    let mut fraction_digits = None;
+    for &byte in digits {
+        match byte {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(byte - b'0');
+                digit_count += 1;
+            }
+            b'.' if fraction_digits.is_none() => fraction_digits = Some(digit_count),
+            _ => return None,
+        }
+    }
+    if digit_count == 0 || digit_count > 15 {
+        return None;
+    }
+    let scale = fraction_digits.map_or(0, |integer_digits| digit_count - integer_digits);
+    // At most 15 digits: below 2^53, so the conversion is exact.
+    let magnitude = mantissa as f64 / POWERS_OF_TEN[scale];
+    Some(if negative { -magnitude } else { magnitude })
 }
 
 fn parse_sample_rate(text: &str) -> Result<f64, StatsdRejectReason> {

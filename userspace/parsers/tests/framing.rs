@@ -78,7 +78,7 @@ const CASES: &[Case] = &[
     Case {
         name: "octet_counted_frame_may_contain_newlines",
         max_frame_bytes: 1024,
-        stream: b"13 <13>line1\nline2",
+        stream: b"15 <13>line1\nline2",
         frames: &[(b"<13>line1\nline2", None)],
         framing_errors: 0,
     },
@@ -190,7 +190,7 @@ const CASES: &[Case] = &[
     Case {
         name: "oversize_octet_counted_frame_is_truncated_and_its_rest_skipped",
         max_frame_bytes: 8,
-        stream: b"16 <13>abcdefghijkl6 <1>ok",
+        stream: b"16 <13>abcdefghijkl5 <1>ok",
         frames: &[(b"<13>abcd", TRUNCATED), (b"<1>ok", None)],
         framing_errors: 0,
     },
@@ -430,11 +430,8 @@ fn corpus_streams_frame_as_recorded() {
                 .expect("expectation JSON");
         let max_frame_bytes = expected["max_frame_bytes"].as_u64().expect("max_frame_bytes") as usize;
         let outcome = run_every_split(max_frame_bytes, &stream);
-        let frames: Vec<Value> = outcome
-            .frames
-            .iter()
-            .map(|(bytes, flag)| frame_to_json(&Frame { bytes, flag: *flag }))
-            .collect();
+        let frames: Vec<Value> =
+            outcome.frames.iter().map(|(bytes, flag)| frame_to_json(&Frame { bytes, flag: *flag })).collect();
         let actual = json!({
             "max_frame_bytes": max_frame_bytes,
             "frames": frames,

@@ -143,9 +143,7 @@ impl BatchSink {
 
     /// How long the caller may block before the current batch is due.
     pub(crate) fn wait_budget(&self) -> Duration {
-        self.current
-            .time_left(&self.limits, Instant::now())
-            .map_or(IDLE_WAKEUP, |left| left.min(IDLE_WAKEUP))
+        self.current.time_left(&self.limits, Instant::now()).map_or(IDLE_WAKEUP, |left| left.min(IDLE_WAKEUP))
     }
 }
 

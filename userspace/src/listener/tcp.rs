@@ -31,9 +31,7 @@ pub(crate) fn bind_tcp(kind: ListenerKind, address: SocketAddr) -> Result<std::n
         .map_err(|source| Error::Bind { listener: kind, address, source })?;
     let option_error = |source| Error::SocketOption { listener: kind, source };
     socket.set_reuse_address(true).map_err(option_error)?;
-    socket
-        .bind(&address.into())
-        .map_err(|source| Error::Bind { listener: kind, address, source })?;
+    socket.bind(&address.into()).map_err(|source| Error::Bind { listener: kind, address, source })?;
     socket.listen(BACKLOG).map_err(|source| Error::Bind { listener: kind, address, source })?;
     socket.set_nonblocking(true).map_err(option_error)?;
     Ok(socket.into())
@@ -56,9 +54,7 @@ pub(crate) fn spawn_tcp_listener(
     let local_addr = listener.local_addr().map_err(option_error)?;
     let mut listener = TcpListener::from_std(listener);
     let poll = Poll::new().map_err(option_error)?;
-    poll.registry()
-        .register(&mut listener, LISTENER_TOKEN, Interest::READABLE)
-        .map_err(option_error)?;
+    poll.registry().register(&mut listener, LISTENER_TOKEN, Interest::READABLE).map_err(option_error)?;
     let mut server = TcpServer {
         poll,
         listener,
@@ -232,10 +228,24 @@ impl TcpServer {
         // what one connection had buffered), and the partial last one flagged incomplete.
         self.options.received_at = Timestamp::now();
         while let Some(frame) = connection.framer.next_frame() {
-            record_frame(&mut self.sink, &self.counters, frame.bytes, frame.flag, connection.peer, &self.options);
+            record_frame(
+                &mut self.sink,
+                &self.counters,
+                frame.bytes,
+                frame.flag,
+                connection.peer,
+                &self.options,
+            );
         }
         if let Some(frame) = connection.framer.finish() {
-            record_frame(&mut self.sink, &self.counters, frame.bytes, frame.flag, connection.peer, &self.options);
+            record_frame(
+                &mut self.sink,
+                &self.counters,
+                frame.bytes,
+                frame.flag,
+                connection.peer,
+                &self.options,
+            );
         }
         ListenerCounters::add(&self.counters.connections_closed, 1);
     }

@@ -33,9 +33,7 @@ pub(crate) fn bind_udp(kind: ListenerKind, address: SocketAddr) -> Result<UdpSoc
     // recvmmsg with MSG_WAITFORONE blocks at most this long for the first datagram, so
     // the thread notices shutdown and closes old batches even when nothing arrives.
     socket.set_read_timeout(Some(Duration::from_millis(10))).map_err(option_error)?;
-    socket
-        .bind(&address.into())
-        .map_err(|source| Error::Bind { listener: kind, address, source })?;
+    socket.bind(&address.into()).map_err(|source| Error::Bind { listener: kind, address, source })?;
     Ok(socket.into())
 }
 
@@ -47,9 +45,7 @@ pub(crate) fn spawn_udp_listener(
     stop: StopSignal,
 ) -> Result<(ListenerInfo, JoinHandle<()>)> {
     let kind = ListenerKind::SyslogUdp;
-    let local_addr = socket
-        .local_addr()
-        .map_err(|source| Error::SocketOption { listener: kind, source })?;
+    let local_addr = socket.local_addr().map_err(|source| Error::SocketOption { listener: kind, source })?;
     let handle = std::thread::Builder::new()
         .name(kind.label().to_owned())
         .spawn(move || receive_loop(&socket, sink, &counters, options, &stop))
@@ -191,7 +187,8 @@ fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
         }
         libc::AF_INET6 => {
             // SAFETY: ss_family says the storage holds a sockaddr_in6, which it can hold.
-            let address = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let address =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
             let ip = Ipv6Addr::from(address.sin6_addr.s6_addr);
             Some(SocketAddr::V6(SocketAddrV6::new(
                 ip,

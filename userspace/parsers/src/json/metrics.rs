@@ -117,10 +117,8 @@ fn statsd_service_check_to_json(check: &StatsdServiceCheck<'_>) -> Value {
 }
 
 fn influx_point_to_json(point: &InfluxPoint<'_>) -> Value {
-    let tags: Map<String, Value> = point
-        .tags()
-        .map(|tag| (tag.key.unescaped().into_owned(), json!(tag.value.unescaped())))
-        .collect();
+    let tags: Map<String, Value> =
+        point.tags().map(|tag| (tag.key.unescaped().into_owned(), json!(tag.value.unescaped()))).collect();
     let fields: Map<String, Value> = point
         .fields()
         .map(|field| {

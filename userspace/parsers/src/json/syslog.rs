@@ -19,7 +19,10 @@ pub fn syslog_to_json(frame: &[u8], message: &SyslogMessage<'_>) -> Value {
     object.insert("app_name".into(), json!(message.app_name));
     object.insert("procid".into(), json!(message.procid));
     object.insert("msgid".into(), json!(message.msgid));
-    object.insert("structured_data".into(), message.structured_data.map_or(Value::Null, structured_data_to_json));
+    object.insert(
+        "structured_data".into(),
+        message.structured_data.map_or(Value::Null, structured_data_to_json),
+    );
     let text = (!message.message.is_empty()).then(|| message.message_lossy());
     object.insert("message".into(), json!(text));
     object.insert("message_b64".into(), json!(STANDARD.encode(message.message)));
@@ -34,10 +37,8 @@ fn structured_data_to_json(data: StructuredData<'_>) -> Value {
     let elements = data
         .elements()
         .map(|element| {
-            let params = element
-                .params()
-                .map(|(name, value)| json!([name, value.unescaped()]))
-                .collect::<Vec<_>>();
+            let params =
+                element.params().map(|(name, value)| json!([name, value.unescaped()])).collect::<Vec<_>>();
             json!({ "id": element.id, "params": params })
         })
         .collect::<Vec<_>>();

@@ -5,12 +5,10 @@
 //! shaped like one but impossible is flagged.
 
 use super::timestamp::{
-    BsdTime, Iso8601Dialect, Scan, Zone, infer_year, received_year_month, scan_bsd, scan_iso8601,
-    token_len,
+    BsdTime, Iso8601Dialect, Scan, Zone, infer_year, received_year_month, scan_bsd, scan_iso8601, token_len,
 };
 use super::{
-    EventTimestamp, ParseOptions, SyslogFormat, SyslogMessage, SyslogParseError, strip_bom, tail,
-    vendor,
+    EventTimestamp, ParseOptions, SyslogFormat, SyslogMessage, SyslogParseError, strip_bom, tail, vendor,
 };
 
 pub(super) fn parse_rfc3164<'a>(message: &mut SyslogMessage<'a>, body: &'a [u8], options: &ParseOptions) {
@@ -129,7 +127,9 @@ fn read_tag<'a>(message: &mut SyslogMessage<'a>, rest: &mut &'a [u8]) {
         *rest = tail(rest, len + 1);
         return;
     }
-    let Some(tag) = token.strip_suffix(b":") else { return };
+    let Some(tag) = token.strip_suffix(b":") else {
+        return;
+    };
     let (app_name, procid) = match tag.strip_suffix(b"]").and_then(|inner| {
         let open = memchr::memchr(b'[', inner)?;
         Some((inner.get(..open)?, inner.get(open + 1..)?))
@@ -140,7 +140,9 @@ fn read_tag<'a>(message: &mut SyslogMessage<'a>, rest: &mut &'a [u8]) {
     let is_name = |name: &[u8]| {
         !name.is_empty() && name.iter().all(|byte| matches!(byte, 33..=126) && !matches!(byte, b'[' | b']'))
     };
-    if !is_name(app_name) || procid.is_some_and(|procid| !is_name(procid)) {
+    // A bare number (`42: ...`) is a counter or content, never a program name.
+    let is_number = app_name.iter().all(u8::is_ascii_digit);
+    if !is_name(app_name) || is_number || procid.is_some_and(|procid| !is_name(procid)) {
         return;
     }
     message.app_name = std::str::from_utf8(app_name).ok();

@@ -3,8 +3,8 @@
 
 use super::timestamp::{Iso8601Dialect, Scan, Zone, scan_iso8601};
 use super::{
-    ParseOptions, StructuredData, SyslogFormat, SyslogMessage, SyslogParseError, strip_bom,
-    structured_data, tail,
+    ParseOptions, StructuredData, SyslogFormat, SyslogMessage, SyslogParseError, strip_bom, structured_data,
+    tail,
 };
 
 const NILVALUE: &[u8] = b"-";
@@ -70,15 +70,25 @@ pub(super) fn parse_rfc5424<'a>(
     }
     let mut rest = header;
     // Each field must be followed by SP; running out before STRUCTURED-DATA is truncation.
-    let Some(timestamp) = next_field(&mut rest) else { return truncated(message, rest) };
+    let Some(timestamp) = next_field(&mut rest) else {
+        return truncated(message, rest);
+    };
     read_timestamp(message, timestamp, options);
-    let Some(hostname) = next_field(&mut rest) else { return truncated(message, rest) };
+    let Some(hostname) = next_field(&mut rest) else {
+        return truncated(message, rest);
+    };
     message.hostname = header_field(message, hostname, HOSTNAME_MAX);
-    let Some(app_name) = next_field(&mut rest) else { return truncated(message, rest) };
+    let Some(app_name) = next_field(&mut rest) else {
+        return truncated(message, rest);
+    };
     message.app_name = header_field(message, app_name, APP_NAME_MAX);
-    let Some(procid) = next_field(&mut rest) else { return truncated(message, rest) };
+    let Some(procid) = next_field(&mut rest) else {
+        return truncated(message, rest);
+    };
     message.procid = header_field(message, procid, PROCID_MAX);
-    let Some(msgid) = next_field(&mut rest) else { return truncated(message, rest) };
+    let Some(msgid) = next_field(&mut rest) else {
+        return truncated(message, rest);
+    };
     message.msgid = header_field(message, msgid, MSGID_MAX);
     if rest.is_empty() {
         return truncated(message, rest);
@@ -111,11 +121,8 @@ fn read_timestamp(message: &mut SyslogMessage<'_>, field: &[u8], options: &Parse
 /// STRUCTURED-DATA, then MSG after one SP. When the section breaks the grammar there is no
 /// telling where MSG starts, so everything from the section on becomes the message.
 fn read_structured_data_and_msg<'a>(message: &mut SyslogMessage<'a>, rest: &'a [u8]) {
-    let section_len = if rest.first() == Some(&b'-') {
-        Some(1)
-    } else {
-        structured_data::scan_structured_data(rest)
-    };
+    let section_len =
+        if rest.first() == Some(&b'-') { Some(1) } else { structured_data::scan_structured_data(rest) };
     let section = section_len.and_then(|len| rest.get(..len));
     let after = tail(rest, section_len.unwrap_or(0));
     let (Some(section), Some(b' ') | None) = (section, after.first()) else {

@@ -66,7 +66,9 @@ fn read_element(bytes: &[u8], start: usize) -> Option<ElementBounds> {
     let mut at = id_end;
     loop {
         match bytes.get(at)? {
-            b']' => return Some(ElementBounds { id: id_start..id_end, params: id_end..at, end: at + 1 }),
+            b']' => {
+                return Some(ElementBounds { id: id_start..id_end, params: id_end..at, end: at + 1 });
+            }
             b' ' => at = read_param(bytes, at + 1)?.end,
             _ => return None,
         }
@@ -214,12 +216,14 @@ mod tests {
     #[test]
     fn scan_stops_after_the_last_element() {
         let section = br#"[a x="1"][b@2 y="]" z="\"q\""] msg"#;
-        assert_eq!(scan_structured_data(section), Some(29));
+        assert_eq!(scan_structured_data(section), Some(30));
     }
 
     #[test]
     fn scan_rejects_broken_elements() {
-        for broken in [&b"[]"[..], b"[a", b"[a x]", b"[a x=1]", b"[a x=\"1]", b"[a x=\"\\", b"[a=b]", b"[a  x=\"1\"]"] {
+        for broken in
+            [&b"[]"[..], b"[a", b"[a x]", b"[a x=1]", b"[a x=\"1]", b"[a x=\"\\", b"[a=b]", b"[a  x=\"1\"]"]
+        {
             assert_eq!(scan_structured_data(broken), None, "{:?}", String::from_utf8_lossy(broken));
         }
     }

@@ -42,8 +42,13 @@ pub(super) enum Scan<T> {
     /// Nothing shaped like this kind of timestamp: the bytes are something else.
     Absent,
     /// Shaped like a timestamp but malformed or impossible; `len` bytes belong to it.
-    Invalid { len: usize },
-    Valid { value: T, len: usize },
+    Invalid {
+        len: usize,
+    },
+    Valid {
+        value: T,
+        len: usize,
+    },
 }
 
 pub(super) const fn is_leap_year(year: i32) -> bool {
@@ -78,15 +83,14 @@ pub(super) fn civil_from_days(days: i64) -> (i64, u8, u8) {
     let days = days + 719_468;
     let era = days.div_euclid(146_097);
     let day_of_era = days.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_from_march = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
     let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     // Both are in range by construction (1..=31, 1..=12).
-    (year, u8::try_from(day).unwrap_or(1), u8::try_from(month).unwrap_or(1))
+    (year, u8::try_from(month).unwrap_or(1), u8::try_from(day).unwrap_or(1))
 }
 
 impl CivilTime {
@@ -119,8 +123,7 @@ impl CivilTime {
             Zone::Local => local_offset_seconds(&self, time_zone)?,
         };
         let seconds = self.seconds_since_epoch_as_if_utc() - i64::from(offset_seconds);
-        let unix_nanos =
-            seconds.checked_mul(NANOS_PER_SECOND)?.checked_add(i64::from(self.nanos))?;
+        let unix_nanos = seconds.checked_mul(NANOS_PER_SECOND)?.checked_add(i64::from(self.nanos))?;
         Some(EventTimestamp { unix_nanos, fractional_digits: self.fractional_digits })
     }
 }
@@ -269,11 +272,8 @@ fn read_iso8601(bytes: &[u8], dialect: Iso8601Dialect) -> Option<(CivilTime, Zon
         nanos: 0,
         fractional_digits: 0,
     };
-    let separator_ok = match (bytes.get(10), dialect) {
-        (Some(b'T'), _) => true,
-        (Some(b't' | b' '), Iso8601Dialect::Lenient) => true,
-        _ => false,
-    };
+    let separator_ok =
+        matches!((bytes.get(10), dialect), (Some(b'T'), _) | (Some(b't' | b' '), Iso8601Dialect::Lenient));
     if !separator_ok {
         return None;
     }
@@ -312,7 +312,9 @@ pub(super) fn token_len(bytes: &[u8]) -> usize {
 
 /// Month abbreviations, any case (`Jan`, `JAN`, `jan`), as 3 lower-case bytes.
 fn month_number(bytes: &[u8]) -> Option<u8> {
-    let &[first, second, third] = bytes.get(..3)? else { return None };
+    let &[first, second, third] = bytes.get(..3)? else {
+        return None;
+    };
     // Setting bit 5 lower-cases ASCII letters; other bytes cannot match a name anyway.
     let month = match &[first | 0x20, second | 0x20, third | 0x20] {
         b"jan" => 1,
@@ -344,17 +346,11 @@ pub(super) struct BsdTime {
 /// without its padding space (`Mar 1`), a leading zero (`Mar 01`), a fraction (`.123`), and a
 /// year before or after the time (`Mar  1 2024 18:46:11`, `Mar  1 18:46:11 2024`).
 pub(super) fn scan_bsd(bytes: &[u8]) -> Scan<BsdTime> {
-    let Some(month) = month_number(bytes) else { return Scan::Absent };
-    let mut civil = CivilTime {
-        year: 0,
-        month,
-        day: 0,
-        hour: 0,
-        minute: 0,
-        second: 0,
-        nanos: 0,
-        fractional_digits: 0,
+    let Some(month) = month_number(bytes) else {
+        return Scan::Absent;
     };
+    let mut civil =
+        CivilTime { year: 0, month, day: 0, hour: 0, minute: 0, second: 0, nanos: 0, fractional_digits: 0 };
     if bytes.get(3) != Some(&b' ') {
         return Scan::Absent;
     }

@@ -2,7 +2,9 @@
 //! and `%FAC-SEV-MNEMONIC:` tags, Fortinet `key=value` records without a syslog timestamp,
 //! and Snare's tab-separated `MSWinEventLog` records.
 
-use super::timestamp::{Scan, Zone, infer_year, read_date_and_time, received_year_month, scan_bsd};
+use super::timestamp::{
+    Iso8601Dialect, Scan, Zone, infer_year, read_date_and_time, received_year_month, scan_bsd, scan_iso8601,
+};
 use super::{ParseOptions, SyslogMessage, SyslogParseError, tail};
 
 /// Cisco IOS `service sequence-numbers`: `123: ` or `000123: ` before the timestamp. Only
@@ -13,10 +15,11 @@ pub(super) fn skip_cisco_sequence(body: &[u8]) -> &[u8] {
     if !(1..=10).contains(&digits) || body.get(digits..digits + 2) != Some(b": ") {
         return body;
     }
-    match body.get(digits + 2) {
-        Some(b'*' | b'.' | b'%' | b'0'..=b'9' | b'A'..=b'Z' | b'a'..=b'z') => tail(body, digits + 2),
-        _ => body,
-    }
+    let after = tail(body, digits + 2);
+    let starts_like_cisco = matches!(after.first(), Some(b'*' | b'.' | b'%'))
+        || !matches!(scan_bsd(after), Scan::Absent)
+        || !matches!(scan_iso8601(after, Iso8601Dialect::Lenient), Scan::Absent);
+    if starts_like_cisco { after } else { body }
 }
 
 /// A Cisco `%FACILITY-SEVERITY-MNEMONIC:` token (IOS `%SYS-5-CONFIG_I:`, ASA
@@ -41,7 +44,11 @@ pub(super) fn cisco_mnemonic(token: &[u8]) -> Option<&str> {
 /// devname="FG100" ...`. The date and time (wall clock of the device, read in
 /// `ParseOptions::time_zone`) become the timestamp and `devname` the hostname; the whole
 /// record stays the message. Returns whether the body was such a record.
-pub(super) fn read_fortinet<'a>(message: &mut SyslogMessage<'a>, body: &'a [u8], options: &ParseOptions) -> bool {
+pub(super) fn read_fortinet<'a>(
+    message: &mut SyslogMessage<'a>,
+    body: &'a [u8],
+    options: &ParseOptions,
+) -> bool {
     if !body.starts_with(b"date=") {
         return false;
     }
@@ -68,7 +75,9 @@ pub(super) fn read_fortinet<'a>(message: &mut SyslogMessage<'a>, body: &'a [u8],
 /// the next space, or to the closing quote of a quoted value.
 fn kv_value(body: &[u8], start: usize) -> &[u8] {
     let pair = tail(body, start);
-    let Some(equals) = memchr::memchr(b'=', pair) else { return tail(pair, pair.len()) };
+    let Some(equals) = memchr::memchr(b'=', pair) else {
+        return tail(pair, pair.len());
+    };
     let value = tail(pair, equals + 1);
     let end = if value.first() == Some(&b'"') {
         memchr::memchr(b'"', tail(value, 1)).map_or(value.len(), |close| close + 2)
@@ -92,8 +101,14 @@ const SNARE_MARKER: &[u8] = b"MSWinEventLog\t";
 /// Snare for Windows without a syslog header: `HOST\tMSWinEventLog\tcriticality\tlog\t
 /// counter\tTue Jan 02 10:11:12 2024\tevent id\t...`. The host is the first field, the
 /// timestamp the fifth (device wall clock), and the record after the marker is the message.
-pub(super) fn read_snare_record<'a>(message: &mut SyslogMessage<'a>, body: &'a [u8], options: &ParseOptions) -> bool {
-    let Some(first_tab) = memchr::memchr2(b' ', b'\t', body) else { return false };
+pub(super) fn read_snare_record<'a>(
+    message: &mut SyslogMessage<'a>,
+    body: &'a [u8],
+    options: &ParseOptions,
+) -> bool {
+    let Some(first_tab) = memchr::memchr2(b' ', b'\t', body) else {
+        return false;
+    };
     if body.get(first_tab) != Some(&b'\t') || !tail(body, first_tab + 1).starts_with(SNARE_MARKER) {
         return false;
     }
@@ -119,7 +134,9 @@ pub(super) fn read_snare_record<'a>(message: &mut SyslogMessage<'a>, body: &'a [
 pub(super) fn snare_timestamp(record: &[u8], options: &ParseOptions) -> Option<super::EventTimestamp> {
     let field = record.split(|&byte| byte == b'\t').nth(3)?;
     let without_weekday = field.get(4..)?;
-    let Scan::Valid { value, len } = scan_bsd(without_weekday) else { return None };
+    let Scan::Valid { value, len } = scan_bsd(without_weekday) else {
+        return None;
+    };
     if len != without_weekday.len() {
         return None;
     }

@@ -1,0 +1,89 @@
+//! /health, /ready, /metrics and the JSON log, in the shapes CONVENTIONS.md sets.
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use crate::harness::Appliance;
+
+#[test]
+fn health_reports_status_version_and_checks() {
+    let appliance = Appliance::start();
+    let (status, body) = appliance.get_json("/health");
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "healthy", "{body}");
+    assert_eq!(body["service"], "killkrill");
+    let version = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../.version")).unwrap();
+    assert_eq!(body["version"], version.trim());
+    assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
+    for check in ["store", "listeners", "disk"] {
+        assert_eq!(body["checks"][check]["status"], "ok", "{check}: {body}");
+    }
+    assert!(body["checks"]["disk"]["percent_used"].is_number());
+}
+
+#[test]
+fn ready_answers_200_once_started() {
+    let appliance = Appliance::start();
+    let (status, body) = appliance.get_json("/ready");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ready"], true);
+    assert_eq!(body["service"], "killkrill");
+    // The scrape port answers too.
+    let response = reqwest::blocking::get(format!("http://{}/ready", appliance.metrics)).unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+}
+
+#[test]
+fn metrics_carry_http_process_and_ingest_series() {
+    let appliance = Appliance::start();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.send_to(b"<13>counted message metricsword", appliance.listener("syslog-udp")).unwrap();
+    appliance.wait_for_logs("q=metricsword", 1);
+    let _ = appliance.get_json("/health");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text =
+            reqwest::blocking::get(format!("http://{}/metrics", appliance.metrics)).unwrap().text().unwrap();
+        if text.contains("killkrill_store_messages_total 1") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for series in [
+        "http_requests_total{method=\"GET\",endpoint=\"/health\",status=\"200\"}",
+        "http_request_duration_seconds_bucket",
+        "http_requests_active",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "killkrill_ingest_messages_total{listener=\"syslog-udp\",capture=\"socket\"} 1",
+        "killkrill_ingest_messages_total{listener=\"syslog-tcp\",capture=\"socket\"} 0",
+        "killkrill_dropped_messages_total{listener=\"syslog-udp\",stage=\"handoff\",reason=\"ring_full\"} 0",
+        "killkrill_parse_errors_total{listener=\"syslog-udp\"}",
+        "killkrill_store_messages_total 1",
+    ] {
+        assert!(text.contains(series), "missing {series} in:\n{text}");
+    }
+}
+
+#[test]
+fn unknown_endpoint_is_a_json_404() {
+    let appliance = Appliance::start();
+    let (status, body) = appliance.get_json("/api/v1/nothing-here");
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "not_found");
+}
+
+#[test]
+fn every_log_line_is_json_with_the_convention_fields() {
+    let appliance = Appliance::start();
+    assert!(!appliance.log_lines.is_empty());
+    for line in &appliance.log_lines {
+        for field in ["timestamp", "level", "service", "message"] {
+            assert!(line.get(field).is_some(), "{field} missing in {line}");
+        }
+        assert_eq!(line["service"], "killkrill");
+        assert!(["debug", "info", "warn", "error"].contains(&line["level"].as_str().unwrap()));
+    }
+    assert_eq!(appliance.captures["syslog-udp"], "socket", "the capture path is reported per listener");
+    assert_eq!(appliance.captures["syslog-tcp"], "socket");
+}

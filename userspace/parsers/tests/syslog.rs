@@ -1,1 +1,0 @@
-//! syslog conformance tests.

@@ -1,0 +1,143 @@
+//! `cargo xtask setup`: installs what building and testing need, idempotently, and says
+//! what it did. A second run finds everything in place and changes nothing.
+
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+
+use crate::util::{cargo, exec, is_root, output, succeeds};
+
+#[derive(Args)]
+pub struct SetupArgs {
+    /// Only report what is missing; install nothing.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// Debian packages: the LLVM that bpf-linker links against, servers the tests start on
+/// their own ports (never the system services), and the clients tests drive.
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[
+    ("llvm-22-dev", "LLVM for bpf-linker"),
+    ("libpolly-22-dev", "LLVM Polly for bpf-linker"),
+    ("libzstd-dev", "zstd for bpf-linker"),
+    ("postgresql", "PostgreSQL server for store tests"),
+    ("redis-server", "Redis server for hand-off tests"),
+    ("bsdutils", "logger(1) for syslog tests"),
+    ("iproute2", "ip(8) for network-namespace tests"),
+    ("openssl", "certificates for TLS tests"),
+];
+
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+
+pub fn run(args: &SetupArgs) -> anyhow::Result<()> {
+    let mut missing = Vec::new();
+    debian_packages(args.check, &mut missing)?;
+    nightly_rust_src(args.check, &mut missing)?;
+    bpf_linker(args.check, &mut missing)?;
+    if args.check && !missing.is_empty() {
+        bail!("missing: {}; run `cargo xtask setup`", missing.join(", "));
+    }
+    eprintln!("xtask setup: everything is in place.");
+    Ok(())
+}
+
+/// True when every tool is already installed (used by `run` and `test` to skip setup).
+pub fn is_complete() -> bool {
+    let mut missing = Vec::new();
+    debian_packages(true, &mut missing).is_ok()
+        && nightly_rust_src(true, &mut missing).is_ok()
+        && bpf_linker(true, &mut missing).is_ok()
+        && missing.is_empty()
+}
+
+fn debian_package_installed(package: &str) -> bool {
+    output(Command::new("dpkg-query").args(["-W", "-f=${Status}", package]))
+        .is_ok_and(|status| status.trim() == "install ok installed")
+}
+
+fn debian_packages(check: bool, missing: &mut Vec<String>) -> anyhow::Result<()> {
+    let absent: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(package, _)| !debian_package_installed(package))
+        .map(|(package, _)| *package)
+        .collect();
+    for (package, why) in DEBIAN_PACKAGES {
+        if !absent.contains(package) && !check {
+            eprintln!("xtask setup: ok: {package} ({why})");
+        }
+    }
+    if absent.is_empty() {
+        return Ok(());
+    }
+    if check {
+        missing.extend(absent.iter().map(|p| (*p).to_owned()));
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("these Debian packages are missing and installing them needs root: {}", absent.join(" "));
+    }
+    eprintln!("xtask setup: installing Debian packages: {}", absent.join(" "));
+    exec(Command::new("apt-get").arg("update").arg("-q"))?;
+    exec(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&absent),
+    )
+}
+
+fn nightly_rust_src(check: bool, missing: &mut Vec<String>) -> anyhow::Result<()> {
+    let toolchains =
+        output(Command::new("rustup").args(["toolchain", "list"])).context("rustup is required")?;
+    if !toolchains.lines().any(|line| line.starts_with("nightly")) {
+        if check {
+            missing.push("nightly toolchain".into());
+            return Ok(());
+        }
+        eprintln!("xtask setup: installing the nightly toolchain (for the eBPF crate only)");
+        exec(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+    }
+    let components =
+        output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))?;
+    // rust-src for build-std (bpfel-unknown-none ships no prebuilt core), clippy to lint
+    // the program for its own target.
+    let absent: Vec<&str> = ["rust-src", "clippy"]
+        .into_iter()
+        .filter(|component| !components.lines().any(|line| line.starts_with(component)))
+        .collect();
+    if absent.is_empty() {
+        if !check {
+            eprintln!("xtask setup: ok: nightly rust-src and clippy (for the eBPF crate)");
+        }
+        return Ok(());
+    }
+    if check {
+        missing.extend(absent.iter().map(|component| format!("nightly {component}")));
+        return Ok(());
+    }
+    eprintln!("xtask setup: installing nightly components: {}", absent.join(" "));
+    exec(Command::new("rustup").args(["component", "add", "--toolchain", "nightly"]).args(&absent))
+}
+
+fn bpf_linker(check: bool, missing: &mut Vec<String>) -> anyhow::Result<()> {
+    if succeeds(Command::new("bpf-linker").arg("--version")) {
+        if !check {
+            eprintln!("xtask setup: ok: bpf-linker");
+        }
+        return Ok(());
+    }
+    if check {
+        missing.push("bpf-linker".into());
+        return Ok(());
+    }
+    eprintln!("xtask setup: building bpf-linker against Debian's LLVM 22 (a few minutes)");
+    exec(cargo().env("LLVM_PREFIX", LLVM_PREFIX).args([
+        "install",
+        "bpf-linker",
+        "--locked",
+        "--no-default-features",
+        "--features",
+        "llvm-22",
+    ]))
+}
