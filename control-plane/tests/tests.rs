@@ -5,4 +5,5 @@ mod harness;
 mod cli;
 mod ingest;
 mod observability;
+mod parse_command;
 mod shutdown;

@@ -36,6 +36,8 @@ pub struct ListenerCounters {
     pub connections_accepted: AtomicU64,
     /// TCP: connections closed so far (active = accepted - closed).
     pub connections_closed: AtomicU64,
+    /// TCP: connections closed by us because their framing could not be recovered.
+    pub connections_closed_hopeless: AtomicU64,
     /// Receive calls that failed with an error other than "nothing to read".
     pub receive_errors: AtomicU64,
 }
@@ -56,6 +58,7 @@ impl ListenerCounters {
             framing_errors: AtomicU64::new(0),
             connections_accepted: AtomicU64::new(0),
             connections_closed: AtomicU64::new(0),
+            connections_closed_hopeless: AtomicU64::new(0),
             receive_errors: AtomicU64::new(0),
         }
     }

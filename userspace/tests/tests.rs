@@ -1,1 +1,4 @@
-
+//! Data-plane tests: listeners on real loopback sockets, the hand-off, and the XDP
+//! program run by the kernel through BPF_PROG_TEST_RUN.
+mod listeners;
+mod xdp;

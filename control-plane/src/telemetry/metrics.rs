@@ -215,6 +215,15 @@ impl prometheus_client::collector::Collector for IngestCollector {
         )?;
         counter_family(
             &mut encoder,
+            "killkrill_tcp_connections_closed_hopeless",
+            "TCP connections closed because their framing could not be recovered",
+            self.listeners
+                .iter()
+                .filter(|c| c.listener == killkrill_dataplane::listener::ListenerKind::SyslogTcp)
+                .map(|c| (listener(c), read(&c.connections_closed_hopeless))),
+        )?;
+        counter_family(
+            &mut encoder,
             "killkrill_tcp_connections_accepted",
             "TCP connections accepted",
             each(&|c| (listener(c), read(&c.connections_accepted))),

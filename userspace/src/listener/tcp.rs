@@ -182,6 +182,12 @@ impl TcpServer {
             if !Self::take_frames(connection, &mut self.sink, &self.counters, &mut self.options) {
                 return ReadOutcome::Blocked;
             }
+            if connection.framer.is_hopeless() {
+                // The peer's stream no longer frames (see docs/tcp-framing.md): keep what it
+                // sent as flagged frames, and stop listening to it.
+                ListenerCounters::add(&self.counters.connections_closed_hopeless, 1);
+                return ReadOutcome::Closed;
+            }
             match connection.stream.read(&mut self.scratch) {
                 Ok(0) => return ReadOutcome::Closed,
                 Ok(read) => {
@@ -237,7 +243,7 @@ impl TcpServer {
                 &self.options,
             );
         }
-        if let Some(frame) = connection.framer.finish() {
+        while let Some(frame) = connection.framer.finish() {
             record_frame(
                 &mut self.sink,
                 &self.counters,

@@ -1,5 +1,7 @@
 //! The `killkrill` command line.
 
+mod parse;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -19,6 +21,9 @@ struct Cli {
 enum Command {
     /// Run the appliance: data plane and control plane in one process.
     Serve(ServeArgs),
+    /// Show what Killkrill makes of your devices' output, one JSON object per input line,
+    /// with the same parsers the ingest path uses.
+    Parse(parse::ParseArgs),
 }
 
 #[derive(Debug, Args)]
@@ -50,6 +55,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Parse(args) => parse::run(&args),
     }
 }
 
