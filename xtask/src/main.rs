@@ -2,6 +2,7 @@
 
 mod bench;
 mod ebpf;
+mod fuzz;
 mod run;
 mod setup;
 mod test;
@@ -30,6 +31,11 @@ enum Command {
     Test(test::TestArgs),
     /// Run the benchmarks.
     Bench(bench::BenchArgs),
+    /// Fuzz every parser for SECONDS each.
+    Fuzz {
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,5 +46,6 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => run::run(&args),
         Command::Test(args) => test::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Fuzz { seconds } => fuzz::run(seconds),
     }
 }

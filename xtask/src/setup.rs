@@ -35,6 +35,7 @@ pub fn run(args: &SetupArgs) -> anyhow::Result<()> {
     debian_packages(args.check, &mut missing)?;
     nightly_rust_src(args.check, &mut missing)?;
     bpf_linker(args.check, &mut missing)?;
+    crate::fuzz::ensure_cargo_fuzz(args.check, &mut missing)?;
     if args.check && !missing.is_empty() {
         bail!("missing: {}; run `cargo xtask setup`", missing.join(", "));
     }
@@ -48,6 +49,7 @@ pub fn is_complete() -> bool {
     debian_packages(true, &mut missing).is_ok()
         && nightly_rust_src(true, &mut missing).is_ok()
         && bpf_linker(true, &mut missing).is_ok()
+        && crate::fuzz::ensure_cargo_fuzz(true, &mut missing).is_ok()
         && missing.is_empty()
 }
 
@@ -131,11 +133,11 @@ fn bpf_linker(check: bool, missing: &mut Vec<String>) -> anyhow::Result<()> {
         missing.push("bpf-linker".into());
         return Ok(());
     }
+    // The build ARCHITECTURE.md records as tried on this machine kind.
     eprintln!("xtask setup: building bpf-linker against Debian's LLVM 22 (a few minutes)");
     exec(cargo().env("LLVM_PREFIX", LLVM_PREFIX).args([
         "install",
         "bpf-linker",
-        "--locked",
         "--no-default-features",
         "--features",
         "llvm-22",

@@ -9,6 +9,9 @@ pub struct TestArgs {
     /// Skip formatting and lint checks (tests only).
     #[arg(long)]
     pub no_lint: bool,
+    /// Seconds of fuzzing per parser; 0 skips.
+    #[arg(long, default_value_t = 10)]
+    pub fuzz_seconds: u64,
 }
 
 pub fn run(args: &TestArgs) -> anyhow::Result<()> {
@@ -29,6 +32,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         crate::ebpf::lint()?;
     }
     exec(cargo().args(["test", "--workspace", "--all-features", "--no-fail-fast"]))?;
+    crate::fuzz::run(args.fuzz_seconds)?;
     eprintln!("xtask test: all checks and tests passed.");
     Ok(())
 }

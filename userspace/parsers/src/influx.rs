@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 
-use crate::statsd::DatagramLines;
+use crate::datagram::DatagramLines;
 
 /// The unit of the timestamps in a datagram; they come out in nanoseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
