@@ -1,8 +1,12 @@
 //! `cargo xtask test`: every check and test of the project, as CI runs it.
 
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use anyhow::{Context as _, bail};
 use clap::Args;
 
-use crate::util::{cargo, exec};
+use crate::util::{cargo, describe, exec};
 
 #[derive(Args)]
 pub struct TestArgs {
@@ -31,8 +35,77 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         ]))?;
         crate::ebpf::lint()?;
     }
-    exec(cargo().args(["test", "--workspace", "--all-features", "--no-fail-fast"]))?;
+    let totals = run_cargo_test()?;
     crate::fuzz::run(args.fuzz_seconds)?;
     eprintln!("xtask test: all checks and tests passed.");
+    // One closing line for the whole run, in the plain form CI reads, since cargo's own
+    // last line is the (empty) doc-test summary of the last crate.
+    println!("summary: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
     Ok(())
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct TestTotals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl TestTotals {
+    /// Adds a libtest summary line: `test result: ok. 6 passed; 0 failed; 1 ignored; ...`.
+    fn add_summary_line(&mut self, line: &str) {
+        let Some(counts) = line.strip_prefix("test result: ") else { return };
+        for part in counts.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(kind), Some(number)) = (words.next(), words.next()) else { continue };
+            let Ok(number) = number.parse::<u64>() else { continue };
+            match kind {
+                "passed" => self.passed += number,
+                "failed" => self.failed += number,
+                "ignored" => self.ignored += number,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Runs the workspace's tests, echoing their output, and totals the summaries.
+fn run_cargo_test() -> anyhow::Result<TestTotals> {
+    let mut command = cargo();
+    command.args(["test", "--workspace", "--all-features", "--no-fail-fast"]);
+    eprintln!("xtask: $ {}", describe(&command));
+    let mut child = command.stdout(Stdio::piped()).spawn().context("cannot start cargo test")?;
+    let mut totals = TestTotals::default();
+    let stdout = child.stdout.take().context("cargo test has no stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo test output")?;
+        println!("{line}");
+        totals.add_summary_line(&line);
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    if !status.success() || totals.failed > 0 {
+        bail!("cargo test failed ({} passed, {} failed)", totals.passed, totals.failed);
+    }
+    if totals.passed == 0 {
+        bail!("cargo test ran no test");
+    }
+    Ok(totals)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libtest_summaries_are_totalled() {
+        let mut totals = TestTotals::default();
+        totals.add_summary_line(
+            "test result: ok. 6 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.00s",
+        );
+        totals.add_summary_line(
+            "test result: FAILED. 2 passed; 3 failed; 0 ignored; 0 measured; 0 filtered out",
+        );
+        totals.add_summary_line("running 6 tests");
+        assert_eq!(totals, TestTotals { passed: 8, failed: 3, ignored: 1 });
+    }
 }
