@@ -6,6 +6,7 @@
 //! record flagged with the reason (syslog) or a reject naming the line (metrics), so that
 //! nothing is dropped silently.
 
+mod ascii;
 mod datagram;
 pub mod framing;
 pub mod influx;

@@ -13,6 +13,7 @@
 //! clients (which add sections such as `|e:` or `|card:`) still parse. When a section
 //! is repeated, the last one wins.
 
+use crate::ascii::split_at_byte;
 use crate::datagram::DatagramLines;
 use std::borrow::Cow;
 
@@ -102,7 +103,7 @@ impl<'a> Iterator for StatsdTagIter<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             let rest = self.rest?;
-            let tag = match rest.split_once(',') {
+            let tag = match split_at_byte(rest, b',') {
                 Some((tag, after)) => {
                     self.rest = Some(after);
                     tag
@@ -115,7 +116,7 @@ impl<'a> Iterator for StatsdTagIter<'a> {
             if tag.is_empty() {
                 continue;
             }
-            return Some(match tag.split_once(':') {
+            return Some(match split_at_byte(tag, b':') {
                 Some((key, value)) => (key, Some(value)),
                 None => (tag, None),
             });
@@ -300,7 +301,7 @@ impl<'a> StatsdItems<'a> {
             Ok(parsed) => parsed,
             Err(reason) => return reject(line, reason),
         };
-        let (first, others) = match values.split_once(':') {
+        let (first, others) = match split_at_byte(values, b':') {
             Some((first, others)) => (first, Some(others)),
             None => (values, None),
         };
@@ -311,10 +312,16 @@ impl<'a> StatsdItems<'a> {
             Err(reason) => return reject(line, reason),
         };
         if let Some(others) = others {
-            if let Some(reason) =
-                others.split(':').find_map(|value| parse_value(template.metric_type, value).err())
-            {
-                return reject(line, reason);
+            let mut rest = Some(others);
+            while let Some(values) = rest {
+                let (value, after) = match split_at_byte(values, b':') {
+                    Some((value, after)) => (value, Some(after)),
+                    None => (values, None),
+                };
+                if let Err(reason) = parse_value(template.metric_type, value) {
+                    return reject(line, reason);
+                }
+                rest = after;
             }
             self.more_values = Some(MoreValues { metric: template, line, values: others });
         }
@@ -322,7 +329,7 @@ impl<'a> StatsdItems<'a> {
     }
 
     fn next_value(&mut self, more: MoreValues<'a>) -> StatsdItem<'a> {
-        let (value, others) = match more.values.split_once(':') {
+        let (value, others) = match split_at_byte(more.values, b':') {
             Some((value, others)) => (value, Some(others)),
             None => (more.values, None),
         };
@@ -349,12 +356,12 @@ fn with_value<'a>(
 
 /// Everything of a metric line but its values, and the values still unparsed.
 fn parse_metric_template(text: &str) -> Result<(StatsdMetric<'_>, &str), StatsdRejectReason> {
-    let (head, sections) = text.split_once('|').ok_or(StatsdRejectReason::MissingType)?;
-    let (name, values) = head.split_once(':').ok_or(StatsdRejectReason::MissingValue)?;
+    let (head, sections) = split_at_byte(text, b'|').ok_or(StatsdRejectReason::MissingType)?;
+    let (name, values) = split_at_byte(head, b':').ok_or(StatsdRejectReason::MissingValue)?;
     if name.is_empty() {
         return Err(StatsdRejectReason::EmptyName);
     }
-    let (type_text, mut options) = match sections.split_once('|') {
+    let (type_text, mut options) = match split_at_byte(sections, b'|') {
         Some((type_text, options)) => (type_text, Some(options)),
         None => (sections, None),
     };
@@ -370,7 +377,7 @@ fn parse_metric_template(text: &str) -> Result<(StatsdMetric<'_>, &str), StatsdR
         timestamp: None,
     };
     while let Some(rest) = options {
-        let section = match rest.split_once('|') {
+        let section = match split_at_byte(rest, b'|') {
             Some((section, after)) => {
                 options = Some(after);
                 section
@@ -493,7 +500,8 @@ fn parse_length(text: &str) -> Result<usize, StatsdRejectReason> {
 /// `text` is what follows `_e{`.
 fn parse_event(text: &str) -> Result<StatsdEvent<'_>, StatsdRejectReason> {
     let (lengths, body) = text.split_once("}:").ok_or(StatsdRejectReason::MalformedEventHeader)?;
-    let (title_len, text_len) = lengths.split_once(',').ok_or(StatsdRejectReason::MalformedEventHeader)?;
+    let (title_len, text_len) =
+        split_at_byte(lengths, b',').ok_or(StatsdRejectReason::MalformedEventHeader)?;
     let (title_len, text_len) = (parse_length(title_len)?, parse_length(text_len)?);
     // The lengths count bytes, and `get` refuses to cut inside a character.
     let title = body.get(..title_len).ok_or(StatsdRejectReason::EventLengthMismatch)?;
@@ -523,7 +531,7 @@ fn parse_event(text: &str) -> Result<StatsdEvent<'_>, StatsdRejectReason> {
             event.tags = StatsdTags { raw: tags };
             continue;
         }
-        let Some((key, value)) = section.split_once(':') else {
+        let Some((key, value)) = split_at_byte(section, b':') else {
             if section.is_empty() {
                 return Err(StatsdRejectReason::EmptySection);
             }
@@ -544,11 +552,11 @@ fn parse_event(text: &str) -> Result<StatsdEvent<'_>, StatsdRejectReason> {
 
 /// `text` is what follows `_sc|`.
 fn parse_service_check(text: &str) -> Result<StatsdServiceCheck<'_>, StatsdRejectReason> {
-    let (name, rest) = text.split_once('|').unwrap_or((text, ""));
+    let (name, rest) = split_at_byte(text, b'|').unwrap_or((text, ""));
     if name.is_empty() {
         return Err(StatsdRejectReason::EmptyServiceCheckName);
     }
-    let (status, mut sections) = match rest.split_once('|') {
+    let (status, mut sections) = match split_at_byte(rest, b'|') {
         Some((status, sections)) => (status, Some(sections)),
         None => (rest, None),
     };
@@ -573,7 +581,7 @@ fn parse_service_check(text: &str) -> Result<StatsdServiceCheck<'_>, StatsdRejec
             check.message = Some(message);
             break;
         }
-        let section = match rest.split_once('|') {
+        let section = match split_at_byte(rest, b'|') {
             Some((section, after)) => {
                 sections = Some(after);
                 section
