@@ -26,7 +26,27 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("bsdutils", "logger(1) for syslog tests"),
     ("iproute2", "ip(8) for network-namespace tests"),
     ("openssl", "certificates for TLS tests"),
+    ("sqlite3", "reading the embedded store in benchmarks"),
+    // Libraries the benchmark peers (unpacked below, not installed) link against.
+    ("libestr0", "rsyslog peer"),
+    ("libfastjson4", "rsyslog peer"),
+    ("liblognorm5", "rsyslog peer"),
+    ("libivykis0", "syslog-ng peer"),
+    ("libnet1", "syslog-ng peer"),
+    ("libjson-c5", "syslog-ng peer"),
+    ("libwrap0", "syslog-ng peer"),
+    ("libpcre3", "syslog-ng peer"),
+    ("libglib2.0-0", "syslog-ng peer"),
 ];
+
+/// Where the benchmark peers are unpacked. rsyslog and syslog-ng conflict as Debian
+/// packages (each is "the" system log daemon) and installing either would start a daemon,
+/// so each is unpacked from its package into its own folder and only run by the rig.
+pub const PEERS_ROOT: &str = "/opt/killkrill-peers";
+
+/// (peer, Debian package, daemon inside the unpacked tree)
+pub const PEERS: &[(&str, &str, &str)] =
+    &[("rsyslog", "rsyslog", "usr/sbin/rsyslogd"), ("syslog-ng", "syslog-ng-core", "usr/sbin/syslog-ng")];
 
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 
@@ -36,6 +56,7 @@ pub fn run(args: &SetupArgs) -> anyhow::Result<()> {
     nightly_rust_src(args.check, &mut missing)?;
     bpf_linker(args.check, &mut missing)?;
     crate::fuzz::ensure_cargo_fuzz(args.check, &mut missing)?;
+    benchmark_peers(args.check, &mut missing)?;
     if args.check && !missing.is_empty() {
         bail!("missing: {}; run `cargo xtask setup`", missing.join(", "));
     }
@@ -50,6 +71,7 @@ pub fn is_complete() -> bool {
         && nightly_rust_src(true, &mut missing).is_ok()
         && bpf_linker(true, &mut missing).is_ok()
         && crate::fuzz::ensure_cargo_fuzz(true, &mut missing).is_ok()
+        && benchmark_peers(true, &mut missing).is_ok()
         && missing.is_empty()
 }
 
@@ -142,4 +164,40 @@ fn bpf_linker(check: bool, missing: &mut Vec<String>) -> anyhow::Result<()> {
         "--features",
         "llvm-22",
     ]))
+}
+
+fn benchmark_peers(check: bool, missing: &mut Vec<String>) -> anyhow::Result<()> {
+    for (peer, package, daemon) in PEERS {
+        let root = std::path::Path::new(PEERS_ROOT).join(peer);
+        if root.join(daemon).is_file() {
+            if !check {
+                eprintln!("xtask setup: ok: {peer} (benchmark peer, unpacked in {})", root.display());
+            }
+            continue;
+        }
+        if check {
+            missing.push(format!("{peer} benchmark peer"));
+            continue;
+        }
+        eprintln!("xtask setup: unpacking {package} into {} (benchmark peer, not installed)", root.display());
+        let download_dir = std::env::temp_dir().join(format!("killkrill-peer-{peer}"));
+        std::fs::create_dir_all(&download_dir)?;
+        let download =
+            || succeeds(Command::new("apt-get").current_dir(&download_dir).args(["download", package]));
+        if !download() {
+            exec(Command::new("apt-get").args(["update", "-q"]))?;
+            if !download() {
+                bail!("apt-get download {package} failed");
+            }
+        }
+        std::fs::create_dir_all(&root)?;
+        for entry in std::fs::read_dir(&download_dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|extension| extension == "deb") {
+                exec(Command::new("dpkg").arg("-x").arg(&path).arg(&root))?;
+            }
+        }
+        let _ = std::fs::remove_dir_all(&download_dir);
+    }
+    Ok(())
 }

@@ -13,6 +13,9 @@ pub struct TestArgs {
     /// Skip formatting and lint checks (tests only).
     #[arg(long)]
     pub no_lint: bool,
+    /// Skip the short end-to-end run of the benchmark rig.
+    #[arg(long)]
+    pub no_bench_smoke: bool,
     /// Seconds of fuzzing per parser; 0 skips.
     #[arg(long, default_value_t = 10)]
     pub fuzz_seconds: u64,
@@ -37,11 +40,37 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     }
     let totals = run_cargo_test()?;
     crate::fuzz::run(args.fuzz_seconds)?;
+    if !args.no_bench_smoke {
+        bench_smoke()?;
+    }
     eprintln!("xtask test: all checks and tests passed.");
     // One closing line for the whole run, in the plain form CI reads, since cargo's own
     // last line is the (empty) doc-test summary of the last crate.
     println!("summary: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
     Ok(())
+}
+
+/// A few seconds of the benchmark rig (debug build, modest rate, no peers): the harness
+/// itself keeps working, and nothing is lost at a rate any build must sustain.
+fn bench_smoke() -> anyhow::Result<()> {
+    if !crate::util::is_root() {
+        eprintln!(
+            "xtask test: benchmark smoke run skipped: the rig creates a network namespace and needs root"
+        );
+        return Ok(());
+    }
+    let results_dir = crate::util::workspace_root().join("target/bench-smoke");
+    let scenarios = ["udp-5424", "tcp-octet"].map(String::from).to_vec();
+    let args = crate::bench::ScenarioArgs {
+        scenarios,
+        duration: std::time::Duration::from_secs(2),
+        rate: Some(5_000),
+        debug_build: true,
+        require_stored_percent: Some(99.0),
+        results_dir: Some(results_dir),
+        ..crate::bench::ScenarioArgs::smoke_defaults()
+    };
+    crate::bench::run_scenarios(&args)
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]

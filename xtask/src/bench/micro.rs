@@ -1,11 +1,11 @@
-//! `cargo xtask bench`: the criterion benchmarks (parsers, framing, batches).
+//! `cargo xtask bench micro`: the criterion benchmarks of the parsers.
 
 use clap::Args;
 
 use crate::util::{cargo, exec};
 
 #[derive(Args)]
-pub struct BenchArgs {
+pub struct MicroArgs {
     /// Only benchmarks whose name contains this.
     pub filter: Option<String>,
     /// Shorter runs (1 s warm-up, 3 s measurement) for a quick look.
@@ -13,7 +13,7 @@ pub struct BenchArgs {
     pub quick: bool,
 }
 
-pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+pub fn run(args: &MicroArgs) -> anyhow::Result<()> {
     let mut command = cargo();
     command.args(["bench", "--package", "killkrill-parsers", "--features", "json", "--"]);
     if let Some(filter) = &args.filter {

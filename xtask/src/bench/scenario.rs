@@ -1,0 +1,328 @@
+//! One scenario: the same load offered to Killkrill and to each peer in turn, measured
+//! the same way, reported side by side.
+
+use std::io::BufReader;
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use killkrill_perf::report::{MachineInfo, ScenarioResult, SweepPoint, TargetResult};
+use killkrill_perf::scan::{ScanOptions, WriteTime, scan};
+
+use super::netns::NetnsRig;
+use super::process::{cpu_seconds, disk_bytes, peak_rss_bytes, per_cpu_busy_seconds};
+use super::targets::{Peer, Receiver, ReceiverSettings, RunningReceiver, start};
+use super::{Binaries, ScenarioArgs};
+
+/// Loss under which a rate counts as sustained by `--find-max`.
+const MAX_LOSS_PERCENT: f64 = 0.1;
+
+pub struct Scenario {
+    pub name: String,
+    protocol: &'static str,
+    mix: &'static str,
+    rfc5424: bool,
+}
+
+impl Scenario {
+    pub fn named(name: &str) -> anyhow::Result<Self> {
+        let (protocol, mix, rfc5424) = match name {
+            "udp-5424" => ("udp", "rfc5424", true),
+            "udp-3164" => ("udp", "rfc3164", false),
+            "tcp-octet" => ("tcp-octet", "rfc5424", true),
+            "tcp-lf" => ("tcp-lf", "rfc3164", false),
+            "mixed" => ("udp", "mixed", false),
+            "statsd" => ("statsd", "statsd", false),
+            "influx" => ("influx", "influx", false),
+            "query" => ("udp", "rfc5424", true),
+            other => bail!(
+                "unknown scenario {other:?}: udp-5424, udp-3164, tcp-octet, tcp-lf, mixed, statsd, influx, query"
+            ),
+        };
+        Ok(Self { name: name.to_owned(), protocol, mix, rfc5424 })
+    }
+
+    /// Why this scenario cannot run against this build of the appliance, if it cannot.
+    pub fn unavailable(&self) -> Option<&'static str> {
+        match self.name.as_str() {
+            "statsd" | "influx" => {
+                Some("the appliance has no statsd or Influx listener yet (data-plane work)")
+            }
+            "query" => Some("the query-under-ingest scenario needs the full query API (store work)"),
+            _ => None,
+        }
+    }
+}
+
+/// One measured run of one receiver at one offered rate.
+struct Measurement {
+    sent: u64,
+    elapsed: f64,
+    received_by_receiver: Option<u64>,
+    stored: u64,
+    scan_missing: u64,
+    dropped_in_pipeline: Option<u64>,
+    latency: Option<killkrill_perf::loss::LatencySummary>,
+    cpu_seconds: Option<f64>,
+    cpu_seconds_per_core: Vec<f64>,
+    peak_rss: Option<u64>,
+    disk: u64,
+}
+
+impl Measurement {
+    fn loss_percent(&self) -> f64 {
+        if self.sent == 0 { 0.0 } else { self.scan_missing as f64 * 100.0 / self.sent as f64 }
+    }
+}
+
+pub fn run(
+    scenario: &Scenario,
+    peers: &[Peer],
+    args: &ScenarioArgs,
+    rig: &NetnsRig,
+    binaries: &Binaries,
+) -> anyhow::Result<ScenarioResult> {
+    let unix_time = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let mut result = ScenarioResult::new(scenario.name.clone(), MachineInfo::detect(), unix_time);
+    result.offered_rate = args.rate.map(|rate| rate as f64);
+    let mut receivers = vec![Receiver::Killkrill];
+    for peer in peers {
+        match peer.missing() {
+            Some(reason) => eprintln!("xtask bench: {}: peer skipped: {reason}", scenario.name),
+            None => receivers.push(Receiver::Peer(*peer)),
+        }
+    }
+    let scratch = std::env::temp_dir().join(format!("killkrill-bench-{}", std::process::id()));
+    let mut run_id = (unix_time % 1_000_000) as u32 * 100;
+    for receiver in receivers {
+        let mut target = TargetResult::new(receiver.name());
+        if args.find_max {
+            let (best, sweep) = find_max(scenario, receiver, args, rig, binaries, &scratch, &mut run_id)?;
+            target.sweep = sweep;
+            fill(&mut target, &best);
+        } else {
+            run_id += 1;
+            let measurement =
+                measure(scenario, receiver, args.rate, args.duration, args, rig, binaries, &scratch, run_id)?;
+            fill(&mut target, &measurement);
+        }
+        result.targets.push(target);
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(result)
+}
+
+fn fill(target: &mut TargetResult, measurement: &Measurement) {
+    let per_second =
+        |count: u64| if measurement.elapsed > 0.0 { count as f64 / measurement.elapsed } else { 0.0 };
+    target.offered_msgs_per_sec = per_second(measurement.sent);
+    target.accepted_msgs_per_sec = per_second(measurement.received_by_receiver.unwrap_or(measurement.stored));
+    target.stored_msgs_per_sec = per_second(measurement.stored);
+    target.loss_percent = measurement.loss_percent();
+    if let Some(received) = measurement.received_by_receiver {
+        target.loss_by_stage.insert("network_and_socket".into(), measurement.sent.saturating_sub(received));
+    }
+    if let Some(dropped) = measurement.dropped_in_pipeline {
+        target.loss_by_stage.insert("pipeline".into(), dropped);
+    }
+    target.loss_by_stage.insert("missing_in_store".into(), measurement.scan_missing);
+    target.latency_us = measurement.latency;
+    target.cpu_seconds = measurement.cpu_seconds;
+    target.cpu_seconds_per_core = measurement.cpu_seconds_per_core.clone();
+    target.peak_rss_bytes = measurement.peak_rss;
+    target.bytes_on_disk = Some(measurement.disk);
+}
+
+#[expect(clippy::too_many_arguments, reason = "one call site; a struct would only rename the list")]
+fn measure(
+    scenario: &Scenario,
+    receiver: Receiver,
+    rate: Option<u64>,
+    duration: Duration,
+    args: &ScenarioArgs,
+    rig: &NetnsRig,
+    binaries: &Binaries,
+    scratch: &std::path::Path,
+    run_id: u32,
+) -> anyhow::Result<Measurement> {
+    let workdir = scratch.join(format!("{}-{run_id}", receiver.name()));
+    let settings = ReceiverSettings { rfc5424: scenario.rfc5424 };
+    let mut running = start(receiver, rig.host_address, args.receiver_cpu, binaries, &workdir, &settings)?;
+    let cpu_before = cpu_seconds(running.process.pid());
+    let cores_before = per_cpu_busy_seconds();
+    eprintln!(
+        "xtask bench: {} → {} at {}, {:?}",
+        scenario.name,
+        receiver.name(),
+        rate.map_or("full speed".to_owned(), |r| format!("{r} msgs/s")),
+        duration
+    );
+    let report = send(scenario, rate, duration, args, rig, binaries, &running, run_id)?;
+    let sent = report["sent_messages"].as_u64().context("sender report has no sent_messages")?;
+    let elapsed = report["elapsed"].as_f64().unwrap_or(duration.as_secs_f64());
+    let stored = wait_until_settled(&running)?;
+    let cpu_after = cpu_seconds(running.process.pid());
+    let cores_after = per_cpu_busy_seconds();
+    let peak_rss = peak_rss_bytes(running.process.pid());
+    let (received_by_receiver, dropped_in_pipeline) = match receiver {
+        Receiver::Killkrill => (
+            Some(running.killkrill_metric("killkrill_ingest_messages_total")?),
+            Some(running.killkrill_metric("killkrill_dropped_messages_total")?),
+        ),
+        Receiver::Peer(_) => (None, None),
+    };
+    running.process.stop(Duration::from_secs(30));
+    let scanned = scan_store(&running, run_id, sent)?;
+    Ok(Measurement {
+        sent,
+        elapsed,
+        received_by_receiver,
+        stored: stored.max(scanned.received),
+        scan_missing: scanned.missing,
+        dropped_in_pipeline,
+        latency: scanned.latency_us,
+        cpu_seconds: cpu_before.zip(cpu_after).map(|(before, after)| after - before),
+        cpu_seconds_per_core: cores_before
+            .iter()
+            .zip(&cores_after)
+            .map(|(before, after)| after - before)
+            .collect(),
+        peak_rss,
+        disk: disk_bytes(&running.storage),
+    })
+}
+
+#[expect(clippy::too_many_arguments, reason = "one call site")]
+fn send(
+    scenario: &Scenario,
+    rate: Option<u64>,
+    duration: Duration,
+    args: &ScenarioArgs,
+    rig: &NetnsRig,
+    binaries: &Binaries,
+    running: &RunningReceiver,
+    run_id: u32,
+) -> anyhow::Result<serde_json::Value> {
+    let mut command = rig.command_in_namespace("taskset");
+    command
+        .args(["-c", &args.sender_cpu.to_string()])
+        .arg(&binaries.perf)
+        .args(["send", "--protocol", scenario.protocol, "--mix", scenario.mix])
+        .args(["--target", &running.address.to_string()])
+        .args(["--duration", &format!("{}ms", duration.as_millis())])
+        .args(["--threads", &args.threads.to_string(), "--connections", &args.connections.to_string()])
+        .args(["--run-id", &run_id.to_string()])
+        .stdout(Stdio::piped());
+    if let Some(rate) = rate {
+        command.args(["--rate", &rate.to_string()]);
+    }
+    let output = command.output().context("running the sender")?;
+    if !output.status.success() {
+        bail!("the sender failed: {}", String::from_utf8_lossy(&output.stdout));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line =
+        stdout.lines().rev().find(|line| line.starts_with('{')).context("the sender printed no report")?;
+    Ok(serde_json::from_str(line)?)
+}
+
+/// Waits until the receiver's stored count stops moving (its queues have drained).
+fn wait_until_settled(running: &RunningReceiver) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = running.stored_messages()?;
+    let mut stable_since = Instant::now();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = running.stored_messages()?;
+        if now != last {
+            last = now;
+            stable_since = Instant::now();
+        } else if stable_since.elapsed() >= Duration::from_millis(1500) {
+            break;
+        }
+    }
+    Ok(last)
+}
+
+/// Reads back what the receiver stored and checks every sequence number of the run.
+fn scan_store(
+    running: &RunningReceiver,
+    run_id: u32,
+    sent: u64,
+) -> anyhow::Result<killkrill_perf::scan::ScanSummary> {
+    let options = |write_time| ScanOptions { run_id, first_seq: 0, expected: Some(sent), write_time };
+    match running.receiver {
+        Receiver::Killkrill => {
+            let database = running.storage.join("killkrill.db");
+            let mut child = std::process::Command::new("sqlite3")
+                .arg("-readonly")
+                .arg(&database)
+                .arg("SELECT received_at_ns || ' ' || CAST(message AS TEXT) FROM logs")
+                .stdout(Stdio::piped())
+                .spawn()
+                .context("sqlite3 (installed by cargo xtask setup)")?;
+            let stdout = child.stdout.take().context("sqlite3 stdout")?;
+            let summary = scan(BufReader::new(stdout), &options(WriteTime::UnixPrefix))?;
+            child.wait()?;
+            Ok(summary)
+        }
+        Receiver::Peer(_) => {
+            let file = std::fs::File::open(&running.storage)
+                .with_context(|| running.storage.display().to_string())?;
+            Ok(scan(BufReader::new(file), &options(WriteTime::Rfc3339Prefix))?)
+        }
+    }
+}
+
+/// Doubles the offered rate until loss passes 0.1% or the sender saturates, then bisects.
+fn find_max(
+    scenario: &Scenario,
+    receiver: Receiver,
+    args: &ScenarioArgs,
+    rig: &NetnsRig,
+    binaries: &Binaries,
+    scratch: &std::path::Path,
+    run_id: &mut u32,
+) -> anyhow::Result<(Measurement, Vec<SweepPoint>)> {
+    let point_duration = (args.duration / 4).max(Duration::from_secs(3));
+    let mut sweep = Vec::new();
+    let mut best: Option<(u64, Measurement)> = None;
+    let mut low = 0u64;
+    let mut high: Option<u64> = None;
+    let mut rate = args.rate.unwrap_or(50_000);
+    for _ in 0..12 {
+        *run_id += 1;
+        let measurement =
+            measure(scenario, receiver, Some(rate), point_duration, args, rig, binaries, scratch, *run_id)?;
+        let achieved = measurement.sent as f64 / measurement.elapsed.max(1e-9);
+        let loss = measurement.loss_percent();
+        sweep.push(SweepPoint {
+            offered_msgs_per_sec: rate as f64,
+            achieved_msgs_per_sec: achieved,
+            loss_percent: loss,
+        });
+        eprintln!(
+            "xtask bench: {}: offered {rate}/s, sent {achieved:.0}/s, loss {loss:.3}%",
+            receiver.name()
+        );
+        let sender_kept_up = achieved >= rate as f64 * 0.97;
+        if loss < MAX_LOSS_PERCENT && sender_kept_up {
+            low = rate;
+            best = Some((rate, measurement));
+        } else {
+            high = Some(rate);
+            if !sender_kept_up && loss < MAX_LOSS_PERCENT {
+                // The sender is the limit, not the receiver: nothing higher can be offered.
+                best.get_or_insert((rate, measurement));
+                break;
+            }
+        }
+        rate = match high {
+            None => rate * 2,
+            Some(high) if high - low > high / 20 => (low + high) / 2,
+            Some(_) => break,
+        };
+    }
+    let (_, best) = best.context("no offered rate was sustained with less than 0.1% loss")?;
+    Ok((best, sweep))
+}

@@ -1,0 +1,289 @@
+//! What the rig measures: the Killkrill appliance and the peers (rsyslog, syslog-ng), each
+//! started pinned to the receiver CPU, bound to the rig's host address.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+use super::Binaries;
+use super::process::Managed;
+use crate::setup::{PEERS, PEERS_ROOT};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    Rsyslog,
+    SyslogNg,
+}
+
+impl Peer {
+    pub fn named(name: &str) -> anyhow::Result<Self> {
+        match name {
+            "rsyslog" => Ok(Peer::Rsyslog),
+            "syslog-ng" => Ok(Peer::SyslogNg),
+            other => bail!("unknown peer {other:?}: rsyslog or syslog-ng"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Peer::Rsyslog => "rsyslog",
+            Peer::SyslogNg => "syslog-ng",
+        }
+    }
+
+    fn root(self) -> PathBuf {
+        Path::new(PEERS_ROOT).join(self.name())
+    }
+
+    /// Why this peer cannot run here, if it cannot.
+    pub fn missing(self) -> Option<String> {
+        let (_, package, daemon) = PEERS.iter().find(|(peer, _, _)| *peer == self.name())?;
+        (!self.root().join(daemon).is_file()).then(|| {
+            format!(
+                "{} is not unpacked in {PEERS_ROOT} (package {package}); run `cargo xtask setup`",
+                self.name()
+            )
+        })
+    }
+}
+
+/// Who receives the load in one run.
+#[derive(Clone, Copy, Debug)]
+pub enum Receiver {
+    Killkrill,
+    Peer(Peer),
+}
+
+impl Receiver {
+    pub fn name(self) -> &'static str {
+        match self {
+            Receiver::Killkrill => "killkrill",
+            Receiver::Peer(peer) => peer.name(),
+        }
+    }
+}
+
+/// A receiver running for one measurement.
+pub struct RunningReceiver {
+    pub receiver: Receiver,
+    pub process: Managed,
+    pub address: SocketAddr,
+    /// Killkrill's API, for its counters.
+    pub api: Option<SocketAddr>,
+    /// Killkrill's data directory, or the peer's output file.
+    pub storage: PathBuf,
+    _workdir: PathBuf,
+}
+
+/// Per-scenario knobs a receiver's configuration depends on.
+pub struct ReceiverSettings {
+    /// RFC 5424 input (syslog-ng must be told; it reads RFC 3164 otherwise).
+    pub rfc5424: bool,
+}
+
+pub fn start(
+    receiver: Receiver,
+    host: Ipv4Addr,
+    cpu: usize,
+    binaries: &Binaries,
+    workdir: &Path,
+    settings: &ReceiverSettings,
+) -> anyhow::Result<RunningReceiver> {
+    std::fs::create_dir_all(workdir)?;
+    let port = free_port(host)?;
+    let address = SocketAddr::from((host, port));
+    let mut command = Command::new("taskset");
+    command.args(["-c", &cpu.to_string()]);
+    match receiver {
+        Receiver::Killkrill => {
+            let data_dir = workdir.join("data");
+            command
+                .arg(&binaries.killkrill)
+                .arg("serve")
+                .arg("--data-dir")
+                .arg(&data_dir)
+                .args(["--api-listen", "127.0.0.1:0", "--metrics-listen", "off"])
+                .args(["--syslog-udp", &address.to_string(), "--syslog-tcp", &address.to_string()])
+                .env("LOG_LEVEL", "warn,killkrill::server=info")
+                .stdout(Stdio::piped());
+            let mut process = Managed::spawn("killkrill", &mut command)?;
+            let api = wait_for_killkrill(&mut process)?;
+            Ok(RunningReceiver {
+                receiver,
+                process,
+                address,
+                api: Some(api),
+                storage: data_dir,
+                _workdir: workdir.into(),
+            })
+        }
+        Receiver::Peer(peer) => {
+            let output = workdir.join(format!("{}.out", peer.name()));
+            let config = render_peer_config(peer, address, &output, workdir, settings)?;
+            let root = peer.root();
+            match peer {
+                Peer::Rsyslog => {
+                    command
+                        .arg(root.join("usr/sbin/rsyslogd"))
+                        .args(["-n", "-f"])
+                        .arg(&config)
+                        .arg("-i")
+                        .arg(workdir.join("rsyslogd.pid"))
+                        .arg("-M")
+                        .arg(root.join("usr/lib/x86_64-linux-gnu/rsyslog"));
+                }
+                Peer::SyslogNg => {
+                    command
+                        .env(
+                            "LD_LIBRARY_PATH",
+                            format!("{0}/usr/lib/syslog-ng:{0}/usr/lib/x86_64-linux-gnu", root.display()),
+                        )
+                        .arg(root.join("usr/sbin/syslog-ng"))
+                        .args(["-F", "-f"])
+                        .arg(&config)
+                        .arg(format!("--module-path={}", root.join("usr/lib/syslog-ng/3.38").display()))
+                        .arg(format!("--persist-file={}", workdir.join("syslog-ng.persist").display()))
+                        .arg(format!("--pidfile={}", workdir.join("syslog-ng.pid").display()))
+                        .arg(format!("--control={}", workdir.join("syslog-ng.ctl").display()));
+                }
+            }
+            command
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(std::fs::File::create(workdir.join("peer.log"))?));
+            let mut process = Managed::spawn(peer.name(), &mut command)?;
+            wait_for_tcp(&mut process, address)?;
+            Ok(RunningReceiver {
+                receiver,
+                process,
+                address,
+                api: None,
+                storage: output,
+                _workdir: workdir.into(),
+            })
+        }
+    }
+}
+
+/// A port free for both UDP and TCP on `host` (the rig's private address).
+fn free_port(host: Ipv4Addr) -> anyhow::Result<u16> {
+    for _ in 0..32 {
+        let udp = std::net::UdpSocket::bind((host, 0))?;
+        let port = udp.local_addr()?.port();
+        if std::net::TcpListener::bind((host, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no port free for both UDP and TCP on {host}")
+}
+
+fn wait_for_killkrill(process: &mut Managed) -> anyhow::Result<SocketAddr> {
+    let stdout = process.child_mut().stdout.take().context("killkrill stdout")?;
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut api = None;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+            if value["message"] == "API listening." {
+                api = value["address"].as_str().and_then(|a| a.parse::<SocketAddr>().ok());
+            }
+            if value["message"] == "Killkrill is ready." {
+                let _ = sender.send(api);
+            }
+        }
+    });
+    match receiver.recv_timeout(Duration::from_secs(30)) {
+        Ok(Some(api)) => Ok(api),
+        _ => bail!("killkrill did not report ready within 30 s"),
+    }
+}
+
+fn wait_for_tcp(process: &mut Managed, address: SocketAddr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if !process.is_running() {
+            bail!("{} exited at start; see its peer.log", process.name);
+        }
+        if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("{} did not listen on {address} within 15 s", process.name)
+}
+
+fn render_peer_config(
+    peer: Peer,
+    address: SocketAddr,
+    output: &Path,
+    workdir: &Path,
+    settings: &ReceiverSettings,
+) -> anyhow::Result<PathBuf> {
+    let template_path =
+        crate::util::workspace_root().join("perf/peers").join(format!("{}.conf", peer.name()));
+    let template =
+        std::fs::read_to_string(&template_path).with_context(|| format!("{}", template_path.display()))?;
+    let rendered = template
+        .replace("@ADDRESS@", &address.ip().to_string())
+        .replace("@PORT@", &address.port().to_string())
+        .replace("@OUTPUT@", &output.display().to_string())
+        .replace("@WORKDIR@", &workdir.display().to_string())
+        // One receiver core, as for Killkrill.
+        .replace("@THREADS@", "1")
+        .replace("@FLAGS@", if settings.rfc5424 { "syslog-protocol" } else { "no-multi-line" });
+    let path = workdir.join(format!("{}.conf", peer.name()));
+    std::fs::write(&path, rendered)?;
+    Ok(path)
+}
+
+impl RunningReceiver {
+    /// Messages this receiver has stored so far.
+    pub fn stored_messages(&self) -> anyhow::Result<u64> {
+        match self.receiver {
+            Receiver::Killkrill => Ok(self.killkrill_metric("killkrill_store_messages_total")?),
+            Receiver::Peer(_) => {
+                let file = match std::fs::File::open(&self.storage) {
+                    Ok(file) => file,
+                    Err(_) => return Ok(0),
+                };
+                let mut count = 0u64;
+                let mut buffer = vec![0u8; 1 << 20];
+                let mut reader = BufReader::new(file);
+                loop {
+                    let read = reader.read(&mut buffer)?;
+                    if read == 0 {
+                        break;
+                    }
+                    count += buffer[..read].iter().filter(|&&byte| byte == b'\n').count() as u64;
+                }
+                Ok(count)
+            }
+        }
+    }
+
+    /// Sum of a Killkrill counter over its label sets, from /metrics.
+    pub fn killkrill_metric(&self, name: &str) -> anyhow::Result<u64> {
+        let api = self.api.context("not Killkrill")?;
+        let text = http_get(api, "/metrics")?;
+        Ok(text
+            .lines()
+            .filter(|line| line.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|value| value as u64)
+            .sum())
+    }
+}
+
+/// A minimal HTTP/1.1 GET against the appliance on loopback (xtask has no HTTP client).
+fn http_get(address: SocketAddr, path: &str) -> anyhow::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (_, body) = response.split_once("\r\n\r\n").context("malformed HTTP response")?;
+    Ok(body.to_owned())
+}
