@@ -3,7 +3,7 @@
 //! Every case is run fed whole, fed byte by byte and split in two at every position:
 //! the frames must not depend on how the stream was cut into reads.
 
-use std::path::Path;
+use crate::corpus::check_corpus;
 
 use killkrill_parsers::framing::{Frame, FrameFlag, HOPELESS_CONSECUTIVE_ERRORS, SyslogFramer};
 use killkrill_parsers::json::frame_to_json;
@@ -417,29 +417,16 @@ fn frame_json_has_base64_message_and_flag_name() {
 /// `{"max_frame_bytes", "frames": [frame JSON...], "framing_errors", "hopeless"}`.
 #[test]
 fn corpus_streams_frame_as_recorded() {
-    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/framing");
-    let mut checked = 0;
-    for entry in std::fs::read_dir(&folder).expect("corpus folder") {
-        let path = entry.expect("corpus entry").path();
-        if path.extension().is_none_or(|extension| extension != "stream") {
-            continue;
-        }
-        let stream = std::fs::read(&path).expect("stream file");
-        let expected: Value =
-            serde_json::from_slice(&std::fs::read(path.with_extension("json")).expect("expectation file"))
-                .expect("expectation JSON");
+    check_corpus("framing", "stream", |stream, expected| {
         let max_frame_bytes = expected["max_frame_bytes"].as_u64().expect("max_frame_bytes") as usize;
-        let outcome = run_every_split(max_frame_bytes, &stream);
+        let outcome = run_every_split(max_frame_bytes, stream);
         let frames: Vec<Value> =
             outcome.frames.iter().map(|(bytes, flag)| frame_to_json(&Frame { bytes, flag: *flag })).collect();
-        let actual = json!({
+        json!({
             "max_frame_bytes": max_frame_bytes,
             "frames": frames,
             "framing_errors": outcome.framing_errors,
             "hopeless": outcome.hopeless,
-        });
-        assert_eq!(actual, expected, "{}", path.display());
-        checked += 1;
-    }
-    assert!(checked > 0, "no corpus in {}", folder.display());
+        })
+    });
 }

@@ -1,7 +1,7 @@
 //! influx conformance tests.
 
+use crate::corpus::check_corpus;
 use std::borrow::Cow;
-use std::path::Path;
 
 use killkrill_parsers::influx::{InfluxFieldValue, InfluxItem, InfluxPrecision, parse_influx};
 use killkrill_parsers::json::influx_to_json;
@@ -277,19 +277,5 @@ fn names_are_borrowed_unless_an_escape_is_present() {
 /// its rendering.
 #[test]
 fn corpus_datagrams_render_as_recorded() {
-    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/influx");
-    let mut checked = 0;
-    for entry in std::fs::read_dir(&folder).expect("corpus folder") {
-        let path = entry.expect("corpus entry").path();
-        if path.extension().is_none_or(|extension| extension != "txt") {
-            continue;
-        }
-        let datagram = std::fs::read(&path).expect("datagram file");
-        let expected: Value =
-            serde_json::from_slice(&std::fs::read(path.with_extension("json")).expect("expectation file"))
-                .expect("expectation JSON");
-        assert_eq!(influx_to_json(&datagram, InfluxPrecision::Nanoseconds), expected, "{}", path.display());
-        checked += 1;
-    }
-    assert!(checked > 0, "no corpus in {}", folder.display());
+    check_corpus("influx", "txt", |datagram, _| influx_to_json(datagram, InfluxPrecision::Nanoseconds));
 }

@@ -1,6 +1,6 @@
 //! statsd conformance tests.
 
-use std::path::Path;
+use crate::corpus::check_corpus;
 
 use killkrill_parsers::json::statsd_to_json;
 use killkrill_parsers::statsd::{
@@ -357,21 +357,7 @@ fn escaped_newlines_are_restored_only_on_request() {
 /// Each `NAME.txt` in tests/data/statsd is a datagram; `NAME.json` is its rendering.
 #[test]
 fn corpus_datagrams_render_as_recorded() {
-    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/statsd");
-    let mut checked = 0;
-    for entry in std::fs::read_dir(&folder).expect("corpus folder") {
-        let path = entry.expect("corpus entry").path();
-        if path.extension().is_none_or(|extension| extension != "txt") {
-            continue;
-        }
-        let datagram = std::fs::read(&path).expect("datagram file");
-        let expected: Value =
-            serde_json::from_slice(&std::fs::read(path.with_extension("json")).expect("expectation file"))
-                .expect("expectation JSON");
-        assert_eq!(statsd_to_json(&datagram), expected, "{}", path.display());
-        checked += 1;
-    }
-    assert!(checked > 0, "no corpus in {}", folder.display());
+    check_corpus("statsd", "txt", |datagram, _| statsd_to_json(datagram));
 }
 
 #[test]

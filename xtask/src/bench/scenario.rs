@@ -146,7 +146,8 @@ fn measure(
     run_id: u32,
 ) -> anyhow::Result<Measurement> {
     let workdir = scratch.join(format!("{}-{run_id}", receiver.name()));
-    let settings = ReceiverSettings { rfc5424: scenario.rfc5424 };
+    let settings =
+        ReceiverSettings { rfc5424: scenario.rfc5424, octet_counted: scenario.protocol == "tcp-octet" };
     let mut running = start(receiver, rig.host_address, args.receiver_cpu, binaries, &workdir, &settings)?;
     let cpu_before = cpu_seconds(running.process.pid());
     let cores_before = per_cpu_busy_seconds();

@@ -83,6 +83,8 @@ pub struct RunningReceiver {
 pub struct ReceiverSettings {
     /// RFC 5424 input (syslog-ng must be told; it reads RFC 3164 otherwise).
     pub rfc5424: bool,
+    /// Octet-counted TCP framing (syslog-ng must be told; rsyslog and Killkrill detect it).
+    pub octet_counted: bool,
 }
 
 pub fn start(
@@ -233,7 +235,8 @@ fn render_peer_config(
         .replace("@WORKDIR@", &workdir.display().to_string())
         // One receiver core, as for Killkrill.
         .replace("@THREADS@", "1")
-        .replace("@FLAGS@", if settings.rfc5424 { "syslog-protocol" } else { "no-multi-line" });
+        .replace("@FLAGS@", if settings.rfc5424 { "syslog-protocol" } else { "no-multi-line" })
+        .replace("@TCP_TRANSPORT@", if settings.octet_counted { "framed" } else { "tcp" });
     let path = workdir.join(format!("{}.conf", peer.name()));
     std::fs::write(&path, rendered)?;
     Ok(path)
