@@ -33,8 +33,9 @@ enum MicroCommand {
 
 #[derive(Args, Clone)]
 pub struct ScenarioArgs {
-    /// Scenarios to run: udp-5424, udp-3164, tcp-octet, tcp-lf, mixed (statsd, influx and
-    /// query need listeners and APIs that are not in the appliance yet, and say so).
+    /// Scenarios to run: udp-5424, udp-3164, tcp-octet, tcp-lf, mixed, query (search
+    /// latency under ingest); statsd and influx need listeners the appliance does not have
+    /// yet, and say so.
     #[arg(default_values_t = [String::from("udp-5424")])]
     pub scenarios: Vec<String>,
     /// Peers to run on the same rig with the same load: rsyslog, syslog-ng.

@@ -14,6 +14,47 @@ use super::process::{cpu_seconds, disk_bytes, peak_rss_bytes, per_cpu_busy_secon
 use super::targets::{Peer, Receiver, ReceiverSettings, RunningReceiver, start};
 use super::{Binaries, ScenarioArgs};
 
+/// Offered ingest rate of the `query` scenario when `--rate` is not given.
+const QUERY_SCENARIO_RATE: u64 = 20_000;
+/// Searches the `query` scenario rotates through: a word of most generated messages, a
+/// rarer one, and a term that matches nothing (a full scan).
+const QUERY_TERMS: [&str; 3] = ["kk", "failed", "no-such-term-anywhere"];
+
+/// Searches `GET /api/v1/logs` back to back on one connection per request while the load
+/// runs, recording each answer's latency.
+struct QueryLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<anyhow::Result<killkrill_perf::loss::LatencyRecorder>>,
+}
+
+impl QueryLoad {
+    fn start(api: Option<std::net::SocketAddr>) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let api = api.context("no API address")?;
+            let mut latency = killkrill_perf::loss::LatencyRecorder::new();
+            let mut index = 0;
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                let path = format!("/api/v1/logs?q={}&limit=100", QUERY_TERMS[index % QUERY_TERMS.len()]);
+                let started = Instant::now();
+                super::targets::http_get(api, &path)?;
+                latency.record(started.elapsed().as_nanos() as u64);
+                index += 1;
+            }
+            Ok(latency)
+        });
+        Self { stop, thread }
+    }
+
+    fn finish(self) -> anyhow::Result<Option<killkrill_perf::loss::LatencySummary>> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let latency = self.thread.join().map_err(|_| anyhow::anyhow!("the query thread panicked"))??;
+        eprintln!("xtask bench: query: {} searches answered", latency.count());
+        Ok(latency.summary())
+    }
+}
+
 /// Loss under which a rate counts as sustained by `--find-max`.
 const MAX_LOSS_PERCENT: f64 = 0.1;
 
@@ -42,13 +83,17 @@ impl Scenario {
         Ok(Self { name: name.to_owned(), protocol, mix, rfc5424 })
     }
 
+    /// Query latency under ingest: the API is searched while the load runs.
+    fn is_query(&self) -> bool {
+        self.name == "query"
+    }
+
     /// Why this scenario cannot run against this build of the appliance, if it cannot.
     pub fn unavailable(&self) -> Option<&'static str> {
         match self.name.as_str() {
             "statsd" | "influx" => {
                 Some("the appliance has no statsd or Influx listener yet (data-plane work)")
             }
-            "query" => Some("the query-under-ingest scenario needs the full query API (store work)"),
             _ => None,
         }
     }
@@ -86,6 +131,14 @@ pub fn run(
     let mut result = ScenarioResult::new(scenario.name.clone(), MachineInfo::detect(), unix_time);
     result.offered_rate = args.rate.map(|rate| rate as f64);
     let mut receivers = vec![Receiver::Killkrill];
+    let peers = if scenario.is_query() {
+        if !peers.is_empty() {
+            eprintln!("xtask bench: {}: peers skipped: they have no query API", scenario.name);
+        }
+        &[][..]
+    } else {
+        peers
+    };
     for peer in peers {
         match peer.missing() {
             Some(reason) => eprintln!("xtask bench: {}: peer skipped: {reason}", scenario.name),
@@ -158,7 +211,11 @@ fn measure(
         rate.map_or("full speed".to_owned(), |r| format!("{r} msgs/s")),
         duration
     );
+    let queries = (scenario.is_query() && running.api.is_some()).then(|| QueryLoad::start(running.api));
+    // Query latency is measured under a steady, moderate ingest unless a rate is given.
+    let rate = if scenario.is_query() { rate.or(Some(QUERY_SCENARIO_RATE)) } else { rate };
     let report = send(scenario, rate, duration, args, rig, binaries, &running, run_id)?;
+    let query_latency = queries.map(QueryLoad::finish).transpose()?;
     let sent = report["sent_messages"].as_u64().context("sender report has no sent_messages")?;
     let elapsed = report["elapsed"].as_f64().unwrap_or(duration.as_secs_f64());
     let stored = wait_until_settled(&running)?;
@@ -181,7 +238,7 @@ fn measure(
         stored: stored.max(scanned.received),
         scan_missing: scanned.missing,
         dropped_in_pipeline,
-        latency: scanned.latency_us,
+        latency: query_latency.flatten().or(scanned.latency_us),
         cpu_seconds: cpu_before.zip(cpu_after).map(|(before, after)| after - before),
         cpu_seconds_per_core: cores_before
             .iter()

@@ -281,7 +281,7 @@ impl RunningReceiver {
 }
 
 /// A minimal HTTP/1.1 GET against the appliance on loopback (xtask has no HTTP client).
-fn http_get(address: SocketAddr, path: &str) -> anyhow::Result<String> {
+pub fn http_get(address: SocketAddr, path: &str) -> anyhow::Result<String> {
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")?;
