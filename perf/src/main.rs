@@ -15,7 +15,8 @@ use clap::{Args, Parser, Subcommand};
 use killkrill_perf::cli_value::{parse_cpu_list, parse_duration};
 use killkrill_perf::mix::MixKind;
 use killkrill_perf::scan::{ScanOptions, WriteTime, scan};
-use killkrill_perf::send::{self, Progress, Protocol, SendConfig};
+use killkrill_perf::send::frame::MacAddr;
+use killkrill_perf::send::{self, AfXdpOptions, Progress, Protocol, SendConfig};
 use killkrill_perf::target::resolve_target;
 
 #[derive(Parser)]
@@ -38,7 +39,7 @@ struct SendArgs {
     /// rfc5424, rfc3164, mixed, statsd or influx [default: the protocol's own]
     #[arg(long)]
     mix: Option<MixKind>,
-    /// udp, tcp-octet, tcp-lf, statsd or influx
+    /// udp, tcp-octet, tcp-lf, statsd, influx or udp-afxdp
     #[arg(long, default_value = "udp")]
     protocol: Protocol,
     /// ADDR:PORT; only loopback and 10.203.0.0/16 are accepted
@@ -59,14 +60,25 @@ struct SendArgs {
     #[arg(long, default_value_t = 64)]
     connections: usize,
     /// CPUs to pin sender threads to, e.g. 0,2-3
+    // The full path keeps clap's derive from reading `Vec` as "many values": the parser
+    // turns one `0,2-3` argument into the whole list.
     #[arg(long, value_parser = parse_cpu_list)]
-    cpu: Option<Vec<usize>>,
+    cpu: Option<::std::vec::Vec<usize>>,
     #[arg(long, default_value_t = 1)]
     run_id: u32,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     #[arg(long, default_value_t = 0)]
     first_seq: u64,
+    /// udp-afxdp: the interface whose queue 0 the AF_XDP socket binds
+    #[arg(long)]
+    interface: Option<String>,
+    /// udp-afxdp: source IPv4 [default: the interface's address]
+    #[arg(long)]
+    source: Option<std::net::Ipv4Addr>,
+    /// udp-afxdp: the target's MAC [default: from the neighbour table, after an ARP probe]
+    #[arg(long)]
+    dest_mac: Option<MacAddr>,
 }
 
 #[derive(Args)]
@@ -120,6 +132,7 @@ fn run_send(args: SendArgs) -> anyhow::Result<()> {
     config.run_id = args.run_id;
     config.seed = args.seed;
     config.first_seq = args.first_seq;
+    config.afxdp = AfXdpOptions { interface: args.interface, source: args.source, dest_mac: args.dest_mac };
 
     let progress = Progress::default();
     let report = std::thread::scope(|scope| {

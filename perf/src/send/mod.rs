@@ -1,5 +1,5 @@
-//! The senders: syslog over UDP (`sendmmsg`) and TCP (RFC 6587 framings), statsd and Influx
-//! over UDP.
+//! The senders: syslog over UDP (`sendmmsg`), over UDP frames built by hand and sent through
+//! AF_XDP, and over TCP (RFC 6587 framings); statsd and Influx over UDP.
 //!
 //! # Seq numbers across threads
 //! Threads claim seqs in blocks from one shared counter (one atomic add per batch, not per
@@ -13,6 +13,8 @@
 //! socket: loopback or 10.203.0.0/16 only.
 
 mod affinity;
+mod afxdp;
+pub mod frame;
 mod tcp;
 mod udp;
 
@@ -25,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, bail};
 
 pub use affinity::pin_current_thread;
+pub use afxdp::AfXdpOptions;
 
 use crate::mix::{MessageMix, MixKind};
 use crate::target::check_target;
@@ -43,10 +46,14 @@ pub enum Protocol {
     Statsd,
     /// Influx line protocol over UDP, several lines per datagram.
     Influx,
+    /// One syslog message per UDP datagram, in frames built here and sent through an AF_XDP
+    /// socket (see [`AfXdpOptions`]).
+    #[serde(rename = "udp-afxdp")]
+    UdpAfXdp,
 }
 
 impl Protocol {
-    pub const NAMES: &'static str = "udp, tcp-octet, tcp-lf, statsd, influx";
+    pub const NAMES: &'static str = "udp, tcp-octet, tcp-lf, statsd, influx, udp-afxdp";
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -55,6 +62,7 @@ impl Protocol {
             Self::TcpLf => "tcp-lf",
             Self::Statsd => "statsd",
             Self::Influx => "influx",
+            Self::UdpAfXdp => "udp-afxdp",
         }
     }
 
@@ -63,7 +71,7 @@ impl Protocol {
         match self {
             Self::Statsd => MixKind::Statsd,
             Self::Influx => MixKind::Influx,
-            Self::Udp | Self::TcpOctet | Self::TcpLf => MixKind::Rfc5424,
+            Self::Udp | Self::TcpOctet | Self::TcpLf | Self::UdpAfXdp => MixKind::Rfc5424,
         }
     }
 }
@@ -84,6 +92,7 @@ impl FromStr for Protocol {
             "tcp-lf" => Ok(Self::TcpLf),
             "statsd" => Ok(Self::Statsd),
             "influx" => Ok(Self::Influx),
+            "udp-afxdp" => Ok(Self::UdpAfXdp),
             _ => Err(crate::Error::UnknownName {
                 what: "protocol",
                 value: value.to_owned(),
@@ -124,6 +133,8 @@ pub struct SendConfig {
     pub cpus: Vec<usize>,
     /// The first seq of the run.
     pub first_seq: u64,
+    /// Interface and addressing for [`Protocol::UdpAfXdp`]; must be empty for the others.
+    pub afxdp: AfXdpOptions,
 }
 
 impl SendConfig {
@@ -142,6 +153,7 @@ impl SendConfig {
             connections: 64,
             cpus: Vec::new(),
             first_seq: 0,
+            afxdp: AfXdpOptions::default(),
         }
     }
 
@@ -168,7 +180,7 @@ impl SendConfig {
         if matches!(self.protocol, Protocol::TcpOctet | Protocol::TcpLf) && self.connections == 0 {
             bail!("connections must be at least 1");
         }
-        Ok(())
+        afxdp::validate(self)
     }
 }
 
@@ -314,6 +326,7 @@ impl Worker<'_> {
             Protocol::Statsd | Protocol::Influx => udp::run(&mut self, udp::Packing::Lines),
             Protocol::TcpOctet => tcp::run(&mut self, Framing::Octet),
             Protocol::TcpLf => tcp::run(&mut self, Framing::Lf),
+            Protocol::UdpAfXdp => afxdp::run(&mut self),
         }
     }
 }

@@ -50,6 +50,10 @@ pub struct ScenarioArgs {
     /// Search for the highest offered rate with less than 0.1% loss.
     #[arg(long)]
     pub find_max: bool,
+    /// Send UDP scenarios through AF_XDP (frames built by the generator) instead of
+    /// sendmmsg, for rates a socket sender cannot offer.
+    #[arg(long)]
+    pub afxdp_sender: bool,
     /// Sender threads.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
@@ -82,6 +86,7 @@ impl ScenarioArgs {
             duration: Duration::from_secs(2),
             rate: None,
             find_max: false,
+            afxdp_sender: false,
             threads: 1,
             connections: 64,
             receiver_cpu: 0,

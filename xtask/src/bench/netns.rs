@@ -17,6 +17,8 @@ pub struct NetnsRig {
     pub namespace: String,
     /// The host side of the veth pair; the appliance and peers bind to `host_address`.
     pub host_interface: String,
+    /// The sender's end of the veth pair, inside the namespace.
+    pub sender_interface: String,
     pub host_address: Ipv4Addr,
     pub sender_address: Ipv4Addr,
 }
@@ -36,8 +38,8 @@ impl NetnsRig {
         remove(&namespace, &host_interface);
         *CREATED.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((namespace.clone(), host_interface.clone()));
-        let rig = Self { namespace, host_interface, host_address, sender_address };
-        rig.build(&sender_interface).context("creating the benchmark network namespace")?;
+        let rig = Self { namespace, host_interface, sender_interface, host_address, sender_address };
+        rig.build(&rig.sender_interface).context("creating the benchmark network namespace")?;
         Ok(rig)
     }
 

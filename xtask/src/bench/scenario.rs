@@ -262,10 +262,17 @@ fn send(
     run_id: u32,
 ) -> anyhow::Result<serde_json::Value> {
     let mut command = rig.command_in_namespace("taskset");
+    command.args(["-c", &args.sender_cpu.to_string()]).arg(&binaries.perf).args([
+        "send",
+        "--mix",
+        scenario.mix,
+    ]);
+    if args.afxdp_sender && scenario.protocol == "udp" {
+        command.args(["--protocol", "udp-afxdp", "--interface", &rig.sender_interface]);
+    } else {
+        command.args(["--protocol", scenario.protocol]);
+    }
     command
-        .args(["-c", &args.sender_cpu.to_string()])
-        .arg(&binaries.perf)
-        .args(["send", "--protocol", scenario.protocol, "--mix", scenario.mix])
         .args(["--target", &running.address.to_string()])
         .args(["--duration", &format!("{}ms", duration.as_millis())])
         .args(["--threads", &args.threads.to_string(), "--connections", &args.connections.to_string()])
