@@ -100,6 +100,13 @@ impl LogBatch {
         self.arena.len()
     }
 
+    /// Empties the batch, keeping its allocations for the next one.
+    pub fn clear(&mut self) {
+        self.arena.clear();
+        self.records.clear();
+        self.opened_at = None;
+    }
+
     /// True once any limit is reached at `now`.
     pub fn is_full(&self, limits: &BatchLimits, now: Instant) -> bool {
         self.records.len() >= limits.max_messages

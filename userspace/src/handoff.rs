@@ -28,6 +28,11 @@ impl BatchProducer {
         self.inner.push(batch).map_err(|rtrb::PushError::Full(batch)| batch)
     }
 
+    /// True when the ring has no room for another batch.
+    pub fn is_full(&self) -> bool {
+        self.inner.is_full()
+    }
+
     /// True when the consumer is gone (the control plane stopped).
     pub fn is_abandoned(&self) -> bool {
         self.inner.is_abandoned()

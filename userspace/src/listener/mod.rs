@@ -107,22 +107,30 @@ impl BatchSink {
         if self.current.is_empty() || !(force || self.current.is_full(&self.limits, now)) {
             return true;
         }
+        // Decide before replacing the batch: under sustained overload this runs for every
+        // frame (TCP) or datagram batch (UDP), and must not allocate a new arena each time.
+        if self.producer.is_full() {
+            return match when_full {
+                WhenFull::Drop => {
+                    ListenerCounters::add(&self.counters.dropped_handoff_full, self.current.len() as u64);
+                    self.current.clear();
+                    true
+                }
+                WhenFull::Keep => false,
+            };
+        }
         let batch = std::mem::replace(&mut self.current, LogBatch::new(self.kind, &self.limits));
         match self.producer.push(batch) {
             Ok(()) => {
                 ListenerCounters::add(&self.counters.handed_off_batches, 1);
                 true
             }
-            Err(batch) => match when_full {
-                WhenFull::Drop => {
-                    ListenerCounters::add(&self.counters.dropped_handoff_full, batch.len() as u64);
-                    true
-                }
-                WhenFull::Keep => {
-                    self.current = batch;
-                    false
-                }
-            },
+            // Cannot happen (this thread is the ring's only producer and saw room above);
+            // if it did, keep the batch for the next attempt rather than lose it.
+            Err(batch) => {
+                self.current = batch;
+                when_full == WhenFull::Drop
+            }
         }
     }
 
