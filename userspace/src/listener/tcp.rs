@@ -233,16 +233,7 @@ impl TcpServer {
         // The peer is gone: keep every frame it sent even past the batch limits (bounded by
         // what one connection had buffered), and the partial last one flagged incomplete.
         self.options.received_at = Timestamp::now();
-        while let Some(frame) = connection.framer.next_frame() {
-            record_frame(
-                &mut self.sink,
-                &self.counters,
-                frame.bytes,
-                frame.flag,
-                connection.peer,
-                &self.options,
-            );
-        }
+        // finish() yields the complete frames still buffered, then the partial last one.
         while let Some(frame) = connection.framer.finish() {
             record_frame(
                 &mut self.sink,
