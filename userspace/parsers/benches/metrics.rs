@@ -81,6 +81,15 @@ fn metrics(criterion: &mut Criterion) {
     group.bench_function("influx_telegraf_mix_lines", |bencher| {
         bencher.iter(|| consume_influx(black_box(&influx)))
     });
+    // The same work counted in bytes, for comparison with link and framing rates.
+    group.throughput(Throughput::Bytes(statsd.len() as u64));
+    group.bench_function("statsd_dogstatsd_mix_bytes", |bencher| {
+        bencher.iter(|| consume_statsd(black_box(&statsd)))
+    });
+    group.throughput(Throughput::Bytes(influx.len() as u64));
+    group.bench_function("influx_telegraf_mix_bytes", |bencher| {
+        bencher.iter(|| consume_influx(black_box(&influx)))
+    });
     group.finish();
 }
 
