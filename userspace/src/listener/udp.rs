@@ -27,14 +27,33 @@ pub(crate) fn bind_udp(kind: ListenerKind, address: SocketAddr) -> Result<UdpSoc
         .map_err(|source| Error::Bind { listener: kind, address, source })?;
     let option_error = |source| Error::SocketOption { listener: kind, source };
     socket.set_reuse_address(true).map_err(option_error)?;
-    if socket.set_recv_buffer_size(RECEIVE_BUFFER_BYTES).is_err() {
-        // Not fatal: the default buffer works, it only absorbs shorter bursts.
+    // Not fatal if refused: the default buffer works, it only absorbs shorter bursts.
+    let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER_BYTES);
+    if socket.recv_buffer_size().is_ok_and(|size| size < RECEIVE_BUFFER_BYTES) {
+        force_receive_buffer(&socket, RECEIVE_BUFFER_BYTES);
     }
     // recvmmsg with MSG_WAITFORONE blocks at most this long for the first datagram, so
     // the thread notices shutdown and closes old batches even when nothing arrives.
     socket.set_read_timeout(Some(Duration::from_millis(10))).map_err(option_error)?;
     socket.bind(&address.into()).map_err(|source| Error::Bind { listener: kind, address, source })?;
     Ok(socket.into())
+}
+
+/// SO_RCVBUF is capped at net.core.rmem_max (about 208 KiB by default: a few hundred
+/// datagrams); SO_RCVBUFFORCE passes the cap when the process has CAP_NET_ADMIN. Without
+/// it the call fails and the capped buffer stays.
+fn force_receive_buffer(socket: &Socket, bytes: usize) {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: a valid socket descriptor and a pointer to a c_int with its true size.
+    let _ = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
 }
 
 pub(crate) fn spawn_udp_listener(
@@ -198,5 +217,22 @@ fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
             )))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receive_buffer_passes_rmem_max_when_privileged() {
+        let socket = bind_udp(ListenerKind::SyslogUdp, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let size = socket2::SockRef::from(&socket).recv_buffer_size().unwrap();
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: SO_RCVBUFFORCE needs CAP_NET_ADMIN; buffer is {size} bytes");
+            return;
+        }
+        assert!(size >= RECEIVE_BUFFER_BYTES, "receive buffer {size} bytes");
     }
 }
