@@ -44,6 +44,7 @@ pub async fn run_batch_writer(
                         }
                     }
                 }
+                consumer.give_back(batch);
             }
         }
         if consumers.iter().all(BatchConsumer::is_finished) {

@@ -119,7 +119,8 @@ impl BatchSink {
                 WhenFull::Keep => false,
             };
         }
-        let batch = std::mem::replace(&mut self.current, LogBatch::new(self.kind, &self.limits));
+        let next = self.producer.reuse().unwrap_or_else(|| LogBatch::new(self.kind, &self.limits));
+        let batch = std::mem::replace(&mut self.current, next);
         match self.producer.push(batch) {
             Ok(()) => {
                 ListenerCounters::add(&self.counters.handed_off_batches, 1);
