@@ -111,6 +111,11 @@ pub struct StoreConfig {
     pub database_url: Option<String>,
     /// Redis for the scale-out hand-off. Environment: REDIS_URL.
     pub redis_url: Option<String>,
+    /// A log block takes the batches waiting for the writer, up to this many messages
+    /// (at most 65,536).
+    pub block_max_messages: usize,
+    /// zstd level for log blocks: 1 is fastest; higher levels trade ingest CPU for disk.
+    pub compression_level: i32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -166,7 +171,13 @@ impl Default for SyslogConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { db_type: DbType::Sqlite, database_url: None, redis_url: None }
+        Self {
+            db_type: DbType::Sqlite,
+            database_url: None,
+            redis_url: None,
+            block_max_messages: 16_384,
+            compression_level: 3,
+        }
     }
 }
 
@@ -262,6 +273,18 @@ impl Config {
             if value == 0 {
                 return Err(Error::Config(format!("{key} must be above 0")));
             }
+        }
+        if !(1..=65_536).contains(&self.store.block_max_messages) {
+            return Err(Error::Config(format!(
+                "store.block_max_messages = {} is out of range (1 to 65536)",
+                self.store.block_max_messages
+            )));
+        }
+        if !(1..=19).contains(&self.store.compression_level) {
+            return Err(Error::Config(format!(
+                "store.compression_level = {} is out of range (1 to 19)",
+                self.store.compression_level
+            )));
         }
         self.time_zone()?;
         Ok(())

@@ -16,6 +16,10 @@ pub enum Error {
     #[error("bad request: {parameter}: {message}")]
     BadRequest { parameter: &'static str, message: String },
     #[error("{0}")]
+    Block(#[from] crate::store::block::BlockError),
+    #[error("internal: {0}")]
+    Internal(String),
+    #[error("{0}")]
     Io(#[from] std::io::Error),
 }
 

@@ -66,8 +66,16 @@ pub async fn serve(config: Config) -> Result<()> {
             "Listener started."
         );
     }
-    let writer =
-        tokio::spawn(ingest::run_batch_writer(dataplane.take_consumers(), store.clone(), store_counters));
+    let block_settings = ingest::BlockSettings {
+        max_messages: config.store.block_max_messages,
+        compression_level: config.store.compression_level,
+    };
+    let writer = tokio::spawn(ingest::run_batch_writer(
+        dataplane.take_consumers(),
+        store.clone(),
+        store_counters,
+        block_settings,
+    ));
     state.listeners_up.store(true, Ordering::Release);
     tracing::info!(version = VERSION, data_dir = %config.data_dir.display(), "Killkrill is ready.");
 
@@ -79,7 +87,9 @@ pub async fn serve(config: Config) -> Result<()> {
         // writer ends once every listener is gone and its ring is empty.
         let stopped = tokio::task::spawn_blocking(move || dataplane.shutdown());
         let _ = stopped.await;
-        let _ = writer.await;
+        if let Ok(Err(error)) = writer.await {
+            tracing::error!(error = %error, "The batch writer stopped.");
+        }
     };
     if tokio::time::timeout(SHUTDOWN_DEADLINE, flush).await.is_err() {
         tracing::error!(

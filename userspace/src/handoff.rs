@@ -58,6 +58,11 @@ impl BatchConsumer {
         self.inner.pop().ok()
     }
 
+    /// Messages in the next batch, if one is waiting (lets the writer size its blocks).
+    pub fn peek_len(&self) -> Option<usize> {
+        self.inner.peek().ok().map(LogBatch::len)
+    }
+
     /// Gives a stored batch back to its listener for reuse; dropped if none is needed.
     pub fn give_back(&mut self, mut batch: LogBatch) {
         batch.clear();

@@ -7,7 +7,14 @@ use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 
 /// The SQLite migrations, in order.
-const SQLITE: &[(i64, &str, &str)] = &[(1, "logs", include_str!("../../migrations/sqlite/0001_logs.sql"))];
+const SQLITE: &[(i64, &str, &str)] = &[
+    (1, "logs", include_str!("../../migrations/sqlite/0001_logs.sql")),
+    (2, "log blocks", include_str!("../../migrations/sqlite/0002_log_blocks.sql")),
+];
+
+/// The PostgreSQL migrations, in order.
+const POSTGRES: &[(i64, &str, &str)] =
+    &[(1, "log blocks", include_str!("../../migrations/postgres/0001_log_blocks.sql"))];
 
 #[derive(Debug)]
 struct Embedded(&'static [(i64, &'static str, &'static str)]);
@@ -34,4 +41,8 @@ impl<'s> MigrationSource<'s> for Embedded {
 
 pub(crate) async fn sqlite() -> Result<Migrator, sqlx::migrate::MigrateError> {
     Migrator::new(Embedded(SQLITE)).await
+}
+
+pub(crate) async fn postgres() -> Result<Migrator, sqlx::migrate::MigrateError> {
+    Migrator::new(Embedded(POSTGRES)).await
 }

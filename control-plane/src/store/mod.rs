@@ -1,35 +1,31 @@
 //! Where accepted messages are kept, behind one interface for every backend.
-//! Handlers and the batch writer see `Arc<dyn Store>`; SQL stays in the backend modules.
+//! Handlers and the batch writer see `Arc<dyn Store>`; SQL stays in `sql`, the block
+//! format in `block`, and the search logic that both backends share in `query`.
 
+pub mod block;
 mod migrations;
-mod sqlite;
+pub mod query;
+mod sql;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use killkrill_dataplane::batch::LogBatch;
 use serde::Serialize;
 
-pub use sqlite::SqliteStore;
+pub use block::{BlockEncoder, EncodedBlock};
+pub use query::{Cursor, LogQuery, Order, TextQuery};
+pub use sql::SqlStore;
 
 use crate::config::{DbType, StoreConfig};
 use crate::{Error, Result};
 
-/// A log search.
-#[derive(Clone, Debug, Default)]
-pub struct LogQuery {
-    /// Words that must all appear in the message (case-insensitive).
-    pub terms: Vec<String>,
-    /// At most this many rows, newest first.
-    pub limit: u32,
-}
-
 /// A stored message as the API returns it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StoredLog {
+    /// Stable id: the block's sequence number and the row inside it.
     pub id: i64,
-    /// RFC 3339 UTC.
+    /// RFC 3339 UTC, nanoseconds.
     pub received_at: String,
     pub source: String,
     pub listener: String,
@@ -49,30 +45,79 @@ pub struct StoredLog {
     /// The exact frame, base64, when it did not parse cleanly.
     pub raw_b64: Option<String>,
     pub parse_error: Option<String>,
+    /// Set when the TCP framing cut or ended the frame abnormally.
+    pub frame_flag: Option<String>,
+}
+
+/// One page of a search.
+#[derive(Clone, Debug, Default)]
+pub struct LogPage {
+    pub logs: Vec<StoredLog>,
+    /// Present when more rows match: pass it back to get the next page.
+    pub next_cursor: Option<Cursor>,
+}
+
+/// What the store holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StoreStats {
+    pub blocks: i64,
+    pub messages: i64,
+    /// Bytes of the frames as received.
+    pub raw_bytes: i64,
+    /// Bytes of blocks and their filters as stored (before the database's own overhead).
+    pub stored_bytes: i64,
+    pub oldest_received_ns: Option<i64>,
+    pub newest_received_ns: Option<i64>,
 }
 
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Cheap round trip, for readiness.
     async fn ping(&self) -> Result<()>;
-    /// Commits every message of the batch, or none.
-    async fn insert_logs(&self, batch: &LogBatch) -> Result<u64>;
-    async fn query_logs(&self, query: &LogQuery) -> Result<Vec<StoredLog>>;
+    /// Commits the block; false when a block with the same id is already stored.
+    async fn insert_block(&self, block: &EncodedBlock) -> Result<bool>;
+    async fn query_logs(&self, query: &LogQuery) -> Result<LogPage>;
+    async fn stats(&self) -> Result<StoreStats>;
     /// Flushes and closes the store.
     async fn close(&self);
 }
 
 /// Opens the configured backend, running migrations.
 pub async fn open(config: &StoreConfig, data_dir: &Path) -> Result<Arc<dyn Store>> {
-    match config.db_type {
-        DbType::Sqlite => {
-            let store = SqliteStore::open(config.database_url.as_deref(), data_dir).await?;
-            Ok(Arc::new(store))
+    let store = match config.db_type {
+        DbType::Sqlite => SqlStore::open_sqlite(config.database_url.as_deref(), data_dir).await?,
+        DbType::Postgres => {
+            let url = config.database_url.as_deref().ok_or_else(|| {
+                Error::Config(
+                    "store.db_type = \"postgres\" needs store.database_url (DATABASE_URL)".to_owned(),
+                )
+            })?;
+            SqlStore::open_postgres(url).await?
         }
-        DbType::Postgres => Err(Error::Config(
-            "store.db_type = \"postgres\" (DB_TYPE) is not available in this release yet; \
-             use sqlite (the default)"
-                .to_owned(),
-        )),
+    };
+    Ok(Arc::new(store))
+}
+
+/// RFC 3339 in UTC with exactly `digits` fractional digits.
+pub(crate) fn rfc3339_with_digits(unix_nanos: i64, digits: u8) -> Option<String> {
+    let timestamp = jiff::Timestamp::from_nanosecond(i128::from(unix_nanos)).ok()?;
+    let digits = digits.min(9);
+    Some(format!("{:.*}", usize::from(digits), timestamp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_keep_the_senders_precision() {
+        assert_eq!(
+            rfc3339_with_digits(1_700_000_000_003_000_000, 3).as_deref(),
+            Some("2023-11-14T22:13:20.003Z")
+        );
+        assert_eq!(
+            rfc3339_with_digits(1_700_000_000_000_000_000, 0).as_deref(),
+            Some("2023-11-14T22:13:20Z")
+        );
     }
 }

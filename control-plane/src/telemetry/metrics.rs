@@ -34,6 +34,11 @@ pub struct HttpRouteLabels {
 pub struct StoreCounters {
     pub stored_messages: AtomicU64,
     pub stored_batches: AtomicU64,
+    pub stored_blocks: AtomicU64,
+    /// Bytes of the frames committed, as received.
+    pub stored_raw_bytes: AtomicU64,
+    /// Bytes of the compressed blocks committed.
+    pub stored_block_bytes: AtomicU64,
     /// Failed store writes; the batch is retried, not dropped.
     pub write_errors: AtomicU64,
 }
@@ -247,6 +252,17 @@ impl prometheus_client::collector::Collector for IngestCollector {
         for (name, help, counter) in [
             ("killkrill_store_messages", "Messages committed to the store", &store.stored_messages),
             ("killkrill_store_batches", "Batches committed to the store", &store.stored_batches),
+            ("killkrill_store_blocks", "Compressed log blocks committed to the store", &store.stored_blocks),
+            (
+                "killkrill_store_raw_bytes",
+                "Bytes of messages committed, as received",
+                &store.stored_raw_bytes,
+            ),
+            (
+                "killkrill_store_block_bytes",
+                "Bytes of compressed log blocks committed",
+                &store.stored_block_bytes,
+            ),
             (
                 "killkrill_store_write_errors",
                 "Store writes that failed and were retried",

@@ -1,0 +1,137 @@
+//! Bloom filters stored in each block's index row, so that a query skips blocks that
+//! cannot match before it reads or decompresses them.
+//!
+//! The hash (XXH3-64) and the layout are part of the on-disk format: changing either
+//! needs a new block format version.
+
+use xxhash_rust::xxh3::xxh3_64;
+
+/// Probes per key. With 10 bits per distinct key this gives about 1% false positives.
+const PROBES: u64 = 4;
+const BITS_PER_KEY: usize = 10;
+const MIN_BYTES: usize = 64;
+/// Caps a block's filter; past this the false-positive rate rises instead of the size.
+const MAX_BYTES: usize = 64 << 10;
+
+/// Words of a message as the text search sees them: runs of ASCII letters and digits and
+/// of any non-ASCII bytes (so words in other scripts are words too), lower-cased.
+pub fn tokens(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    text.split(|byte| !is_token_byte(*byte)).filter(|token| !token.is_empty())
+}
+
+fn is_token_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte >= 0x80
+}
+
+/// Whether a token goes into the filter. Long numbers and long tokens (ids, hashes,
+/// timestamps) are nearly all distinct and would only grow the filter; a search for one
+/// still works, it just cannot skip blocks.
+pub fn is_indexed(token: &[u8]) -> bool {
+    let all_digits = token.iter().all(u8::is_ascii_digit);
+    token.len() <= 32 && !(all_digits && token.len() > 5)
+}
+
+/// The hash of a lower-cased token, as used both when building and when probing.
+pub fn token_hash(token: &[u8]) -> u64 {
+    let mut lower = [0u8; 32];
+    let lower = &mut lower[..token.len().min(32)];
+    for (slot, byte) in lower.iter_mut().zip(token) {
+        *slot = byte.to_ascii_lowercase();
+    }
+    xxh3_64(lower)
+}
+
+/// The hash of a field value (host, app, source address), kept apart from message tokens
+/// by a prefix byte.
+pub fn field_hash(kind: u8, value: &[u8]) -> u64 {
+    let mut key = Vec::with_capacity(value.len() + 1);
+    key.push(kind);
+    key.extend(value.iter().map(u8::to_ascii_lowercase));
+    xxh3_64(&key)
+}
+
+pub const FIELD_HOST: u8 = b'h';
+pub const FIELD_APP: u8 = b'a';
+pub const FIELD_SOURCE: u8 = b's';
+
+/// Builds a filter sized for `hashes` (which need not be distinct).
+pub fn build(hashes: &mut Vec<u64>) -> Vec<u8> {
+    hashes.sort_unstable();
+    hashes.dedup();
+    let wanted = (hashes.len() * BITS_PER_KEY).div_ceil(8);
+    let size = wanted.clamp(MIN_BYTES, MAX_BYTES).next_power_of_two().min(MAX_BYTES);
+    let mut bits = vec![0u8; size];
+    for &hash in hashes.iter() {
+        for position in probe_positions(hash, size) {
+            bits[position / 8] |= 1 << (position % 8);
+        }
+    }
+    bits
+}
+
+/// False means the key is certainly absent. An empty or damaged filter says "maybe".
+pub fn may_contain(filter: &[u8], hash: u64) -> bool {
+    if filter.is_empty() || !filter.len().is_power_of_two() {
+        return true;
+    }
+    probe_positions(hash, filter.len()).all(|position| filter[position / 8] & (1 << (position % 8)) != 0)
+}
+
+fn probe_positions(hash: u64, size_bytes: usize) -> impl Iterator<Item = usize> {
+    let bit_mask = (size_bytes as u64 * 8) - 1;
+    let first = hash;
+    // Odd, so every probe lands on a different bit for power-of-two sizes.
+    let step = hash.rotate_left(32) | 1;
+    (0..PROBES).map(move |probe| (first.wrapping_add(probe.wrapping_mul(step)) & bit_mask) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_split_on_punctuation_and_keep_other_scripts() {
+        let found: Vec<&[u8]> = tokens("Link eth0/1 down; état=über-1 ".as_bytes()).collect();
+        let expected: Vec<&[u8]> =
+            vec![b"Link", b"eth0", b"1", b"down", "état".as_bytes(), "über".as_bytes(), b"1"];
+        assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn ids_and_long_numbers_are_not_indexed() {
+        assert!(is_indexed(b"error"));
+        assert!(is_indexed(b"404"));
+        assert!(is_indexed(b"51400"));
+        assert!(!is_indexed(b"1700000000"));
+        assert!(!is_indexed(&[b'a'; 33]));
+    }
+
+    #[test]
+    fn a_filter_has_every_key_and_rejects_most_others() {
+        let keys: Vec<String> = (0..2000).map(|n| format!("word{n}")).collect();
+        let mut hashes: Vec<u64> = keys.iter().map(|key| token_hash(key.as_bytes())).collect();
+        let filter = build(&mut hashes);
+        assert!(filter.len().is_power_of_two());
+        for key in &keys {
+            assert!(may_contain(&filter, token_hash(key.as_bytes())), "{key}");
+        }
+        let false_positives =
+            (0..10_000).filter(|n| may_contain(&filter, token_hash(format!("other{n}").as_bytes()))).count();
+        assert!(false_positives < 300, "{false_positives} false positives in 10,000");
+    }
+
+    #[test]
+    fn case_does_not_matter() {
+        let mut hashes = vec![token_hash(b"Error"), field_hash(FIELD_HOST, b"Web-01")];
+        let filter = build(&mut hashes);
+        assert!(may_contain(&filter, token_hash(b"ERROR")));
+        assert!(may_contain(&filter, field_hash(FIELD_HOST, b"web-01")));
+        assert!(!may_contain(&filter, field_hash(FIELD_APP, b"web-01")), "fields of different kinds differ");
+    }
+
+    #[test]
+    fn an_unreadable_filter_never_hides_a_block() {
+        assert!(may_contain(&[], 42));
+        assert!(may_contain(&[0u8; 3], 42));
+    }
+}

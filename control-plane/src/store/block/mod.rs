@@ -1,0 +1,596 @@
+//! Log blocks: thousands of messages stored as one zstd-compressed columnar body, with
+//! an index row (time range, severity and facility masks, Bloom filters over hosts, apps,
+//! source addresses and message words) that lets a query skip the block unread.
+//!
+//! Body layout, format version 1 (all integers LEB128 varints unless noted; "ref" is 0
+//! for none or 1 + an index into the dictionary):
+//!
+//! ```text
+//! u8 version | count | dictionary: n, then n × (len, bytes) | base received_ns (zigzag)
+//! count × received_ns delta from the previous row (zigzag)
+//! count × source address (dictionary index) | count × source port
+//! count × listener (dictionary index) | count × format (dictionary index)
+//! count × u8 facility | count × u8 severity | count × u8 version (255 = none)
+//! count × u8 event time digits (255 = none) | per present event time: delta to received_ns (zigzag)
+//! count × ref hostname | app | procid | msgid | parse error | frame flag
+//! count × structured-data length (0 = none, else len + 1) | count × message length
+//! count × raw length (0 = none, else len + 1)
+//! structured data bytes | message bytes | raw bytes
+//! ```
+//!
+//! Columns of one kind sit together and the text comes last, so zstd sees similar bytes
+//! side by side; that, and the dictionaries, is most of the compression.
+
+pub mod filter;
+mod varint;
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+
+use killkrill_dataplane::batch::LogEntry;
+use killkrill_parsers::framing::FrameFlag;
+use killkrill_parsers::syslog::SyslogFormat;
+use rustc_hash::FxHashMap;
+use thiserror::Error;
+
+use varint::{Reader, put_i64, put_u64};
+
+/// The body format written by this build.
+pub const FORMAT_VERSION: u8 = 1;
+/// Row numbers live in the low 16 bits of a message id.
+pub const MAX_ROWS: usize = 1 << 16;
+/// A decompressed body larger than this is refused as damaged (a block holds at most
+/// `MAX_ROWS` frames of at most 64 KiB each only in theory; real ones are a few MiB).
+const MAX_BODY_BYTES: usize = 1 << 30;
+const NONE_U8: u8 = u8::MAX;
+/// Severity mask bit for rows without a severity (bits 0..=7 are the severities).
+pub const SEVERITY_NONE_BIT: u32 = 8;
+/// Facility mask bit for rows without a facility (bits 0..=23 are the facilities).
+pub const FACILITY_NONE_BIT: u32 = 24;
+
+#[derive(Debug, Error)]
+pub enum BlockError {
+    #[error("damaged log block: {0}")]
+    Damaged(&'static str),
+    #[error("log block format {0} is newer than this build understands")]
+    UnknownVersion(u8),
+    #[error("log block has more than {MAX_ROWS} messages")]
+    TooManyRows,
+    #[error("compression failed: {0}")]
+    Compression(#[source] std::io::Error),
+}
+
+/// What the index row of a block holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockSummary {
+    /// Random 128-bit id, hex: the same block delivered twice is stored once.
+    pub block_id: String,
+    pub format_version: u8,
+    pub min_received_ns: i64,
+    pub max_received_ns: i64,
+    pub message_count: u32,
+    pub severity_mask: u32,
+    pub facility_mask: u32,
+    pub parse_error_count: u32,
+    /// Bytes of the frames as received.
+    pub raw_bytes: u64,
+    pub field_filter: Vec<u8>,
+    pub token_filter: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub struct EncodedBlock {
+    pub summary: BlockSummary,
+    /// The zstd-compressed body.
+    pub payload: Vec<u8>,
+}
+
+/// Builds blocks, keeping its buffers and compression context between blocks.
+pub struct BlockEncoder {
+    compressor: zstd::bulk::Compressor<'static>,
+    dictionary: FxHashMap<Vec<u8>, u32>,
+    dictionary_order: Vec<Vec<u8>>,
+    body: Vec<u8>,
+    columns: Columns,
+    field_hashes: Vec<u64>,
+    token_hashes: Vec<u64>,
+}
+
+#[derive(Default)]
+struct Columns {
+    received: Vec<u8>,
+    source: Vec<u8>,
+    port: Vec<u8>,
+    listener: Vec<u8>,
+    format: Vec<u8>,
+    facility: Vec<u8>,
+    severity: Vec<u8>,
+    version: Vec<u8>,
+    event_digits: Vec<u8>,
+    event_delta: Vec<u8>,
+    refs: [Vec<u8>; 6],
+    lengths: [Vec<u8>; 3],
+    texts: [Vec<u8>; 3],
+}
+
+impl Columns {
+    fn clear(&mut self) {
+        for column in [
+            &mut self.received,
+            &mut self.source,
+            &mut self.port,
+            &mut self.listener,
+            &mut self.format,
+            &mut self.facility,
+            &mut self.severity,
+            &mut self.version,
+            &mut self.event_digits,
+            &mut self.event_delta,
+        ] {
+            column.clear();
+        }
+        self.refs.iter_mut().chain(&mut self.lengths).chain(&mut self.texts).for_each(Vec::clear);
+    }
+}
+
+pub fn format_label(format: SyslogFormat) -> &'static str {
+    match format {
+        SyslogFormat::Rfc5424 => "rfc5424",
+        SyslogFormat::Rfc3164 => "rfc3164",
+        SyslogFormat::Unknown => "unknown",
+    }
+}
+
+pub fn frame_flag_label(flag: FrameFlag) -> &'static str {
+    match flag {
+        FrameFlag::Truncated => "truncated",
+        FrameFlag::Incomplete => "incomplete",
+        FrameFlag::FramingError => "framing_error",
+    }
+}
+
+impl BlockEncoder {
+    /// `level` is the zstd level (1 is fast and already compresses syslog well).
+    pub fn new(level: i32) -> Result<Self, BlockError> {
+        Ok(Self {
+            compressor: zstd::bulk::Compressor::new(level).map_err(BlockError::Compression)?,
+            dictionary: FxHashMap::default(),
+            dictionary_order: Vec::new(),
+            body: Vec::new(),
+            columns: Columns::default(),
+            field_hashes: Vec::new(),
+            token_hashes: Vec::new(),
+        })
+    }
+
+    fn intern(&mut self, value: &[u8]) -> u32 {
+        if let Some(&index) = self.dictionary.get(value) {
+            return index;
+        }
+        let index = self.dictionary_order.len() as u32;
+        self.dictionary.insert(value.to_vec(), index);
+        self.dictionary_order.push(value.to_vec());
+        index
+    }
+
+    fn put_ref(&mut self, column: usize, value: Option<&[u8]>) {
+        let reference = value.map_or(0, |value| u64::from(self.intern(value)) + 1);
+        put_u64(&mut self.columns.refs[column], reference);
+    }
+
+    /// Encodes and compresses `entries` (at most [`MAX_ROWS`]) into one block.
+    pub fn encode<'a>(
+        &mut self,
+        entries: impl IntoIterator<Item = LogEntry<'a>>,
+    ) -> Result<EncodedBlock, BlockError> {
+        self.dictionary.clear();
+        self.dictionary_order.clear();
+        self.columns.clear();
+        self.field_hashes.clear();
+        self.token_hashes.clear();
+        let mut count = 0usize;
+        let mut min_received = i64::MAX;
+        let mut max_received = i64::MIN;
+        let mut previous_received: Option<i64> = None;
+        let mut base_received = 0i64;
+        let mut severity_mask = 0u32;
+        let mut facility_mask = 0u32;
+        let mut parse_error_count = 0u32;
+        let mut raw_bytes = 0u64;
+        let mut address_text = String::new();
+        for entry in entries {
+            count += 1;
+            if count > MAX_ROWS {
+                return Err(BlockError::TooManyRows);
+            }
+            let received = i64::try_from(entry.received_at().as_nanosecond()).unwrap_or(i64::MAX);
+            min_received = min_received.min(received);
+            max_received = max_received.max(received);
+            let previous = *previous_received.get_or_insert_with(|| {
+                base_received = received;
+                received
+            });
+            put_i64(&mut self.columns.received, received.wrapping_sub(previous));
+            previous_received = Some(received);
+
+            let source = entry.source();
+            address_text.clear();
+            {
+                use std::fmt::Write as _;
+                let _ = write!(address_text, "{}", source.ip());
+            }
+            let source_index = self.intern(address_text.as_bytes());
+            put_u64(&mut self.columns.source, u64::from(source_index));
+            put_u64(&mut self.columns.port, u64::from(source.port()));
+            let listener = self.intern(entry.listener().label().as_bytes());
+            put_u64(&mut self.columns.listener, u64::from(listener));
+            let format = self.intern(format_label(entry.format()).as_bytes());
+            put_u64(&mut self.columns.format, u64::from(format));
+
+            let facility = entry.facility();
+            let severity = entry.severity();
+            self.columns.facility.push(facility.unwrap_or(NONE_U8));
+            self.columns.severity.push(severity.unwrap_or(NONE_U8));
+            self.columns.version.push(entry.version().unwrap_or(NONE_U8));
+            severity_mask |= 1 << severity.map_or(SEVERITY_NONE_BIT, |s| u32::from(s.min(7)));
+            facility_mask |= 1 << facility.map_or(FACILITY_NONE_BIT, |f| u32::from(f.min(23)));
+            match entry.timestamp() {
+                Some(timestamp) => {
+                    self.columns.event_digits.push(timestamp.fractional_digits.min(9));
+                    put_i64(&mut self.columns.event_delta, timestamp.unix_nanos.wrapping_sub(received));
+                }
+                None => self.columns.event_digits.push(NONE_U8),
+            }
+
+            let hostname = entry.hostname();
+            let app_name = entry.app_name();
+            self.put_ref(0, hostname.map(str::as_bytes));
+            self.put_ref(1, app_name.map(str::as_bytes));
+            self.put_ref(2, entry.procid().map(str::as_bytes));
+            self.put_ref(3, entry.msgid().map(str::as_bytes));
+            self.put_ref(4, entry.parse_error().map(|error| error.reason().as_bytes()));
+            self.put_ref(5, entry.frame_flag().map(|flag| frame_flag_label(flag).as_bytes()));
+            if let Some(host) = hostname {
+                self.field_hashes.push(filter::field_hash(filter::FIELD_HOST, host.as_bytes()));
+            }
+            if let Some(app) = app_name {
+                self.field_hashes.push(filter::field_hash(filter::FIELD_APP, app.as_bytes()));
+            }
+
+            let flagged = entry.parse_error().is_some() || entry.frame_flag().is_some();
+            parse_error_count += u32::from(flagged);
+            let structured_data = entry.structured_data();
+            let message = entry.message();
+            let raw = entry.raw();
+            raw_bytes += raw.len() as u64;
+            put_u64(&mut self.columns.lengths[0], structured_data.map_or(0, |sd| sd.len() as u64 + 1));
+            put_u64(&mut self.columns.lengths[1], message.len() as u64);
+            if let Some(sd) = structured_data {
+                self.columns.texts[0].extend_from_slice(sd.as_bytes());
+            }
+            self.columns.texts[1].extend_from_slice(message);
+            if flagged {
+                put_u64(&mut self.columns.lengths[2], raw.len() as u64 + 1);
+                self.columns.texts[2].extend_from_slice(raw);
+            } else {
+                put_u64(&mut self.columns.lengths[2], 0);
+            }
+            for token in filter::tokens(message) {
+                if filter::is_indexed(token) {
+                    self.token_hashes.push(filter::token_hash(token));
+                }
+            }
+        }
+        if count == 0 {
+            min_received = 0;
+            max_received = 0;
+        }
+        // Source addresses are dictionary entries; hash them once each, not per row.
+        let mut seen_sources = vec![false; self.dictionary_order.len()];
+        let mut source_reader = Reader::new(&self.columns.source);
+        for _ in 0..count {
+            let index = source_reader.u64().unwrap_or_default() as usize;
+            if let Some(seen) = seen_sources.get_mut(index)
+                && !*seen
+            {
+                *seen = true;
+                self.field_hashes
+                    .push(filter::field_hash(filter::FIELD_SOURCE, &self.dictionary_order[index]));
+            }
+        }
+
+        let body = &mut self.body;
+        body.clear();
+        body.push(FORMAT_VERSION);
+        put_u64(body, count as u64);
+        put_u64(body, self.dictionary_order.len() as u64);
+        for value in &self.dictionary_order {
+            put_u64(body, value.len() as u64);
+            body.extend_from_slice(value);
+        }
+        put_i64(body, base_received);
+        let columns = &self.columns;
+        for column in [
+            &columns.received,
+            &columns.source,
+            &columns.port,
+            &columns.listener,
+            &columns.format,
+            &columns.facility,
+            &columns.severity,
+            &columns.version,
+            &columns.event_digits,
+            &columns.event_delta,
+        ] {
+            body.extend_from_slice(column);
+        }
+        for column in columns.refs.iter().chain(&columns.lengths).chain(&columns.texts) {
+            body.extend_from_slice(column);
+        }
+        let payload = self.compressor.compress(body).map_err(BlockError::Compression)?;
+        Ok(EncodedBlock {
+            summary: BlockSummary {
+                block_id: format!("{:032x}", rand::random::<u128>()),
+                format_version: FORMAT_VERSION,
+                min_received_ns: min_received,
+                max_received_ns: max_received,
+                message_count: count as u32,
+                severity_mask,
+                facility_mask,
+                parse_error_count,
+                raw_bytes,
+                field_filter: filter::build(&mut self.field_hashes),
+                token_filter: filter::build(&mut self.token_hashes),
+            },
+            payload,
+        })
+    }
+}
+
+/// A decompressed block, column by column.
+#[derive(Debug)]
+pub struct DecodedBlock {
+    body: Vec<u8>,
+    dictionary: Vec<Range<usize>>,
+    pub received_ns: Vec<i64>,
+    source: Vec<u32>,
+    port: Vec<u16>,
+    listener: Vec<u32>,
+    format: Vec<u32>,
+    facility: Vec<u8>,
+    severity: Vec<u8>,
+    version: Vec<u8>,
+    event: Vec<Option<(i64, u8)>>,
+    refs: [Vec<u32>; 6],
+    structured_data: Vec<Option<Range<usize>>>,
+    message: Vec<Range<usize>>,
+    raw: Vec<Option<Range<usize>>>,
+    /// Parsed source addresses, one per dictionary entry that is an address.
+    addresses: Vec<Option<IpAddr>>,
+}
+
+/// Which text field a `refs` column holds.
+#[derive(Clone, Copy)]
+pub enum RefColumn {
+    Hostname = 0,
+    AppName = 1,
+    Procid = 2,
+    Msgid = 3,
+    ParseError = 4,
+    FrameFlag = 5,
+}
+
+pub fn decode(payload: &[u8]) -> Result<DecodedBlock, BlockError> {
+    let size = zstd::zstd_safe::get_frame_content_size(payload)
+        .ok()
+        .flatten()
+        .ok_or(BlockError::Damaged("compressed frame has no size"))?;
+    let size = usize::try_from(size)
+        .ok()
+        .filter(|&size| size <= MAX_BODY_BYTES)
+        .ok_or(BlockError::Damaged("body larger than any block"))?;
+    let body = zstd::bulk::decompress(payload, size).map_err(|_| BlockError::Damaged("zstd frame"))?;
+    parse_body(body)
+}
+
+fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
+    let mut reader = Reader::new(&body);
+    let version = reader.u8()?;
+    if version != FORMAT_VERSION {
+        return Err(BlockError::UnknownVersion(version));
+    }
+    let count = reader.len()?;
+    if count > MAX_ROWS {
+        return Err(BlockError::TooManyRows);
+    }
+    let dictionary_len = reader.len()?;
+    let mut dictionary = Vec::with_capacity(dictionary_len);
+    for _ in 0..dictionary_len {
+        let len = reader.len()?;
+        let start = reader.position();
+        reader.take(len)?;
+        dictionary.push(start..start + len);
+    }
+    let dictionary_index = |value: u64| -> Result<u32, BlockError> {
+        usize::try_from(value)
+            .ok()
+            .filter(|&index| index < dictionary.len())
+            .map(|index| index as u32)
+            .ok_or(BlockError::Damaged("dictionary index out of range"))
+    };
+    let mut received_ns = Vec::with_capacity(count);
+    let mut current = reader.i64()?;
+    for _ in 0..count {
+        current = current.wrapping_add(reader.i64()?);
+        received_ns.push(current);
+    }
+    let mut source = Vec::with_capacity(count);
+    for _ in 0..count {
+        source.push(dictionary_index(reader.u64()?)?);
+    }
+    let mut port = Vec::with_capacity(count);
+    for _ in 0..count {
+        port.push(u16::try_from(reader.u64()?).map_err(|_| BlockError::Damaged("port"))?);
+    }
+    let mut listener = Vec::with_capacity(count);
+    for _ in 0..count {
+        listener.push(dictionary_index(reader.u64()?)?);
+    }
+    let mut format = Vec::with_capacity(count);
+    for _ in 0..count {
+        format.push(dictionary_index(reader.u64()?)?);
+    }
+    let facility = reader.take(count)?.to_vec();
+    let severity = reader.take(count)?.to_vec();
+    let version = reader.take(count)?.to_vec();
+    let digits = reader.take(count)?.to_vec();
+    let mut event = Vec::with_capacity(count);
+    for (row, &digits) in digits.iter().enumerate() {
+        event.push(if digits == NONE_U8 {
+            None
+        } else {
+            Some((received_ns[row].wrapping_add(reader.i64()?), digits))
+        });
+    }
+    let mut refs: [Vec<u32>; 6] = Default::default();
+    for column in &mut refs {
+        column.reserve(count);
+        for _ in 0..count {
+            let reference = reader.u64()?;
+            column.push(if reference == 0 { 0 } else { dictionary_index(reference - 1)? + 1 });
+        }
+    }
+    let mut lengths: [Vec<usize>; 3] = Default::default();
+    for column in &mut lengths {
+        column.reserve(count);
+        for _ in 0..count {
+            column.push(reader.len()?);
+        }
+    }
+    let optional_ranges = |lengths: &[usize], reader: &mut Reader<'_>| {
+        let mut ranges = Vec::with_capacity(lengths.len());
+        for &len in lengths {
+            ranges.push(if len == 0 {
+                None
+            } else {
+                let start = reader.position();
+                reader.take(len - 1)?;
+                Some(start..start + len - 1)
+            });
+        }
+        Ok::<_, BlockError>(ranges)
+    };
+    let structured_data = optional_ranges(&lengths[0], &mut reader)?;
+    let mut message = Vec::with_capacity(count);
+    for &len in &lengths[1] {
+        let start = reader.position();
+        reader.take(len)?;
+        message.push(start..start + len);
+    }
+    let raw = optional_ranges(&lengths[2], &mut reader)?;
+    if reader.position() != body.len() {
+        return Err(BlockError::Damaged("trailing bytes"));
+    }
+    let addresses = dictionary
+        .iter()
+        .map(|range| std::str::from_utf8(&body[range.clone()]).ok().and_then(|text| text.parse().ok()))
+        .collect();
+    Ok(DecodedBlock {
+        dictionary,
+        received_ns,
+        source,
+        port,
+        listener,
+        format,
+        facility,
+        severity,
+        version,
+        event,
+        refs,
+        structured_data,
+        message,
+        raw,
+        addresses,
+        body,
+    })
+}
+
+fn optional_u8(value: u8) -> Option<u8> {
+    (value != NONE_U8).then_some(value)
+}
+
+impl DecodedBlock {
+    pub fn len(&self) -> usize {
+        self.received_ns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.received_ns.is_empty()
+    }
+
+    fn entry(&self, index: u32) -> &[u8] {
+        &self.body[self.dictionary[index as usize].clone()]
+    }
+
+    fn entry_text(&self, index: u32) -> &str {
+        std::str::from_utf8(self.entry(index)).unwrap_or("")
+    }
+
+    pub fn source_ip(&self, row: usize) -> Option<IpAddr> {
+        self.addresses[self.source[row] as usize]
+    }
+
+    pub fn source(&self, row: usize) -> String {
+        match self.source_ip(row) {
+            Some(ip) => SocketAddr::new(ip, self.port[row]).to_string(),
+            None => self.entry_text(self.source[row]).to_owned(),
+        }
+    }
+
+    pub fn listener(&self, row: usize) -> &str {
+        self.entry_text(self.listener[row])
+    }
+
+    pub fn format(&self, row: usize) -> &str {
+        self.entry_text(self.format[row])
+    }
+
+    pub fn facility(&self, row: usize) -> Option<u8> {
+        optional_u8(self.facility[row])
+    }
+
+    pub fn severity(&self, row: usize) -> Option<u8> {
+        optional_u8(self.severity[row])
+    }
+
+    pub fn version(&self, row: usize) -> Option<u8> {
+        optional_u8(self.version[row])
+    }
+
+    /// The sender's timestamp (Unix nanoseconds) and its written fractional digits.
+    pub fn event_time(&self, row: usize) -> Option<(i64, u8)> {
+        self.event[row]
+    }
+
+    pub fn text(&self, column: RefColumn, row: usize) -> Option<&str> {
+        match self.refs[column as usize][row] {
+            0 => None,
+            reference => Some(self.entry_text(reference - 1)),
+        }
+    }
+
+    pub fn structured_data(&self, row: usize) -> Option<&str> {
+        self.structured_data[row].clone().and_then(|range| std::str::from_utf8(&self.body[range]).ok())
+    }
+
+    pub fn message(&self, row: usize) -> &[u8] {
+        &self.body[self.message[row].clone()]
+    }
+
+    pub fn raw(&self, row: usize) -> Option<&[u8]> {
+        self.raw[row].clone().map(|range| &self.body[range])
+    }
+}
+
+#[cfg(test)]
+mod tests;

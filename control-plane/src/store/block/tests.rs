@@ -1,0 +1,154 @@
+use std::net::SocketAddr;
+
+use killkrill_dataplane::batch::{BatchLimits, LogBatch};
+use killkrill_dataplane::listener::ListenerKind;
+use killkrill_parsers::framing::FrameFlag;
+use killkrill_parsers::syslog::ParseOptions;
+
+use super::*;
+
+fn batch(frames: &[(&[u8], &str)]) -> LogBatch {
+    let mut batch = LogBatch::new(ListenerKind::SyslogUdp, &BatchLimits::default());
+    for (index, (frame, source)) in frames.iter().enumerate() {
+        let options = ParseOptions {
+            received_at: jiff::Timestamp::from_nanosecond(1_700_000_000_000_000_000 + index as i128 * 1_000)
+                .unwrap(),
+            ..ParseOptions::default()
+        };
+        let flag = (index == 2).then_some(FrameFlag::Truncated);
+        batch.push_syslog(frame, flag, source.parse::<SocketAddr>().unwrap(), &options);
+    }
+    batch
+}
+
+const FRAMES: &[(&[u8], &str)] = &[
+    (
+        b"<165>1 2023-11-14T22:13:20.003Z web-01 nginx 4711 ID47 [ex@32473 a=\"b\"] GET /index failed",
+        "192.0.2.7:5140",
+    ),
+    (b"<13>Nov 14 22:13:20 db-02 postgres[99]: checkpoint complete", "[2001:db8::1]:514"),
+    (b"no pri at all, truncated", "192.0.2.7:5141"),
+    (b"<34>1 - - - - - - \xff\xfe binary", "10.0.0.1:1"),
+];
+
+#[test]
+fn every_field_survives_a_round_trip() {
+    let batch = batch(FRAMES);
+    let mut encoder = BlockEncoder::new(1).unwrap();
+    let block = encoder.encode(batch.iter()).unwrap();
+    let decoded = decode(&block.payload).unwrap();
+    assert_eq!(decoded.len(), FRAMES.len());
+    for (row, entry) in batch.iter().enumerate() {
+        assert_eq!(decoded.received_ns[row], entry.received_at().as_nanosecond() as i64);
+        assert_eq!(decoded.source(row), entry.source().to_string());
+        assert_eq!(decoded.source_ip(row), Some(entry.source().ip()));
+        assert_eq!(decoded.listener(row), "syslog-udp");
+        assert_eq!(decoded.format(row), format_label(entry.format()));
+        assert_eq!(decoded.facility(row), entry.facility());
+        assert_eq!(decoded.severity(row), entry.severity());
+        assert_eq!(decoded.version(row), entry.version());
+        assert_eq!(decoded.event_time(row), entry.timestamp().map(|t| (t.unix_nanos, t.fractional_digits)));
+        assert_eq!(decoded.text(RefColumn::Hostname, row), entry.hostname());
+        assert_eq!(decoded.text(RefColumn::AppName, row), entry.app_name());
+        assert_eq!(decoded.text(RefColumn::Procid, row), entry.procid());
+        assert_eq!(decoded.text(RefColumn::Msgid, row), entry.msgid());
+        assert_eq!(decoded.text(RefColumn::ParseError, row), entry.parse_error().map(|e| e.reason()));
+        assert_eq!(decoded.text(RefColumn::FrameFlag, row), entry.frame_flag().map(frame_flag_label));
+        assert_eq!(decoded.structured_data(row), entry.structured_data());
+        assert_eq!(decoded.message(row), entry.message());
+        let flagged = entry.parse_error().is_some() || entry.frame_flag().is_some();
+        assert_eq!(decoded.raw(row), flagged.then(|| entry.raw()), "row {row}");
+    }
+    let summary = &block.summary;
+    assert!(flagged_rows(&batch) >= 1);
+    assert_eq!(summary.message_count, 4);
+    assert_eq!(summary.min_received_ns, 1_700_000_000_000_000_000);
+    assert_eq!(summary.max_received_ns, 1_700_000_000_000_003_000);
+    assert_eq!(summary.block_id.len(), 32);
+    // 165 = local4.notice, 13 = user.notice, 34 = auth.crit, and the assumed PRI 13.
+    assert_eq!(summary.severity_mask, (1 << 5) | (1 << 2));
+    assert_eq!(summary.facility_mask, (1 << 20) | (1 << 1) | (1 << 4));
+    assert_eq!(summary.parse_error_count as usize, flagged_rows(&batch));
+    assert_eq!(summary.raw_bytes, FRAMES.iter().map(|(frame, _)| frame.len() as u64).sum::<u64>());
+}
+
+fn flagged_rows(batch: &LogBatch) -> usize {
+    batch.iter().filter(|e| e.parse_error().is_some() || e.frame_flag().is_some()).count()
+}
+
+#[test]
+fn filters_know_the_hosts_apps_sources_and_words() {
+    let block = BlockEncoder::new(1).unwrap().encode(batch(FRAMES).iter()).unwrap();
+    let summary = &block.summary;
+    let field = |kind, value: &str| {
+        filter::may_contain(&summary.field_filter, filter::field_hash(kind, value.as_bytes()))
+    };
+    assert!(field(filter::FIELD_HOST, "WEB-01"));
+    assert!(field(filter::FIELD_HOST, "db-02"));
+    assert!(field(filter::FIELD_APP, "nginx"));
+    assert!(field(filter::FIELD_SOURCE, "2001:db8::1"));
+    assert!(field(filter::FIELD_SOURCE, "192.0.2.7"));
+    assert!(!field(filter::FIELD_HOST, "nginx"));
+    assert!(!field(filter::FIELD_HOST, "mail-03"));
+    let word = |value: &str| filter::may_contain(&summary.token_filter, filter::token_hash(value.as_bytes()));
+    assert!(word("checkpoint"));
+    assert!(word("FAILED"));
+    assert!(!word("succeeded"));
+}
+
+#[test]
+fn an_empty_block_round_trips() {
+    let empty = LogBatch::new(ListenerKind::SyslogTcp, &BatchLimits::default());
+    let block = BlockEncoder::new(1).unwrap().encode(empty.iter()).unwrap();
+    assert_eq!(decode(&block.payload).unwrap().len(), 0);
+}
+
+#[test]
+fn damaged_blocks_are_errors_not_panics() {
+    let block = BlockEncoder::new(1).unwrap().encode(batch(FRAMES).iter()).unwrap();
+    let body = zstd::bulk::decompress(&block.payload, 1 << 20).unwrap();
+    // Every truncation and a flipped byte at every position of the body: an error or a
+    // block, never a panic.
+    for cut in 0..body.len() {
+        assert!(parse_body(body[..cut].to_vec()).is_err(), "cut at {cut}");
+    }
+    for position in 0..body.len() {
+        let mut damaged = body.clone();
+        damaged[position] ^= 0xa5;
+        if let Ok(decoded) = parse_body(damaged) {
+            for row in 0..decoded.len() {
+                let _ = (decoded.source(row), decoded.message(row), decoded.text(RefColumn::Hostname, row));
+            }
+        }
+    }
+    assert!(decode(b"not zstd at all").is_err());
+    let mut newer = body.clone();
+    newer[0] = FORMAT_VERSION + 1;
+    assert!(matches!(parse_body(newer), Err(BlockError::UnknownVersion(_))));
+}
+
+#[test]
+fn repeated_messages_compress_far_below_their_size() {
+    let frames: Vec<Vec<u8>> = (0..4000)
+        .map(|n| {
+            format!(
+                "<134>1 2023-11-14T22:13:{:02}.{:03}Z host-{} app-{} {} - - request {} served in {} ms",
+                n % 60,
+                n % 1000,
+                n % 50,
+                n % 7,
+                1000 + n % 300,
+                n,
+                n % 97
+            )
+            .into_bytes()
+        })
+        .collect();
+    let mut batch = LogBatch::new(ListenerKind::SyslogUdp, &BatchLimits::default());
+    for frame in &frames {
+        batch.push_syslog(frame, None, "192.0.2.1:514".parse().unwrap(), &ParseOptions::default());
+    }
+    let block = BlockEncoder::new(3).unwrap().encode(batch.iter()).unwrap();
+    let ratio = block.summary.raw_bytes as f64 / block.payload.len() as f64;
+    assert!(ratio > 8.0, "compression ratio {ratio:.1}");
+}

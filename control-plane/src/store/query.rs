@@ -1,0 +1,302 @@
+//! A log search, independent of the backend: which blocks may match (from their index
+//! row) and which rows do (from the decoded block).
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::block::{self, DecodedBlock, RefColumn, filter};
+
+/// Newest first (the default) or oldest first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Order {
+    #[default]
+    Descending,
+    Ascending,
+}
+
+/// Where the previous page ended: the sort key of its last row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    pub received_ns: i64,
+    pub id: i64,
+}
+
+impl Cursor {
+    /// Opaque to clients: `<received_ns>.<id>` in hex.
+    pub fn encode(&self) -> String {
+        format!("{:x}.{:x}", self.received_ns, self.id)
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let (received, id) = text.split_once('.')?;
+        Some(Self {
+            received_ns: i64::from_str_radix(received, 16).ok()?,
+            id: i64::from_str_radix(id, 16).ok()?,
+        })
+    }
+}
+
+/// The words of `q`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TextQuery {
+    /// Each must appear as a whole word (case-insensitive).
+    pub words: Vec<String>,
+    /// Each must appear as written, case-insensitive, anywhere in the message.
+    pub phrases: Vec<String>,
+    /// None of these may appear (as a word, or as a phrase when quoted).
+    pub excluded_words: Vec<String>,
+    pub excluded_phrases: Vec<String>,
+}
+
+impl TextQuery {
+    /// Parses `error "link down" -debug -"health check"`. A bare term that is not a
+    /// single word (`eth0/1`, `user@host`) is matched as a phrase.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut query = Self::default();
+        let mut rest = text.trim_start();
+        while !rest.is_empty() {
+            let (excluded, body) = match rest.strip_prefix('-') {
+                Some(body) if !body.is_empty() && !body.starts_with(char::is_whitespace) => (true, body),
+                _ => (false, rest),
+            };
+            let (term, quoted, remainder) = if let Some(quoted) = body.strip_prefix('"') {
+                let end = quoted.find('"').ok_or_else(|| "a quoted phrase is not closed".to_owned())?;
+                (&quoted[..end], true, &quoted[end + 1..])
+            } else {
+                let end = body.find(char::is_whitespace).unwrap_or(body.len());
+                (&body[..end], false, &body[end..])
+            };
+            rest = remainder.trim_start();
+            if term.is_empty() {
+                continue;
+            }
+            let lower = term.to_lowercase();
+            let single_word = !quoted
+                && filter::tokens(lower.as_bytes()).count() == 1
+                && filter::tokens(lower.as_bytes()).next().map(<[u8]>::len) == Some(lower.len());
+            match (excluded, single_word) {
+                (false, true) => query.words.push(lower),
+                (false, false) => query.phrases.push(lower),
+                (true, true) => query.excluded_words.push(lower),
+                (true, false) => query.excluded_phrases.push(lower),
+            }
+        }
+        Ok(query)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.words.is_empty()
+            && self.phrases.is_empty()
+            && self.excluded_words.is_empty()
+            && self.excluded_phrases.is_empty()
+    }
+
+    /// Token hashes every matching message must contain (for pruning).
+    fn required_hashes(&self) -> Vec<u64> {
+        let phrase_tokens = self.phrases.iter().flat_map(|phrase| filter::tokens(phrase.as_bytes()));
+        self.words
+            .iter()
+            .map(|word| word.as_bytes())
+            .chain(phrase_tokens)
+            .filter(|token| filter::is_indexed(token))
+            .map(filter::token_hash)
+            .collect()
+    }
+
+    fn matches(&self, message: &[u8]) -> bool {
+        if self.is_empty() {
+            return true;
+        }
+        let has_word =
+            |word: &str| filter::tokens(message).any(|token| token.eq_ignore_ascii_case(word.as_bytes()));
+        let has_phrase = |phrase: &str| contains_ignore_ascii_case(message, phrase.as_bytes());
+        self.words.iter().all(|word| has_word(word))
+            && self.phrases.iter().all(|phrase| has_phrase(phrase))
+            && !self.excluded_words.iter().any(|word| has_word(word))
+            && !self.excluded_phrases.iter().any(|phrase| has_phrase(phrase))
+    }
+}
+
+fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|window| window.eq_ignore_ascii_case(needle))
+}
+
+/// A log search with every filter of `GET /api/v1/logs`.
+#[derive(Clone, Debug)]
+pub struct LogQuery {
+    /// Receive time, inclusive, Unix nanoseconds.
+    pub start_ns: Option<i64>,
+    /// Receive time, exclusive.
+    pub end_ns: Option<i64>,
+    /// Any of these hostnames (case-insensitive).
+    pub hosts: Vec<String>,
+    /// Any of these app names (case-insensitive).
+    pub apps: Vec<String>,
+    /// Bit n set: severity n is wanted.
+    pub severity_mask: Option<u32>,
+    /// Bit n set: facility n is wanted.
+    pub facility_mask: Option<u32>,
+    /// Source address inside this network (a single address is a /32 or /128).
+    pub source: Option<IpNet>,
+    pub text: TextQuery,
+    pub limit: u32,
+    pub order: Order,
+    pub cursor: Option<Cursor>,
+}
+
+impl Default for LogQuery {
+    fn default() -> Self {
+        Self {
+            start_ns: None,
+            end_ns: None,
+            hosts: Vec::new(),
+            apps: Vec::new(),
+            severity_mask: None,
+            facility_mask: None,
+            source: None,
+            text: TextQuery::default(),
+            limit: 100,
+            order: Order::Descending,
+            cursor: None,
+        }
+    }
+}
+
+/// The part of a block's index row that pruning reads.
+#[derive(Debug)]
+pub struct BlockCandidate {
+    pub seq: i64,
+    pub min_received_ns: i64,
+    pub max_received_ns: i64,
+    pub field_filter: Vec<u8>,
+    pub token_filter: Vec<u8>,
+}
+
+/// What pruning needs, computed once per query.
+pub struct Plan {
+    host_hashes: Vec<u64>,
+    app_hashes: Vec<u64>,
+    source_hash: Option<u64>,
+    token_hashes: Vec<u64>,
+}
+
+impl LogQuery {
+    pub fn plan(&self) -> Plan {
+        let hash_all = |kind, values: &[String]| {
+            values.iter().map(|value| filter::field_hash(kind, value.as_bytes())).collect()
+        };
+        // Only a single address can be probed; a wider network must read the block.
+        let source_hash = self
+            .source
+            .filter(|net| net.prefix_len() == net.max_prefix_len())
+            .map(|net| filter::field_hash(filter::FIELD_SOURCE, net.addr().to_string().as_bytes()));
+        Plan {
+            host_hashes: hash_all(filter::FIELD_HOST, &self.hosts),
+            app_hashes: hash_all(filter::FIELD_APP, &self.apps),
+            source_hash,
+            token_hashes: self.text.required_hashes(),
+        }
+    }
+
+    /// Whether the block may hold a matching row, from its filters alone.
+    pub fn may_match(&self, plan: &Plan, block: &BlockCandidate) -> bool {
+        let any_field = |hashes: &[u64]| {
+            hashes.is_empty() || hashes.iter().any(|&hash| filter::may_contain(&block.field_filter, hash))
+        };
+        any_field(&plan.host_hashes)
+            && any_field(&plan.app_hashes)
+            && plan.source_hash.is_none_or(|hash| filter::may_contain(&block.field_filter, hash))
+            && plan.token_hashes.iter().all(|&hash| filter::may_contain(&block.token_filter, hash))
+    }
+
+    /// Whether a row of a decoded block matches every filter (the cursor included).
+    pub fn matches(&self, block: &DecodedBlock, row: usize, id: i64) -> bool {
+        let received = block.received_ns[row];
+        if self.start_ns.is_some_and(|start| received < start)
+            || self.end_ns.is_some_and(|end| received >= end)
+        {
+            return false;
+        }
+        if let Some(cursor) = self.cursor {
+            let after_cursor = match self.order {
+                Order::Descending => (received, id) < (cursor.received_ns, cursor.id),
+                Order::Ascending => (received, id) > (cursor.received_ns, cursor.id),
+            };
+            if !after_cursor {
+                return false;
+            }
+        }
+        let in_mask = |mask: Option<u32>, value: Option<u8>, none_bit: u32| {
+            mask.is_none_or(|mask| mask & (1 << value.map_or(none_bit, u32::from)) != 0)
+        };
+        if !in_mask(self.severity_mask, block.severity(row), block::SEVERITY_NONE_BIT)
+            || !in_mask(self.facility_mask, block.facility(row), block::FACILITY_NONE_BIT)
+        {
+            return false;
+        }
+        let one_of = |wanted: &[String], value: Option<&str>| {
+            wanted.is_empty()
+                || value.is_some_and(|value| wanted.iter().any(|w| w.eq_ignore_ascii_case(value)))
+        };
+        if !one_of(&self.hosts, block.text(RefColumn::Hostname, row))
+            || !one_of(&self.apps, block.text(RefColumn::AppName, row))
+        {
+            return false;
+        }
+        if let Some(net) = self.source {
+            let inside = block.source_ip(row).is_some_and(|ip: IpAddr| net.contains(&normalize(ip)));
+            if !inside {
+                return false;
+            }
+        }
+        self.text.matches(block.message(row))
+    }
+}
+
+/// IPv4-mapped IPv6 sources (from dual-stack sockets) match IPv4 networks.
+fn normalize(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_queries_split_into_words_phrases_and_exclusions() {
+        let query = TextQuery::parse(r#"Error "link down" -debug -"health check" eth0/1 "#).unwrap();
+        assert_eq!(query.words, ["error"]);
+        assert_eq!(query.phrases, ["link down", "eth0/1"]);
+        assert_eq!(query.excluded_words, ["debug"]);
+        assert_eq!(query.excluded_phrases, ["health check"]);
+        assert!(TextQuery::parse(r#""open"#).is_err());
+    }
+
+    #[test]
+    fn words_match_whole_words_and_phrases_match_anywhere() {
+        let query = TextQuery::parse(r#"error "LINK down" -debug"#).unwrap();
+        assert!(query.matches(b"kernel: Error: link down on eth0"));
+        assert!(!query.matches(b"kernel: errors: link down on eth0"), "a word is a whole word");
+        assert!(!query.matches(b"kernel: error: link is down"));
+        assert!(!query.matches(b"debug error: link down"));
+        assert!(TextQuery::default().matches(b"anything"));
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let cursor = Cursor { received_ns: 1_700_000_000_123_456_789, id: 42 << 16 | 7 };
+        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
+        assert_eq!(Cursor::decode("zz.1"), None);
+        assert_eq!(Cursor::decode("12"), None);
+    }
+
+    #[test]
+    fn unindexed_words_never_prune() {
+        let query = TextQuery::parse("1700000000123 error").unwrap();
+        assert_eq!(query.required_hashes(), vec![filter::token_hash(b"error")]);
+    }
+}

@@ -1,0 +1,299 @@
+//! The block store on SQLite and PostgreSQL. Both keep the same table; the statements are
+//! written once with `QueryBuilder` (which knows each dialect's placeholders) and run on
+//! whichever pool is open, through `on_pool!`.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row};
+
+use super::block::{self, DecodedBlock, EncodedBlock, RefColumn};
+use super::query::{BlockCandidate, Cursor, LogQuery, Order};
+use super::{LogPage, Store, StoreStats, StoredLog};
+use crate::{Error, Result};
+
+/// Index rows read per round trip while looking for matching blocks.
+const CANDIDATES_PER_ROUND: i64 = 256;
+
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same statement-building code against either pool.
+macro_rules! on_pool {
+    ($pool:expr, $name:ident => $body:expr) => {
+        match $pool {
+            Pool::Sqlite($name) => $body,
+            Pool::Postgres($name) => $body,
+        }
+    };
+}
+
+pub struct SqlStore {
+    pool: Pool,
+}
+
+impl SqlStore {
+    /// Opens (creating if needed) `data_dir/killkrill.db`, or `url` when given.
+    pub async fn open_sqlite(url: Option<&str>, data_dir: &Path) -> Result<Self> {
+        let options = match url {
+            Some(url) => SqliteConnectOptions::from_str(url)?,
+            None => SqliteConnectOptions::new().filename(data_dir.join("killkrill.db")),
+        }
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // WAL with NORMAL keeps every committed transaction across a process crash; only
+        // an OS crash or power loss can lose the last ones (see docs/adr/0005).
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        super::migrations::sqlite().await?.run(&pool).await?;
+        Ok(Self { pool: Pool::Sqlite(pool) })
+    }
+
+    pub async fn open_postgres(url: &str) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        super::migrations::postgres().await?.run(&pool).await?;
+        Ok(Self { pool: Pool::Postgres(pool) })
+    }
+
+    async fn candidates(&self, query: &LogQuery, after: Option<(i64, i64)>) -> Result<Vec<BlockCandidate>> {
+        on_pool!(&self.pool, pool => {
+            let mut sql = QueryBuilder::new(
+                "SELECT seq, min_received_ns, max_received_ns, field_filter, token_filter \
+                 FROM log_blocks WHERE 1 = 1",
+            );
+            if let Some(start) = query.start_ns {
+                sql.push(" AND max_received_ns >= ").push_bind(start);
+            }
+            if let Some(end) = query.end_ns {
+                sql.push(" AND min_received_ns < ").push_bind(end);
+            }
+            if let Some(mask) = query.severity_mask {
+                sql.push(" AND (severity_mask & ").push_bind(i64::from(mask)).push(") <> 0");
+            }
+            if let Some(mask) = query.facility_mask {
+                sql.push(" AND (facility_mask & ").push_bind(i64::from(mask)).push(") <> 0");
+            }
+            let (bound_column, comparison, direction) = match query.order {
+                Order::Descending => ("max_received_ns", "<", "DESC"),
+                Order::Ascending => ("min_received_ns", ">", "ASC"),
+            };
+            if let Some(cursor) = query.cursor {
+                match query.order {
+                    Order::Descending => sql.push(" AND min_received_ns <= ").push_bind(cursor.received_ns),
+                    Order::Ascending => sql.push(" AND max_received_ns >= ").push_bind(cursor.received_ns),
+                };
+            }
+            if let Some((bound, seq)) = after {
+                sql.push(format_args!(" AND ({bound_column} {comparison} "))
+                    .push_bind(bound)
+                    .push(format_args!(" OR ({bound_column} = "))
+                    .push_bind(bound)
+                    .push(format_args!(" AND seq {comparison} "))
+                    .push_bind(seq)
+                    .push("))");
+            }
+            sql.push(format_args!(" ORDER BY {bound_column} {direction}, seq {direction} LIMIT "))
+                .push_bind(CANDIDATES_PER_ROUND);
+            let rows = sql.build().fetch_all(pool).await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(BlockCandidate {
+                        seq: row.try_get("seq")?,
+                        min_received_ns: row.try_get("min_received_ns")?,
+                        max_received_ns: row.try_get("max_received_ns")?,
+                        field_filter: row.try_get("field_filter")?,
+                        token_filter: row.try_get("token_filter")?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+    }
+
+    async fn payload(&self, seq: i64) -> Result<Option<Vec<u8>>> {
+        on_pool!(&self.pool, pool => {
+            let mut sql = QueryBuilder::new("SELECT payload FROM log_blocks WHERE seq = ");
+            sql.push_bind(seq);
+            let row = sql.build().fetch_optional(pool).await?;
+            row.map(|row| row.try_get::<Vec<u8>, _>("payload")).transpose().map_err(Error::from)
+        })
+    }
+}
+
+/// Sort key of a result row: receive time, then id.
+type RowKey = (i64, i64);
+
+fn stored_log(block: &DecodedBlock, row: usize, id: i64) -> StoredLog {
+    let flagged = block.raw(row);
+    StoredLog {
+        id,
+        received_at: super::rfc3339_with_digits(block.received_ns[row], 9).unwrap_or_default(),
+        source: block.source(row),
+        listener: block.listener(row).to_owned(),
+        format: block.format(row).to_owned(),
+        facility: block.facility(row),
+        severity: block.severity(row),
+        version: block.version(row),
+        timestamp: block
+            .event_time(row)
+            .and_then(|(nanos, digits)| super::rfc3339_with_digits(nanos, digits)),
+        hostname: block.text(RefColumn::Hostname, row).map(str::to_owned),
+        app_name: block.text(RefColumn::AppName, row).map(str::to_owned),
+        procid: block.text(RefColumn::Procid, row).map(str::to_owned),
+        msgid: block.text(RefColumn::Msgid, row).map(str::to_owned),
+        structured_data: block.structured_data(row).map(str::to_owned),
+        message: String::from_utf8_lossy(block.message(row)).into_owned(),
+        raw_b64: flagged.map(|raw| base64::engine::general_purpose::STANDARD.encode(raw)),
+        parse_error: block.text(RefColumn::ParseError, row).map(str::to_owned),
+        frame_flag: block.text(RefColumn::FrameFlag, row).map(str::to_owned),
+    }
+}
+
+/// Decodes a block and returns its matching rows (off the async threads: a block is
+/// about a megabyte of zstd).
+async fn matching_rows(query: LogQuery, seq: i64, payload: Vec<u8>) -> Result<Vec<(RowKey, StoredLog)>> {
+    tokio::task::spawn_blocking(move || {
+        let block = block::decode(&payload)?;
+        let mut found = Vec::new();
+        for row in 0..block.len() {
+            let id = (seq << 16) | row as i64;
+            if query.matches(&block, row, id) {
+                found.push(((block.received_ns[row], id), stored_log(&block, row, id)));
+            }
+        }
+        Ok(found)
+    })
+    .await
+    .map_err(|error| Error::Internal(format!("block decoder stopped: {error}")))?
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> Result<()> {
+        on_pool!(&self.pool, pool => { sqlx::query("SELECT 1").execute(pool).await?; });
+        Ok(())
+    }
+
+    async fn insert_block(&self, encoded: &EncodedBlock) -> Result<bool> {
+        let summary = &encoded.summary;
+        let stored_bytes =
+            (encoded.payload.len() + summary.field_filter.len() + summary.token_filter.len()) as i64;
+        on_pool!(&self.pool, pool => {
+            let mut sql = QueryBuilder::new(
+                "INSERT INTO log_blocks (block_id, format_version, min_received_ns, max_received_ns, \
+                 message_count, severity_mask, facility_mask, parse_error_count, raw_bytes, stored_bytes, \
+                 field_filter, token_filter, payload) VALUES (",
+            );
+            let mut values = sql.separated(", ");
+            values
+                .push_bind(summary.block_id.as_str())
+                .push_bind(i64::from(summary.format_version))
+                .push_bind(summary.min_received_ns)
+                .push_bind(summary.max_received_ns)
+                .push_bind(i64::from(summary.message_count))
+                .push_bind(i64::from(summary.severity_mask))
+                .push_bind(i64::from(summary.facility_mask))
+                .push_bind(i64::from(summary.parse_error_count))
+                .push_bind(i64::try_from(summary.raw_bytes).unwrap_or(i64::MAX))
+                .push_bind(stored_bytes)
+                .push_bind(summary.field_filter.as_slice())
+                .push_bind(summary.token_filter.as_slice())
+                .push_bind(encoded.payload.as_slice());
+            // The same block delivered twice (a retried hand-off) is stored once.
+            sql.push(") ON CONFLICT (block_id) DO NOTHING");
+            let result = sql.build().execute(pool).await?;
+            Ok(result.rows_affected() == 1)
+        })
+    }
+
+    async fn query_logs(&self, query: &LogQuery) -> Result<LogPage> {
+        let plan = query.plan();
+        // One row more than asked tells whether there is a next page.
+        let wanted = query.limit as usize + 1;
+        let better = |a: &RowKey, b: &RowKey| match query.order {
+            Order::Descending => b.cmp(a),
+            Order::Ascending => a.cmp(b),
+        };
+        let mut found: Vec<(RowKey, StoredLog)> = Vec::new();
+        let mut after = None;
+        'rounds: loop {
+            let candidates = self.candidates(query, after).await?;
+            let Some(last) = candidates.last() else { break };
+            after = Some(match query.order {
+                Order::Descending => (last.max_received_ns, last.seq),
+                Order::Ascending => (last.min_received_ns, last.seq),
+            });
+            let round_len = candidates.len();
+            for candidate in candidates {
+                if found.len() >= wanted {
+                    found.sort_by(|a, b| better(&a.0, &b.0));
+                    found.truncate(wanted);
+                    // Every row of this and later blocks sorts after the worst row kept.
+                    let worst = found[wanted - 1].0.0;
+                    let done = match query.order {
+                        Order::Descending => worst > candidate.max_received_ns,
+                        Order::Ascending => worst < candidate.min_received_ns,
+                    };
+                    if done {
+                        break 'rounds;
+                    }
+                }
+                if !query.may_match(&plan, &candidate) {
+                    continue;
+                }
+                let Some(payload) = self.payload(candidate.seq).await? else { continue };
+                found.extend(matching_rows(query.clone(), candidate.seq, payload).await?);
+            }
+            if (round_len as i64) < CANDIDATES_PER_ROUND {
+                break;
+            }
+        }
+        found.sort_by(|a, b| better(&a.0, &b.0));
+        let has_more = found.len() > query.limit as usize;
+        found.truncate(query.limit as usize);
+        let next_cursor = has_more
+            .then(|| found.last().map(|((received_ns, id), _)| Cursor { received_ns: *received_ns, id: *id }))
+            .flatten();
+        Ok(LogPage { logs: found.into_iter().map(|(_, log)| log).collect(), next_cursor })
+    }
+
+    async fn stats(&self) -> Result<StoreStats> {
+        on_pool!(&self.pool, pool => {
+            let row = sqlx::query(
+                // SUM of a BIGINT is NUMERIC on PostgreSQL: cast back so both read as i64.
+                "SELECT COUNT(*) AS blocks, CAST(COALESCE(SUM(message_count), 0) AS BIGINT) AS messages, \
+                 CAST(COALESCE(SUM(raw_bytes), 0) AS BIGINT) AS raw_bytes, \
+                 CAST(COALESCE(SUM(stored_bytes), 0) AS BIGINT) AS stored_bytes, \
+                 MIN(min_received_ns) AS oldest, MAX(max_received_ns) AS newest FROM log_blocks",
+            )
+            .fetch_one(pool)
+            .await?;
+            Ok(StoreStats {
+                blocks: row.try_get::<i64, _>("blocks")?,
+                messages: row.try_get("messages")?,
+                raw_bytes: row.try_get("raw_bytes")?,
+                stored_bytes: row.try_get("stored_bytes")?,
+                oldest_received_ns: row.try_get("oldest")?,
+                newest_received_ns: row.try_get("newest")?,
+            })
+        })
+    }
+
+    async fn close(&self) {
+        on_pool!(&self.pool, pool => pool.close().await);
+    }
+}
