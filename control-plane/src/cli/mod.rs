@@ -1,5 +1,6 @@
 //! The `killkrill` command line.
 
+mod export;
 mod parse;
 
 use std::path::PathBuf;
@@ -24,6 +25,8 @@ enum Command {
     /// Show what Killkrill makes of your devices' output, one JSON object per input line,
     /// with the same parsers the ingest path uses.
     Parse(parse::ParseArgs),
+    /// Write every stored message, oldest first, reading the store directly.
+    Export(export::ExportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +59,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Parse(args) => parse::run(&args),
+        Command::Export(args) => export::run(args),
     }
 }
 

@@ -230,7 +230,7 @@ fn measure(
         Receiver::Peer(_) => (None, None),
     };
     running.process.stop(Duration::from_secs(30));
-    let scanned = scan_store(&running, run_id, sent)?;
+    let scanned = scan_store(&running, &binaries.killkrill, run_id, sent)?;
     Ok(Measurement {
         sent,
         elapsed,
@@ -312,23 +312,25 @@ fn wait_until_settled(running: &RunningReceiver) -> anyhow::Result<u64> {
 /// Reads back what the receiver stored and checks every sequence number of the run.
 fn scan_store(
     running: &RunningReceiver,
+    killkrill: &std::path::Path,
     run_id: u32,
     sent: u64,
 ) -> anyhow::Result<killkrill_perf::scan::ScanSummary> {
     let options = |write_time| ScanOptions { run_id, first_seq: 0, expected: Some(sent), write_time };
     match running.receiver {
         Receiver::Killkrill => {
-            let database = running.storage.join("killkrill.db");
-            let mut child = std::process::Command::new("sqlite3")
-                .arg("-readonly")
-                .arg(&database)
-                .arg("SELECT received_at_ns || ' ' || CAST(message AS TEXT) FROM logs")
+            // The store is compressed blocks: read it back through the appliance itself.
+            let mut child = std::process::Command::new(killkrill)
+                .args(["export", "--format", "lines", "--data-dir"])
+                .arg(&running.storage)
                 .stdout(Stdio::piped())
+                .stderr(Stdio::null())
                 .spawn()
-                .context("sqlite3 (installed by cargo xtask setup)")?;
-            let stdout = child.stdout.take().context("sqlite3 stdout")?;
+                .context("killkrill export")?;
+            let stdout = child.stdout.take().context("killkrill export stdout")?;
             let summary = scan(BufReader::new(stdout), &options(WriteTime::UnixPrefix))?;
-            child.wait()?;
+            let status = child.wait()?;
+            anyhow::ensure!(status.success(), "killkrill export failed: {status}");
             Ok(summary)
         }
         Receiver::Peer(_) => {
