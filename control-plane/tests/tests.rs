@@ -1,9 +1,12 @@
 //! End-to-end tests of the real `killkrill` binary: started on free ports with a
-//! temporary data directory, driven by real clients (logger(1), raw sockets, HTTP).
+//! temporary data directory, driven by real clients (logger(1), raw sockets, HTTP); and
+//! the store against real SQLite and PostgreSQL.
 mod harness;
+mod servers;
 
 mod cli;
 mod ingest;
 mod observability;
 mod parse_command;
 mod shutdown;
+mod store;

@@ -1,0 +1,132 @@
+//! Real database servers for tests: a throw-away PostgreSQL cluster on a free port,
+//! from Debian's packages (installed by `cargo xtask setup`), stopped by PID on drop.
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Debian installs each major version under /usr/lib/postgresql/<major>/bin.
+fn postgres_bin_dir() -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is not installed: run `cargo xtask setup`")
+        .filter_map(|entry| entry.ok().map(|entry| entry.path().join("bin")))
+        .filter(|bin| bin.join("postgres").exists())
+        .collect();
+    found.sort();
+    found.pop().expect("no /usr/lib/postgresql/*/bin/postgres: run `cargo xtask setup`")
+}
+
+/// Runs a PostgreSQL tool as the `postgres` user when we are root (PostgreSQL refuses to
+/// run as root), as ourselves otherwise. The child is the tool itself, so its PID is the
+/// server's.
+fn as_postgres_user(program: &Path) -> Command {
+    let mut command = Command::new(program);
+    if is_root() {
+        let (uid, gid) = postgres_user();
+        command.uid(uid).gid(gid);
+    }
+    command
+}
+
+fn postgres_user() -> (u32, u32) {
+    // SAFETY: getpwnam with a NUL-terminated name; the record is read before any other
+    // call that could overwrite it.
+    unsafe {
+        let record = libc::getpwnam(c"postgres".as_ptr());
+        assert!(!record.is_null(), "no `postgres` user: run `cargo xtask setup`");
+        ((*record).pw_uid, (*record).pw_gid)
+    }
+}
+
+pub struct PostgresServer {
+    child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl PostgresServer {
+    pub fn start() -> Self {
+        let bin = postgres_bin_dir();
+        let dir = tempfile::Builder::new().prefix("killkrill-pg-").tempdir().unwrap();
+        let data = dir.path().join("data");
+        if is_root() {
+            let status =
+                Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().unwrap();
+            assert!(status.success(), "chown of the test cluster failed");
+        }
+        let output = as_postgres_user(&bin.join("initdb"))
+            .args(["--auth=trust", "--username=killkrill", "--encoding=UTF8", "--no-sync", "-D"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "initdb failed: {}", String::from_utf8_lossy(&output.stderr));
+        let port = free_port();
+        let child = as_postgres_user(&bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-k"])
+            .arg(dir.path())
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server =
+            Self { child, url: format!("postgres://killkrill@127.0.0.1:{port}/postgres"), _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = Command::new(bin.join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success());
+            if ready {
+                return server;
+            }
+            assert!(Instant::now() < deadline, "PostgreSQL did not start within 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A fresh database on this server, so tests sharing a server do not see each other.
+    pub fn create_database(&self, name: &str) -> String {
+        let bin = postgres_bin_dir();
+        let port = self.url.rsplit(':').next().unwrap().split('/').next().unwrap().to_owned();
+        let status = Command::new(bin.join("createdb"))
+            .args(["-h", "127.0.0.1", "-p", &port, "-U", "killkrill", name])
+            .status()
+            .unwrap();
+        assert!(status.success(), "createdb {name} failed");
+        self.url.replace("/postgres", &format!("/{name}"))
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        // SIGINT is PostgreSQL's "fast shutdown"; then reap it.
+        // SAFETY: kill(2) on our own child's PID.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGINT);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,317 @@
+//! The block store against real backends: an SQLite file and a PostgreSQL server started
+//! by the test. Every filter and several combinations are checked against an answer
+//! computed here from what was sent; both backends must give the same answers.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use killkrill::config::{DbType, StoreConfig};
+use killkrill::store::{self, BlockEncoder, Cursor, LogQuery, Order, Store, StoredLog, TextQuery};
+use killkrill_dataplane::batch::{BatchLimits, LogBatch};
+use killkrill_dataplane::listener::ListenerKind;
+use killkrill_parsers::syslog::ParseOptions;
+
+use crate::servers::PostgresServer;
+
+const BASE_NS: i64 = 1_700_000_000_000_000_000;
+const HOSTS: [&str; 5] = ["web-01", "web-02", "db-01", "fw-edge", "Mail-03"];
+const APPS: [&str; 4] = ["nginx", "postgres", "kernel", "sshd"];
+const WORDS: [&str; 6] = ["accepted", "failed", "timeout", "link", "down", "error"];
+
+/// One message as the test sent it.
+#[derive(Clone, Debug)]
+struct Sent {
+    seq: usize,
+    received_ns: i64,
+    host: &'static str,
+    app: &'static str,
+    facility: u8,
+    severity: u8,
+    source: SocketAddr,
+    text: String,
+}
+
+fn sent_message(seq: usize) -> Sent {
+    let source_ip: IpAddr = if seq % 7 == 0 {
+        format!("2001:db8::{}", seq % 3 + 1).parse().unwrap()
+    } else {
+        format!("192.0.2.{}", seq % 4 + 1).parse().unwrap()
+    };
+    Sent {
+        seq,
+        // Not monotonic across blocks: later blocks overlap earlier ones in time.
+        received_ns: BASE_NS + ((seq * 7_919) % 600) as i64 * 1_000_000_000 + seq as i64,
+        host: HOSTS[seq % HOSTS.len()],
+        app: APPS[(seq / 3) % APPS.len()],
+        facility: [1, 4, 16, 23][seq % 4],
+        severity: (seq % 8) as u8,
+        source: SocketAddr::new(source_ip, 514),
+        text: format!(
+            "{} {} port {} m{seq}",
+            WORDS[seq % WORDS.len()],
+            WORDS[(seq / 5) % WORDS.len()],
+            1000 + seq % 13
+        ),
+    }
+}
+
+fn frame(sent: &Sent) -> Vec<u8> {
+    let pri = u32::from(sent.facility) * 8 + u32::from(sent.severity);
+    format!("<{pri}>1 2024-01-01T00:00:00Z {} {} - - - {}", sent.host, sent.app, sent.text).into_bytes()
+}
+
+fn batch_of(messages: &[Sent]) -> LogBatch {
+    let mut batch = LogBatch::new(ListenerKind::SyslogUdp, &BatchLimits::default());
+    for sent in messages {
+        let options = ParseOptions {
+            received_at: jiff::Timestamp::from_nanosecond(i128::from(sent.received_ns)).unwrap(),
+            ..ParseOptions::default()
+        };
+        batch.push_syslog(&frame(sent), None, sent.source, &options);
+    }
+    batch
+}
+
+async fn insert(store: &dyn Store, messages: &[Sent]) {
+    let mut encoder = BlockEncoder::new(3).unwrap();
+    let batch = batch_of(messages);
+    let block = encoder.encode(batch.iter()).unwrap();
+    assert!(store.insert_block(&block).await.unwrap());
+}
+
+/// The messages' sequence numbers a query returns, in order.
+fn seqs(logs: &[StoredLog]) -> Vec<usize> {
+    logs.iter().map(|log| log.message.rsplit(" m").next().unwrap().parse::<usize>().unwrap()).collect()
+}
+
+/// What the store must answer, computed from what was sent.
+fn expected(all: &[Sent], query: &LogQuery, matches: impl Fn(&Sent) -> bool) -> Vec<usize> {
+    let mut found: Vec<&Sent> = all.iter().filter(|sent| matches(sent)).collect();
+    // Ids grow with insertion order, which is seq order here; the sort key is
+    // (received, id), newest first unless asked otherwise.
+    found.sort_by_key(|sent| (sent.received_ns, sent.seq));
+    if query.order == Order::Descending {
+        found.reverse();
+    }
+    found.into_iter().take(query.limit as usize).map(|sent| sent.seq).collect()
+}
+
+fn text(q: &str) -> TextQuery {
+    TextQuery::parse(q).unwrap()
+}
+
+fn has_word(sent: &Sent, word: &str) -> bool {
+    sent.text.split(' ').any(|w| w.eq_ignore_ascii_case(word))
+}
+
+async fn open_sqlite(dir: &std::path::Path) -> Arc<dyn Store> {
+    store::open(&StoreConfig::default(), dir).await.unwrap()
+}
+
+async fn open_postgres(url: String) -> Arc<dyn Store> {
+    let config = StoreConfig { db_type: DbType::Postgres, database_url: Some(url), ..StoreConfig::default() };
+    store::open(&config, std::path::Path::new("/nonexistent")).await.unwrap()
+}
+
+/// Loads 3,000 messages in blocks of uneven size, then checks every filter.
+async fn filters_match_what_was_sent(store: Arc<dyn Store>) -> Vec<Vec<StoredLog>> {
+    let all: Vec<Sent> = (0..3000).map(sent_message).collect();
+    let mut start = 0;
+    for size in [1, 499, 1000, 250, 1250] {
+        insert(&*store, &all[start..start + size]).await;
+        start += size;
+    }
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.messages, 3000);
+    assert_eq!(stats.blocks, 5);
+
+    let minute = 60_000_000_000i64;
+    let net: ipnet::IpNet = "192.0.2.0/31".parse().unwrap();
+    type Case = (LogQuery, Box<dyn Fn(&Sent) -> bool>);
+    let cases: Vec<Case> = vec![
+        (LogQuery { limit: 50, ..LogQuery::default() }, Box::new(|_| true)),
+        (LogQuery { limit: 50, order: Order::Ascending, ..LogQuery::default() }, Box::new(|_| true)),
+        (
+            LogQuery {
+                start_ns: Some(BASE_NS + 2 * minute),
+                end_ns: Some(BASE_NS + 3 * minute),
+                limit: 10_000,
+                ..LogQuery::default()
+            },
+            Box::new(move |s| s.received_ns >= BASE_NS + 2 * minute && s.received_ns < BASE_NS + 3 * minute),
+        ),
+        (
+            LogQuery { hosts: vec!["WEB-01".into(), "mail-03".into()], limit: 10_000, ..LogQuery::default() },
+            Box::new(|s| s.host == "web-01" || s.host == "Mail-03"),
+        ),
+        (
+            LogQuery { apps: vec!["sshd".into()], limit: 100, ..LogQuery::default() },
+            Box::new(|s| s.app == "sshd"),
+        ),
+        (
+            LogQuery { severity_mask: Some(0b1_1111), limit: 10_000, ..LogQuery::default() },
+            Box::new(|s| s.severity <= 4),
+        ),
+        (
+            LogQuery { facility_mask: Some(1 << 16 | 1 << 23), limit: 10_000, ..LogQuery::default() },
+            Box::new(|s| s.facility == 16 || s.facility == 23),
+        ),
+        (
+            LogQuery {
+                source: Some("2001:db8::2/128".parse().unwrap()),
+                limit: 10_000,
+                ..LogQuery::default()
+            },
+            Box::new(|s| s.source.ip() == "2001:db8::2".parse::<IpAddr>().unwrap()),
+        ),
+        (
+            LogQuery { source: Some(net), limit: 10_000, ..LogQuery::default() },
+            Box::new(move |s| net.contains(&s.source.ip())),
+        ),
+        (
+            LogQuery { text: text("timeout"), limit: 10_000, ..LogQuery::default() },
+            Box::new(|s| has_word(s, "timeout")),
+        ),
+        (
+            LogQuery { text: text("\"link down\" -error"), limit: 10_000, ..LogQuery::default() },
+            Box::new(|s| s.text.contains("link down") && !has_word(s, "error")),
+        ),
+        (
+            LogQuery { text: text("port 1003"), limit: 10_000, ..LogQuery::default() },
+            Box::new(|s| s.text.contains("port 1003")),
+        ),
+        (LogQuery { text: text("m2999"), limit: 10, ..LogQuery::default() }, Box::new(|s| s.seq == 2999)),
+        (LogQuery { text: text("nosuchword"), limit: 10, ..LogQuery::default() }, Box::new(|_| false)),
+        (
+            LogQuery {
+                hosts: vec!["db-01".into()],
+                severity_mask: Some(1 << 3 | 1 << 7),
+                text: text("failed"),
+                start_ns: Some(BASE_NS + minute),
+                order: Order::Ascending,
+                limit: 10_000,
+                ..LogQuery::default()
+            },
+            Box::new(move |s| {
+                s.host == "db-01"
+                    && (s.severity == 3 || s.severity == 7)
+                    && has_word(s, "failed")
+                    && s.received_ns >= BASE_NS + minute
+            }),
+        ),
+    ];
+    let mut answers = Vec::new();
+    for (index, (query, matches)) in cases.iter().enumerate() {
+        let page = store.query_logs(query).await.unwrap();
+        let want = expected(&all, query, matches);
+        assert!(!want.is_empty() || index == 13, "case {index} selects nothing: a useless case");
+        assert_eq!(seqs(&page.logs), want, "case {index}: {query:?}");
+        answers.push(page.logs);
+    }
+
+    // Every page of a paged search, in both orders: no gaps, no repeats.
+    for order in [Order::Descending, Order::Ascending] {
+        let query = LogQuery { text: text("accepted"), limit: 37, order, ..LogQuery::default() };
+        let mut paged = Vec::new();
+        let mut cursor: Option<Cursor> = None;
+        loop {
+            let page = store.query_logs(&LogQuery { cursor, ..query.clone() }).await.unwrap();
+            paged.extend(seqs(&page.logs));
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let all_at_once = LogQuery { limit: 10_000, ..query };
+        assert_eq!(paged, expected(&all, &all_at_once, |s| has_word(s, "accepted")), "{order:?}");
+    }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_and_postgres_answer_every_filter_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = filters_match_what_was_sent(open_sqlite(dir.path()).await).await;
+    let server = PostgresServer::start();
+    let postgres = filters_match_what_was_sent(open_postgres(server.create_database("filters")).await).await;
+    assert_eq!(sqlite, postgres, "the two backends differ");
+}
+
+/// Newest-first paging while newer data keeps arriving, and oldest-first paging while
+/// data arrives at the end: every row is seen exactly once.
+async fn paging_while_ingesting(store: Arc<dyn Store>) {
+    let batch_size = 200;
+    let message = |seq: usize| Sent { received_ns: BASE_NS + seq as i64 * 1_000_000, ..sent_message(seq) };
+    let first: Vec<Sent> = (0..1000).map(message).collect();
+    for chunk in first.chunks(batch_size) {
+        insert(&*store, chunk).await;
+    }
+    let mut next_seq = 1000;
+    for order in [Order::Descending, Order::Ascending] {
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let query = LogQuery { limit: 45, order, cursor, ..LogQuery::default() };
+            let page = store.query_logs(&query).await.unwrap();
+            seen.extend(seqs(&page.logs));
+            // More, newer data arrives between pages.
+            let more: Vec<Sent> = (next_seq..next_seq + 30).map(message).collect();
+            insert(&*store, &more).await;
+            next_seq += 30;
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+            assert!(seen.len() < 100_000, "paging does not end");
+        }
+        let mut unique = seen.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), seen.len(), "{order:?}: a row came twice");
+        match order {
+            // Newest first: everything that existed when paging started, nothing newer.
+            Order::Descending => assert_eq!(unique, (0..1000).collect::<Vec<_>>(), "newest first"),
+            // Oldest first: paging follows the arrivals to the end.
+            Order::Ascending => assert_eq!(unique.len(), next_seq - 30, "oldest first"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_has_no_gaps_or_repeats_while_data_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    paging_while_ingesting(open_sqlite(dir.path()).await).await;
+    let server = PostgresServer::start();
+    paging_while_ingesting(open_postgres(server.create_database("paging")).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_delivered_twice_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = PostgresServer::start();
+    for store in [open_sqlite(dir.path()).await, open_postgres(server.create_database("dedupe")).await] {
+        let messages: Vec<Sent> = (0..10).map(sent_message).collect();
+        let block = BlockEncoder::new(1).unwrap().encode(batch_of(&messages).iter()).unwrap();
+        assert!(store.insert_block(&block).await.unwrap());
+        assert!(!store.insert_block(&block).await.unwrap(), "the duplicate is recognised");
+        assert_eq!(store.stats().await.unwrap().messages, 10);
+        store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_are_safe_to_run_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = PostgresServer::start();
+    let url = server.create_database("twice");
+    for _ in 0..2 {
+        let sqlite = open_sqlite(dir.path()).await;
+        insert(&*sqlite, &[sent_message(1)]).await;
+        sqlite.close().await;
+        let postgres = open_postgres(url.clone()).await;
+        insert(&*postgres, &[sent_message(1)]).await;
+        postgres.close().await;
+    }
+    assert_eq!(open_sqlite(dir.path()).await.stats().await.unwrap().messages, 2);
+    assert_eq!(open_postgres(url).await.stats().await.unwrap().messages, 2);
+}
