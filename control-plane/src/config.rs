@@ -116,6 +116,9 @@ pub struct StoreConfig {
     pub block_max_messages: usize,
     /// zstd level for log blocks: 1 is fastest; higher levels trade ingest CPU for disk.
     pub compression_level: i32,
+    /// Log blocks encoded (compressed) and committed at the same time; 0 means one per
+    /// available core.
+    pub encoders: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -177,6 +180,7 @@ impl Default for StoreConfig {
             redis_url: None,
             block_max_messages: 16_384,
             compression_level: 3,
+            encoders: 0,
         }
     }
 }

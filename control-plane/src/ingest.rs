@@ -1,7 +1,9 @@
 //! The batch writer: takes closed batches off every listener's hand-off ring, packs what
-//! is waiting into one compressed block, and commits it. A failed write is retried (and
-//! counted), never dropped; while it retries, the rings fill and the listeners apply their
-//! full-ring policy (UDP counts, TCP stops reading).
+//! is waiting into compressed blocks, and commits them. Several blocks are encoded and
+//! committed at once (one per encoder), so compression uses every core the control plane
+//! has. A failed write is retried (and counted), never dropped; while it retries, the
+//! rings fill and the listeners apply their full-ring policy (UDP counts, TCP stops
+//! reading). Batches go back to their listener only once their block is committed.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -9,6 +11,7 @@ use std::time::Duration;
 
 use killkrill_dataplane::batch::LogBatch;
 use killkrill_dataplane::handoff::BatchConsumer;
+use tokio::sync::mpsc;
 
 use crate::store::block::MAX_ROWS;
 use crate::store::{BlockEncoder, EncodedBlock, Store};
@@ -25,10 +28,15 @@ pub struct BlockSettings {
     /// A block takes the batches waiting, up to this many messages.
     pub max_messages: usize,
     pub compression_level: i32,
+    /// Blocks encoded and committed at the same time.
+    pub encoders: usize,
 }
 
-/// Runs until every ring's producer is gone (its listener stopped) and the ring is
-/// empty: it never abandons an accepted batch on its own.
+/// Batches taken off the rings for one block, with the ring each came from.
+type Taken = Vec<(usize, LogBatch)>;
+
+/// Runs until every ring's producer is gone (its listener stopped), the rings are empty
+/// and every block is committed: it never abandons an accepted batch on its own.
 pub async fn run_batch_writer(
     mut consumers: Vec<BatchConsumer>,
     store: Arc<dyn Store>,
@@ -36,51 +44,123 @@ pub async fn run_batch_writer(
     settings: BlockSettings,
 ) -> Result<()> {
     let max_messages = settings.max_messages.clamp(1, MAX_ROWS);
-    let mut encoder =
-        Some(BlockEncoder::new(settings.compression_level).map_err(|e| Error::Internal(e.to_string()))?);
+    let mut encoders = Vec::new();
+    for _ in 0..settings.encoders.max(1) {
+        encoders
+            .push(BlockEncoder::new(settings.compression_level).map_err(|e| Error::Internal(e.to_string()))?);
+    }
+    let (done_sender, mut done) = mpsc::unbounded_channel::<(Taken, BlockEncoder)>();
+    let mut in_flight = 0usize;
     let mut next_ring = 0;
     loop {
-        // Take what is waiting, round-robin over the rings so no listener starves.
-        let mut taken: Vec<(usize, LogBatch)> = Vec::new();
-        let mut messages = 0;
-        let mut empty_rings = 0;
-        while messages < max_messages && empty_rings < consumers.len() {
-            let ring = next_ring % consumers.len();
-            next_ring += 1;
-            match consumers[ring].peek_len() {
-                Some(len) if messages == 0 || messages + len <= max_messages => {
-                    if let Some(batch) = consumers[ring].pop() {
-                        messages += batch.len();
-                        taken.push((ring, batch));
-                        empty_rings = 0;
-                        continue;
-                    }
-                    empty_rings += 1;
-                }
-                Some(_) => break,
-                None => empty_rings += 1,
-            }
+        while let Ok((taken, encoder)) = done.try_recv() {
+            finish_job(&mut consumers, &counters, taken);
+            encoders.push(encoder);
+            in_flight -= 1;
         }
+        let Some(encoder) = encoders.pop() else {
+            // Every encoder is busy: wait for one.
+            if let Some((taken, encoder)) = done.recv().await {
+                finish_job(&mut consumers, &counters, taken);
+                encoders.push(encoder);
+                in_flight -= 1;
+            }
+            continue;
+        };
+        let taken = take_waiting(&mut consumers, &mut next_ring, max_messages);
         if taken.is_empty() {
-            if consumers.iter().all(BatchConsumer::is_finished) {
+            encoders.push(encoder);
+            if in_flight == 0 && consumers.iter().all(BatchConsumer::is_finished) {
                 return Ok(());
             }
             tokio::time::sleep(IDLE_POLL).await;
             continue;
         }
-        let mut block_encoder = encoder.take().expect("the encoder is returned after every block");
-        let (block_encoder, taken, encoded) = tokio::task::spawn_blocking(move || {
-            let encoded = block_encoder.encode(taken.iter().flat_map(|(_, batch)| batch.iter()));
-            (block_encoder, taken, encoded)
+        in_flight += 1;
+        let (store, counters, done_sender) = (store.clone(), counters.clone(), done_sender.clone());
+        let level = settings.compression_level;
+        tokio::spawn(async move {
+            let done = match encode(encoder, taken, &counters).await {
+                Some((encoder, taken, block)) => {
+                    commit(&*store, &counters, &block).await;
+                    (taken, encoder)
+                }
+                // A bug in the encoder took the batches with it; keep the writer going.
+                None => match BlockEncoder::new(level) {
+                    Ok(encoder) => (Vec::new(), encoder),
+                    Err(_) => return,
+                },
+            };
+            let _ = done_sender.send(done);
+        });
+    }
+}
+
+/// Takes waiting batches round-robin over the rings (so no listener starves) until the
+/// next one would pass `max_messages`.
+fn take_waiting(consumers: &mut [BatchConsumer], next_ring: &mut usize, max_messages: usize) -> Taken {
+    let mut taken = Vec::new();
+    let mut messages = 0;
+    let mut empty_rings = 0;
+    while messages < max_messages && empty_rings < consumers.len() {
+        let ring = *next_ring % consumers.len();
+        *next_ring += 1;
+        match consumers[ring].peek_len() {
+            Some(len) if messages == 0 || messages + len <= max_messages => match consumers[ring].pop() {
+                Some(batch) => {
+                    messages += batch.len();
+                    taken.push((ring, batch));
+                    empty_rings = 0;
+                }
+                None => empty_rings += 1,
+            },
+            Some(_) => break,
+            None => empty_rings += 1,
+        }
+    }
+    taken
+}
+
+fn finish_job(consumers: &mut [BatchConsumer], counters: &StoreCounters, taken: Taken) {
+    counters.stored_batches.fetch_add(taken.len() as u64, Ordering::Relaxed);
+    for (ring, batch) in taken {
+        consumers[ring].give_back(batch);
+    }
+}
+
+/// Encodes on a blocking thread (compression is CPU work), retrying on the
+/// practically-impossible compressor failure rather than dropping the batches. None only
+/// if the encoder panicked.
+async fn encode(
+    mut encoder: BlockEncoder,
+    mut taken: Taken,
+    counters: &StoreCounters,
+) -> Option<(BlockEncoder, Taken, EncodedBlock)> {
+    let mut delay = RETRY_FIRST;
+    loop {
+        let job = tokio::task::spawn_blocking(move || {
+            let block = encoder.encode(taken.iter().flat_map(|(_, batch)| batch.iter()));
+            (encoder, taken, block)
         })
-        .await
-        .map_err(|error| Error::Internal(format!("block encoder stopped: {error}")))?;
-        encoder = Some(block_encoder);
-        let encoded = encoded.map_err(|error| Error::Internal(error.to_string()))?;
-        commit(&*store, &counters, &encoded).await;
-        counters.stored_batches.fetch_add(taken.len() as u64, Ordering::Relaxed);
-        for (ring, batch) in taken {
-            consumers[ring].give_back(batch);
+        .await;
+        let (returned_encoder, returned_taken, block) = match job {
+            Ok(result) => result,
+            Err(error) => {
+                counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %error, "Block encoder failed; its batches are lost.");
+                return None;
+            }
+        };
+        match block {
+            Ok(block) => return Some((returned_encoder, returned_taken, block)),
+            Err(error) => {
+                counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %error, retry_in_ms = delay.as_millis() as u64, "Block encoding failed; retrying.");
+                encoder = returned_encoder;
+                taken = returned_taken;
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(RETRY_MAX);
+            }
         }
     }
 }

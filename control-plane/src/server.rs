@@ -69,6 +69,10 @@ pub async fn serve(config: Config) -> Result<()> {
     let block_settings = ingest::BlockSettings {
         max_messages: config.store.block_max_messages,
         compression_level: config.store.compression_level,
+        encoders: match config.store.encoders {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            encoders => encoders,
+        },
     };
     let writer = tokio::spawn(ingest::run_batch_writer(
         dataplane.take_consumers(),

@@ -32,7 +32,7 @@ struct Sent {
 }
 
 fn sent_message(seq: usize) -> Sent {
-    let source_ip: IpAddr = if seq % 7 == 0 {
+    let source_ip: IpAddr = if seq.is_multiple_of(7) {
         format!("2001:db8::{}", seq % 3 + 1).parse().unwrap()
     } else {
         format!("192.0.2.{}", seq % 4 + 1).parse().unwrap()

@@ -1,4 +1,4 @@
-//! `cargo xtask bench micro`: the criterion benchmarks of the parsers.
+//! `cargo xtask bench micro`: the criterion benchmarks of the parsers and the store.
 
 use clap::Args;
 
@@ -14,13 +14,18 @@ pub struct MicroArgs {
 }
 
 pub fn run(args: &MicroArgs) -> anyhow::Result<()> {
-    let mut command = cargo();
-    command.args(["bench", "--package", "killkrill-parsers", "--features", "json", "--"]);
-    if let Some(filter) = &args.filter {
-        command.arg(filter);
+    for package in
+        [&["--package", "killkrill-parsers", "--features", "json"][..], &["--package", "killkrill"]]
+    {
+        let mut command = cargo();
+        command.arg("bench").args(package).arg("--");
+        if let Some(filter) = &args.filter {
+            command.arg(filter);
+        }
+        if args.quick {
+            command.args(["--warm-up-time", "1", "--measurement-time", "3"]);
+        }
+        exec(&mut command)?;
     }
-    if args.quick {
-        command.args(["--warm-up-time", "1", "--measurement-time", "3"]);
-    }
-    exec(&mut command)
+    Ok(())
 }

@@ -6,9 +6,8 @@
 
 use xxhash_rust::xxh3::xxh3_64;
 
-/// Probes per key. With 10 bits per distinct key this gives about 1% false positives.
+/// Probes per key. With about 10 bits per distinct key this gives 1-2% false positives.
 const PROBES: u64 = 4;
-const BITS_PER_KEY: usize = 10;
 const MIN_BYTES: usize = 64;
 /// Caps a block's filter; past this the false-positive rate rises instead of the size.
 const MAX_BYTES: usize = 64 << 10;
@@ -20,8 +19,20 @@ pub fn tokens(text: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 fn is_token_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || byte >= 0x80
+    TOKEN_BYTES[usize::from(byte)]
 }
+
+/// ASCII letters and digits, and every non-ASCII byte.
+static TOKEN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric() || b >= 0x80;
+        byte += 1;
+    }
+    table
+};
 
 /// Whether a token goes into the filter. Long numbers and long tokens (ids, hashes,
 /// timestamps) are nearly all distinct and would only grow the filter; a search for one
@@ -43,30 +54,72 @@ pub fn token_hash(token: &[u8]) -> u64 {
 
 /// The hash of a field value (host, app, source address), kept apart from message tokens
 /// by a prefix byte.
+/// Values longer than 255 bytes are hashed on their first 255.
 pub fn field_hash(kind: u8, value: &[u8]) -> u64 {
-    let mut key = Vec::with_capacity(value.len() + 1);
-    key.push(kind);
-    key.extend(value.iter().map(u8::to_ascii_lowercase));
-    xxh3_64(&key)
+    let mut key = [0u8; 256];
+    let value = &value[..value.len().min(255)];
+    key[0] = kind;
+    for (slot, byte) in key[1..].iter_mut().zip(value) {
+        *slot = byte.to_ascii_lowercase();
+    }
+    xxh3_64(&key[..value.len() + 1])
 }
 
 pub const FIELD_HOST: u8 = b'h';
 pub const FIELD_APP: u8 = b'a';
 pub const FIELD_SOURCE: u8 = b's';
 
-/// Builds a filter sized for `hashes` (which need not be distinct).
-pub fn build(hashes: &mut Vec<u64>) -> Vec<u8> {
-    hashes.sort_unstable();
-    hashes.dedup();
-    let wanted = (hashes.len() * BITS_PER_KEY).div_ceil(8);
-    let size = wanted.clamp(MIN_BYTES, MAX_BYTES).next_power_of_two().min(MAX_BYTES);
-    let mut bits = vec![0u8; size];
-    for &hash in hashes.iter() {
-        for position in probe_positions(hash, size) {
-            bits[position / 8] |= 1 << (position % 8);
+/// Builds a filter for keys added one by one, without collecting or de-duplicating
+/// them: bits are set in a filter of the largest size, which is then folded in half while
+/// it stays sparse. With power-of-two sizes and masked positions, folding gives exactly
+/// the filter that the smaller size would have had.
+pub struct FilterBuilder {
+    bits: Vec<u8>,
+}
+
+impl Default for FilterBuilder {
+    fn default() -> Self {
+        Self { bits: vec![0; MAX_BYTES] }
+    }
+}
+
+impl FilterBuilder {
+    pub fn clear(&mut self) {
+        self.bits.clear();
+        self.bits.resize(MAX_BYTES, 0);
+    }
+
+    pub fn insert(&mut self, hash: u64) {
+        for position in probe_positions(hash, MAX_BYTES) {
+            self.bits[position / 8] |= 1 << (position % 8);
         }
     }
-    bits
+
+    /// The finished filter, sized so that about a third of its bits are set (about
+    /// ten bits per distinct key).
+    pub fn finish(&mut self) -> Vec<u8> {
+        let mut len = self.bits.len();
+        let mut set_bits: u64 = self.bits.iter().map(|byte| u64::from(byte.count_ones())).sum();
+        // Folding roughly doubles the share of set bits; stop before it passes a third.
+        while len > MIN_BYTES && set_bits * 6 < (len as u64 * 8) {
+            let half = len / 2;
+            let (low, high) = self.bits.split_at_mut(half);
+            set_bits = 0;
+            for (target, source) in low.iter_mut().zip(&high[..half]) {
+                *target |= *source;
+                set_bits += u64::from(target.count_ones());
+            }
+            len = half;
+        }
+        self.bits[..len].to_vec()
+    }
+}
+
+/// Builds a filter from a list of hashes (for tests and small key sets).
+pub fn build(hashes: &[u64]) -> Vec<u8> {
+    let mut builder = FilterBuilder::default();
+    hashes.iter().for_each(|&hash| builder.insert(hash));
+    builder.finish()
 }
 
 /// False means the key is certainly absent. An empty or damaged filter says "maybe".
@@ -109,8 +162,8 @@ mod tests {
     #[test]
     fn a_filter_has_every_key_and_rejects_most_others() {
         let keys: Vec<String> = (0..2000).map(|n| format!("word{n}")).collect();
-        let mut hashes: Vec<u64> = keys.iter().map(|key| token_hash(key.as_bytes())).collect();
-        let filter = build(&mut hashes);
+        let hashes: Vec<u64> = keys.iter().map(|key| token_hash(key.as_bytes())).collect();
+        let filter = build(&hashes);
         assert!(filter.len().is_power_of_two());
         for key in &keys {
             assert!(may_contain(&filter, token_hash(key.as_bytes())), "{key}");
@@ -122,11 +175,20 @@ mod tests {
 
     #[test]
     fn case_does_not_matter() {
-        let mut hashes = vec![token_hash(b"Error"), field_hash(FIELD_HOST, b"Web-01")];
-        let filter = build(&mut hashes);
+        let hashes = vec![token_hash(b"Error"), field_hash(FIELD_HOST, b"Web-01")];
+        let filter = build(&hashes);
         assert!(may_contain(&filter, token_hash(b"ERROR")));
         assert!(may_contain(&filter, field_hash(FIELD_HOST, b"web-01")));
         assert!(!may_contain(&filter, field_hash(FIELD_APP, b"web-01")), "fields of different kinds differ");
+    }
+
+    #[test]
+    fn folded_filters_shrink_with_few_keys_and_keep_them() {
+        let few = build(&[token_hash(b"one"), token_hash(b"two")]);
+        assert_eq!(few.len(), MIN_BYTES);
+        assert!(may_contain(&few, token_hash(b"one")) && may_contain(&few, token_hash(b"two")));
+        let many: Vec<u64> = (0..200_000).map(|n| token_hash(format!("k{n}").as_bytes())).collect();
+        assert_eq!(build(&many).len(), MAX_BYTES, "a full filter stays at the cap");
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub const MAX_ROWS: usize = 1 << 16;
 /// `MAX_ROWS` frames of at most 64 KiB each only in theory; real ones are a few MiB).
 const MAX_BODY_BYTES: usize = 1 << 30;
 const NONE_U8: u8 = u8::MAX;
+const ROLE_HOST: u8 = 1;
+const ROLE_APP: u8 = 2;
 /// Severity mask bit for rows without a severity (bits 0..=7 are the severities).
 pub const SEVERITY_NONE_BIT: u32 = 8;
 /// Facility mask bit for rows without a facility (bits 0..=23 are the facilities).
@@ -90,10 +92,15 @@ pub struct BlockEncoder {
     compressor: zstd::bulk::Compressor<'static>,
     dictionary: FxHashMap<Vec<u8>, u32>,
     dictionary_order: Vec<Vec<u8>>,
+    /// Per dictionary entry: which field filter keys it has been added as.
+    dictionary_roles: Vec<u8>,
     body: Vec<u8>,
     columns: Columns,
-    field_hashes: Vec<u64>,
-    token_hashes: Vec<u64>,
+    /// Dictionary index of each source address seen in this block.
+    addresses: FxHashMap<IpAddr, u32>,
+    field_filter: filter::FilterBuilder,
+    token_filter: filter::FilterBuilder,
+    address_text: String,
 }
 
 #[derive(Default)]
@@ -156,10 +163,13 @@ impl BlockEncoder {
             compressor: zstd::bulk::Compressor::new(level).map_err(BlockError::Compression)?,
             dictionary: FxHashMap::default(),
             dictionary_order: Vec::new(),
+            dictionary_roles: Vec::new(),
             body: Vec::new(),
             columns: Columns::default(),
-            field_hashes: Vec::new(),
-            token_hashes: Vec::new(),
+            addresses: FxHashMap::default(),
+            field_filter: filter::FilterBuilder::default(),
+            token_filter: filter::FilterBuilder::default(),
+            address_text: String::new(),
         })
     }
 
@@ -170,12 +180,43 @@ impl BlockEncoder {
         let index = self.dictionary_order.len() as u32;
         self.dictionary.insert(value.to_vec(), index);
         self.dictionary_order.push(value.to_vec());
+        self.dictionary_roles.push(0);
         index
     }
 
-    fn put_ref(&mut self, column: usize, value: Option<&[u8]>) {
-        let reference = value.map_or(0, |value| u64::from(self.intern(value)) + 1);
-        put_u64(&mut self.columns.refs[column], reference);
+    /// The dictionary index of a source address, formatting and hashing each address
+    /// once per block rather than once per message.
+    fn address_index(&mut self, ip: IpAddr) -> u32 {
+        if let Some(&index) = self.addresses.get(&ip) {
+            return index;
+        }
+        self.address_text.clear();
+        {
+            use std::fmt::Write as _;
+            let _ = write!(self.address_text, "{ip}");
+        }
+        let text = std::mem::take(&mut self.address_text);
+        let index = self.intern(text.as_bytes());
+        self.field_filter.insert(filter::field_hash(filter::FIELD_SOURCE, text.as_bytes()));
+        self.address_text = text;
+        self.addresses.insert(ip, index);
+        index
+    }
+
+    /// Writes a reference to `value` in `column`; returns its dictionary index.
+    fn put_ref(&mut self, column: usize, value: Option<&[u8]>) -> Option<u32> {
+        let index = value.map(|value| self.intern(value));
+        put_u64(&mut self.columns.refs[column], index.map_or(0, |index| u64::from(index) + 1));
+        index
+    }
+
+    /// Adds a host or app to the field filter the first time it is seen in that role.
+    fn key_field(&mut self, index: u32, role: u8, kind: u8, value: &[u8]) {
+        let roles = &mut self.dictionary_roles[index as usize];
+        if *roles & role == 0 {
+            *roles |= role;
+            self.field_filter.insert(filter::field_hash(kind, value));
+        }
     }
 
     /// Encodes and compresses `entries` (at most [`MAX_ROWS`]) into one block.
@@ -185,9 +226,11 @@ impl BlockEncoder {
     ) -> Result<EncodedBlock, BlockError> {
         self.dictionary.clear();
         self.dictionary_order.clear();
+        self.dictionary_roles.clear();
         self.columns.clear();
-        self.field_hashes.clear();
-        self.token_hashes.clear();
+        self.addresses.clear();
+        self.field_filter.clear();
+        self.token_filter.clear();
         let mut count = 0usize;
         let mut min_received = i64::MAX;
         let mut max_received = i64::MIN;
@@ -197,7 +240,6 @@ impl BlockEncoder {
         let mut facility_mask = 0u32;
         let mut parse_error_count = 0u32;
         let mut raw_bytes = 0u64;
-        let mut address_text = String::new();
         for entry in entries {
             count += 1;
             if count > MAX_ROWS {
@@ -214,12 +256,7 @@ impl BlockEncoder {
             previous_received = Some(received);
 
             let source = entry.source();
-            address_text.clear();
-            {
-                use std::fmt::Write as _;
-                let _ = write!(address_text, "{}", source.ip());
-            }
-            let source_index = self.intern(address_text.as_bytes());
+            let source_index = self.address_index(source.ip());
             put_u64(&mut self.columns.source, u64::from(source_index));
             put_u64(&mut self.columns.port, u64::from(source.port()));
             let listener = self.intern(entry.listener().label().as_bytes());
@@ -244,17 +281,24 @@ impl BlockEncoder {
 
             let hostname = entry.hostname();
             let app_name = entry.app_name();
-            self.put_ref(0, hostname.map(str::as_bytes));
-            self.put_ref(1, app_name.map(str::as_bytes));
+            let host_index = self.put_ref(0, hostname.map(str::as_bytes));
+            let app_index = self.put_ref(1, app_name.map(str::as_bytes));
+            // Filter keys are hashed once per distinct host or app, not once per message.
+            if let (Some(index), Some(host)) = (host_index, hostname) {
+                self.key_field(index, ROLE_HOST, filter::FIELD_HOST, host.as_bytes());
+            }
+            if let (Some(index), Some(app)) = (app_index, app_name) {
+                self.key_field(index, ROLE_APP, filter::FIELD_APP, app.as_bytes());
+            }
             self.put_ref(2, entry.procid().map(str::as_bytes));
             self.put_ref(3, entry.msgid().map(str::as_bytes));
             self.put_ref(4, entry.parse_error().map(|error| error.reason().as_bytes()));
             self.put_ref(5, entry.frame_flag().map(|flag| frame_flag_label(flag).as_bytes()));
             if let Some(host) = hostname {
-                self.field_hashes.push(filter::field_hash(filter::FIELD_HOST, host.as_bytes()));
+                self.field_filter.insert(filter::field_hash(filter::FIELD_HOST, host.as_bytes()));
             }
             if let Some(app) = app_name {
-                self.field_hashes.push(filter::field_hash(filter::FIELD_APP, app.as_bytes()));
+                self.field_filter.insert(filter::field_hash(filter::FIELD_APP, app.as_bytes()));
             }
 
             let flagged = entry.parse_error().is_some() || entry.frame_flag().is_some();
@@ -277,7 +321,7 @@ impl BlockEncoder {
             }
             for token in filter::tokens(message) {
                 if filter::is_indexed(token) {
-                    self.token_hashes.push(filter::token_hash(token));
+                    self.token_filter.insert(filter::token_hash(token));
                 }
             }
         }
@@ -285,20 +329,6 @@ impl BlockEncoder {
             min_received = 0;
             max_received = 0;
         }
-        // Source addresses are dictionary entries; hash them once each, not per row.
-        let mut seen_sources = vec![false; self.dictionary_order.len()];
-        let mut source_reader = Reader::new(&self.columns.source);
-        for _ in 0..count {
-            let index = source_reader.u64().unwrap_or_default() as usize;
-            if let Some(seen) = seen_sources.get_mut(index)
-                && !*seen
-            {
-                *seen = true;
-                self.field_hashes
-                    .push(filter::field_hash(filter::FIELD_SOURCE, &self.dictionary_order[index]));
-            }
-        }
-
         let body = &mut self.body;
         body.clear();
         body.push(FORMAT_VERSION);
@@ -339,8 +369,8 @@ impl BlockEncoder {
                 facility_mask,
                 parse_error_count,
                 raw_bytes,
-                field_filter: filter::build(&mut self.field_hashes),
-                token_filter: filter::build(&mut self.token_hashes),
+                field_filter: self.field_filter.finish(),
+                token_filter: self.token_filter.finish(),
             },
             payload,
         })

@@ -1,0 +1,182 @@
+//! The store: block encoding, durable ingest into SQLite through the real batch writer
+//! (prepared batches replayed, so no sender or parser is in the way), and query latency
+//! on a loaded store.
+//!
+//! Messages come from the load generator's realistic mixes (RFC 5424 with structured
+//! data, RFC 3164 from several vendors, 80 to 1,500 bytes, thousands of hosts).
+//! Run with `cargo xtask bench micro store`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use killkrill::config::StoreConfig;
+use killkrill::ingest::{BlockSettings, run_batch_writer};
+use killkrill::store::{self, BlockEncoder, LogQuery, Store, TextQuery};
+use killkrill::telemetry::metrics::StoreCounters;
+use killkrill_dataplane::batch::{BatchLimits, LogBatch};
+use killkrill_dataplane::handoff::batch_ring;
+use killkrill_dataplane::listener::ListenerKind;
+use killkrill_parsers::syslog::ParseOptions;
+use killkrill_perf::mix::{MessageMix, MixKind};
+
+const BATCH: usize = 4096;
+
+/// `count` messages of the mixed RFC 5424 / RFC 3164 generator in batches of 4,096,
+/// received one microsecond apart ending now.
+fn prepared_batches(count: usize) -> (Vec<LogBatch>, u64) {
+    let mut mix = MessageMix::new(MixKind::Mixed, 7, 1);
+    let limits = BatchLimits { max_messages: BATCH, ..BatchLimits::default() };
+    let now = jiff::Timestamp::now().as_nanosecond();
+    let mut frame = Vec::with_capacity(2048);
+    let mut raw_bytes = 0;
+    let mut batches = Vec::new();
+    for seq in 0..count {
+        if seq % BATCH == 0 {
+            batches.push(LogBatch::new(ListenerKind::SyslogUdp, &limits));
+        }
+        frame.clear();
+        mix.write_message(seq as u64, 0, &mut frame);
+        raw_bytes += frame.len() as u64;
+        let received = now - (count - seq) as i128 * 1_000;
+        let options = ParseOptions {
+            received_at: jiff::Timestamp::from_nanosecond(received).unwrap(),
+            ..ParseOptions::default()
+        };
+        let source = format!("10.{}.{}.{}:514", seq % 7, seq % 251, seq % 13).parse().unwrap();
+        batches.last_mut().unwrap().push_syslog(&frame, None, source, &options);
+    }
+    (batches, raw_bytes)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn encode(c: &mut Criterion) {
+    let (batches, _) = prepared_batches(16_384);
+    let mut group = c.benchmark_group("store/encode_block");
+    group.throughput(Throughput::Elements(16_384));
+    for level in [1, 3] {
+        let mut encoder = BlockEncoder::new(level).unwrap();
+        let block = encoder.encode(batches.iter().flat_map(LogBatch::iter)).unwrap();
+        eprintln!(
+            "store/encode_block/zstd_{level}: {} raw bytes -> {} stored ({:.1}x)",
+            block.summary.raw_bytes,
+            block.payload.len() + block.summary.field_filter.len() + block.summary.token_filter.len(),
+            block.summary.raw_bytes as f64
+                / (block.payload.len() + block.summary.field_filter.len() + block.summary.token_filter.len())
+                    as f64
+        );
+        group.bench_function(format!("zstd_{level}"), |b| {
+            b.iter(|| encoder.encode(batches.iter().flat_map(LogBatch::iter)).unwrap())
+        });
+    }
+    group.finish();
+}
+
+/// Replays prepared batches through the batch writer into a fresh SQLite file; a message
+/// counts once its block is committed.
+fn ingest(c: &mut Criterion) {
+    const MESSAGES: usize = 262_144;
+    let runtime = runtime();
+    let mut group = c.benchmark_group("store/durable_ingest");
+    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group.throughput(Throughput::Elements(MESSAGES as u64));
+    for level in [1, 3] {
+        group.bench_function(format!("sqlite_zstd_{level}"), |b| {
+            b.iter_custom(|iterations| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iterations {
+                    let (batches, _) = prepared_batches(MESSAGES);
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = runtime.block_on(store::open(&StoreConfig::default(), dir.path())).unwrap();
+                    let (mut producer, consumer) = batch_ring(batches.len());
+                    for batch in batches {
+                        assert!(producer.push(batch).is_ok());
+                    }
+                    drop(producer);
+                    let counters = Arc::new(StoreCounters::default());
+                    let settings =
+                        BlockSettings { max_messages: 16_384, compression_level: level, encoders: 2 };
+                    let started = Instant::now();
+                    runtime
+                        .block_on(run_batch_writer(vec![consumer], store.clone(), counters.clone(), settings))
+                        .unwrap();
+                    total += started.elapsed();
+                    assert_eq!(
+                        counters.stored_messages.load(std::sync::atomic::Ordering::Relaxed),
+                        MESSAGES as u64
+                    );
+                    runtime.block_on(store.close());
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+/// A store holding two million messages received over the last two seconds (so a
+/// one-hour window covers them all: the worst case for time pruning), and one of its hosts.
+fn loaded_store(runtime: &tokio::runtime::Runtime) -> (tempfile::TempDir, Arc<dyn Store>, String) {
+    const MESSAGES: usize = 2_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = runtime.block_on(store::open(&StoreConfig::default(), dir.path())).unwrap();
+    let (batches, raw_bytes) = prepared_batches(MESSAGES);
+    let mut encoder = BlockEncoder::new(3).unwrap();
+    for chunk in batches.chunks(4) {
+        let block = encoder.encode(chunk.iter().flat_map(LogBatch::iter)).unwrap();
+        runtime.block_on(store.insert_block(&block)).unwrap();
+    }
+    let stats = runtime.block_on(store.stats()).unwrap();
+    let file_bytes: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.metadata().ok())
+        .map(|metadata| metadata.len())
+        .sum();
+    eprintln!(
+        "store/query: {} messages, {} blocks, {raw_bytes} raw bytes, {file_bytes} bytes on disk ({:.1}x)",
+        stats.messages,
+        stats.blocks,
+        raw_bytes as f64 / file_bytes as f64
+    );
+    let newest = runtime.block_on(store.query_logs(&LogQuery { limit: 1, ..LogQuery::default() })).unwrap();
+    let host = newest.logs[0].hostname.clone().unwrap_or_default();
+    (dir, store, host)
+}
+
+/// Builds a query from a host name and the current time.
+type QueryFor = fn(&str, i64) -> LogQuery;
+
+fn query(c: &mut Criterion) {
+    let runtime = runtime();
+    // Loaded on first use, so that a filter selecting other benchmarks skips the load.
+    let loaded = std::cell::OnceCell::new();
+    let now = jiff::Timestamp::now().as_nanosecond() as i64;
+    let mut group = c.benchmark_group("store/query");
+    let cases: [(&str, QueryFor); 3] = [
+        ("selective_host_hour_term", |host, now| LogQuery {
+            hosts: vec![host.to_owned()],
+            start_ns: Some(now - 3_600_000_000_000),
+            text: TextQuery::parse("failed").unwrap(),
+            ..LogQuery::default()
+        }),
+        ("broad_first_page", |_, _| LogQuery {
+            text: TextQuery::parse("error").unwrap(),
+            ..LogQuery::default()
+        }),
+        ("newest_100", |_, _| LogQuery::default()),
+    ];
+    for (name, make_query) in cases {
+        group.bench_function(name, |b| {
+            let (_, store, host) = loaded.get_or_init(|| loaded_store(&runtime));
+            let query = make_query(host, now);
+            b.iter(|| runtime.block_on(store.query_logs(&query)).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, encode, ingest, query);
+criterion_main!(benches);
