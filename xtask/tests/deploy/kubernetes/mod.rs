@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use serde_yaml::Value;
 
-mod checks;
+pub mod checks;
 
 use checks::*;
 
