@@ -27,6 +27,7 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "ip(8) for network-namespace tests"),
     ("openssl", "certificates for TLS tests"),
     ("sqlite3", "reading the embedded store in benchmarks"),
+    ("systemd", "systemd-analyze verify for the unit files in deploy/systemd"),
     // Libraries the benchmark peers (unpacked below, not installed) link against.
     ("libestr0", "rsyslog peer"),
     ("libfastjson4", "rsyslog peer"),
@@ -57,6 +58,7 @@ pub fn run(args: &SetupArgs) -> anyhow::Result<()> {
     bpf_linker(args.check, &mut missing)?;
     crate::fuzz::ensure_cargo_fuzz(args.check, &mut missing)?;
     benchmark_peers(args.check, &mut missing)?;
+    kubectl(args.check, &mut missing)?;
     if args.check && !missing.is_empty() {
         bail!("missing: {}; run `cargo xtask setup`", missing.join(", "));
     }
@@ -72,6 +74,7 @@ pub fn is_complete() -> bool {
         && bpf_linker(true, &mut missing).is_ok()
         && crate::fuzz::ensure_cargo_fuzz(true, &mut missing).is_ok()
         && benchmark_peers(true, &mut missing).is_ok()
+        && kubectl(true, &mut missing).is_ok()
         && missing.is_empty()
 }
 
@@ -164,6 +167,41 @@ fn bpf_linker(check: bool, missing: &mut Vec<String>) -> anyhow::Result<()> {
         "--features",
         "llvm-22",
     ]))
+}
+
+/// `kubectl kustomize` renders the overlays in deploy/kubernetes for the manifest tests.
+/// Any kubectl that has it will do (one may come with a cloud SDK and own /usr/bin/kubectl,
+/// so Debian's package is only installed when none is there); the manifests are written
+/// for the kustomize v2.0.3 inside Debian's kubectl 1.20 (docs/adr/0015).
+fn kubectl(check: bool, missing: &mut Vec<String>) -> anyhow::Result<()> {
+    if succeeds(Command::new("kubectl").args(["kustomize", "--help"])) {
+        if !check {
+            eprintln!("xtask setup: ok: kubectl kustomize (deploy manifest tests)");
+        }
+        return Ok(());
+    }
+    if check {
+        missing.push("kubectl".into());
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("kubectl is missing and installing Debian's kubernetes-client needs root");
+    }
+    eprintln!("xtask setup: installing kubectl (Debian's kubernetes-client) for the manifest tests");
+    let install = || {
+        exec(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args([
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "kubernetes-client",
+        ]))
+    };
+    if install().is_err() {
+        exec(Command::new("apt-get").args(["update", "-q"]))?;
+        install()?;
+    }
+    Ok(())
 }
 
 fn benchmark_peers(check: bool, missing: &mut Vec<String>) -> anyhow::Result<()> {
