@@ -43,7 +43,9 @@ fn prepared_batches(count: usize) -> (Vec<LogBatch>, u64) {
             received_at: jiff::Timestamp::from_nanosecond(received).unwrap(),
             ..ParseOptions::default()
         };
-        let source = format!("10.{}.{}.{}:514", seq % 7, seq % 251, seq % 13).parse().unwrap();
+        // About a thousand devices, as a mid-size site has.
+        let device = seq % 997;
+        let source = format!("10.0.{}.{}:514", device / 250, device % 250).parse().unwrap();
         batches.last_mut().unwrap().push_syslog(&frame, None, source, &options);
     }
     (batches, raw_bytes)

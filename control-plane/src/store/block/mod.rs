@@ -27,6 +27,7 @@ mod varint;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 
+use hashbrown::HashTable;
 use killkrill_dataplane::batch::LogEntry;
 use killkrill_parsers::framing::FrameFlag;
 use killkrill_parsers::syslog::SyslogFormat;
@@ -90,8 +91,11 @@ pub struct EncodedBlock {
 /// Builds blocks, keeping its buffers and compression context between blocks.
 pub struct BlockEncoder {
     compressor: zstd::bulk::Compressor<'static>,
-    dictionary: FxHashMap<Vec<u8>, u32>,
-    dictionary_order: Vec<Vec<u8>>,
+    /// Dictionary lookup: entries by hash, compared against the arena.
+    dictionary: HashTable<u32>,
+    /// Every dictionary value, back to back, and where each one lies.
+    dictionary_bytes: Vec<u8>,
+    dictionary_order: Vec<Range<usize>>,
     /// Per dictionary entry: which field filter keys it has been added as.
     dictionary_roles: Vec<u8>,
     body: Vec<u8>,
@@ -161,7 +165,8 @@ impl BlockEncoder {
     pub fn new(level: i32) -> Result<Self, BlockError> {
         Ok(Self {
             compressor: zstd::bulk::Compressor::new(level).map_err(BlockError::Compression)?,
-            dictionary: FxHashMap::default(),
+            dictionary: HashTable::new(),
+            dictionary_bytes: Vec::new(),
             dictionary_order: Vec::new(),
             dictionary_roles: Vec::new(),
             body: Vec::new(),
@@ -174,13 +179,21 @@ impl BlockEncoder {
     }
 
     fn intern(&mut self, value: &[u8]) -> u32 {
-        if let Some(&index) = self.dictionary.get(value) {
+        let hash = xxhash_rust::xxh3::xxh3_64(value);
+        let (bytes, order) = (&self.dictionary_bytes, &self.dictionary_order);
+        let equal = |&index: &u32| bytes[order[index as usize].clone()] == *value;
+        if let Some(&index) = self.dictionary.find(hash, equal) {
             return index;
         }
         let index = self.dictionary_order.len() as u32;
-        self.dictionary.insert(value.to_vec(), index);
-        self.dictionary_order.push(value.to_vec());
+        let start = self.dictionary_bytes.len();
+        self.dictionary_bytes.extend_from_slice(value);
+        self.dictionary_order.push(start..self.dictionary_bytes.len());
         self.dictionary_roles.push(0);
+        let (bytes, order) = (&self.dictionary_bytes, &self.dictionary_order);
+        self.dictionary.insert_unique(hash, index, |&index| {
+            xxhash_rust::xxh3::xxh3_64(&bytes[order[index as usize].clone()])
+        });
         index
     }
 
@@ -225,6 +238,7 @@ impl BlockEncoder {
         entries: impl IntoIterator<Item = LogEntry<'a>>,
     ) -> Result<EncodedBlock, BlockError> {
         self.dictionary.clear();
+        self.dictionary_bytes.clear();
         self.dictionary_order.clear();
         self.dictionary_roles.clear();
         self.columns.clear();
@@ -334,9 +348,9 @@ impl BlockEncoder {
         body.push(FORMAT_VERSION);
         put_u64(body, count as u64);
         put_u64(body, self.dictionary_order.len() as u64);
-        for value in &self.dictionary_order {
-            put_u64(body, value.len() as u64);
-            body.extend_from_slice(value);
+        for range in &self.dictionary_order {
+            put_u64(body, range.len() as u64);
+            body.extend_from_slice(&self.dictionary_bytes[range.clone()]);
         }
         put_i64(body, base_received);
         let columns = &self.columns;
