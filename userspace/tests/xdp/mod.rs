@@ -1,0 +1,4 @@
+//! The XDP program run by the kernel: verdicts and counters through BPF_PROG_TEST_RUN,
+//! and steering to AF_XDP on a veth pair in a namespace of its own.
+mod frames;
+mod verdicts;
