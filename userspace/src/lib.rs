@@ -7,6 +7,7 @@
 //! ([`handoff`]). Nothing is dropped without a counter saying where and why.
 
 pub mod batch;
+pub mod capture;
 pub mod counters;
 mod error;
 pub mod handoff;
