@@ -115,6 +115,11 @@ impl DataPlane {
         address: SocketAddr,
         options: &ParseOptions,
     ) -> Result<()> {
+        if config.capture.mode == CaptureMode::Auto && config.capture.interface.is_none() {
+            self.capture =
+                CaptureStatus::Socket { fallback: Some("no capture interface configured".to_owned()) };
+            return Ok(());
+        }
         let mut capture = match XdpCapture::open(&config.capture, address.port()) {
             Ok(capture) => capture,
             Err(error) if config.capture.mode == CaptureMode::Auto => {

@@ -266,6 +266,11 @@ impl XdpSteering {
         replace_trie::<16>(self.map_mut(v6_name)?, &v6)
     }
 
+    /// Checks a rate limit without applying it (for configuration validation).
+    pub fn check_rate_limit(limit: &RateLimit) -> Result<(), XdpError> {
+        limit.validate()
+    }
+
     /// Sets or clears the per-source rate limit; buckets already filled keep their tokens
     /// (capped at the new burst on their next packet).
     pub fn set_rate_limit(&mut self, limit: Option<RateLimit>) -> Result<(), XdpError> {
