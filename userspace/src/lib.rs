@@ -13,6 +13,8 @@ mod error;
 pub mod handoff;
 pub mod listener;
 mod runtime;
+#[doc(hidden)]
+pub mod testing;
 pub mod xdp;
 
 pub use error::{Error, Result};

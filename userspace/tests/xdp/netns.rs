@@ -3,11 +3,7 @@
 //! AF_XDP parsed; other UDP reaches an ordinary socket; ping still works. Needs root;
 //! skipped with a printed reason otherwise.
 
-use std::fs::File;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use killkrill_dataplane::batch::BatchLimits;
@@ -15,150 +11,11 @@ use killkrill_dataplane::capture::{BindMode, CaptureConfig, CaptureMode, Capture
 use killkrill_dataplane::counters::ListenerCounters;
 use killkrill_dataplane::handoff::BatchConsumer;
 use killkrill_dataplane::listener::CapturePath;
-use killkrill_dataplane::xdp::{AttachMode, XdpListener, XdpReason};
+use killkrill_dataplane::testing::{
+    APPLIANCE_V4, APPLIANCE_V6, PEER_V4, PEER_V6, VethRig, ping, skip_reason,
+};
+use killkrill_dataplane::xdp::{AttachMode, AttachPolicy, XDP_REDIRECT, XdpListener, XdpReason, XdpSteering};
 use killkrill_dataplane::{DataPlane, DataPlaneConfig};
-
-const APPLIANCE_V4: &str = "10.204.0.1";
-const PEER_V4: &str = "10.204.0.2";
-const APPLIANCE_V6: &str = "fd00:204::1";
-const PEER_V6: &str = "fd00:204::2";
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let output = Command::new("ip").args(args).output().map_err(|error| format!("running ip: {error}"))?;
-    if !output.status.success() {
-        return Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim()));
-    }
-    Ok(())
-}
-
-/// Two namespaces joined by a veth pair: `appliance_if` (10.204.0.1, fd00:204::1) in one,
-/// `peer_if` (10.204.0.2, fd00:204::2) in the other. Deleted on drop.
-pub(super) struct VethRig {
-    pub appliance: String,
-    pub peer: String,
-    pub appliance_if: String,
-    pub peer_if: String,
-}
-
-impl VethRig {
-    pub fn create() -> Result<Self, String> {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let id = format!("{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let rig = Self {
-            appliance: format!("kkxa{id}"),
-            peer: format!("kkxp{id}"),
-            appliance_if: format!("kka{id}"),
-            peer_if: format!("kkp{id}"),
-        };
-        ip(&["netns", "add", &rig.appliance])?;
-        // From here on, drop cleans up whatever was made.
-        ip(&["netns", "add", &rig.peer])?;
-        ip(&[
-            "link",
-            "add",
-            &rig.appliance_if,
-            "netns",
-            &rig.appliance,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &rig.peer_if,
-            "netns",
-            &rig.peer,
-        ])?;
-        for (netns, interface, v4, v6) in [
-            (&rig.appliance, &rig.appliance_if, APPLIANCE_V4, APPLIANCE_V6),
-            (&rig.peer, &rig.peer_if, PEER_V4, PEER_V6),
-        ] {
-            ip(&["-n", netns, "addr", "add", &format!("{v4}/24"), "dev", interface])?;
-            ip(&["-n", netns, "addr", "add", &format!("{v6}/64"), "dev", interface, "nodad"])?;
-            ip(&["-n", netns, "link", "set", interface, "up"])?;
-            ip(&["-n", netns, "link", "set", "lo", "up"])?;
-        }
-        Ok(rig)
-    }
-
-    /// Moves the calling thread into `netns` until the guard drops.
-    pub fn enter(&self, netns: &str) -> NetnsGuard {
-        let original = File::open("/proc/thread-self/ns/net").expect("opening the current netns");
-        let target = File::open(format!("/var/run/netns/{netns}")).expect("opening the netns");
-        // SAFETY: setns on an open namespace fd; it affects only the calling thread.
-        assert_eq!(unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "entering {netns}");
-        NetnsGuard { original, _not_send: std::marker::PhantomData }
-    }
-}
-
-impl Drop for VethRig {
-    fn drop(&mut self) {
-        // Deleting a namespace deletes the veth end in it, and with it the pair.
-        let _ = ip(&["netns", "del", &self.appliance]);
-        let _ = ip(&["netns", "del", &self.peer]);
-    }
-}
-
-/// Puts the thread back into its original namespace on drop; not Send, as setns is per
-/// thread.
-pub(super) struct NetnsGuard {
-    original: File,
-    _not_send: std::marker::PhantomData<*const ()>,
-}
-
-impl Drop for NetnsGuard {
-    fn drop(&mut self) {
-        // SAFETY: setns on the namespace fd opened when the guard was made.
-        unsafe { libc::setns(self.original.as_raw_fd(), libc::CLONE_NEWNET) };
-    }
-}
-
-/// Why the test cannot run here, if it cannot.
-pub(super) fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("it needs root (network namespaces, XDP, AF_XDP)".to_owned());
-    }
-    // SAFETY: a plain socket call; the fd is closed right away.
-    let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW, 0) };
-    if fd < 0 {
-        return Some("this kernel refuses AF_XDP sockets".to_owned());
-    }
-    // SAFETY: `fd` is ours and open.
-    unsafe { libc::close(fd) };
-    None
-}
-
-/// One ICMP echo to `target` and its reply, through a raw socket (no ping binary needed).
-fn ping(target: &str) -> Result<(), String> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).map_err(|e| e.to_string())?;
-    socket.set_read_timeout(Some(Duration::from_millis(200))).map_err(|e| e.to_string())?;
-    let identifier = (std::process::id() & 0xffff) as u16;
-    let mut request = vec![8, 0, 0, 0];
-    request.extend_from_slice(&identifier.to_be_bytes());
-    request.extend_from_slice(&[0, 1]);
-    request.extend_from_slice(b"killkrill");
-    let sum = request
-        .chunks(2)
-        .fold(0u32, |sum, pair| sum + u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])));
-    let sum = (sum & 0xffff) + (sum >> 16);
-    let checksum = !(((sum & 0xffff) + (sum >> 16)) as u16);
-    request[2..4].copy_from_slice(&checksum.to_be_bytes());
-    let address: SocketAddr = format!("{target}:0").parse().unwrap();
-    socket.send_to(&request, &address.into()).map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
-    while Instant::now() < deadline {
-        let Ok((len, _)) = socket.recv_from(&mut buf) else { continue };
-        // SAFETY: recv_from initialised the first `len` bytes.
-        let packet: Vec<u8> = buf[..len].iter().map(|byte| unsafe { byte.assume_init() }).collect();
-        let header_len = usize::from(packet[0] & 0x0f) * 4;
-        let icmp = &packet[header_len..];
-        if icmp.len() >= 8 && icmp[0] == 0 && icmp[4..6] == identifier.to_be_bytes() {
-            return Ok(());
-        }
-    }
-    Err(format!("no echo reply from {target}"))
-}
 
 fn drain(consumers: &mut [BatchConsumer], messages: &mut Vec<(String, SocketAddr)>) {
     for consumer in consumers.iter_mut() {
@@ -268,6 +125,109 @@ fn syslog_arrives_through_af_xdp_while_other_traffic_reaches_the_kernel() {
     assert_eq!(xdp.get(XdpListener::Syslog, XdpReason::PassedNoSocket), 0);
     assert!(xdp.get(XdpListener::None, XdpReason::Passed) >= 3, "ARP/ICMP/other UDP passed");
 
+    // The program itself, run on a frame while a socket is registered for queue 0.
+    let frame = super::frames::Udp::to(port).build();
+    let steering = plane.xdp().unwrap();
+    assert_eq!(steering.lock().unwrap().test_run(&frame).unwrap(), XDP_REDIRECT);
+    assert_eq!(
+        plane.xdp_counters().unwrap().get(XdpListener::Syslog, XdpReason::Redirected),
+        COUNT as u64 + 2
+    );
+
+    // Without a socket for the queue, matched datagrams take the kernel path to the socket
+    // listener: nothing is lost while AF_XDP is away.
+    steering.lock().unwrap().unregister_socket(0).unwrap();
+    let peer = rig.enter(&rig.peer);
+    for seq in 0..5 {
+        sender.send_to(format!("<13>kernel path {seq}").as_bytes(), (APPLIANCE_V4, port)).unwrap();
+    }
+    drop(peer);
+    wait_for("the socket listener to catch what XDP passed", || {
+        ListenerCounters::read(&socket.received_messages) == 5
+    });
+    let xdp = plane.xdp_counters().unwrap();
+    assert_eq!(xdp.get(XdpListener::Syslog, XdpReason::PassedNoSocket), 5);
+    messages.clear();
+    wait_for("the kernel-path batches", || {
+        drain(&mut consumers, &mut messages);
+        messages.len() == 5
+    });
+    for (message, source) in &messages {
+        // The socket is bound to [::], so IPv4 sources come as mapped IPv6 addresses.
+        assert!(message.starts_with("kernel path"), "{message}");
+        assert_eq!((source.ip().to_canonical(), source.port()), (v4_source.ip(), v4_source.port()));
+    }
+
     plane.shutdown();
     drop(inside);
+}
+
+#[test]
+fn attach_reports_its_mode_and_refusals_name_the_interface() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let rig = match VethRig::create() {
+        Ok(rig) => rig,
+        Err(error) => {
+            eprintln!("skipped: cannot build the namespace rig: {error}");
+            return;
+        }
+    };
+    let _inside = rig.enter(&rig.appliance);
+    let mut steering = XdpSteering::load().unwrap();
+    assert_eq!(steering.attach(&rig.appliance_if, AttachPolicy::GenericOnly).unwrap(), AttachMode::Generic);
+    assert_eq!(steering.attached(), Some((rig.appliance_if.as_str(), AttachMode::Generic)));
+    assert_eq!(
+        steering.attach(&rig.appliance_if, AttachPolicy::NativeThenGeneric).unwrap(),
+        AttachMode::Native
+    );
+    steering.detach().unwrap();
+    assert_eq!(steering.attached(), None);
+    let error = steering.attach("kk-no-such-if", AttachPolicy::NativeThenGeneric).unwrap_err().to_string();
+    assert!(
+        error.contains("kk-no-such-if") && error.contains("native:") && error.contains("generic:"),
+        "{error}"
+    );
+}
+
+#[test]
+fn maps_pin_under_a_bpf_filesystem_and_refuse_elsewhere() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let steering = XdpSteering::load().unwrap();
+    let plain = tempfile::tempdir().unwrap();
+    let error = steering.pin_maps(&plain.path().join("pins")).unwrap_err().to_string();
+    assert!(error.contains("bpf filesystem"), "{error}");
+
+    let mount_point = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "bpf", "bpf"])
+        .arg(mount_point.path())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !mounted {
+        eprintln!("skipped the pinning half: cannot mount a bpf filesystem here");
+        return;
+    }
+    let _unmount = Unmount(mount_point.path().to_owned());
+    let directory = mount_point.path().join("killkrill");
+    steering.pin_maps(&directory).unwrap();
+    for name in killkrill_ebpf_common::MAP_NAMES {
+        assert!(directory.join(name).exists(), "{name} pinned");
+    }
+    // Pinning again replaces the old pins.
+    steering.pin_maps(&directory).unwrap();
+}
+
+/// Unmounts on drop, panics included.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
 }
