@@ -2,6 +2,7 @@
 //! temporary data directory, driven by real clients (logger(1), raw sockets, HTTP).
 mod harness;
 
+mod capture;
 mod cli;
 mod ingest;
 mod observability;
