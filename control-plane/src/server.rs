@@ -119,7 +119,7 @@ fn log_capture(status: &CaptureStatus) {
             tracing::info!(capture = status.label(), reason = %reason, "Capture: sockets only.");
         }
         CaptureStatus::Socket { fallback: None } => {
-            tracing::info!(capture = status.label(), "Capture: sockets only (capture.mode = socket).");
+            tracing::info!(capture = status.label(), "Capture: sockets only.");
         }
     }
 }

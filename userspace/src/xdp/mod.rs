@@ -363,6 +363,33 @@ impl XdpSteering {
         })?;
         Ok(result.return_value)
     }
+
+    /// Injects `frame` `repeat` times as if it arrived on `interface_index`, rx queue
+    /// `queue` (BPF_PROG_TEST_RUN with live frames): the program runs and its verdicts take
+    /// effect for real, redirects to AF_XDP sockets included. For replay benchmarks and
+    /// tests; needs root.
+    pub fn replay_live(
+        &self,
+        frame: &[u8],
+        interface_index: u32,
+        queue: u32,
+        repeat: u32,
+    ) -> Result<(), XdpError> {
+        let program: &Xdp =
+            self.ebpf.program(XDP_PROGRAM_NAME).ok_or(XdpError::Missing("XDP program"))?.try_into()?;
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex; the kernel wants data 0 and data_end the frame's length.
+        let context: [u32; 6] = [0, frame.len() as u32, 0, interface_index, queue, 0];
+        let context_bytes: Vec<u8> = context.iter().flat_map(|field| field.to_ne_bytes()).collect();
+        program.test_run(TestRunOptions {
+            data_in: Some(frame),
+            ctx_in: Some(&context_bytes),
+            repeat,
+            attrs: aya::programs::TestRunAttrs::new().xdp_live_frames(64),
+            ..TestRunOptions::new()
+        })?;
+        Ok(())
+    }
 }
 
 impl Drop for XdpSteering {

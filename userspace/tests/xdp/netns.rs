@@ -231,3 +231,50 @@ impl Drop for Unmount {
         let _ = std::process::Command::new("umount").arg(&self.0).status();
     }
 }
+
+#[test]
+fn live_replayed_frames_are_redirected_to_af_xdp() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let rig = match VethRig::create() {
+        Ok(rig) => rig,
+        Err(error) => {
+            eprintln!("skipped: cannot build the namespace rig: {error}");
+            return;
+        }
+    };
+    let _inside = rig.enter(&rig.appliance);
+    let config = DataPlaneConfig {
+        syslog_udp: Some("[::]:0".parse().unwrap()),
+        batch: BatchLimits { max_age: Duration::from_millis(10), ..BatchLimits::default() },
+        capture: CaptureConfig {
+            mode: CaptureMode::Xdp,
+            interface: Some(rig.appliance_if.clone()),
+            ..CaptureConfig::default()
+        },
+        ..DataPlaneConfig::default()
+    };
+    let mut plane = DataPlane::start(&config).unwrap();
+    let mut consumers = plane.take_consumers();
+    let port = plane.listeners()[0].local_addr.port();
+    let name = std::ffi::CString::new(rig.appliance_if.as_str()).unwrap();
+    // SAFETY: a NUL-terminated name; the call only reads it.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    let frame = super::frames::Udp::to(port).from("192.0.2.9").payload(b"<13>1 - h a - - - replayed").build();
+    plane.xdp().unwrap().lock().unwrap().replay_live(&frame, index, 0, 300).unwrap();
+    let mut messages = Vec::new();
+    wait_for("the replayed frames", || {
+        drain(&mut consumers, &mut messages);
+        messages.len() >= 300
+    });
+    assert!(
+        messages
+            .iter()
+            .all(|(message, source)| message == "replayed" && source.to_string() == "192.0.2.9:40000")
+    );
+    let xdp = plane.xdp_counters().unwrap();
+    assert_eq!(xdp.get(XdpListener::Syslog, XdpReason::Redirected), 300);
+    plane.shutdown();
+}
