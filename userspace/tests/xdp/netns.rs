@@ -14,7 +14,9 @@ use killkrill_dataplane::listener::CapturePath;
 use killkrill_dataplane::testing::{
     APPLIANCE_V4, APPLIANCE_V6, PEER_V4, PEER_V6, VethRig, ping, skip_reason,
 };
-use killkrill_dataplane::xdp::{AttachMode, AttachPolicy, XDP_REDIRECT, XdpListener, XdpReason, XdpSteering};
+use killkrill_dataplane::xdp::{
+    AttachMode, AttachPolicy, RateLimit, XDP_REDIRECT, XdpListener, XdpReason, XdpSteering, parse_prefixes,
+};
 use killkrill_dataplane::{DataPlane, DataPlaneConfig};
 
 fn drain(consumers: &mut [BatchConsumer], messages: &mut Vec<(String, SocketAddr)>) {
@@ -277,4 +279,64 @@ fn live_replayed_frames_are_redirected_to_af_xdp() {
     let xdp = plane.xdp_counters().unwrap();
     assert_eq!(xdp.get(XdpListener::Syslog, XdpReason::Redirected), 300);
     plane.shutdown();
+}
+
+#[test]
+fn deny_lists_and_rate_limits_changed_at_run_time_act_on_the_wire() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let rig = match VethRig::create() {
+        Ok(rig) => rig,
+        Err(error) => {
+            eprintln!("skipped: cannot build the namespace rig: {error}");
+            return;
+        }
+    };
+    let inside = rig.enter(&rig.appliance);
+    let config = DataPlaneConfig {
+        syslog_udp: Some("[::]:0".parse().unwrap()),
+        batch: BatchLimits { max_age: Duration::from_millis(10), ..BatchLimits::default() },
+        capture: CaptureConfig {
+            mode: CaptureMode::Xdp,
+            interface: Some(rig.appliance_if.clone()),
+            ..CaptureConfig::default()
+        },
+        ..DataPlaneConfig::default()
+    };
+    let mut plane = DataPlane::start(&config).unwrap();
+    let mut consumers = plane.take_consumers();
+    let port = plane.listeners()[0].local_addr.port();
+    let steering = plane.xdp().unwrap();
+    let send = |label: &str, count: usize| {
+        let _peer = rig.enter(&rig.peer);
+        let sender = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for seq in 0..count {
+            sender.send_to(format!("<13>{label} {seq}").as_bytes(), (APPLIANCE_V4, port)).unwrap();
+        }
+    };
+    let counter = |reason| plane.xdp_counters().unwrap().get(XdpListener::Syslog, reason);
+
+    steering.lock().unwrap().set_deny_list(&parse_prefixes(&[format!("{PEER_V4}/32")]).unwrap()).unwrap();
+    send("denied", 10);
+    wait_for("the denied datagrams to be counted", || counter(XdpReason::Denied) == 10);
+
+    steering.lock().unwrap().set_deny_list(&[]).unwrap();
+    steering.lock().unwrap().set_rate_limit(Some(RateLimit { per_second: 1, burst: 3 })).unwrap();
+    send("limited", 10);
+    wait_for("the rate-limited datagrams to be counted", || counter(XdpReason::RateLimited) == 7);
+    let mut messages = Vec::new();
+    wait_for("the burst to arrive", || {
+        drain(&mut consumers, &mut messages);
+        messages.len() >= 3
+    });
+    assert_eq!(counter(XdpReason::Redirected), 3, "only the burst passed");
+    assert_eq!(counter(XdpReason::Matched), 20);
+    std::thread::sleep(Duration::from_millis(50));
+    drain(&mut consumers, &mut messages);
+    let texts: Vec<&str> = messages.iter().map(|(message, _)| message.as_str()).collect();
+    assert_eq!(texts, ["limited 0", "limited 1", "limited 2"], "nothing denied or over the limit arrived");
+    plane.shutdown();
+    drop(inside);
 }
