@@ -77,6 +77,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub batch: BatchConfig,
     pub log: LogConfig,
+    pub capture: CaptureSection,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -132,6 +133,123 @@ pub struct BatchConfig {
     pub handoff_capacity: usize,
 }
 
+/// How syslog over UDP is taken off the wire (docs/capture.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureModeSetting {
+    /// XDP (native, then generic) when `interface` is set and it attaches; sockets otherwise.
+    Auto,
+    /// XDP (native, then generic) on `interface`, or start-up fails.
+    Xdp,
+    /// Ordinary sockets only.
+    Socket,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureSection {
+    /// `auto` (default), `xdp` or `socket`.
+    pub mode: CaptureModeSetting,
+    /// The interface the XDP program attaches to (e.g. "eth0"); required for `xdp`.
+    pub interface: Option<String>,
+    /// AF_XDP sockets for rx queues 0 to queues-1; default: every rx queue of the interface.
+    pub queues: Option<u32>,
+    /// Bytes per UMEM frame, 2048 or 4096.
+    pub frame_size: u32,
+    /// Frames in each queue's UMEM (memory per queue = umem_frames * frame_size bytes).
+    pub umem_frames: u32,
+    /// Fill ring entries per queue (power of two).
+    pub fill_ring_size: u32,
+    /// RX ring entries per queue (power of two).
+    pub rx_ring_size: u32,
+    /// Source prefixes (CIDR) whose datagrams to steered ports are dropped.
+    pub deny: Vec<String>,
+    /// When non-empty, only these source prefixes (CIDR) are accepted on steered ports.
+    pub allow: Vec<String>,
+    /// Per-source limit in messages per second on steered ports; 0 turns it off.
+    pub rate_limit_per_second: u64,
+    /// Per-source burst in messages; 0 means the same as rate_limit_per_second.
+    pub rate_limit_burst: u64,
+    /// A bpffs directory to pin the XDP maps in (e.g. /sys/fs/bpf/killkrill), for the agent.
+    pub pin_maps: Option<PathBuf>,
+}
+
+impl Default for CaptureSection {
+    fn default() -> Self {
+        let af_xdp = killkrill_dataplane::capture::AfXdpSettings::default();
+        Self {
+            mode: CaptureModeSetting::Auto,
+            interface: None,
+            queues: None,
+            frame_size: af_xdp.frame_size,
+            umem_frames: af_xdp.umem_frames,
+            fill_ring_size: af_xdp.fill_ring_size,
+            rx_ring_size: af_xdp.rx_ring_size,
+            deny: Vec::new(),
+            allow: Vec::new(),
+            rate_limit_per_second: 0,
+            rate_limit_burst: 0,
+            pin_maps: None,
+        }
+    }
+}
+
+impl CaptureSection {
+    /// The data plane's view of this section; errors name the key.
+    pub fn to_dataplane(&self) -> Result<killkrill_dataplane::capture::CaptureConfig, Error> {
+        use killkrill_dataplane::capture::{AfXdpSettings, CaptureConfig, CaptureMode};
+        use killkrill_dataplane::xdp::{RateLimit, parse_prefixes};
+        let mode = match self.mode {
+            CaptureModeSetting::Auto => CaptureMode::Auto,
+            CaptureModeSetting::Xdp => CaptureMode::Xdp,
+            CaptureModeSetting::Socket => CaptureMode::Socket,
+        };
+        if mode == CaptureMode::Xdp && self.interface.as_deref().is_none_or(str::is_empty) {
+            return Err(Error::Config(
+                "capture.interface must be set when capture.mode = \"xdp\"".to_owned(),
+            ));
+        }
+        if self.queues == Some(0) {
+            return Err(Error::Config("capture.queues must be above 0".to_owned()));
+        }
+        let af_xdp = AfXdpSettings {
+            frame_size: self.frame_size,
+            umem_frames: self.umem_frames,
+            fill_ring_size: self.fill_ring_size,
+            rx_ring_size: self.rx_ring_size,
+        };
+        af_xdp
+            .validate()
+            .map_err(|error| Error::Config(error.to_string().replace("capture: ", "capture.")))?;
+        for (key, list) in [("capture.deny", &self.deny), ("capture.allow", &self.allow)] {
+            parse_prefixes(list).map_err(|error| Error::Config(format!("{key}: {error}")))?;
+        }
+        let rate_limit = (self.rate_limit_per_second > 0).then_some(RateLimit {
+            per_second: self.rate_limit_per_second,
+            burst: if self.rate_limit_burst == 0 {
+                self.rate_limit_per_second
+            } else {
+                self.rate_limit_burst
+            },
+        });
+        if let Some(limit) = &rate_limit
+            && let Err(error) = killkrill_dataplane::xdp::XdpSteering::check_rate_limit(limit)
+        {
+            return Err(Error::Config(format!("capture.rate_limit_per_second / rate_limit_burst: {error}")));
+        }
+        Ok(CaptureConfig {
+            mode,
+            interface: self.interface.clone().filter(|name| !name.is_empty()),
+            queues: self.queues,
+            af_xdp,
+            deny: self.deny.clone(),
+            allow: self.allow.clone(),
+            rate_limit,
+            pin_maps: self.pin_maps.clone(),
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -148,6 +266,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             batch: BatchConfig::default(),
             log: LogConfig::default(),
+            capture: CaptureSection::default(),
         }
     }
 }
@@ -291,6 +410,7 @@ impl Config {
             )));
         }
         self.time_zone()?;
+        self.capture.to_dataplane()?;
         Ok(())
     }
 
@@ -415,6 +535,47 @@ mod tests {
             assert_eq!(config.syslog.tcp, ListenAddress::Off);
             Ok(())
         });
+    }
+
+    #[test]
+    fn capture_defaults_to_auto_and_takes_its_settings_from_file_and_environment() {
+        Jail::expect_with(|jail| {
+            let config = load(jail, None, FlagOverrides::default()).unwrap();
+            assert_eq!(config.capture.mode, CaptureModeSetting::Auto);
+            assert_eq!(config.capture.interface, None);
+            jail.set_env("KILLKRILL_CAPTURE__INTERFACE", "eth7");
+            jail.set_env("KILLKRILL_CAPTURE__DENY", "[\"10.0.0.0/8\"]");
+            let file = "[capture]\nmode = \"xdp\"\nrx_ring_size = 4096\nrate_limit_per_second = 100\n";
+            let config = load(jail, Some(file), FlagOverrides::default()).unwrap();
+            let capture = config.capture.to_dataplane().unwrap();
+            assert_eq!(capture.mode, killkrill_dataplane::capture::CaptureMode::Xdp);
+            assert_eq!(capture.interface.as_deref(), Some("eth7"));
+            assert_eq!(capture.af_xdp.rx_ring_size, 4096);
+            assert_eq!(capture.deny, ["10.0.0.0/8"]);
+            let limit = capture.rate_limit.unwrap();
+            assert_eq!((limit.per_second, limit.burst), (100, 100), "burst defaults to the rate");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_capture_settings_are_errors_naming_the_key() {
+        let cases = [
+            ("[capture]\nmode = \"xdp\"\n", "capture.interface"),
+            ("[capture]\nmode = \"fast\"\n", "fast"),
+            ("[capture]\nrx_ring_size = 1000\n", "capture.rx_ring_size"),
+            ("[capture]\ndeny = [\"10.0.0.0/33\"]\n", "capture.deny"),
+            ("[capture]\nallow = [\"nonsense\"]\n", "capture.allow"),
+            ("[capture]\nqueues = 0\n", "capture.queues"),
+            ("[capture]\nrate_limit_per_second = 2000000000\n", "capture.rate_limit"),
+        ];
+        for (file, expected) in cases {
+            Jail::expect_with(|jail| {
+                let error = load(jail, Some(file), FlagOverrides::default()).unwrap_err().to_string();
+                assert!(error.contains(expected), "{file}: {error}");
+                Ok(())
+            });
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use killkrill_dataplane::batch::BatchLimits;
+use killkrill_dataplane::capture::CaptureStatus;
 use killkrill_dataplane::{DataPlane, DataPlaneConfig};
 use tokio::sync::watch;
 
@@ -34,10 +35,14 @@ pub async fn serve(config: Config) -> Result<()> {
         },
         handoff_capacity: config.batch.handoff_capacity,
         time_zone: config.time_zone()?,
+        capture: config.capture.to_dataplane()?,
     };
     let mut dataplane = DataPlane::start(&dataplane_config)?;
+    log_capture(dataplane.capture());
     let store_counters = Arc::new(StoreCounters::default());
-    let metrics = Arc::new(Metrics::new(dataplane.counters().to_vec(), store_counters.clone()));
+    let mut metrics = Metrics::new(dataplane.counters().to_vec(), store_counters.clone());
+    metrics.add_capture(dataplane.capture().clone(), dataplane.xdp());
+    let metrics = Arc::new(metrics);
     let state = AppState {
         store: store.clone(),
         metrics,
@@ -108,6 +113,29 @@ pub async fn serve(config: Config) -> Result<()> {
     store.close().await;
     tracing::info!("Stopped.");
     Ok(())
+}
+
+/// Says at start-up which capture path syslog over UDP got, and why not XDP if it fell back.
+fn log_capture(status: &CaptureStatus) {
+    match status {
+        CaptureStatus::Xdp { interface, attach, queues } => {
+            let bind = queues.first().map_or("none", |(_, bind)| bind.label());
+            tracing::info!(
+                capture = status.label(),
+                interface = %interface,
+                attach = attach.label(),
+                queues = queues.len(),
+                af_xdp_bind = bind,
+                "Capture: XDP steers syslog over UDP to AF_XDP; the socket listener takes what it passes."
+            );
+        }
+        CaptureStatus::Socket { fallback: Some(reason) } => {
+            tracing::info!(capture = status.label(), reason = %reason, "Capture: sockets only.");
+        }
+        CaptureStatus::Socket { fallback: None } => {
+            tracing::info!(capture = status.label(), "Capture: sockets only.");
+        }
+    }
 }
 
 /// Creates the data directory and proves it is writable, so that a bad path fails at

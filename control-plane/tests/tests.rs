@@ -4,6 +4,7 @@
 mod harness;
 mod servers;
 
+mod capture;
 mod cli;
 mod ingest;
 mod observability;

@@ -38,8 +38,12 @@ pub struct ListenerCounters {
     pub connections_closed: AtomicU64,
     /// TCP: connections closed by us because their framing could not be recovered.
     pub connections_closed_hopeless: AtomicU64,
-    /// Receive calls that failed with an error other than "nothing to read".
+    /// Receive calls that failed with an error other than "nothing to read"; AF_XDP:
+    /// frames that held no readable UDP datagram.
     pub receive_errors: AtomicU64,
+    /// AF_XDP: frames the kernel dropped at this listener's sockets because an RX ring was
+    /// full or the fill ring had no free frame (the sockets' XDP statistics).
+    pub dropped_capture_full: AtomicU64,
 }
 
 impl ListenerCounters {
@@ -60,6 +64,7 @@ impl ListenerCounters {
             connections_closed: AtomicU64::new(0),
             connections_closed_hopeless: AtomicU64::new(0),
             receive_errors: AtomicU64::new(0),
+            dropped_capture_full: AtomicU64::new(0),
         }
     }
 

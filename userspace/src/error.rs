@@ -11,6 +11,8 @@ pub enum Error {
     SocketOption { listener: ListenerKind, source: std::io::Error },
     #[error("{listener}: cannot start its thread: {source}")]
     Spawn { listener: ListenerKind, source: std::io::Error },
+    #[error(transparent)]
+    Capture(#[from] crate::capture::CaptureError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

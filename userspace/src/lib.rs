@@ -7,11 +7,14 @@
 //! ([`handoff`]). Nothing is dropped without a counter saying where and why.
 
 pub mod batch;
+pub mod capture;
 pub mod counters;
 mod error;
 pub mod handoff;
 pub mod listener;
 mod runtime;
+#[doc(hidden)]
+pub mod testing;
 pub mod xdp;
 
 pub use error::{Error, Result};

@@ -1,11 +1,12 @@
 //! Starting and stopping the data plane.
 //!
 //! This first runtime is the portable one: a thread per listener with `recvmmsg` (UDP)
-//! and epoll (TCP). The thread-per-core io_uring runtime and the XDP path plug in beside
-//! it; see docs/adr/0004-first-data-plane-runtime.md.
+//! and epoll (TCP), plus, when capture asks for XDP, a thread per rx queue reading an
+//! AF_XDP socket ([`crate::capture`]). The thread-per-core io_uring runtime plugs in
+//! beside it; see docs/adr/0004-first-data-plane-runtime.md.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use jiff::Timestamp;
@@ -14,6 +15,7 @@ use killkrill_parsers::syslog::ParseOptions;
 
 use crate::Result;
 use crate::batch::BatchLimits;
+use crate::capture::{CaptureConfig, CaptureMode, CaptureStatus, XdpCapture};
 use crate::counters::ListenerCounters;
 use crate::handoff::{BatchConsumer, batch_ring};
 use crate::listener::tcp::{TcpSettings, bind_tcp};
@@ -21,6 +23,7 @@ use crate::listener::udp::bind_udp;
 use crate::listener::{
     BatchSink, CapturePath, ListenerInfo, ListenerKind, StopSignal, spawn_tcp_listener, spawn_udp_listener,
 };
+use crate::xdp::{XdpCounters, XdpSteering};
 
 /// What the data plane listens on and how it batches.
 #[derive(Clone, Debug)]
@@ -36,6 +39,8 @@ pub struct DataPlaneConfig {
     pub handoff_capacity: usize,
     /// Zone for syslog timestamps that carry no offset.
     pub time_zone: TimeZone,
+    /// XDP/AF_XDP capture of the syslog UDP port, beside its socket.
+    pub capture: CaptureConfig,
 }
 
 impl Default for DataPlaneConfig {
@@ -47,6 +52,7 @@ impl Default for DataPlaneConfig {
             batch: BatchLimits::default(),
             handoff_capacity: 64,
             time_zone: TimeZone::UTC,
+            capture: CaptureConfig::default(),
         }
     }
 }
@@ -58,6 +64,9 @@ pub struct DataPlane {
     consumers: Vec<BatchConsumer>,
     threads: Vec<JoinHandle<()>>,
     stop: StopSignal,
+    /// XDP capture, when it started; stopped before the socket listeners.
+    xdp: Option<XdpCapture>,
+    capture: CaptureStatus,
 }
 
 impl DataPlane {
@@ -72,8 +81,18 @@ impl DataPlane {
             consumers: Vec::new(),
             threads: Vec::new(),
             stop: StopSignal::default(),
+            xdp: None,
+            capture: CaptureStatus::Socket { fallback: None },
         };
         let options = ParseOptions { received_at: Timestamp::now(), time_zone: config.time_zone.clone() };
+        if let Some(socket) = &udp
+            && config.capture.mode != CaptureMode::Socket
+        {
+            let address = socket
+                .local_addr()
+                .map_err(|source| crate::Error::SocketOption { listener: ListenerKind::SyslogUdp, source })?;
+            plane.start_xdp(config, address, &options)?;
+        }
         if let Some(socket) = udp {
             let (sink, counters) = plane.add_sink(ListenerKind::SyslogUdp, config);
             let started = spawn_udp_listener(socket, sink, counters, options.clone(), plane.stop.clone());
@@ -88,6 +107,49 @@ impl DataPlane {
         Ok(plane)
     }
 
+    /// Starts XDP capture of the syslog UDP port; in `auto` mode a failure leaves the
+    /// socket listener alone and is reported in [`DataPlane::capture`].
+    fn start_xdp(
+        &mut self,
+        config: &DataPlaneConfig,
+        address: SocketAddr,
+        options: &ParseOptions,
+    ) -> Result<()> {
+        if config.capture.mode == CaptureMode::Auto && config.capture.interface.is_none() {
+            self.capture =
+                CaptureStatus::Socket { fallback: Some("no capture interface configured".to_owned()) };
+            return Ok(());
+        }
+        let mut capture = match XdpCapture::open(&config.capture, address.port()) {
+            Ok(capture) => capture,
+            Err(error) if config.capture.mode == CaptureMode::Auto => {
+                tracing::warn!(error = %error, "XDP capture unavailable; syslog over UDP uses the socket only");
+                self.capture = CaptureStatus::Socket { fallback: Some(error.to_string()) };
+                return Ok(());
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let kind = ListenerKind::SyslogUdp;
+        // One set of counters for every queue: atomics added to once per batch.
+        let counters = Arc::new(ListenerCounters::new(kind, CapturePath::AfXdp));
+        self.counters.push(counters.clone());
+        let mut consumers = Vec::new();
+        let spawned = capture.spawn(
+            |_queue| {
+                let (producer, consumer) = batch_ring(config.handoff_capacity);
+                consumers.push(consumer);
+                BatchSink::new(kind, config.batch, producer, counters.clone())
+            },
+            &counters,
+            options,
+        );
+        self.consumers.extend(consumers);
+        self.capture = capture.status().clone();
+        self.listeners.push(ListenerInfo { kind, local_addr: address, capture: CapturePath::AfXdp });
+        self.xdp = Some(capture);
+        spawned.map_err(Into::into)
+    }
+
     fn add_sink(
         &mut self,
         kind: ListenerKind,
@@ -98,6 +160,23 @@ impl DataPlane {
         self.counters.push(counters.clone());
         self.consumers.push(consumer);
         (BatchSink::new(kind, config.batch, producer, counters.clone()), counters)
+    }
+
+    /// Which capture the data plane got (and why not XDP, when it fell back).
+    pub fn capture(&self) -> &CaptureStatus {
+        &self.capture
+    }
+
+    /// The XDP program, for changing ports, lists and rate limits at run time; None
+    /// without XDP capture.
+    pub fn xdp(&self) -> Option<Arc<Mutex<XdpSteering>>> {
+        self.xdp.as_ref().map(|capture| capture.steering().clone())
+    }
+
+    /// The XDP program's counters; None without XDP capture.
+    pub fn xdp_counters(&self) -> Option<XdpCounters> {
+        let steering = self.xdp.as_ref()?.steering().lock().unwrap_or_else(PoisonError::into_inner);
+        steering.counters().ok()
     }
 
     fn add_listener(&mut self, started: Result<(ListenerInfo, JoinHandle<()>)>) -> Result<()> {
@@ -136,6 +215,11 @@ impl DataPlane {
     }
 
     fn stop_threads(&mut self) {
+        // AF_XDP first: its sockets leave the map, so what arrives meanwhile goes to the
+        // kernel and is read by the socket listener, which stops after.
+        if let Some(capture) = &mut self.xdp {
+            capture.stop();
+        }
         self.stop.raise();
         for thread in self.threads.drain(..) {
             // A listener thread that panicked has already lost its batch; nothing to add.

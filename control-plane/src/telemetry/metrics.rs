@@ -1,10 +1,13 @@
 //! Prometheus metrics: HTTP series (CONVENTIONS.md), process series, and the appliance's
 //! ingest, drop and store series, read from the data plane's counters at scrape time.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
+use killkrill_dataplane::capture::CaptureStatus;
 use killkrill_dataplane::counters::ListenerCounters;
+use killkrill_dataplane::listener::CapturePath;
+use killkrill_dataplane::xdp::XdpSteering;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -74,6 +77,11 @@ impl Metrics {
         Self { registry, http_requests, http_errors, http_duration, http_active }
     }
 
+    /// Adds the capture path and, with XDP, the program's counters by listener and reason.
+    pub fn add_capture(&mut self, status: CaptureStatus, xdp: Option<Arc<Mutex<XdpSteering>>>) {
+        self.registry.register_collector(Box::new(CaptureCollector { status, xdp }));
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut text = String::new();
@@ -119,6 +127,46 @@ impl prometheus_client::collector::Collector for ProcessCollector {
     }
 }
 
+/// The capture path in use and the XDP program's counters, read at scrape time.
+struct CaptureCollector {
+    status: CaptureStatus,
+    xdp: Option<Arc<Mutex<XdpSteering>>>,
+}
+
+impl std::fmt::Debug for CaptureCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaptureCollector").field("status", &self.status).finish_non_exhaustive()
+    }
+}
+
+impl prometheus_client::collector::Collector for CaptureCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        {
+            let mut metric = encoder.encode_descriptor(
+                "killkrill_capture_path",
+                "1 for the capture path syslog over UDP uses: socket, xdp-native or xdp-generic",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(1).encode(metric.encode_family(&[("path", self.status.label())])?)?;
+        }
+        let Some(xdp) = &self.xdp else { return Ok(()) };
+        // A failed read (map gone) leaves the family out of this scrape rather than lying.
+        let counters = xdp.lock().unwrap_or_else(PoisonError::into_inner).counters().ok();
+        if let Some(counters) = counters {
+            counter_family(
+                &mut encoder,
+                "killkrill_xdp_packets",
+                "Packets the XDP program counted, by listener (none: not for a listener) and reason",
+                counters.iter().map(|(listener, reason, value)| {
+                    (vec![("listener", listener.label()), ("reason", reason.label())], value)
+                }),
+            )?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug)]
 struct IngestCollector {
     listeners: Vec<Arc<ListenerCounters>>,
@@ -144,7 +192,14 @@ fn counter_family(
 impl prometheus_client::collector::Collector for IngestCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let read = ListenerCounters::read;
-        let listener = |c: &ListenerCounters| -> Labels { vec![("listener", c.listener.label())] };
+        // AF_XDP receivers share the socket listener's name: their series carry the capture
+        // path too, so the two never collide (socket series keep their old label set).
+        let listener = |c: &ListenerCounters| -> Labels {
+            match c.capture {
+                CapturePath::Socket => vec![("listener", c.listener.label())],
+                other => vec![("listener", c.listener.label()), ("capture", other.label())],
+            }
+        };
         let each = |f: &dyn Fn(&ListenerCounters) -> (Labels, u64)| -> Vec<(Labels, u64)> {
             self.listeners.iter().map(|c| f(c)).collect()
         };
@@ -173,15 +228,21 @@ impl prometheus_client::collector::Collector for IngestCollector {
         )?;
         let mut dropped = Vec::new();
         for c in &self.listeners {
-            let label = c.listener.label();
-            dropped.push((
-                vec![("listener", label), ("stage", "handoff"), ("reason", "ring_full")],
-                read(&c.dropped_handoff_full),
-            ));
-            dropped.push((
-                vec![("listener", label), ("stage", "shutdown"), ("reason", "store_gone")],
-                read(&c.dropped_shutdown),
-            ));
+            let with = |extra: [(&'static str, &'static str); 2]| -> Labels {
+                let mut labels = listener(c);
+                labels.extend(extra);
+                labels
+            };
+            dropped
+                .push((with([("stage", "handoff"), ("reason", "ring_full")]), read(&c.dropped_handoff_full)));
+            dropped
+                .push((with([("stage", "shutdown"), ("reason", "store_gone")]), read(&c.dropped_shutdown)));
+            if c.capture == CapturePath::AfXdp {
+                dropped.push((
+                    with([("stage", "capture"), ("reason", "ring_full")]),
+                    read(&c.dropped_capture_full),
+                ));
+            }
         }
         counter_family(
             &mut encoder,

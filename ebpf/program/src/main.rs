@@ -1,9 +1,11 @@
 //! The Killkrill XDP program.
 //!
-//! This first version classifies and counts what it sees and passes everything to the
-//! kernel stack; the data-plane issue adds port matching and AF_XDP redirection. Every
-//! header read is bounds-checked against `data_end`, and anything short or odd is passed,
-//! never dropped: the kernel stack remains the safety net.
+//! It steers UDP datagrams for configured ports to the AF_XDP socket of their rx queue,
+//! after the per-source allow/deny lists and rate limit, and passes everything else to the
+//! kernel stack untouched. Every header read is bounds-checked against `data_end`; anything
+//! short or odd is passed and counted, never dropped: the kernel stack remains the safety
+//! net. Only the policy (deny lists, rate limit) drops, and counts what it drops. See
+//! docs/capture.md.
 //!
 //! On the host (`cargo clippy --workspace`, `cargo test --workspace`) this crate compiles
 //! to an empty binary; see docs/adr/0002-ebpf-build.md.

@@ -42,12 +42,15 @@ impl std::fmt::Display for ListenerKind {
 pub enum CapturePath {
     /// The kernel stack and an ordinary socket (recvmmsg / epoll).
     Socket,
+    /// XDP steering to AF_XDP sockets, one per rx queue.
+    AfXdp,
 }
 
 impl CapturePath {
     pub const fn label(self) -> &'static str {
         match self {
             CapturePath::Socket => "socket",
+            CapturePath::AfXdp => "af_xdp",
         }
     }
 }

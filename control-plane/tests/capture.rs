@@ -1,0 +1,86 @@
+//! `killkrill serve` with `capture.mode = "xdp"` on a veth pair between two namespaces the
+//! test creates: syslog sent from the peer arrives through AF_XDP, is searchable through
+//! the API, and the XDP counters and capture path are in /metrics. Needs root; skipped
+//! with a printed reason otherwise.
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use killkrill_dataplane::testing::{APPLIANCE_V4, VethRig, skip_reason};
+
+use crate::harness::Appliance;
+
+#[test]
+fn serve_with_xdp_capture_stores_syslog_from_the_wire_and_counts_it() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let rig = match VethRig::create() {
+        Ok(rig) => rig,
+        Err(error) => {
+            eprintln!("skipped: cannot build the namespace rig: {error}");
+            return;
+        }
+    };
+    let temp = tempfile::tempdir().unwrap();
+    let config = temp.path().join("killkrill.toml");
+    std::fs::write(&config, format!("[capture]\nmode = \"xdp\"\ninterface = \"{}\"\n", rig.appliance_if))
+        .unwrap();
+    // The appliance process and every HTTP client thread start inside the namespace.
+    let _inside = rig.enter(&rig.appliance);
+    let appliance = Appliance::start_in(&temp.path().join("data"), &["--config", config.to_str().unwrap()]);
+    let capture = appliance
+        .log_lines
+        .iter()
+        .find(|line| line["message"].as_str().is_some_and(|m| m.starts_with("Capture:")))
+        .cloned()
+        .expect("a start-up line says which capture path is used");
+    assert_eq!(capture["capture"], "xdp-native", "{capture}");
+    assert_eq!(capture["interface"], rig.appliance_if.as_str());
+    assert_eq!(appliance.captures.get("syslog-udp").map(String::as_str), Some("socket"));
+    assert!(
+        appliance.log_lines.iter().any(|line| line["message"] == "Listener started."
+            && line["listener"] == "syslog-udp"
+            && line["capture"] == "af_xdp"),
+        "an AF_XDP listener line"
+    );
+
+    // The steered port is the syslog UDP listener's, whatever address it is bound to.
+    let port = appliance.listener("syslog-udp").port();
+    const COUNT: usize = 50;
+    {
+        let _peer = rig.enter(&rig.peer);
+        let sender = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for seq in 0..COUNT {
+            let message = format!("<13>1 2026-11-23T10:00:00Z peer app - - - xdpwireword {seq}");
+            sender.send_to(message.as_bytes(), (APPLIANCE_V4, port)).unwrap();
+        }
+    }
+    let logs = appliance.wait_for_logs("q=xdpwireword&limit=1000", COUNT);
+    assert_eq!(logs.len(), COUNT, "every datagram stored once");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let expected = [
+        "killkrill_capture_path{path=\"xdp-native\"} 1".to_owned(),
+        format!("killkrill_xdp_packets_total{{listener=\"syslog\",reason=\"redirected\"}} {COUNT}"),
+        format!("killkrill_xdp_packets_total{{listener=\"syslog\",reason=\"matched\"}} {COUNT}"),
+        "killkrill_xdp_packets_total{listener=\"syslog\",reason=\"passed_no_socket\"} 0".to_owned(),
+        format!("killkrill_ingest_messages_total{{listener=\"syslog-udp\",capture=\"af_xdp\"}} {COUNT}"),
+        "killkrill_ingest_messages_total{listener=\"syslog-udp\",capture=\"socket\"} 0".to_owned(),
+        "killkrill_dropped_messages_total{listener=\"syslog-udp\",capture=\"af_xdp\",stage=\"capture\",reason=\"ring_full\"} 0"
+            .to_owned(),
+    ];
+    let text = loop {
+        let text =
+            reqwest::blocking::get(format!("http://{}/metrics", appliance.metrics)).unwrap().text().unwrap();
+        if expected.iter().all(|series| text.contains(series.as_str())) || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for series in &expected {
+        assert!(text.contains(series.as_str()), "missing {series} in:\n{text}");
+    }
+    assert!(appliance.terminate().success());
+}

@@ -1,0 +1,244 @@
+//! One AF_XDP socket per rx queue: its UMEM, fill ring and RX ring, read on its own
+//! thread into the same batches, hand-off and counters as the UDP socket listener.
+//!
+//! Frames go back on the fill ring as soon as their payload is copied into the batch
+//! arena. The socket binds with `need_wakeup`, zero-copy where the driver has it and copy
+//! mode otherwise.
+
+use std::ffi::CString;
+use std::num::NonZeroU32;
+use std::os::fd::BorrowedFd;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use killkrill_parsers::syslog::ParseOptions;
+use xdpilone::{DeviceQueue, IfInfo, RingRx, Socket, SocketConfig, Umem, UmemConfig, User};
+
+use super::frame::udp_datagram;
+use super::umem::UmemArea;
+use super::{AfXdpSettings, BindMode, CaptureError};
+use crate::counters::ListenerCounters;
+use crate::listener::{BatchSink, StopSignal, WhenFull};
+
+/// Descriptors read per pass over the RX ring.
+const FRAMES_PER_PASS: u32 = 64;
+/// How often the kernel's drop statistics for the socket are read.
+const STATISTICS_INTERVAL: Duration = Duration::from_millis(200);
+
+/// An AF_XDP socket bound to one rx queue, with its UMEM.
+pub(crate) struct XskReceiver {
+    // Field order is drop order: rings and sockets close before the memory is unmapped.
+    rx: RingRx,
+    device: DeviceQueue,
+    _user: User,
+    _socket: Socket,
+    _umem: Umem,
+    area: UmemArea,
+    frame_size: u32,
+    /// UMEM offsets of frames that are neither on the fill ring nor being read.
+    free: Vec<u64>,
+    queue: u32,
+    bind: BindMode,
+    /// Kernel drops already added to the counters.
+    reported_drops: u64,
+}
+
+// SAFETY: the rings point into memory mapped for this socket and owned by it; one thread
+// uses the receiver at a time (it is moved into its thread whole).
+unsafe impl Send for XskReceiver {}
+
+impl XskReceiver {
+    /// Opens the socket on `interface` queue `queue` and fills its fill ring: zero-copy
+    /// where the driver has it, copy mode otherwise (veth and most drivers without it).
+    pub(crate) fn open(interface: &str, queue: u32, settings: &AfXdpSettings) -> Result<Self, CaptureError> {
+        settings.validate()?;
+        match Self::open_with(interface, queue, settings, BindMode::ZeroCopy) {
+            Ok(receiver) => Ok(receiver),
+            // A refused zero-copy bind leaves the socket's rings set up; start afresh.
+            Err(_) => Self::open_with(interface, queue, settings, BindMode::Copy),
+        }
+    }
+
+    fn open_with(
+        interface: &str,
+        queue: u32,
+        settings: &AfXdpSettings,
+        bind: BindMode,
+    ) -> Result<Self, CaptureError> {
+        let socket_error =
+            |reason: String| CaptureError::Socket { interface: interface.to_owned(), queue, reason };
+        let fail = |what: &str, errno: xdpilone::Errno| {
+            socket_error(format!("{what}: {errno} (AF_XDP needs root or CAP_NET_RAW and CAP_BPF)"))
+        };
+        let area =
+            UmemArea::new(settings.umem_frames as usize * settings.frame_size as usize).map_err(|error| {
+                socket_error(format!(
+                    "mapping the UMEM: {error} (raise RLIMIT_MEMLOCK or lower the UMEM size)"
+                ))
+            })?;
+        let config = UmemConfig {
+            fill_size: settings.fill_ring_size,
+            complete_size: settings.fill_ring_size,
+            frame_size: settings.frame_size,
+            headroom: 0,
+            flags: 0,
+        };
+        // SAFETY: the area is page aligned (mmap) and outlives the Umem and every socket on it
+        // (`area` is dropped after them).
+        let umem =
+            unsafe { Umem::new(config, area.as_slice_ptr()) }.map_err(|e| fail("registering the UMEM", e))?;
+        let name = CString::new(interface)
+            .map_err(|_| socket_error("the interface name contains a NUL byte".to_owned()))?;
+        let mut info = IfInfo::invalid();
+        info.from_name(&name).map_err(|e| fail("looking up the interface", e))?;
+        info.set_queue(queue);
+        let socket = Socket::with_shared(&info, &umem).map_err(|e| fail("opening the socket", e))?;
+        let device = umem.fq_cq(&socket).map_err(|e| fail("creating the fill ring", e))?;
+        let mode_flag = match bind {
+            BindMode::ZeroCopy => SocketConfig::XDP_BIND_ZEROCOPY,
+            BindMode::Copy => SocketConfig::XDP_BIND_COPY,
+        };
+        let socket_config = SocketConfig {
+            rx_size: NonZeroU32::new(settings.rx_ring_size),
+            tx_size: None,
+            bind_flags: mode_flag | SocketConfig::XDP_BIND_NEED_WAKEUP,
+        };
+        let user = umem.rx_tx(&socket, &socket_config).map_err(|e| fail("creating the RX ring", e))?;
+        let rx = user.map_rx().map_err(|e| fail("mapping the RX ring", e))?;
+        umem.bind(&user).map_err(|e| fail(&format!("binding in {} mode", bind.label()), e))?;
+        let frame_size = u64::from(settings.frame_size);
+        let mut receiver = Self {
+            rx,
+            device,
+            _user: user,
+            _socket: socket,
+            _umem: umem,
+            area,
+            frame_size: settings.frame_size,
+            free: (0..u64::from(settings.umem_frames)).rev().map(|index| index * frame_size).collect(),
+            queue,
+            bind,
+            reported_drops: 0,
+        };
+        receiver.refill();
+        Ok(receiver)
+    }
+
+    /// The socket's descriptor, for the XSKMAP.
+    pub(crate) fn socket_fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the descriptor stays open as long as `self.rx` (borrowed here).
+        unsafe { BorrowedFd::borrow_raw(self.rx.as_raw_fd()) }
+    }
+
+    pub(crate) fn queue(&self) -> u32 {
+        self.queue
+    }
+
+    pub(crate) fn bind_mode(&self) -> BindMode {
+        self.bind
+    }
+
+    /// Puts every free frame on the fill ring, and wakes the kernel if it asked.
+    fn refill(&mut self) {
+        if !self.free.is_empty() {
+            let mut writer = self.device.fill(self.free.len() as u32);
+            let inserted = writer.insert(self.free.iter().rev().copied()) as usize;
+            writer.commit();
+            drop(writer);
+            self.free.truncate(self.free.len() - inserted);
+        }
+        if self.device.needs_wakeup() {
+            self.device.wake();
+        }
+    }
+
+    /// Reads what the RX ring holds into the batch; returns the frames read.
+    fn receive(
+        &mut self,
+        sink: &mut BatchSink,
+        counters: &ListenerCounters,
+        options: &mut ParseOptions,
+    ) -> u32 {
+        if self.rx.available() == 0 {
+            return 0;
+        }
+        options.received_at = Timestamp::now();
+        let (mut frames, mut messages, mut bytes, mut parse_errors, mut unreadable) =
+            (0u32, 0u64, 0u64, 0u64, 0u64);
+        let mut reader = self.rx.receive(FRAMES_PER_PASS);
+        while let Some(desc) = reader.read() {
+            frames += 1;
+            match self.area.frame(desc.addr, desc.len).and_then(udp_datagram) {
+                Some(datagram) => {
+                    messages += 1;
+                    bytes += datagram.payload.len() as u64;
+                    parse_errors +=
+                        u64::from(sink.batch().push_syslog(datagram.payload, None, datagram.source, options));
+                    if sink.batch().len() >= sink.limits().max_messages {
+                        sink.flush_if_due(false, WhenFull::Drop);
+                    }
+                }
+                // The program steers only whole UDP datagrams; count anything else.
+                None => unreadable += 1,
+            }
+            // Copied into the arena: the frame can go back to the kernel.
+            self.free.push(desc.addr - desc.addr % u64::from(self.frame_size));
+        }
+        reader.release();
+        drop(reader);
+        self.refill();
+        ListenerCounters::add(&counters.received_messages, messages);
+        ListenerCounters::add(&counters.received_bytes, bytes);
+        ListenerCounters::add(&counters.parse_errors, parse_errors);
+        ListenerCounters::add(&counters.receive_errors, unreadable);
+        sink.flush_if_due(false, WhenFull::Drop);
+        frames
+    }
+
+    /// Sleeps until frames arrive or `timeout` passes.
+    fn wait(&mut self, timeout: Duration) {
+        let mut poll = libc::pollfd { fd: self.rx.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX).max(1);
+        // SAFETY: one valid pollfd for the duration of the call.
+        let _ = unsafe { libc::poll(&mut poll, 1, millis) };
+    }
+
+    /// Adds the kernel's drops for this socket (RX ring full, no fill buffer) since the
+    /// last call to the counters.
+    fn report_kernel_drops(&mut self, counters: &ListenerCounters) {
+        if let Ok(statistics) = self.device.statistics_v2() {
+            let drops = statistics.rx_dropped + statistics.rx_ring_full;
+            ListenerCounters::add(&counters.dropped_capture_full, drops.saturating_sub(self.reported_drops));
+            self.reported_drops = self.reported_drops.max(drops);
+        }
+    }
+}
+
+/// Starts the receive loop of `receiver` on its own thread.
+pub(crate) fn spawn_receiver(
+    mut receiver: XskReceiver,
+    mut sink: BatchSink,
+    counters: Arc<ListenerCounters>,
+    mut options: ParseOptions,
+    stop: StopSignal,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(format!("afxdp-q{}", receiver.queue)).spawn(move || {
+        let mut last_statistics = Instant::now();
+        while !stop.is_raised() {
+            if receiver.receive(&mut sink, &counters, &mut options) == 0 {
+                receiver.wait(sink.wait_budget());
+                sink.flush_if_due(false, WhenFull::Drop);
+            }
+            if last_statistics.elapsed() >= STATISTICS_INTERVAL {
+                receiver.report_kernel_drops(&counters);
+                last_statistics = Instant::now();
+            }
+        }
+        // The runtime unregistered the socket before stopping: read what already arrived.
+        while receiver.receive(&mut sink, &counters, &mut options) > 0 {}
+        receiver.report_kernel_drops(&counters);
+        sink.drain();
+    })
+}

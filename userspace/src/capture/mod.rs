@@ -1,0 +1,326 @@
+//! Capture through XDP and AF_XDP: the XDP program steers the syslog UDP port to one
+//! AF_XDP socket per rx queue, each read on its own thread into the same batches and
+//! hand-off as the socket listener, which keeps running beside it and receives whatever
+//! the program passes (no socket for a queue, fragments, during restarts).
+//!
+//! See docs/capture.md and docs/adr/0010-af-xdp-capture.md.
+
+mod afxdp;
+mod frame;
+mod umem;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+pub use frame::{UdpDatagram, udp_datagram};
+use killkrill_parsers::syslog::ParseOptions;
+
+use crate::counters::ListenerCounters;
+use crate::listener::{BatchSink, StopSignal};
+use crate::xdp::{AttachMode, AttachPolicy, RateLimit, XdpError, XdpListener, XdpSteering, parse_prefixes};
+
+/// How the data plane takes UDP syslog off the wire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CaptureMode {
+    /// Native XDP, then generic XDP, then sockets only; says which it got.
+    Auto,
+    /// Native XDP, then generic XDP; start-up fails if neither attaches.
+    Xdp,
+    /// Ordinary sockets only.
+    #[default]
+    Socket,
+}
+
+impl CaptureMode {
+    pub const fn label(self) -> &'static str {
+        match self {
+            CaptureMode::Auto => "auto",
+            CaptureMode::Xdp => "xdp",
+            CaptureMode::Socket => "socket",
+        }
+    }
+}
+
+/// AF_XDP ring and UMEM sizes, per rx queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AfXdpSettings {
+    /// Bytes per UMEM frame: 2048 or 4096 (a frame holds one packet).
+    pub frame_size: u32,
+    /// Frames in each queue's UMEM (memory per queue = frames * frame_size).
+    pub umem_frames: u32,
+    /// Entries in the fill ring (and completion ring); a power of two.
+    pub fill_ring_size: u32,
+    /// Entries in the RX ring; a power of two.
+    pub rx_ring_size: u32,
+}
+
+impl Default for AfXdpSettings {
+    fn default() -> Self {
+        Self { frame_size: 2048, umem_frames: 4096, fill_ring_size: 2048, rx_ring_size: 2048 }
+    }
+}
+
+impl AfXdpSettings {
+    pub fn validate(&self) -> Result<(), CaptureError> {
+        let invalid = |reason: String| Err(CaptureError::Settings(reason));
+        if self.frame_size != 2048 && self.frame_size != 4096 {
+            return invalid(format!("frame_size must be 2048 or 4096, not {}", self.frame_size));
+        }
+        for (name, size) in [("fill_ring_size", self.fill_ring_size), ("rx_ring_size", self.rx_ring_size)] {
+            if !size.is_power_of_two() || !(64..=65_536).contains(&size) {
+                return invalid(format!("{name} must be a power of two from 64 to 65536, not {size}"));
+            }
+        }
+        if self.umem_frames < self.fill_ring_size || self.umem_frames > 1 << 20 {
+            return invalid(format!(
+                "umem_frames must be at least fill_ring_size ({}) and at most 1048576, not {}",
+                self.fill_ring_size, self.umem_frames
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Everything about capture the data plane is told at start.
+#[derive(Clone, Debug, Default)]
+pub struct CaptureConfig {
+    pub mode: CaptureMode,
+    /// The interface XDP attaches to; required unless the mode is `Socket`.
+    pub interface: Option<String>,
+    /// How many rx queues get an AF_XDP socket (0, 1, ... n-1); `None`: all of them.
+    pub queues: Option<u32>,
+    pub af_xdp: AfXdpSettings,
+    /// Sources whose datagrams are dropped (CIDR strings).
+    pub deny: Vec<String>,
+    /// When non-empty, only these sources are accepted (CIDR strings).
+    pub allow: Vec<String>,
+    pub rate_limit: Option<RateLimit>,
+    /// Pin the program's maps here (a bpffs directory) for the node agent.
+    pub pin_maps: Option<PathBuf>,
+}
+
+/// How an AF_XDP socket moves frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindMode {
+    /// The driver writes into the UMEM directly.
+    ZeroCopy,
+    /// The kernel copies each frame into the UMEM (any driver).
+    Copy,
+}
+
+impl BindMode {
+    pub const fn label(self) -> &'static str {
+        match self {
+            BindMode::ZeroCopy => "zero-copy",
+            BindMode::Copy => "copy",
+        }
+    }
+}
+
+/// What capture the data plane got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CaptureStatus {
+    /// Sockets only; `fallback` says why XDP was not used when it was asked for.
+    Socket { fallback: Option<String> },
+    /// XDP steering to AF_XDP sockets, with the socket listener beside it.
+    Xdp { interface: String, attach: AttachMode, queues: Vec<(u32, BindMode)> },
+}
+
+impl CaptureStatus {
+    /// `socket`, `xdp-native` or `xdp-generic`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            CaptureStatus::Socket { .. } => "socket",
+            CaptureStatus::Xdp { attach: AttachMode::Native, .. } => "xdp-native",
+            CaptureStatus::Xdp { attach: AttachMode::Generic, .. } => "xdp-generic",
+        }
+    }
+}
+
+/// Why XDP capture could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("capture: {0}")]
+    Settings(String),
+    #[error("capture: {0}")]
+    Xdp(#[from] XdpError),
+    #[error("capture: AF_XDP socket on {interface} queue {queue}: {reason}")]
+    Socket { interface: String, queue: u32, reason: String },
+    #[error("capture: cannot start the receiver thread for queue {queue}: {source}")]
+    Spawn { queue: u32, source: std::io::Error },
+}
+
+/// The running XDP capture: the program, its AF_XDP receivers and their threads.
+pub(crate) struct XdpCapture {
+    steering: Arc<Mutex<XdpSteering>>,
+    receivers: Vec<afxdp::XskReceiver>,
+    queues: Vec<u32>,
+    stop: StopSignal,
+    threads: Vec<JoinHandle<()>>,
+    status: CaptureStatus,
+}
+
+impl XdpCapture {
+    /// Loads and configures the program, opens an AF_XDP socket per rx queue, registers
+    /// them and attaches (native, then generic). Receiving starts with [`Self::spawn`].
+    pub(crate) fn open(config: &CaptureConfig, syslog_port: u16) -> Result<Self, CaptureError> {
+        let interface = config
+            .interface
+            .as_deref()
+            .ok_or_else(|| CaptureError::Settings("XDP capture needs an interface".to_owned()))?;
+        config.af_xdp.validate()?;
+        let mut steering = XdpSteering::load()?;
+        steering.set_deny_list(&parse_prefixes(&config.deny)?)?;
+        steering.set_allow_list(&parse_prefixes(&config.allow)?)?;
+        steering.set_rate_limit(config.rate_limit)?;
+        steering.set_ports(&[(syslog_port, XdpListener::Syslog)])?;
+        let queue_count = match config.queues {
+            Some(count) => count.max(1),
+            None => rx_queue_count(interface).unwrap_or(1),
+        };
+        let mut receivers = Vec::new();
+        for queue in 0..queue_count {
+            let receiver = afxdp::XskReceiver::open(interface, queue, &config.af_xdp)?;
+            steering.register_socket(queue, receiver.socket_fd())?;
+            receivers.push(receiver);
+        }
+        let attach = steering.attach(interface, AttachPolicy::NativeThenGeneric)?;
+        if let Some(directory) = &config.pin_maps {
+            steering.pin_maps(directory)?;
+        }
+        let status = CaptureStatus::Xdp {
+            interface: interface.to_owned(),
+            attach,
+            queues: receivers.iter().map(|receiver| (receiver.queue(), receiver.bind_mode())).collect(),
+        };
+        Ok(Self {
+            steering: Arc::new(Mutex::new(steering)),
+            queues: receivers.iter().map(|receiver| receiver.queue()).collect(),
+            receivers,
+            stop: StopSignal::default(),
+            threads: Vec::new(),
+            status,
+        })
+    }
+
+    /// Starts one thread per queue; `sink_for` gives each its batch sink.
+    pub(crate) fn spawn(
+        &mut self,
+        mut sink_for: impl FnMut(u32) -> BatchSink,
+        counters: &Arc<ListenerCounters>,
+        options: &ParseOptions,
+    ) -> Result<(), CaptureError> {
+        for receiver in self.receivers.drain(..) {
+            let queue = receiver.queue();
+            let thread = afxdp::spawn_receiver(
+                receiver,
+                sink_for(queue),
+                counters.clone(),
+                options.clone(),
+                self.stop.clone(),
+            )
+            .map_err(|source| CaptureError::Spawn { queue, source })?;
+            self.threads.push(thread);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn status(&self) -> &CaptureStatus {
+        &self.status
+    }
+
+    pub(crate) fn steering(&self) -> &Arc<Mutex<XdpSteering>> {
+        &self.steering
+    }
+
+    /// Unregisters the sockets first, so that what arrives from now on goes to the kernel
+    /// and the socket listener; then the receivers read what their rings hold and stop.
+    pub(crate) fn stop(&mut self) {
+        {
+            let mut steering = self.steering.lock().unwrap_or_else(PoisonError::into_inner);
+            for &queue in &self.queues {
+                let _ = steering.unregister_socket(queue);
+            }
+        }
+        self.stop.raise();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for XdpCapture {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The interface's rx queue count (rx + combined channels), from the ethtool ioctl of the
+/// calling thread's network namespace; None when the driver does not say.
+pub fn rx_queue_count(interface: &str) -> Option<u32> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct EthtoolChannels {
+        cmd: u32,
+        max_rx: u32,
+        max_tx: u32,
+        max_other: u32,
+        max_combined: u32,
+        rx_count: u32,
+        tx_count: u32,
+        other_count: u32,
+        combined_count: u32,
+    }
+    const ETHTOOL_GCHANNELS: u32 = 0x3c;
+    let socket = std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+    let mut channels = EthtoolChannels { cmd: ETHTOOL_GCHANNELS, ..EthtoolChannels::default() };
+    // SAFETY: ifreq is a plain C struct for which all-zero bytes are valid.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    let name = interface.as_bytes();
+    if name.is_empty() || name.len() >= request.ifr_name.len() || name.contains(&0) {
+        return None;
+    }
+    for (dst, src) in request.ifr_name.iter_mut().zip(name) {
+        *dst = *src as libc::c_char;
+    }
+    request.ifr_ifru.ifru_data = (&mut channels as *mut EthtoolChannels).cast();
+    // SAFETY: SIOCETHTOOL reads the name and writes the ethtool_channels struct that
+    // ifru_data points at, which outlives the call.
+    let rc = unsafe {
+        libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&socket), libc::SIOCETHTOOL as _, &mut request)
+    };
+    if rc < 0 {
+        return None;
+    }
+    let count = channels.rx_count + channels.combined_count;
+    (count > 0).then_some(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn af_xdp_settings_are_checked() {
+        AfXdpSettings::default().validate().unwrap();
+        let bad = [
+            (AfXdpSettings { frame_size: 1000, ..AfXdpSettings::default() }, "frame_size"),
+            (AfXdpSettings { rx_ring_size: 1000, ..AfXdpSettings::default() }, "rx_ring_size"),
+            (AfXdpSettings { fill_ring_size: 32, ..AfXdpSettings::default() }, "fill_ring_size"),
+            (AfXdpSettings { umem_frames: 100, ..AfXdpSettings::default() }, "umem_frames"),
+        ];
+        for (settings, field) in bad {
+            let error = settings.validate().unwrap_err().to_string();
+            assert!(error.contains(field), "{error}");
+        }
+    }
+
+    #[test]
+    fn loopback_has_a_queue_count_or_none() {
+        // lo has no channels to report; the caller then assumes one queue.
+        assert!(rx_queue_count("lo").is_none_or(|count| count >= 1));
+        assert_eq!(rx_queue_count("no-such-interface-x"), None);
+        assert_eq!(rx_queue_count(""), None);
+    }
+}
