@@ -49,6 +49,14 @@ pub async fn serve(config: Config) -> Result<()> {
         listeners_up: Arc::new(AtomicBool::new(false)),
         listeners: Arc::new(RwLock::new(dataplane.listeners().to_vec())),
         data_dir: config.data_dir.clone(),
+        listener_counters: dataplane.counters().to_vec(),
+        store_counters: store_counters.clone(),
+        store_backend: match config.store.db_type {
+            crate::config::DbType::Sqlite => "sqlite",
+            crate::config::DbType::Postgres => "postgres",
+        },
+        capture: dataplane.capture().clone(),
+        xdp: dataplane.xdp(),
     };
 
     let (stop_sender, stop) = watch::channel(false);

@@ -9,5 +9,6 @@ mod cli;
 mod ingest;
 mod observability;
 mod parse_command;
+mod query;
 mod shutdown;
 mod store;

@@ -3,10 +3,11 @@
 pub mod error;
 mod health;
 mod logs;
+mod stats;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -14,12 +15,15 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
+use killkrill_dataplane::capture::CaptureStatus;
+use killkrill_dataplane::counters::ListenerCounters;
 use killkrill_dataplane::listener::ListenerInfo;
+use killkrill_dataplane::xdp::XdpSteering;
 use tower_http::timeout::TimeoutLayer;
 use tracing::Instrument as _;
 
 use crate::store::Store;
-use crate::telemetry::metrics::{HttpLabels, HttpRouteLabels, Metrics};
+use crate::telemetry::metrics::{HttpLabels, HttpRouteLabels, Metrics, StoreCounters};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -30,13 +34,20 @@ pub struct AppState {
     pub listeners_up: Arc<AtomicBool>,
     pub listeners: Arc<RwLock<Vec<ListenerInfo>>>,
     pub data_dir: PathBuf,
+    /// The data plane's per-listener counters, for `/api/v1/stats`.
+    pub listener_counters: Vec<Arc<ListenerCounters>>,
+    pub store_counters: Arc<StoreCounters>,
+    /// `sqlite` or `postgres`.
+    pub store_backend: &'static str,
+    pub capture: CaptureStatus,
+    pub xdp: Option<Arc<Mutex<XdpSteering>>>,
 }
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The full API router.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new().route("/logs", get(logs::search));
+    let api = Router::new().route("/logs", get(logs::search)).route("/stats", get(stats::stats));
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))

@@ -1,0 +1,91 @@
+//! `GET /api/v1/stats`: what the appliance has taken in, dropped and stored, by listener
+//! and stage, which capture path it uses, and what the store holds.
+
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::State;
+use killkrill_dataplane::capture::CaptureStatus;
+use killkrill_dataplane::counters::ListenerCounters;
+use serde_json::{Map, Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::store::rfc3339_with_digits;
+
+fn listener_stats(counters: &ListenerCounters) -> Value {
+    let read = ListenerCounters::read;
+    json!({
+        "listener": counters.listener.label(),
+        "capture": counters.capture.label(),
+        "received_messages": read(&counters.received_messages),
+        "received_bytes": read(&counters.received_bytes),
+        "parse_errors": read(&counters.parse_errors),
+        "handed_off_batches": read(&counters.handed_off_batches),
+        "receive_errors": read(&counters.receive_errors),
+        "dropped": {
+            "capture_ring_full": read(&counters.dropped_capture_full),
+            "handoff_ring_full": read(&counters.dropped_handoff_full),
+            "shutdown_store_gone": read(&counters.dropped_shutdown),
+        },
+        "frames_flagged": {
+            "truncated": read(&counters.truncated_frames),
+            "incomplete": read(&counters.incomplete_frames),
+            "framing_error": read(&counters.framing_errors),
+        },
+        "connections": {
+            "accepted": read(&counters.connections_accepted),
+            "closed": read(&counters.connections_closed),
+            "closed_hopeless": read(&counters.connections_closed_hopeless),
+        },
+    })
+}
+
+fn capture_stats(status: &CaptureStatus) -> Value {
+    match status {
+        CaptureStatus::Socket { fallback } => json!({ "path": status.label(), "fallback_reason": fallback }),
+        CaptureStatus::Xdp { interface, attach, queues } => json!({
+            "path": status.label(),
+            "interface": interface,
+            "attach": attach.label(),
+            "queues": queues.iter().map(|(queue, bind)| json!({ "queue": queue, "bind": bind.label() })).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let store = state.store.stats().await?;
+    let time = |nanos: Option<i64>| nanos.and_then(|nanos| rfc3339_with_digits(nanos, 9));
+    let writer = &state.store_counters;
+    let xdp = state.xdp.as_ref().and_then(|xdp| {
+        let counters = xdp.lock().unwrap_or_else(PoisonError::into_inner).counters().ok()?;
+        let mut by_listener: Map<String, Value> = Map::new();
+        for (listener, reason, value) in counters.iter() {
+            let entry = by_listener.entry(listener.label()).or_insert_with(|| json!({}));
+            entry[reason.label()] = json!(value);
+        }
+        Some(Value::Object(by_listener))
+    });
+    Ok(Json(json!({
+        "capture": capture_stats(&state.capture),
+        "listeners": state.listener_counters.iter().map(|c| listener_stats(c)).collect::<Vec<_>>(),
+        "xdp": xdp,
+        "writer": {
+            "stored_messages": writer.stored_messages.load(Ordering::Relaxed),
+            "stored_batches": writer.stored_batches.load(Ordering::Relaxed),
+            "stored_blocks": writer.stored_blocks.load(Ordering::Relaxed),
+            "write_errors": writer.write_errors.load(Ordering::Relaxed),
+        },
+        "store": {
+            "backend": state.store_backend,
+            "blocks": store.blocks,
+            "messages": store.messages,
+            "raw_bytes": store.raw_bytes,
+            "stored_bytes": store.stored_bytes,
+            "compression_ratio": if store.stored_bytes > 0 { store.raw_bytes as f64 / store.stored_bytes as f64 } else { 0.0 },
+            "oldest_received_at": time(store.oldest_received_ns),
+            "newest_received_at": time(store.newest_received_ns),
+        },
+    })))
+}
