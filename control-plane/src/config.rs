@@ -120,6 +120,14 @@ pub struct StoreConfig {
     /// Log blocks encoded (compressed) and committed at the same time; 0 means one per
     /// available core.
     pub encoders: usize,
+    /// Log blocks whose newest message is older than this are removed: a number and a
+    /// unit (s, m, h, d, w), e.g. "30d"; "0" keeps everything (a bare number is seconds).
+    #[serde(deserialize_with = "duration_text")]
+    pub retention_max_age: String,
+    /// The oldest log blocks are removed while the stored bytes pass this; 0 is no limit.
+    pub retention_max_bytes: u64,
+    /// How often retention runs, in seconds.
+    pub retention_interval_s: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -300,6 +308,9 @@ impl Default for StoreConfig {
             block_max_messages: 16_384,
             compression_level: 3,
             encoders: 0,
+            retention_max_age: "30d".to_owned(),
+            retention_max_bytes: 0,
+            retention_interval_s: 60,
         }
     }
 }
@@ -314,6 +325,46 @@ impl Default for LogConfig {
     fn default() -> Self {
         Self { level: "info".to_owned() }
     }
+}
+
+/// A duration written as text ("30d") or as a bare number of seconds (environment
+/// variables such as `KILLKRILL_STORE__RETENTION_MAX_AGE=0` arrive as numbers).
+fn duration_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Seconds(u64),
+        Written(String),
+    }
+    Ok(match Text::deserialize(deserializer)? {
+        Text::Seconds(0) => "0".to_owned(),
+        Text::Seconds(seconds) => format!("{seconds}s"),
+        Text::Written(text) => text,
+    })
+}
+
+/// "30d", "12h", "90m", "45s", "2w" or "0", in nanoseconds.
+pub fn parse_duration_ns(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(0);
+    }
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let unit_seconds: i64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return Err("expected a number and a unit (s, m, h, d, w), e.g. \"30d\"".to_owned()),
+    };
+    number
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_seconds))
+        .and_then(|seconds| seconds.checked_mul(1_000_000_000))
+        .ok_or_else(|| "not a number, or too large".to_owned())
 }
 
 /// Settings given as command-line flags; `None` leaves the lower layers' value.
@@ -409,9 +460,25 @@ impl Config {
                 self.store.compression_level
             )));
         }
+        self.retention()?;
+        if self.store.retention_interval_s == 0 {
+            return Err(Error::Config("store.retention_interval_s must be above 0".to_owned()));
+        }
         self.time_zone()?;
         self.capture.to_dataplane()?;
         Ok(())
+    }
+
+    /// The store's retention limits.
+    pub fn retention(&self) -> Result<crate::store::Retention, Error> {
+        let max_age_ns = parse_duration_ns(&self.store.retention_max_age).map_err(|message| {
+            Error::Config(format!("store.retention_max_age = {:?}: {message}", self.store.retention_max_age))
+        })?;
+        Ok(crate::store::Retention {
+            max_age_ns: (max_age_ns > 0).then_some(max_age_ns),
+            max_bytes: (self.store.retention_max_bytes > 0)
+                .then(|| i64::try_from(self.store.retention_max_bytes).unwrap_or(i64::MAX)),
+        })
     }
 
     /// The parsed `syslog.time_zone`.
@@ -584,6 +651,27 @@ mod tests {
             jail.set_env("KILLKRILL_SYSLOG__TIME_ZONE", "Mars/Olympus");
             let error = load(jail, None, FlagOverrides::default()).unwrap_err();
             assert!(error.to_string().contains("syslog.time_zone"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn retention_ages_parse_and_bad_ones_name_the_key() {
+        assert_eq!(parse_duration_ns("30d"), Ok(30 * 86_400 * 1_000_000_000));
+        assert_eq!(parse_duration_ns("90m"), Ok(5_400 * 1_000_000_000));
+        assert_eq!(parse_duration_ns("0"), Ok(0));
+        assert!(parse_duration_ns("30").is_err());
+        assert!(parse_duration_ns("d").is_err());
+        assert!(parse_duration_ns("99999999999999w").is_err());
+        Jail::expect_with(|jail| {
+            jail.set_env("KILLKRILL_STORE__RETENTION_MAX_AGE", "a month");
+            let error = load(jail, None, FlagOverrides::default()).unwrap_err();
+            assert!(error.to_string().contains("store.retention_max_age"), "{error}");
+            jail.set_env("KILLKRILL_STORE__RETENTION_MAX_AGE", "0");
+            jail.set_env("KILLKRILL_STORE__RETENTION_MAX_BYTES", "1000");
+            let config = load(jail, None, FlagOverrides::default()).unwrap();
+            let retention = config.retention().unwrap();
+            assert_eq!((retention.max_age_ns, retention.max_bytes), (None, Some(1000)));
             Ok(())
         });
     }

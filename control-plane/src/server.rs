@@ -87,6 +87,13 @@ pub async fn serve(config: Config) -> Result<()> {
             encoders => encoders,
         },
     };
+    let retention = tokio::spawn(enforce_retention(
+        store.clone(),
+        config.retention()?,
+        Duration::from_secs(config.store.retention_interval_s),
+        store_counters.clone(),
+        stop.clone(),
+    ));
     let writer = tokio::spawn(ingest::run_batch_writer(
         dataplane.take_consumers(),
         store.clone(),
@@ -115,12 +122,49 @@ pub async fn serve(config: Config) -> Result<()> {
         );
     }
     let _ = stop_sender.send(true);
+    let _ = retention.await;
     for server in http_servers {
         let _ = server.await;
     }
     store.close().await;
     tracing::info!("Stopped.");
     Ok(())
+}
+
+/// Applies the retention limits now and then until shutdown. A failed pass is logged and
+/// tried again at the next tick.
+async fn enforce_retention(
+    store: Arc<dyn store::Store>,
+    retention: store::Retention,
+    every: Duration,
+    counters: Arc<StoreCounters>,
+    mut stop: watch::Receiver<bool>,
+) {
+    if retention == store::Retention::default() {
+        return;
+    }
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = i64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX);
+        match store.enforce_retention(&retention, now).await {
+            Ok(removed) if removed.blocks > 0 => {
+                counters.retention_removed_messages.fetch_add(removed.messages, Ordering::Relaxed);
+                counters.retention_removed_blocks.fetch_add(removed.blocks, Ordering::Relaxed);
+                tracing::info!(
+                    blocks = removed.blocks,
+                    messages = removed.messages,
+                    stored_bytes = removed.stored_bytes,
+                    "Retention removed old log blocks."
+                );
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(error = %error, "Retention pass failed; trying again later."),
+        }
+    }
 }
 
 /// Says at start-up which capture path syslog over UDP got, and why not XDP if it fell back.

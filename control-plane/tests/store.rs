@@ -6,7 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use killkrill::config::{DbType, StoreConfig};
-use killkrill::store::{self, BlockEncoder, Cursor, LogQuery, Order, Store, StoredLog, TextQuery};
+use killkrill::store::{
+    self, BlockEncoder, Cursor, LogQuery, Order, Removed, Retention, Store, StoredLog, TextQuery,
+};
 use killkrill_dataplane::batch::{BatchLimits, LogBatch};
 use killkrill_dataplane::listener::ListenerKind;
 use killkrill_parsers::syslog::ParseOptions;
@@ -314,4 +316,54 @@ async fn migrations_are_safe_to_run_twice() {
     }
     assert_eq!(open_sqlite(dir.path()).await.stats().await.unwrap().messages, 2);
     assert_eq!(open_postgres(url).await.stats().await.unwrap().messages, 2);
+}
+
+/// Four blocks a minute apart: age removes exactly the blocks wholly older than the
+/// limit; size removes the oldest blocks until what is left fits, and nothing else.
+async fn retention_removes_what_it_should(store: Arc<dyn Store>) {
+    let minute = 60_000_000_000i64;
+    let mut blocks = Vec::new();
+    for block in 0..4 {
+        let messages: Vec<Sent> = (0..100)
+            .map(|n| Sent {
+                received_ns: BASE_NS + block * minute + n,
+                ..sent_message(block as usize * 100 + n as usize)
+            })
+            .collect();
+        insert(&*store, &messages).await;
+        blocks.push(messages);
+    }
+    let now = BASE_NS + 4 * minute;
+    let nothing = store.enforce_retention(&Retention::default(), now).await.unwrap();
+    assert_eq!(nothing, Removed::default());
+
+    // Blocks 0 and 1 end before now - 2.5 minutes; block 2 ends after it.
+    let by_age = Retention { max_age_ns: Some(2 * minute + minute / 2), max_bytes: None };
+    let removed = store.enforce_retention(&by_age, now).await.unwrap();
+    assert_eq!((removed.blocks, removed.messages), (2, 200));
+    let left = store
+        .query_logs(&LogQuery { limit: 10_000, order: Order::Ascending, ..LogQuery::default() })
+        .await
+        .unwrap();
+    assert_eq!(seqs(&left.logs), (200..400).collect::<Vec<_>>());
+
+    // Room for one block only: the older of the two remaining goes.
+    let stats = store.stats().await.unwrap();
+    let by_size = Retention { max_age_ns: None, max_bytes: Some(stats.stored_bytes - 1) };
+    let removed = store.enforce_retention(&by_size, now).await.unwrap();
+    assert_eq!((removed.blocks, removed.messages), (1, 100));
+    let left = store
+        .query_logs(&LogQuery { limit: 10_000, order: Order::Ascending, ..LogQuery::default() })
+        .await
+        .unwrap();
+    assert_eq!(seqs(&left.logs), (300..400).collect::<Vec<_>>());
+    assert_eq!(store.stats().await.unwrap().blocks, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_by_age_and_size_on_both_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    retention_removes_what_it_should(open_sqlite(dir.path()).await).await;
+    let server = PostgresServer::start();
+    retention_removes_what_it_should(open_postgres(server.create_database("retention")).await).await;
 }

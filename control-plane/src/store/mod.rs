@@ -70,6 +70,23 @@ pub struct StoreStats {
     pub newest_received_ns: Option<i64>,
 }
 
+/// How long and how much the store keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Blocks whose newest message is older than this go (None: no age limit).
+    pub max_age_ns: Option<i64>,
+    /// The oldest blocks go until the stored bytes fit (None: no size limit).
+    pub max_bytes: Option<i64>,
+}
+
+/// What one retention pass removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Removed {
+    pub blocks: u64,
+    pub messages: u64,
+    pub stored_bytes: u64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Cheap round trip, for readiness.
@@ -78,6 +95,10 @@ pub trait Store: Send + Sync {
     async fn insert_block(&self, block: &EncodedBlock) -> Result<bool>;
     async fn query_logs(&self, query: &LogQuery) -> Result<LogPage>;
     async fn stats(&self) -> Result<StoreStats>;
+    /// Removes whole blocks past the age limit, then the oldest blocks until the stored
+    /// bytes fit the size limit. A block goes only when all of it may go by age, or when
+    /// the size limit needs its room.
+    async fn enforce_retention(&self, retention: &Retention, now_ns: i64) -> Result<Removed>;
     /// Flushes and closes the store.
     async fn close(&self);
 }

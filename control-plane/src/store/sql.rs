@@ -16,7 +16,7 @@ use sqlx::{QueryBuilder, Row};
 
 use super::block::{self, DecodedBlock, EncodedBlock, RefColumn};
 use super::query::{BlockCandidate, Cursor, LogQuery, Order};
-use super::{LogPage, Store, StoreStats, StoredLog};
+use super::{LogPage, Removed, Retention, Store, StoreStats, StoredLog};
 use crate::{Error, Result};
 
 /// Index rows read per round trip while looking for matching blocks.
@@ -291,6 +291,68 @@ impl Store for SqlStore {
                 newest_received_ns: row.try_get("newest")?,
             })
         })
+    }
+
+    async fn enforce_retention(&self, retention: &Retention, now_ns: i64) -> Result<Removed> {
+        let mut removed = Removed::default();
+        if let Some(max_age) = retention.max_age_ns {
+            let cutoff = now_ns.saturating_sub(max_age);
+            on_pool!(&self.pool, pool => {
+                let mut sql = QueryBuilder::new(
+                    "DELETE FROM log_blocks WHERE max_received_ns < ",
+                );
+                sql.push_bind(cutoff).push(" RETURNING message_count, stored_bytes");
+                let rows = sql.build().fetch_all(pool).await?;
+                for row in rows {
+                    removed.blocks += 1;
+                    removed.messages += row.try_get::<i64, _>("message_count")? as u64;
+                    removed.stored_bytes += row.try_get::<i64, _>("stored_bytes")? as u64;
+                }
+            });
+        }
+        if let Some(max_bytes) = retention.max_bytes {
+            let stored = self.stats().await?.stored_bytes;
+            let mut excess = stored - max_bytes;
+            while excess > 0 {
+                // Oldest first, a bounded number per statement so a large backlog does not
+                // hold the write lock for long.
+                let oldest: Vec<(i64, i64, i64)> = on_pool!(&self.pool, pool => {
+                    let rows = sqlx::query(
+                        "SELECT seq, message_count, stored_bytes FROM log_blocks \
+                         ORDER BY max_received_ns ASC, seq ASC LIMIT 256",
+                    )
+                    .fetch_all(pool)
+                    .await?;
+                    rows.iter()
+                        .map(|row| Ok((row.try_get("seq")?, row.try_get("message_count")?, row.try_get("stored_bytes")?)))
+                        .collect::<Result<Vec<_>>>()?
+                });
+                if oldest.is_empty() {
+                    break;
+                }
+                let mut doomed = Vec::new();
+                for (seq, messages, bytes) in oldest {
+                    if excess <= 0 {
+                        break;
+                    }
+                    doomed.push(seq);
+                    excess -= bytes;
+                    removed.blocks += 1;
+                    removed.messages += messages as u64;
+                    removed.stored_bytes += bytes as u64;
+                }
+                on_pool!(&self.pool, pool => {
+                    let mut sql = QueryBuilder::new("DELETE FROM log_blocks WHERE seq IN (");
+                    let mut list = sql.separated(", ");
+                    for seq in &doomed {
+                        list.push_bind(*seq);
+                    }
+                    sql.push(")");
+                    sql.build().execute(pool).await?;
+                });
+            }
+        }
+        Ok(removed)
     }
 
     async fn close(&self) {

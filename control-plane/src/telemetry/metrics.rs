@@ -42,6 +42,9 @@ pub struct StoreCounters {
     pub stored_raw_bytes: AtomicU64,
     /// Bytes of the compressed blocks committed.
     pub stored_block_bytes: AtomicU64,
+    /// Messages and blocks removed by retention.
+    pub retention_removed_messages: AtomicU64,
+    pub retention_removed_blocks: AtomicU64,
     /// Failed store writes; the batch is retried, not dropped.
     pub write_errors: AtomicU64,
 }
@@ -318,6 +321,16 @@ impl prometheus_client::collector::Collector for IngestCollector {
                 "killkrill_store_raw_bytes",
                 "Bytes of messages committed, as received",
                 &store.stored_raw_bytes,
+            ),
+            (
+                "killkrill_store_retention_removed_messages",
+                "Messages removed by retention (age or size limit)",
+                &store.retention_removed_messages,
+            ),
+            (
+                "killkrill_store_retention_removed_blocks",
+                "Log blocks removed by retention",
+                &store.retention_removed_blocks,
             ),
             (
                 "killkrill_store_block_bytes",
