@@ -177,6 +177,7 @@ async fn commit(store: &dyn Store, counters: &StoreCounters, block: &EncodedBloc
                 counters.stored_blocks.fetch_add(1, Ordering::Relaxed);
                 counters.stored_raw_bytes.fetch_add(summary.raw_bytes, Ordering::Relaxed);
                 counters.stored_block_bytes.fetch_add(block.payload.len() as u64, Ordering::Relaxed);
+                counters.committed.notify_waiters();
                 return;
             }
             Err(error) => {

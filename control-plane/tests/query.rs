@@ -115,3 +115,53 @@ fn stats_count_what_was_received_and_stored() {
     assert_eq!(udp["received_messages"], 25);
     assert_eq!(udp["dropped"]["handoff_ring_full"], 0);
 }
+
+/// Opens the live tail and forwards each `data:` line (one JSON message) to a channel.
+fn open_tail(appliance: &Appliance, filters: &str) -> std::sync::mpsc::Receiver<Value> {
+    use std::io::BufRead as _;
+    let response = reqwest::blocking::Client::builder()
+        .timeout(None)
+        .build()
+        .unwrap()
+        .get(appliance.url(&format!("/api/v1/logs/tail?{filters}")))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(response).lines() {
+            let Ok(line) = line else { return };
+            if let Some(data) = line.strip_prefix("data:") {
+                if sender.send(serde_json::from_str(data.trim()).unwrap()).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    receiver
+}
+
+#[test]
+fn live_tail_streams_new_matching_messages_only() {
+    let appliance = Appliance::start();
+    // Stored before the tail opens: not part of the tail.
+    send(&appliance, &[("tail-host", "tailapp", 13, "tailword before".to_owned())]);
+    appliance.wait_for_logs("q=tailword", 1);
+    let tail = open_tail(&appliance, "q=tailword&host=tail-host");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut sent = Vec::new();
+    for n in 0..20 {
+        sent.push(("tail-host", "tailapp", 13u8, format!("tailword live {n}")));
+        sent.push(("other-host", "tailapp", 13u8, format!("tailword elsewhere {n}")));
+    }
+    send(&appliance, &sent);
+    let mut seen = Vec::new();
+    while seen.len() < 20 {
+        let log = tail.recv_timeout(std::time::Duration::from_secs(20)).expect("tail events within 20 s");
+        seen.push(log["message"].as_str().unwrap().to_owned());
+    }
+    let want: Vec<String> = (0..20).map(|n| format!("tailword live {n}")).collect();
+    assert_eq!(seen, want, "every new match once, in order, and nothing else");
+    assert!(tail.recv_timeout(std::time::Duration::from_millis(1500)).is_err(), "no other events");
+}

@@ -222,6 +222,7 @@ impl LogsParams {
             limit,
             order,
             cursor,
+            block_seqs: None,
         })
     }
 }

@@ -4,6 +4,7 @@ pub mod error;
 mod health;
 mod logs;
 mod stats;
+mod tail;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -47,7 +48,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The full API router.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new().route("/logs", get(logs::search)).route("/stats", get(stats::stats));
+    let api = Router::new()
+        .route("/logs", get(logs::search))
+        .route("/logs/tail", get(tail::tail))
+        .route("/stats", get(stats::stats));
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))

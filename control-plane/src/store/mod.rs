@@ -95,6 +95,8 @@ pub trait Store: Send + Sync {
     async fn insert_block(&self, block: &EncodedBlock) -> Result<bool>;
     async fn query_logs(&self, query: &LogQuery) -> Result<LogPage>;
     async fn stats(&self) -> Result<StoreStats>;
+    /// The sequence number of the last block committed (None when the store is empty).
+    async fn newest_block_seq(&self) -> Result<Option<i64>>;
     /// Removes whole blocks past the age limit, then the oldest blocks until the stored
     /// bytes fit the size limit. A block goes only when all of it may go by age, or when
     /// the size limit needs its room.

@@ -143,6 +143,9 @@ pub struct LogQuery {
     pub limit: u32,
     pub order: Order,
     pub cursor: Option<Cursor>,
+    /// Only blocks with a sequence number in (low, high]: the live tail reads what was
+    /// committed since its last look.
+    pub block_seqs: Option<(i64, i64)>,
 }
 
 impl Default for LogQuery {
@@ -159,6 +162,7 @@ impl Default for LogQuery {
             limit: 100,
             order: Order::Descending,
             cursor: None,
+            block_seqs: None,
         }
     }
 }

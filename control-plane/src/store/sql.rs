@@ -88,6 +88,9 @@ impl SqlStore {
             if let Some(mask) = query.facility_mask {
                 sql.push(" AND (facility_mask & ").push_bind(i64::from(mask)).push(") <> 0");
             }
+            if let Some((low, high)) = query.block_seqs {
+                sql.push(" AND seq > ").push_bind(low).push(" AND seq <= ").push_bind(high);
+            }
             let (bound_column, comparison, direction) = match query.order {
                 Order::Descending => ("max_received_ns", "<", "DESC"),
                 Order::Ascending => ("min_received_ns", ">", "ASC"),
@@ -290,6 +293,13 @@ impl Store for SqlStore {
                 oldest_received_ns: row.try_get("oldest")?,
                 newest_received_ns: row.try_get("newest")?,
             })
+        })
+    }
+
+    async fn newest_block_seq(&self) -> Result<Option<i64>> {
+        on_pool!(&self.pool, pool => {
+            let row = sqlx::query("SELECT MAX(seq) AS seq FROM log_blocks").fetch_one(pool).await?;
+            Ok(row.try_get::<Option<i64>, _>("seq")?)
         })
     }
 

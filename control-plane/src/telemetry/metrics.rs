@@ -45,6 +45,8 @@ pub struct StoreCounters {
     /// Messages and blocks removed by retention.
     pub retention_removed_messages: AtomicU64,
     pub retention_removed_blocks: AtomicU64,
+    /// Woken after each committed block, for the live tail.
+    pub committed: tokio::sync::Notify,
     /// Failed store writes; the batch is retried, not dropped.
     pub write_errors: AtomicU64,
 }
