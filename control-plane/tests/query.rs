@@ -165,3 +165,46 @@ fn live_tail_streams_new_matching_messages_only() {
     assert_eq!(seen, want, "every new match once, in order, and nothing else");
     assert!(tail.recv_timeout(std::time::Duration::from_millis(1500)).is_err(), "no other events");
 }
+
+fn killkrill_query(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_killkrill")).arg("query").args(args).output().unwrap()
+}
+
+#[test]
+fn query_command_prints_a_table_or_json_and_reports_bad_filters() {
+    let appliance = Appliance::start();
+    let sent: Vec<_> = (0..12).map(|n| ("cli-host", "cliapp", 11u8, format!("cliword row {n}"))).collect();
+    send(&appliance, &sent);
+    appliance.wait_for_logs("q=cliword", 12);
+    let server = appliance.url("");
+
+    let output =
+        killkrill_query(&["--server", &server, "logs", "-q", "cliword", "--limit", "5", "--all", "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let rows: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 12, "--all follows the cursor over three pages");
+    assert_eq!(rows[0]["message"], "cliword row 11", "newest first");
+
+    let output = killkrill_query(&["--server", &server, "logs", "-q", "cliword", "--limit", "3"]);
+    let table = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("RECEIVED"), "{table}");
+    assert!(
+        lines[1].contains("cli-host") && lines[1].contains("cliapp") && lines[1].contains("err"),
+        "{table}"
+    );
+    assert!(lines[1].ends_with("cliword row 11"), "{table}");
+    assert!(lines[4].starts_with("(more: --cursor "), "{table}");
+
+    let output = killkrill_query(&["--server", &server, "logs", "--severity", "loud"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("severity"), "the parameter is named");
+
+    let output = killkrill_query(&["--server", "http://127.0.0.1:1", "logs"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot reach"));
+}

@@ -2,6 +2,7 @@
 
 mod export;
 mod parse;
+mod query;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +28,8 @@ enum Command {
     Parse(parse::ParseArgs),
     /// Write every stored message, oldest first, reading the store directly.
     Export(export::ExportArgs),
+    /// Search a running appliance through its REST API.
+    Query(query::QueryArgs),
 }
 
 #[derive(Debug, Args)]
@@ -60,6 +63,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Parse(args) => parse::run(&args),
         Command::Export(args) => export::run(args),
+        Command::Query(args) => query::run(args),
     }
 }
 
