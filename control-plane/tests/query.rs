@@ -132,10 +132,10 @@ fn open_tail(appliance: &Appliance, filters: &str) -> std::sync::mpsc::Receiver<
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(response).lines() {
             let Ok(line) = line else { return };
-            if let Some(data) = line.strip_prefix("data:") {
-                if sender.send(serde_json::from_str(data.trim()).unwrap()).is_err() {
-                    return;
-                }
+            if let Some(data) = line.strip_prefix("data:")
+                && sender.send(serde_json::from_str(data.trim()).unwrap()).is_err()
+            {
+                return;
             }
         }
     });
