@@ -70,7 +70,11 @@ fn bench_smoke() -> anyhow::Result<()> {
         results_dir: Some(results_dir),
         ..crate::bench::ScenarioArgs::smoke_defaults()
     };
-    crate::bench::run_scenarios(&args)
+    crate::bench::run_scenarios(&args)?;
+    // The same rig once more with XDP steering to AF_XDP on the veth.
+    let xdp =
+        crate::bench::ScenarioArgs { scenarios: vec!["udp-5424".into()], capture: "xdp".into(), ..args };
+    crate::bench::run_scenarios(&xdp)
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]

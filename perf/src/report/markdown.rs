@@ -23,7 +23,9 @@ pub(super) fn render(result: &ScenarioResult, svg_name: &str) -> String {
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {:.3} | {} | {} | {} | {} | {} | {} |",
-            escape_cell(&t.name),
+            escape_cell(
+                &t.capture.as_ref().map_or_else(|| t.name.clone(), |path| format!("{} ({path})", t.name))
+            ),
             rate(t.offered_msgs_per_sec),
             rate(t.accepted_msgs_per_sec),
             rate(t.stored_msgs_per_sec),

@@ -102,6 +102,9 @@ pub struct TargetResult {
     pub bytes_on_disk: Option<u64>,
     /// A rate sweep, if the scenario ran one.
     pub sweep: Vec<SweepPoint>,
+    /// How the target captured packets (Killkrill: `socket`, `xdp-native`, `xdp-generic`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<String>,
 }
 
 impl TargetResult {

@@ -66,6 +66,10 @@ pub struct ScenarioArgs {
     /// CPU the sender is pinned to.
     #[arg(long, default_value_t = 1)]
     pub sender_cpu: usize,
+    /// Killkrill's capture mode: socket (recvmmsg), xdp (XDP steering to AF_XDP on the
+    /// rig's veth, failing if it cannot attach) or auto.
+    #[arg(long, default_value = "socket", value_parser = ["socket", "xdp", "auto"])]
+    pub capture: String,
     /// Use the debug build (fast to build; for smoke runs, never for figures).
     #[arg(long)]
     pub debug_build: bool,
@@ -91,6 +95,7 @@ impl ScenarioArgs {
             connections: 64,
             receiver_cpu: 0,
             sender_cpu: 1,
+            capture: "socket".into(),
             debug_build: true,
             require_stored_percent: None,
             results_dir: None,

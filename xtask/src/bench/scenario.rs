@@ -107,6 +107,8 @@ struct Measurement {
     stored: u64,
     scan_missing: u64,
     dropped_in_pipeline: Option<u64>,
+    /// Killkrill's capture path for the run.
+    capture: Option<String>,
     latency: Option<killkrill_perf::loss::LatencySummary>,
     cpu_seconds: Option<f64>,
     cpu_seconds_per_core: Vec<f64>,
@@ -166,6 +168,7 @@ pub fn run(
 }
 
 fn fill(target: &mut TargetResult, measurement: &Measurement) {
+    target.capture.clone_from(&measurement.capture);
     let per_second =
         |count: u64| if measurement.elapsed > 0.0 { count as f64 / measurement.elapsed } else { 0.0 };
     target.offered_msgs_per_sec = per_second(measurement.sent);
@@ -199,8 +202,12 @@ fn measure(
     run_id: u32,
 ) -> anyhow::Result<Measurement> {
     let workdir = scratch.join(format!("{}-{run_id}", receiver.name()));
-    let settings =
-        ReceiverSettings { rfc5424: scenario.rfc5424, octet_counted: scenario.protocol == "tcp-octet" };
+    let settings = ReceiverSettings {
+        rfc5424: scenario.rfc5424,
+        octet_counted: scenario.protocol == "tcp-octet",
+        capture_mode: args.capture.clone(),
+        interface: rig.host_interface.clone(),
+    };
     let mut running = start(receiver, rig.host_address, args.receiver_cpu, binaries, &workdir, &settings)?;
     let cpu_before = cpu_seconds(running.process.pid());
     let cores_before = per_cpu_busy_seconds();
@@ -222,6 +229,10 @@ fn measure(
     let cpu_after = cpu_seconds(running.process.pid());
     let cores_after = per_cpu_busy_seconds();
     let peak_rss = peak_rss_bytes(running.process.pid());
+    let capture = match receiver {
+        Receiver::Killkrill => Some(running.killkrill_capture()?),
+        Receiver::Peer(_) => None,
+    };
     let (received_by_receiver, dropped_in_pipeline) = match receiver {
         Receiver::Killkrill => (
             Some(running.killkrill_metric("killkrill_ingest_messages_total")?),
@@ -238,6 +249,7 @@ fn measure(
         stored: stored.max(scanned.received),
         scan_missing: scanned.missing,
         dropped_in_pipeline,
+        capture,
         latency: query_latency.flatten().or(scanned.latency_us),
         cpu_seconds: cpu_before.zip(cpu_after).map(|(before, after)| after - before),
         cpu_seconds_per_core: cores_before

@@ -85,6 +85,9 @@ pub struct ReceiverSettings {
     pub rfc5424: bool,
     /// Octet-counted TCP framing (syslog-ng must be told; rsyslog and Killkrill detect it).
     pub octet_counted: bool,
+    /// Killkrill's `capture.mode`, and the interface XDP attaches to.
+    pub capture_mode: String,
+    pub interface: String,
 }
 
 pub fn start(
@@ -111,7 +114,11 @@ pub fn start(
                 .args(["--api-listen", "127.0.0.1:0", "--metrics-listen", "off"])
                 .args(["--syslog-udp", &address.to_string(), "--syslog-tcp", &address.to_string()])
                 .env("LOG_LEVEL", "warn,killkrill::server=info")
+                .env("KILLKRILL_CAPTURE__MODE", &settings.capture_mode)
                 .stdout(Stdio::piped());
+            if settings.capture_mode != "socket" {
+                command.env("KILLKRILL_CAPTURE__INTERFACE", &settings.interface);
+            }
             let mut process = Managed::spawn("killkrill", &mut command)?;
             let api = wait_for_killkrill(&mut process)?;
             Ok(RunningReceiver {
@@ -268,6 +275,15 @@ impl RunningReceiver {
     }
 
     /// Sum of a Killkrill counter over its label sets, from /metrics.
+    /// The capture path Killkrill reports in `/api/v1/stats` (`socket`, `xdp-native`, ...).
+    pub fn killkrill_capture(&self) -> anyhow::Result<String> {
+        let api = self.api.context("not Killkrill")?;
+        let text = http_get(api, "/api/v1/stats")?;
+        let body = text.split_once("\r\n\r\n").map_or(text.as_str(), |(_, body)| body);
+        let stats: serde_json::Value = serde_json::from_str(body).context("/api/v1/stats is not JSON")?;
+        stats["capture"]["path"].as_str().map(str::to_owned).context("/api/v1/stats has no capture path")
+    }
+
     pub fn killkrill_metric(&self, name: &str) -> anyhow::Result<u64> {
         let api = self.api.context("not Killkrill")?;
         let text = http_get(api, "/metrics")?;
