@@ -181,7 +181,7 @@ mod tests {
     }
 
     #[test]
-    fn pacer_holds_a_wall_clock_rate() {
+    fn pacer_never_passes_its_wall_clock_rate() {
         let mut pacer = Pacer::new(Some(20_000), 64);
         let start = Instant::now();
         let deadline = start + ms(300);
@@ -193,9 +193,11 @@ mod tests {
             }
             sent += n;
         }
-        let achieved = sent as f64 / start.elapsed().as_secs_f64();
-        // Generous: the CI machine is shared; the exact arithmetic is tested above.
-        assert!((achieved - 20_000.0).abs() / 20_000.0 < 0.10, "achieved {achieved}");
+        // Only the upper bound is checked: a busy shared machine can slow the loop down but
+        // never speed it up, so this cannot fail from load (the arithmetic that reaches the
+        // rate exactly is tested above, on a fixed clock).
+        let allowed = 20_000.0 * start.elapsed().as_secs_f64() + 64.0;
+        assert!(sent > 0 && sent as f64 <= allowed, "sent {sent}, allowed {allowed}");
     }
 
     #[test]
