@@ -13,6 +13,8 @@ pub enum Error {
     DataPlane(#[from] killkrill_dataplane::Error),
     #[error("{what}: cannot bind {address}: {source}")]
     Bind { what: &'static str, address: std::net::SocketAddr, source: std::io::Error },
+    #[error("too large: {0}")]
+    TooLarge(String),
     #[error("bad request: {parameter}: {message}")]
     BadRequest { parameter: &'static str, message: String },
     #[error("{0}")]

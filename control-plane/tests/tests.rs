@@ -6,6 +6,7 @@ mod servers;
 
 mod capture;
 mod cli;
+mod http_ingest;
 mod ingest;
 mod observability;
 mod parse_command;

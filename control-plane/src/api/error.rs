@@ -22,6 +22,7 @@ impl IntoResponse for ApiError {
             Error::BadRequest { parameter, message } => {
                 (StatusCode::BAD_REQUEST, "bad_request", format!("{parameter}: {message}"))
             }
+            Error::TooLarge(message) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", message.clone()),
             Error::Store(_) | Error::Migration(_) => {
                 tracing::error!(error = %self.0, "Store request failed.");
                 (

@@ -138,6 +138,16 @@ fn level(parameter: &'static str, names: &[(&str, u8)], text: &str, max: u8) -> 
         .ok_or_else(|| bad(parameter, format!("`{text}` is not a known {parameter}")))
 }
 
+/// A single severity, by name or number.
+pub fn severity_number(parameter: &'static str, text: &str) -> Result<u8, Error> {
+    level(parameter, &SEVERITIES, text, 7)
+}
+
+/// A single facility, by name or number.
+pub fn facility_number(parameter: &'static str, text: &str) -> Result<u8, Error> {
+    level(parameter, &FACILITIES, text, 23)
+}
+
 /// `warning`, `4`, `err,crit`, `<=warning`, `>notice`: a mask of wanted severities.
 pub fn parse_severity(text: &str) -> Result<u32, Error> {
     let severities = &SEVERITIES;

@@ -2,6 +2,7 @@
 
 pub mod error;
 mod health;
+mod ingest;
 mod logs;
 mod stats;
 mod tail;
@@ -49,14 +50,14 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The full API router.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
-        .route("/logs", get(logs::search))
+        .route("/logs", get(logs::search).post(ingest::post_logs))
         .route("/logs/tail", get(tail::tail))
         .route("/stats", get(stats::stats));
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
-        .nest("/api/v1", api)
+        .nest("/api/v1", api.layer(axum::extract::DefaultBodyLimit::max(ingest::MAX_BODY_BYTES)))
         .fallback(error::not_found)
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
         .layer(middleware::from_fn_with_state(state.clone(), observe))

@@ -20,6 +20,8 @@ use crate::handoff::BatchProducer;
 pub enum ListenerKind {
     SyslogUdp,
     SyslogTcp,
+    /// `POST /api/v1/logs` on the control plane's API.
+    Http,
 }
 
 impl ListenerKind {
@@ -27,6 +29,7 @@ impl ListenerKind {
         match self {
             ListenerKind::SyslogUdp => "syslog-udp",
             ListenerKind::SyslogTcp => "syslog-tcp",
+            ListenerKind::Http => "http",
         }
     }
 }
