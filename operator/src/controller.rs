@@ -61,7 +61,7 @@ pub const DEGRADED: &str = "Degraded";
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
     pub backoff: Backoff,
 }
@@ -73,12 +73,7 @@ impl Context {
             // Set from the downward API in the operator's Deployment.
             instance: std::env::var("POD_NAME").ok(),
         };
-        Self {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-            metrics,
-            backoff: Backoff::default(),
-        }
+        Self { reporter, client, metrics, backoff: Backoff::default() }
     }
 }
 
@@ -376,7 +371,12 @@ async fn publish(
         action: action.into(),
         secondary: None,
     };
-    if let Err(error) = context.recorder.publish(&event, &ingestor.object_ref(&())).await {
+    // A fresh Recorder each time: a shared one folds every later Event with the same
+    // reason into the first (its cache key leaves the note out), so "Applied" would keep
+    // the first pass's note forever. Events are only published on real changes, so there
+    // is no storm to fold.
+    let recorder = Recorder::new(context.client.clone(), context.reporter.clone());
+    if let Err(error) = recorder.publish(&event, &ingestor.object_ref(&())).await {
         warn!(error = %error, reason, "Could not record an Event.");
     }
 }
