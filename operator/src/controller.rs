@@ -437,7 +437,10 @@ pub fn observed_status(ingestor: &Ingestor, daemon_set: &DaemonSet, now: Timesta
         && ds_status.observed_generation >= daemon_set.metadata.generation
         && updated >= desired;
 
-    let (is_ready, ready_reason, ready_message) = if desired == 0 {
+    let reported = daemon_set.status.is_some() && ds_status.observed_generation.is_some();
+    let (is_ready, ready_reason, ready_message) = if !reported {
+        (false, "Pending", "the DaemonSet controller has not reported yet".to_string())
+    } else if desired == 0 {
         (false, "NoNodes", "no node matches the node selector and tolerations".to_string())
     } else if ready >= desired {
         (true, "AllNodesReady", format!("{ready} of {desired} nodes ready"))

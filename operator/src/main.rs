@@ -46,7 +46,7 @@ struct RunArgs {
     #[arg(long, env = "KILLKRILL_OPERATOR_NAMESPACE")]
     namespace: Option<String>,
     /// Kubeconfig file; without it, KUBECONFIG, ~/.kube/config, then the in-cluster account.
-    #[arg(long, env = "KUBECONFIG_FILE")]
+    #[arg(long)]
     kubeconfig: Option<PathBuf>,
     /// Log level or tracing filter.
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]

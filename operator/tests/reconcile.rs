@@ -117,6 +117,16 @@ async fn first_reconcile_adds_the_finalizer_applies_every_object_and_reports_sta
             request.query
         );
     }
+    for request in
+        harness.writes().iter().filter(|request| request.content_type.starts_with("application/apply-patch"))
+    {
+        // Server-side apply needs both in the body.
+        assert!(
+            request.body["apiVersion"].is_string() && request.body["kind"].is_string(),
+            "{}",
+            request.path
+        );
+    }
     for path in OWNED {
         let object = harness.fake.get(path).unwrap_or_else(|| panic!("{path} created"));
         assert!(
@@ -134,7 +144,7 @@ async fn first_reconcile_adds_the_finalizer_applies_every_object_and_reports_sta
     assert_eq!(status.observed_generation, Some(1));
     assert_eq!((status.nodes_desired, status.nodes_ready), (0, 0));
     assert_eq!(condition(&stored, "Ready").status, "False");
-    assert_eq!(condition(&stored, "Ready").reason, "NoNodes");
+    assert_eq!(condition(&stored, "Ready").reason, "Pending", "the DaemonSet has no status yet");
     assert_eq!(condition(&stored, "Degraded").status, "False");
     let status_writes: Vec<_> =
         harness.writes().into_iter().filter(|request| request.path == format!("{INGESTOR}/status")).collect();
@@ -257,6 +267,25 @@ async fn status_follows_the_daemon_set() {
     assert_eq!(condition(&stored, "Ready").status, "False");
     assert_eq!(condition(&stored, "Ready").message, "2 of 3 nodes ready");
     assert_eq!(condition(&stored, "Progressing").status, "True");
+
+    // Nodes scheduled but none matched: NoNodes. Degraded stays False, so it keeps the
+    // transition time it had (backdated here to tell it from "now").
+    let mut stored_json = harness.fake.get(INGESTOR).expect("Ingestor");
+    for condition in stored_json["status"]["conditions"].as_array_mut().expect("conditions") {
+        condition["lastTransitionTime"] = json!("2020-01-01T00:00:00Z");
+    }
+    harness.fake.insert(INGESTOR, stored_json);
+    let mut daemon_set = harness.fake.get(DAEMON_SET).expect("DaemonSet");
+    daemon_set["status"]["desiredNumberScheduled"] = json!(0);
+    daemon_set["status"]["numberReady"] = json!(0);
+    harness.fake.insert(DAEMON_SET, daemon_set);
+    harness.reconcile_stored().await.expect("reconcile");
+    let stored = harness.stored();
+    assert_eq!(condition(&stored, "Ready").reason, "NoNodes");
+    let since = |kind: &str| condition(&stored, kind).last_transition_time.0.to_string();
+    assert_eq!(since("Degraded"), "2020-01-01T00:00:00Z", "an unchanged condition keeps its time");
+    assert_eq!(condition(&stored, "Progressing").status, "False");
+    assert_ne!(since("Progressing"), "2020-01-01T00:00:00Z", "a changed one is stamped anew");
 }
 
 #[tokio::test]
