@@ -96,8 +96,11 @@ pub fn build(ingestor: &Ingestor) -> Result<OwnedObjects> {
         pod_disruption_budget: PodDisruptionBudget {
             metadata: context.metadata(&context.name),
             spec: Some(PodDisruptionBudgetSpec {
-                // A DaemonSet has one pod per node: let one node at a time go.
-                max_unavailable: Some(IntOrString::Int(1)),
+                // One pod per node: let one node at a time go. A DaemonSet has no scale
+                // subresource, and for such pods Kubernetes honours only an integer
+                // minAvailable (not maxUnavailable), so it is derived from the node count
+                // last seen in the status and follows it.
+                min_available: Some(IntOrString::Int(pdb_min_available(ingestor))),
                 selector: Some(context.selector()),
                 ..PodDisruptionBudgetSpec::default()
             }),
@@ -105,6 +108,12 @@ pub fn build(ingestor: &Ingestor) -> Result<OwnedObjects> {
         },
         network_policy: context.network_policy(ingestor),
     })
+}
+
+/// `minAvailable` of the PodDisruptionBudget: all nodes but one, as last observed.
+pub fn pdb_min_available(ingestor: &Ingestor) -> i32 {
+    let desired = ingestor.status.as_ref().map_or(0, |status| status.nodes_desired);
+    desired.saturating_sub(1).max(0)
 }
 
 /// The ConfigMap's name for an Ingestor named `name`.

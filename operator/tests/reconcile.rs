@@ -20,6 +20,7 @@ const INGESTOR: &str = "/apis/killkrill.io/v1alpha1/namespaces/logs/ingestors/ed
 const DAEMON_SET: &str = "/apis/apps/v1/namespaces/logs/daemonsets/edge";
 const CONFIG_MAP: &str = "/api/v1/namespaces/logs/configmaps/edge-config";
 const NETWORK_POLICY: &str = "/apis/networking.k8s.io/v1/namespaces/logs/networkpolicies/edge";
+const PDB: &str = "/apis/policy/v1/namespaces/logs/poddisruptionbudgets/edge";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/logs/events";
 
 /// Every owned object's path.
@@ -30,7 +31,7 @@ const OWNED: [&str; 8] = [
     CONFIG_MAP,
     "/api/v1/namespaces/logs/services/edge",
     DAEMON_SET,
-    "/apis/policy/v1/namespaces/logs/poddisruptionbudgets/edge",
+    PDB,
     NETWORK_POLICY,
 ];
 
@@ -250,6 +251,9 @@ async fn status_follows_the_daemon_set() {
 
     let action = harness.reconcile_stored().await.expect("reconcile");
     assert_eq!(action, Action::requeue(RESYNC_READY));
+    // The next pass sees three nodes in the status and lets only one of them go.
+    harness.reconcile_stored().await.expect("reconcile");
+    assert_eq!(harness.fake.get(PDB).expect("PDB")["spec"]["minAvailable"], 2);
     let stored = harness.stored();
     let status = stored.status.clone().expect("status");
     assert_eq!((status.nodes_desired, status.nodes_ready), (3, 3));

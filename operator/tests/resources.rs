@@ -304,7 +304,8 @@ fn service_pdb_and_network_policy() {
     assert_eq!(annotations.get("prometheus.io/path").map(String::as_str), Some("/metrics"));
 
     let pdb = objects.pod_disruption_budget.spec.clone().expect("pdb spec");
-    assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)));
+    assert_eq!(pdb.max_unavailable, None, "not honoured for DaemonSet pods");
+    assert_eq!(pdb.min_available, Some(IntOrString::Int(0)), "no node count observed yet");
     assert_eq!(
         pdb.selector.and_then(|selector| selector.match_labels),
         Some(resources::selector_labels(NAME))
@@ -408,4 +409,15 @@ fn an_ingestor_without_a_namespace_or_uid_is_an_error_not_a_panic() {
     assert_eq!(error.to_string(), "Ingestor has no metadata.uid");
     ingestor.metadata.namespace = None;
     assert!(resources::build(&ingestor).is_err());
+}
+
+#[test]
+fn pdb_lets_one_node_at_a_time_go() {
+    for (desired, min_available) in [(0, 0), (1, 0), (2, 1), (40, 39)] {
+        let mut ingestor = fixtures::ingestor(fixtures::spec());
+        ingestor.status =
+            Some(killkrill_operator::crd::IngestorStatus { nodes_desired: desired, ..Default::default() });
+        let pdb = resources::build(&ingestor).expect("build").pod_disruption_budget.spec.expect("pdb spec");
+        assert_eq!(pdb.min_available, Some(IntOrString::Int(min_available)), "{desired} nodes");
+    }
 }
