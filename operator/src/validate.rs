@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use crate::crd::{IngestorSpec, ListenerProtocol, StoreKind, Transport};
-use crate::resources::{API_PORT, METRICS_PORT};
+use crate::resources::{AGENT_HEALTH_PORT, API_PORT, METRICS_PORT};
 
 /// Cores above this are surely a typo (the kernel's default NR_CPUS is 8192, but no node
 /// we target has more than a few hundred).
@@ -69,10 +69,11 @@ pub fn validate(spec: &IngestorSpec) -> Result<(), InvalidSpec> {
     if spec.listeners.is_empty() {
         problem("spec.listeners".into(), "must have at least one listener".into());
     }
-    // The API and metrics ports are taken on the node too (hostNetwork), over TCP.
+    // The API, metrics and agent ports are taken on the node too (hostNetwork), over TCP.
     let mut ports_taken: HashMap<(Transport, i32), String> = HashMap::from([
         ((Transport::Tcp, i32::from(API_PORT)), "the API".to_string()),
         ((Transport::Tcp, i32::from(METRICS_PORT)), "the metrics endpoint".to_string()),
+        ((Transport::Tcp, i32::from(AGENT_HEALTH_PORT)), "the agent's health endpoint".to_string()),
     ]);
     let mut protocols_seen: HashMap<ListenerProtocol, usize> = HashMap::new();
     for (index, listener) in spec.listeners.iter().enumerate() {

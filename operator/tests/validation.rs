@@ -42,6 +42,16 @@ fn the_same_port_twice_on_one_transport_is_refused_but_udp_and_tcp_may_share() {
     let mut spec = fixtures::spec();
     spec.listeners.push(ListenerSpec { protocol: ListenerProtocol::SyslogTls, port: 8080 });
     assert_eq!(problems(spec), vec!["spec.listeners[2].port: 8080/TCP is already used by the API"]);
+    let mut spec = fixtures::spec();
+    spec.listeners.push(ListenerSpec { protocol: ListenerProtocol::SyslogTls, port: 8081 });
+    assert_eq!(
+        problems(spec),
+        vec!["spec.listeners[2].port: 8081/TCP is already used by the agent's health endpoint"]
+    );
+    // The same numbers over UDP are free.
+    let mut spec = fixtures::spec();
+    spec.listeners.push(ListenerSpec { protocol: ListenerProtocol::Statsd, port: 8080 });
+    assert!(problems(spec).is_empty());
 }
 
 #[test]
