@@ -129,8 +129,18 @@ pub async fn run(client: Client, context: Arc<Context>, namespace: Option<&str>)
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
-            if let Err(error) = result {
-                debug!(error = %error, "Reconcile request failed.");
+            use kube::runtime::controller::Error as RunError;
+            match result {
+                Ok(_) => {}
+                // error_policy has logged it already, with the retry delay.
+                Err(RunError::ReconcilerFailed(..)) => {}
+                // Deleted between the trigger and the reconcile: nothing to do.
+                Err(RunError::ObjectNotFound(object)) => {
+                    debug!(object = %object, "Object gone before its reconcile.")
+                }
+                // Watches failing (CRD missing, RBAC, API down): kube retries with backoff,
+                // but the user must see why nothing happens.
+                Err(error) => warn!(error = %error, "Watch failed; retrying."),
             }
         })
         .await;

@@ -112,6 +112,17 @@ fn run_serves_health_ready_and_metrics_while_the_api_is_unreachable() {
         assert!(metrics.contains(series), "{series} missing from /metrics:\n{metrics}");
     }
     assert!(metrics.contains("endpoint=\"/health\""), "requests are counted by route");
+
+    // Why nothing happens is in the log: the failing watch, at warn.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut warned = false;
+    while !warned && Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        let log: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+        warned = log["level"] == "warn" && log["message"] == "Watch failed; retrying.";
+    }
+    assert!(warned, "a failing watch is logged at warn");
 }
 
 #[test]
