@@ -4,12 +4,39 @@
 //! test can assert what was written and how many requests a reconcile made.
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
+use http_body::Frame;
 use kube::Client;
 use kube::client::Body;
 use serde_json::{Value, json};
+
+/// A response body: whole, or a watch stream that stays open and quiet (the objects
+/// come from the list before it; tests that need changes call `reconcile` directly).
+pub enum FakeBody {
+    Full(Option<Bytes>),
+    OpenWatch,
+}
+
+impl http_body::Body for FakeBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            Self::Full(bytes) => Poll::Ready(bytes.take().map(|bytes| Ok(Frame::data(bytes)))),
+            Self::OpenWatch => Poll::Pending,
+        }
+    }
+}
 
 /// One request the fake received.
 #[derive(Debug, Clone)]
@@ -43,7 +70,7 @@ pub struct FakeApi(Arc<Mutex<State>>);
 impl FakeApi {
     /// A client whose every request this fake answers.
     pub fn client(&self) -> Client {
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<FakeBody>>();
         let fake = self.clone();
         tokio::spawn(async move {
             while let Some((request, send)) = handle.next_request().await {
@@ -97,10 +124,11 @@ impl FakeApi {
         self.state().requests.clear();
     }
 
-    async fn handle(&self, request: Request<Body>) -> Response<Body> {
+    async fn handle(&self, request: Request<Body>) -> Response<FakeBody> {
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         let query = request.uri().query().unwrap_or_default().to_string();
+        let query_for_record = query.clone();
         let content_type = request
             .headers()
             .get(http::header::CONTENT_TYPE)
@@ -115,7 +143,7 @@ impl FakeApi {
         state.requests.push(Recorded {
             method: method.clone(),
             path: path.clone(),
-            query,
+            query: query_for_record,
             content_type: content_type.clone(),
             body: body.clone(),
         });
@@ -129,8 +157,31 @@ impl FakeApi {
         }
 
         match method {
+            Method::GET if query.contains("watch=true") || query.contains("watch=1") => Response::builder()
+                .status(StatusCode::OK)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(FakeBody::OpenWatch)
+                .expect("response"),
             Method::GET => match state.objects.get(&path) {
                 Some(object) => json_response(StatusCode::OK, object),
+                None if is_collection(&path) => {
+                    let items: Vec<Value> = state
+                        .objects
+                        .iter()
+                        .filter(|(object_path, _)| {
+                            collection_of(object_path).as_deref() == Some(path.as_str())
+                                || parent(object_path) == path
+                        })
+                        .map(|(_, object)| object.clone())
+                        .collect();
+                    let list = json!({
+                        "apiVersion": "v1",
+                        "kind": "List",
+                        "metadata": {"resourceVersion": state.resource_version.to_string()},
+                        "items": items,
+                    });
+                    json_response(StatusCode::OK, &list)
+                }
                 None => status_response(404, "NotFound", &format!("{path} not found")),
             },
             Method::POST => {
@@ -156,7 +207,28 @@ impl FakeApi {
     }
 }
 
-fn patch(state: &mut State, path: &str, content_type: &str, body: Value) -> Response<Body> {
+/// A list URL: `/api/v1/configmaps`, `/apis/apps/v1/daemonsets`, or the same under
+/// `/namespaces/<ns>/` (an object URL has one more segment).
+fn is_collection(path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let base = if segments.first() == Some(&"api") { 2 } else { 3 };
+    let namespaced = segments.get(base) == Some(&"namespaces");
+    segments.len() == base + 1 + if namespaced { 2 } else { 0 }
+}
+
+/// The cluster-wide list URL an object's URL belongs to.
+fn collection_of(object_path: &str) -> Option<String> {
+    let (prefix, rest) = object_path.split_once("/namespaces/")?;
+    let (_, resource_and_name) = rest.split_once('/')?;
+    let (resource, _) = resource_and_name.split_once('/')?;
+    Some(format!("{prefix}/{resource}"))
+}
+
+fn parent(object_path: &str) -> &str {
+    object_path.rsplit_once('/').map_or(object_path, |(parent, _)| parent)
+}
+
+fn patch(state: &mut State, path: &str, content_type: &str, body: Value) -> Response<FakeBody> {
     state.resource_version += 1;
     let resource_version = state.resource_version.to_string();
     if let Some(object_path) = path.strip_suffix("/status") {
@@ -215,15 +287,15 @@ fn merge(target: &mut Value, patch: &Value) {
     }
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+fn json_response(status: StatusCode, body: &Value) -> Response<FakeBody> {
     Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Body::from(serde_json::to_vec(body).expect("serialize")))
+        .body(FakeBody::Full(Some(Bytes::from(serde_json::to_vec(body).expect("serialize")))))
         .expect("response")
 }
 
-fn status_response(code: u16, reason: &str, message: &str) -> Response<Body> {
+fn status_response(code: u16, reason: &str, message: &str) -> Response<FakeBody> {
     let body = json!({
         "kind": "Status",
         "apiVersion": "v1",

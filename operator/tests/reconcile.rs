@@ -417,3 +417,61 @@ fn backoff_is_capped() {
     assert_eq!(delays, vec![2, 4, 8, 16, 32, 60, 60, 60, 60, 60]);
     assert_eq!(backoff.next_delay("ns/b").as_secs(), 2, "per object");
 }
+
+#[tokio::test]
+async fn the_controller_watches_its_kinds_and_reconciles_what_it_lists() {
+    let fake = FakeApi::default();
+    fake.insert(INGESTOR, serde_json::to_value(fixtures::ingestor(fixtures::spec())).expect("serialize"));
+    let client = fake.client();
+    let context = Arc::new(Context::new(client.clone(), Arc::new(Metrics::new())));
+    let controller = tokio::spawn(controller::run(client, context, None));
+
+    let watched = || {
+        let mut paths: Vec<String> = fake
+            .requests()
+            .into_iter()
+            .filter(|request| request.query.contains("watch=true"))
+            .map(|request| request.path)
+            .collect();
+        paths.sort();
+        paths.dedup();
+        paths
+    };
+    let reconciled = || {
+        fake.get(DAEMON_SET).is_some()
+            && fake.get(INGESTOR).is_some_and(|ingestor| ingestor["status"]["conditions"].is_array())
+    };
+    // Watches open concurrently with the first reconcile: wait for both.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !(reconciled() && watched().len() >= 9) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    controller.abort();
+    assert!(reconciled(), "the listed Ingestor was reconciled: {:?}", fake.requests());
+    let watched = watched();
+    assert_eq!(
+        watched,
+        vec![
+            "/api/v1/configmaps",
+            "/api/v1/serviceaccounts",
+            "/api/v1/services",
+            "/apis/apps/v1/daemonsets",
+            "/apis/killkrill.io/v1alpha1/ingestors",
+            "/apis/networking.k8s.io/v1/networkpolicies",
+            "/apis/policy/v1/poddisruptionbudgets",
+            "/apis/rbac.authorization.k8s.io/v1/rolebindings",
+            "/apis/rbac.authorization.k8s.io/v1/roles",
+        ],
+        "the Ingestors and every owned kind"
+    );
+    let owned_watch = fake
+        .requests()
+        .into_iter()
+        .find(|request| request.path == "/apis/apps/v1/daemonsets" && request.query.contains("watch=true"))
+        .expect("DaemonSet watch");
+    assert!(
+        owned_watch.query.contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dkillkrill-operator"),
+        "owned kinds are watched by label only: {}",
+        owned_watch.query
+    );
+}
