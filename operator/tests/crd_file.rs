@@ -59,3 +59,20 @@ fn crd_has_the_status_subresource_and_the_group_and_version() {
     assert_eq!(protocols, &serde_json::json!(["syslog-udp", "syslog-tcp", "syslog-tls", "statsd", "influx"]));
     assert_eq!(spec["properties"]["captureMode"]["enum"], serde_json::json!(["auto", "xdp", "socket"]));
 }
+
+#[test]
+fn the_example_in_docs_operator_md_is_a_valid_ingestor() {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/operator.md"))
+        .expect("docs/operator.md");
+    let example = docs
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|block| block.split_once("```").map(|(yaml, _)| yaml))
+        .find(|yaml| yaml.contains("kind: Ingestor"))
+        .expect("an Ingestor example in docs/operator.md");
+    let ingestor: killkrill_operator::crd::Ingestor =
+        serde_yaml::from_str(example).expect("the example parses as an Ingestor");
+    killkrill_operator::validate::validate(&ingestor.spec).expect("the example is valid");
+    assert_eq!(ingestor.spec.listeners.len(), 3);
+    assert_eq!(ingestor.spec.tolerations.len(), 1);
+}
