@@ -110,8 +110,14 @@ impl Backoff {
     }
 }
 
-/// Runs the controller until SIGTERM or SIGINT. `namespace` limits it to one namespace.
-pub async fn run(client: Client, context: Arc<Context>, namespace: Option<&str>) {
+/// Runs the controller until `shutdown` resolves (then lets running reconciles finish).
+/// `namespace` limits it to one namespace.
+pub async fn run(
+    client: Client,
+    context: Arc<Context>,
+    namespace: Option<&str>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
     let ingestors: Api<Ingestor> = match namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
@@ -126,7 +132,7 @@ pub async fn run(client: Client, context: Arc<Context>, namespace: Option<&str>)
         .owns(owned_api::<RoleBinding>(&client, namespace), owned())
         .owns(owned_api::<PodDisruptionBudget>(&client, namespace), owned())
         .owns(owned_api::<NetworkPolicy>(&client, namespace), owned())
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
             use kube::runtime::controller::Error as RunError;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use futures::FutureExt as _;
 use killkrill_operator::controller::{self, Context};
 use killkrill_operator::crd::{Ingestor, crd_yaml};
 use killkrill_operator::http::{ApiCheck, HttpState, router};
@@ -17,7 +18,7 @@ use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use tokio::net::TcpListener;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 #[derive(Debug, Parser)]
 #[command(name = "killkrill-operator", version = VERSION, about = "Kubernetes operator for Killkrill Ingestors")]
@@ -122,9 +123,43 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         "Controller starting."
     );
     let context = Arc::new(Context::new(client.clone(), metrics));
-    controller::run(client, context, args.namespace.as_deref()).await;
-    info!("Controller stopped.");
+    let shutdown = shutdown_signal().boxed().shared();
+    let controller = controller::run(client, context, args.namespace.as_deref(), shutdown.clone());
+    // kube's graceful shutdown waits for its watches, which never finish while the API
+    // server is unreachable: after the grace period the process stops regardless.
+    let grace_expired = async {
+        shutdown.await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        () = controller => info!("Controller stopped."),
+        () = grace_expired => warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "Controller still busy after the grace period; stopping."),
+    }
     Ok(())
+}
+
+/// How long running reconciles get to finish after SIGTERM or SIGINT.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            // Without a SIGTERM handler only SIGINT can stop it; say so and keep running.
+            Err(error) => {
+                warn!(error = %error, "Cannot listen for SIGTERM.");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    info!("Shutdown requested.");
 }
 
 async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {

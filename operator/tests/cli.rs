@@ -71,7 +71,7 @@ fn run_serves_health_ready_and_metrics_while_the_api_is_unreachable() {
         .spawn()
         .expect("start killkrill-operator run");
     let stdout = child.stdout.take().expect("stdout");
-    let _running = Running(child);
+    let mut running = Running(child);
 
     // The port is read back from the JSON log line "API listening.".
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -123,6 +123,23 @@ fn run_serves_health_ready_and_metrics_while_the_api_is_unreachable() {
         warned = log["level"] == "warn" && log["message"] == "Watch failed; retrying.";
     }
     assert!(warned, "a failing watch is logged at warn");
+
+    // SIGTERM stops it, even with its watches stuck retrying.
+    // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
+    let pid = libc::pid_t::try_from(running.0.id()).expect("pid");
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = running.0.try_wait().expect("try_wait") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let status = status.expect("killkrill-operator stops within 20 s of SIGTERM");
+    assert!(status.success(), "clean exit after SIGTERM: {status:?}");
 }
 
 #[test]

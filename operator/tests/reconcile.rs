@@ -424,7 +424,7 @@ async fn the_controller_watches_its_kinds_and_reconciles_what_it_lists() {
     fake.insert(INGESTOR, serde_json::to_value(fixtures::ingestor(fixtures::spec())).expect("serialize"));
     let client = fake.client();
     let context = Arc::new(Context::new(client.clone(), Arc::new(Metrics::new())));
-    let controller = tokio::spawn(controller::run(client, context, None));
+    let controller = tokio::spawn(controller::run(client, context, None, std::future::pending()));
 
     let watched = || {
         let mut paths: Vec<String> = fake
