@@ -1,10 +1,11 @@
 //! The configuration files the ConfigMap carries, rendered from an Ingestor's spec.
 //!
 //! `killkrill.toml` is read by `killkrill serve`, which refuses unknown keys
-//! (docs/configuration.md), so it holds only the keys that binary accepts today.
-//! `node.toml` holds the node-level part of the spec (interface, capture mode, cores,
-//! every listener, retention) for the node agent, and for the data plane as its keys land
-//! (docs/adr/0012-operator.md).
+//! (docs/configuration.md), so it holds only keys that binary accepts: API, syslog
+//! listeners, store and retention, capture (mode, interface, map pinning).
+//! `node.toml` holds the whole node-level spec (also cores and the listeners the appliance
+//! has no keys for yet: syslog-TLS, statsd, Influx) for the node agent, and for the
+//! appliance as its keys land (docs/adr/0012-operator.md).
 
 use toml::{Table, Value};
 
@@ -50,7 +51,25 @@ pub fn render_appliance_config(spec: &IngestorSpec) -> String {
         // DATABASE_URL and REDIS_URL come from the Secrets as environment variables.
         StoreKind::Postgres => "postgres",
     };
-    root.insert("store".into(), table([("db_type", db_type.into())]));
+    let mut store = Table::new();
+    store.insert("db_type".into(), db_type.into());
+    // Same grammar as the spec (a number and s, m, h, d or w), checked by validation.
+    if let Some(age) = &spec.retention.max_age {
+        store.insert("retention_max_age".into(), age.trim().into());
+    }
+    if let Some(bytes) = spec.retention.max_bytes.as_deref().and_then(|size| parse_quantity_bytes(size).ok())
+    {
+        store.insert("retention_max_bytes".into(), Value::Integer(saturating_i64(bytes)));
+    }
+    root.insert("store".into(), Value::Table(store));
+    root.insert(
+        "capture".into(),
+        table([
+            ("mode", spec.capture_mode.as_str().into()),
+            ("interface", spec.interface.clone().into()),
+            ("pin_maps", BPF_PIN_DIR.into()),
+        ]),
+    );
     root.insert("log".into(), table([("level", "info".into())]));
     header("killkrill serve", root)
 }

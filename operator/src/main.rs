@@ -21,17 +21,26 @@ use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
 #[derive(Debug, Parser)]
-#[command(name = "killkrill-operator", version = VERSION, about = "Kubernetes operator for Killkrill Ingestors")]
+#[command(
+    name = "killkrill-operator",
+    version = VERSION,
+    about = "Kubernetes operator for Killkrill Ingestors",
+    // Without a subcommand it runs (the image's entrypoint is the bare binary).
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Print the Ingestor CustomResourceDefinition as YAML.
     Crd,
-    /// Run the controller (in-cluster, or from a kubeconfig) with /health, /ready, /metrics.
+    /// Run the controller (in-cluster, or from a kubeconfig) with /health, /ready, /metrics;
+    /// the default without a subcommand.
     Run(RunArgs),
 }
 
@@ -56,7 +65,7 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    match cli.command.unwrap_or(Command::Run(cli.run)) {
         Command::Crd => match crd_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");

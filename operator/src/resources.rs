@@ -25,8 +25,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
 use crate::config::{
-    APPLIANCE_CONFIG_KEY, BPF_PIN_DIR, CONFIG_DIR, NODE_CONFIG_KEY, render_appliance_config,
-    render_node_config,
+    APPLIANCE_CONFIG_KEY, CONFIG_DIR, NODE_CONFIG_KEY, render_appliance_config, render_node_config,
 };
 use crate::crd::{Ingestor, SecretKeyRef, StoreKind};
 use crate::{Error, Result};
@@ -372,7 +371,7 @@ impl BuildContext {
             )
         }));
 
-        let mut env = vec![node_name_env()];
+        let mut env = vec![node_name_env("NODE_NAME")];
         if spec.store.kind == StoreKind::Postgres {
             env.push(EnvVar { name: "DB_TYPE".into(), value: Some("postgres".into()), ..EnvVar::default() });
             if let Some(reference) = &spec.store.database_url {
@@ -420,16 +419,17 @@ impl BuildContext {
         Container {
             name: "killkrill-agent".into(),
             image: Some(image),
-            args: Some(vec!["--config".into(), format!("{CONFIG_DIR}/{NODE_CONFIG_KEY}")]),
+            // The agent's settings come as KILLKRILL_AGENT__* variables, as in the static
+            // manifests under deploy/; the node-level spec is in the file named by
+            // KILLKRILL_AGENT_CONFIG (like KILLKRILL_CONFIG for the appliance).
             env: Some(vec![
-                node_name_env(),
-                EnvVar {
-                    name: "KILLKRILL_AGENT_PIN_DIR".into(),
-                    value: Some(BPF_PIN_DIR.into()),
-                    ..EnvVar::default()
-                },
+                node_name_env("KILLKRILL_AGENT__NODE_NAME"),
+                plain_env("KILLKRILL_AGENT__HEALTH_LISTEN", &format!("0.0.0.0:{AGENT_HEALTH_PORT}")),
+                // The appliance on the same node (host network).
+                plain_env("KILLKRILL_AGENT__CONTROL_PLANE_URL", &format!("http://127.0.0.1:{API_PORT}")),
+                plain_env("KILLKRILL_AGENT_CONFIG", &format!("{CONFIG_DIR}/{NODE_CONFIG_KEY}")),
             ]),
-            ports: Some(vec![container_port("agent-health", AGENT_HEALTH_PORT.into(), "TCP")]),
+            ports: Some(vec![container_port("agent-http", AGENT_HEALTH_PORT.into(), "TCP")]),
             liveness_probe: Some(http_probe("/health", AGENT_HEALTH_PORT, 10, 3)),
             resources: Some(
                 spec.agent_resources
@@ -546,9 +546,13 @@ fn empty_dir_volume(name: &str) -> Volume {
     Volume { name: name.into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() }
 }
 
-fn node_name_env() -> EnvVar {
+fn plain_env(name: &str, value: &str) -> EnvVar {
+    EnvVar { name: name.into(), value: Some(value.into()), ..EnvVar::default() }
+}
+
+fn node_name_env(name: &str) -> EnvVar {
     EnvVar {
-        name: "NODE_NAME".into(),
+        name: name.into(),
         value_from: Some(EnvVarSource {
             field_ref: Some(ObjectFieldSelector {
                 field_path: "spec.nodeName".into(),

@@ -62,8 +62,9 @@ fn run_serves_health_ready_and_metrics_while_the_api_is_unreachable() {
          current-context: nowhere\nusers:\n- name: nobody\n  user: {}\n",
     )
     .expect("write kubeconfig");
+    // No subcommand: `run` is the default (the image's entrypoint is the bare binary).
     let mut child = Command::new(BINARY)
-        .args(["run", "--listen", "127.0.0.1:0", "--metrics-listen", "off", "--kubeconfig"])
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "off", "--kubeconfig"])
         .arg(&kubeconfig)
         .env("LOG_LEVEL", "info")
         .stdout(Stdio::piped())

@@ -19,10 +19,25 @@ fn appliance_config_maps_the_syslog_listeners_and_the_api() {
     assert_eq!(config["syslog"]["udp"].as_str(), Some("0.0.0.0:514"));
     assert_eq!(config["syslog"]["tcp"].as_str(), Some("0.0.0.0:514"));
     assert_eq!(config["store"]["db_type"].as_str(), Some("sqlite"));
-    // Only sections `killkrill serve` knows (it refuses unknown keys).
+    assert_eq!(config["store"]["retention_max_age"].as_str(), Some("14d"));
+    assert_eq!(config["store"]["retention_max_bytes"].as_integer(), Some(200 << 30));
+    assert_eq!(config["capture"]["mode"].as_str(), Some("auto"));
+    assert_eq!(config["capture"]["interface"].as_str(), Some("eth0"));
+    assert_eq!(config["capture"]["pin_maps"].as_str(), Some("/sys/fs/bpf/killkrill"));
+    // Only keys `killkrill serve` knows (it refuses unknown ones; docs/configuration.md).
+    let keys = |section: &str| -> Vec<String> {
+        let mut keys: Vec<String> = config[section].as_table().expect("section").keys().cloned().collect();
+        keys.sort_unstable();
+        keys
+    };
     let mut sections: Vec<&str> = config.keys().map(String::as_str).collect();
     sections.sort_unstable();
-    assert_eq!(sections, vec!["api", "data_dir", "log", "store", "syslog"]);
+    assert_eq!(sections, vec!["api", "capture", "data_dir", "log", "store", "syslog"]);
+    assert_eq!(keys("api"), vec!["listen", "metrics_listen"]);
+    assert_eq!(keys("syslog"), vec!["tcp", "udp"]);
+    assert_eq!(keys("store"), vec!["db_type", "retention_max_age", "retention_max_bytes"]);
+    assert_eq!(keys("capture"), vec!["interface", "mode", "pin_maps"]);
+    assert_eq!(keys("log"), vec!["level"]);
 }
 
 #[test]
@@ -54,4 +69,12 @@ fn node_config_carries_capture_cores_listeners_and_retention() {
     assert_eq!(listeners[2]["port"].as_integer(), Some(8125));
     assert_eq!(config["retention"]["max_age_seconds"].as_integer(), Some(14 * 86_400));
     assert_eq!(config["retention"]["max_bytes"].as_integer(), Some(200 << 30));
+}
+
+#[test]
+fn without_retention_the_appliance_defaults_apply() {
+    let mut spec = fixtures::spec();
+    spec.retention = Default::default();
+    let config = parse(&render_appliance_config(&spec));
+    assert_eq!(config["store"].as_table().expect("store").keys().collect::<Vec<_>>(), vec!["db_type"]);
 }

@@ -421,3 +421,18 @@ fn pdb_lets_one_node_at_a_time_go() {
         assert_eq!(pdb.min_available, Some(IntOrString::Int(min_available)), "{desired} nodes");
     }
 }
+
+#[test]
+fn the_agent_is_configured_like_the_static_manifests() {
+    let objects = built(fixtures::spec());
+    let agent = container(&objects, "killkrill-agent");
+    assert_eq!(agent.args, None, "settings come from the environment");
+    let env = agent.env.clone().unwrap_or_default();
+    let value = |name: &str| env.iter().find(|var| var.name == name).and_then(|var| var.value.clone());
+    assert_eq!(value("KILLKRILL_AGENT__HEALTH_LISTEN").as_deref(), Some("0.0.0.0:8081"));
+    assert_eq!(value("KILLKRILL_AGENT__CONTROL_PLANE_URL").as_deref(), Some("http://127.0.0.1:8080"));
+    assert_eq!(value("KILLKRILL_AGENT_CONFIG").as_deref(), Some("/etc/killkrill/node.toml"));
+    let node = env.iter().find(|var| var.name == "KILLKRILL_AGENT__NODE_NAME").expect("node name");
+    let field = node.value_from.clone().and_then(|source| source.field_ref).expect("downward API");
+    assert_eq!(field.field_path, "spec.nodeName");
+}
