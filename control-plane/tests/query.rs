@@ -208,3 +208,53 @@ fn query_command_prints_a_table_or_json_and_reports_bad_filters() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot reach"));
 }
+
+#[test]
+fn openapi_document_lists_every_endpoint_and_each_answers() {
+    let appliance = Appliance::start();
+    let (status, document) = appliance.get_json("/api/v1/openapi.json");
+    assert_eq!(status, 200);
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."), "{document}");
+    assert_eq!(document["info"]["version"], env!("CARGO_PKG_VERSION"));
+    let paths = document["paths"].as_object().unwrap();
+    let mut documented: Vec<String> = paths
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object().unwrap().keys().map(move |method| format!("{method} {path}"))
+        })
+        .collect();
+    documented.sort();
+    assert_eq!(
+        documented,
+        [
+            "get /api/v1/logs",
+            "get /api/v1/logs/tail",
+            "get /api/v1/openapi.json",
+            "get /api/v1/stats",
+            "get /health",
+            "get /metrics",
+            "get /ready",
+            "post /api/v1/logs",
+        ]
+    );
+    // Every documented GET route exists (the live tail streams, so only its status is read).
+    for path in paths.keys() {
+        let status = reqwest::blocking::get(appliance.url(path)).unwrap().status().as_u16();
+        assert_ne!(status, 404, "{path} is documented but not served");
+    }
+    let log = &document["components"]["schemas"]["StoredLog"]["properties"];
+    for field in ["id", "received_at", "hostname", "message", "parse_error", "frame_flag"] {
+        assert!(log.get(field).is_some(), "StoredLog.{field} missing from the schema");
+    }
+    let parameters: Vec<&str> = document["paths"]["/api/v1/logs"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|parameter| parameter["name"].as_str().unwrap())
+        .collect();
+    for name in
+        ["start", "end", "host", "app", "severity", "facility", "source", "q", "limit", "cursor", "order"]
+    {
+        assert!(parameters.contains(&name), "parameter {name} undocumented: {parameters:?}");
+    }
+}

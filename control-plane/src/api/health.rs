@@ -62,6 +62,8 @@ async fn checks(state: &AppState) -> (bool, Map<String, Value>) {
     (store_ok && listeners_up && disk_ok, checks)
 }
 
+/// Liveness: 200 while the process runs, with each check's status.
+#[utoipa::path(get, path = "/health", responses((status = 200, description = "healthy or degraded", body = Object)))]
 pub async fn health(State(state): State<AppState>) -> Response {
     let (all_ok, checks) = checks(&state).await;
     Json(json!({
@@ -74,6 +76,11 @@ pub async fn health(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
+/// Readiness: 200 when every check passes, 503 otherwise.
+#[utoipa::path(get, path = "/ready", responses(
+    (status = 200, description = "Ready", body = Object),
+    (status = 503, description = "Not ready", body = Object),
+))]
 pub async fn ready(State(state): State<AppState>) -> Response {
     let (ready, checks) = checks(&state).await;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -86,6 +93,8 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],

@@ -28,7 +28,7 @@ pub const MAX_BODY_BYTES: usize = 16 << 20;
 const COMPRESSION_LEVEL: i32 = 1;
 
 /// A number or a name, for severity and facility.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 enum Level {
     Number(u64),
@@ -36,9 +36,9 @@ enum Level {
 }
 
 /// One posted message (docs/api.md).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PostedLog {
+pub struct PostedLog {
     /// A complete syslog frame, parsed as if it came from the network.
     raw: Option<String>,
     message: Option<String>,
@@ -152,6 +152,15 @@ fn parse_body(body: &[u8]) -> Result<Vec<PostedLog>, Error> {
     Ok(posted)
 }
 
+/// Store messages; answered once they are committed. All or nothing per request.
+#[utoipa::path(post, path = "/api/v1/logs",
+    request_body(content = Vec<PostedLog>, description = "A JSON array, or one object per line (JSON lines)"),
+    responses(
+        (status = 200, description = "Committed", body = super::openapi::PostAnswer),
+        (status = 400, description = "A message is wrong; nothing was stored", body = super::openapi::ErrorAnswer),
+        (status = 413, description = "More than 65,536 messages or 16 MiB", body = super::openapi::ErrorAnswer),
+        (status = 503, description = "The store does not answer; nothing was stored", body = super::openapi::ErrorAnswer),
+))]
 pub async fn post_logs(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -57,7 +57,8 @@ const FACILITIES: [(&str, u8); 24] = [
 ];
 
 /// The query string of `GET /api/v1/logs` (docs/api.md).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogsParams {
     /// Receive time from (inclusive): RFC 3339, or relative to now such as `-15m`.
     start: Option<String>,
@@ -241,6 +242,12 @@ pub fn now_ns() -> i64 {
     i64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX)
 }
 
+/// Search stored messages, newest first, one page at a time.
+#[utoipa::path(get, path = "/api/v1/logs", params(LogsParams), responses(
+    (status = 200, description = "A page of matching messages", body = super::openapi::LogsAnswer),
+    (status = 400, description = "A filter is wrong; the message names it", body = super::openapi::ErrorAnswer),
+    (status = 503, description = "The store does not answer", body = super::openapi::ErrorAnswer),
+))]
 pub async fn search(
     State(state): State<AppState>,
     Query(params): Query<LogsParams>,

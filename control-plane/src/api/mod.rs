@@ -4,6 +4,7 @@ pub mod error;
 mod health;
 mod ingest;
 mod logs;
+pub mod openapi;
 mod stats;
 mod tail;
 
@@ -52,7 +53,8 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/logs", get(logs::search).post(ingest::post_logs))
         .route("/logs/tail", get(tail::tail))
-        .route("/stats", get(stats::stats));
+        .route("/stats", get(stats::stats))
+        .route("/openapi.json", get(openapi::openapi_json));
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))

@@ -54,6 +54,11 @@ fn capture_stats(status: &CaptureStatus) -> Value {
     }
 }
 
+/// Intake, drops, capture path and store figures (docs/api.md shows the shape).
+#[utoipa::path(get, path = "/api/v1/stats", responses(
+    (status = 200, description = "Counters by listener and stage, capture path, store figures", body = Object),
+    (status = 503, description = "The store does not answer", body = super::openapi::ErrorAnswer),
+))]
 pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let store = state.store.stats().await?;
     let time = |nanos: Option<i64>| nanos.and_then(|nanos| rfc3339_with_digits(nanos, 9));

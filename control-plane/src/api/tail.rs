@@ -89,6 +89,11 @@ impl Tail {
     }
 }
 
+/// New matching messages as server-sent events (`event: log`, `data:` the row as JSON).
+#[utoipa::path(get, path = "/api/v1/logs/tail", params(LogsParams), responses(
+    (status = 200, description = "An endless text/event-stream", content_type = "text/event-stream", body = String),
+    (status = 400, description = "A filter is wrong", body = super::openapi::ErrorAnswer),
+))]
 pub async fn tail(
     State(state): State<AppState>,
     Query(params): Query<LogsParams>,

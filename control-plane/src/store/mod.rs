@@ -21,7 +21,7 @@ use crate::config::{DbType, StoreConfig};
 use crate::{Error, Result};
 
 /// A stored message as the API returns it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StoredLog {
     /// Stable id: the block's sequence number and the row inside it.
     pub id: i64,
