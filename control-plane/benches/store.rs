@@ -103,7 +103,13 @@ fn ingest(c: &mut Criterion) {
                         BlockSettings { max_messages: 16_384, compression_level: level, encoders: 2 };
                     let started = Instant::now();
                     runtime
-                        .block_on(run_batch_writer(vec![consumer], store.clone(), counters.clone(), settings))
+                        .block_on(run_batch_writer(
+                            vec![consumer],
+                            store.clone(),
+                            counters.clone(),
+                            settings,
+                            None,
+                        ))
                         .unwrap();
                     total += started.elapsed();
                     assert_eq!(

@@ -128,6 +128,9 @@ pub struct StoreConfig {
     pub retention_max_bytes: u64,
     /// How often retention runs, in seconds.
     pub retention_interval_s: u64,
+    /// Room for blocks the store could not take (kept in `data_dir/spool`); 0 disables the
+    /// spool, and the writer then waits for the store.
+    pub spool_max_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -311,6 +314,7 @@ impl Default for StoreConfig {
             retention_max_age: "30d".to_owned(),
             retention_max_bytes: 0,
             retention_interval_s: 60,
+            spool_max_bytes: 1 << 30,
         }
     }
 }

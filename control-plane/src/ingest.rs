@@ -13,6 +13,7 @@ use killkrill_dataplane::batch::LogBatch;
 use killkrill_dataplane::handoff::BatchConsumer;
 use tokio::sync::mpsc;
 
+use crate::spool::Spool;
 use crate::store::block::MAX_ROWS;
 use crate::store::{BlockEncoder, EncodedBlock, Store};
 use crate::telemetry::metrics::StoreCounters;
@@ -42,6 +43,7 @@ pub async fn run_batch_writer(
     store: Arc<dyn Store>,
     counters: Arc<StoreCounters>,
     settings: BlockSettings,
+    spool: Option<Arc<Spool>>,
 ) -> Result<()> {
     let max_messages = settings.max_messages.clamp(1, MAX_ROWS);
     let mut encoders = Vec::new();
@@ -77,12 +79,13 @@ pub async fn run_batch_writer(
             continue;
         }
         in_flight += 1;
-        let (store, counters, done_sender) = (store.clone(), counters.clone(), done_sender.clone());
+        let (store, counters, done_sender, spool) =
+            (store.clone(), counters.clone(), done_sender.clone(), spool.clone());
         let level = settings.compression_level;
         tokio::spawn(async move {
             let done = match encode(encoder, taken, &counters).await {
                 Some((encoder, taken, block)) => {
-                    commit(&*store, &counters, &block).await;
+                    commit(&*store, &counters, &block, spool.as_deref()).await;
                     (taken, encoder)
                 }
                 // A bug in the encoder took the batches with it; keep the writer going.
@@ -165,8 +168,33 @@ async fn encode(
     }
 }
 
-/// Stores the block, retrying with back-off until the store takes it.
-async fn commit(store: &dyn Store, counters: &StoreCounters, block: &EncodedBlock) {
+/// Writes the block to the spool (blocking I/O, on this worker thread); false when the
+/// spool is full or failed, in which case the caller waits for the store instead.
+fn spool_block(spool: &Spool, block: &EncodedBlock) -> bool {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|runtime| runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    let written =
+        if multi_thread { tokio::task::block_in_place(|| spool.put(block)) } else { spool.put(block) };
+    match written {
+        Ok(stored) => stored,
+        Err(error) => {
+            tracing::error!(error = %error, "Cannot write to the spool; waiting for the store instead.");
+            false
+        }
+    }
+}
+
+/// Stores the block, or spools it while the store is down (once a block is spooled, the
+/// next ones go to the spool too until it drains, so an outage costs one failed attempt,
+/// not one per block); without room in the spool, retries with back-off until the store
+/// takes it.
+async fn commit(store: &dyn Store, counters: &StoreCounters, block: &EncodedBlock, spool: Option<&Spool>) {
+    if let Some(spool) = spool
+        && spool.pending() > 0
+        && spool_block(spool, block)
+    {
+        return;
+    }
     let mut delay = RETRY_FIRST;
     loop {
         match store.insert_block(block).await {
@@ -182,6 +210,12 @@ async fn commit(store: &dyn Store, counters: &StoreCounters, block: &EncodedBloc
             }
             Err(error) => {
                 counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                if let Some(spool) = spool
+                    && spool_block(spool, block)
+                {
+                    tracing::warn!(error = %error, messages = block.summary.message_count, "Store write failed; the block went to the spool.");
+                    return;
+                }
                 tracing::warn!(error = %error, messages = block.summary.message_count, retry_in_ms = delay.as_millis() as u64, "Store write failed; retrying.");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(RETRY_MAX);

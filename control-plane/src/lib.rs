@@ -8,6 +8,7 @@ pub mod config;
 mod error;
 pub mod ingest;
 pub mod server;
+pub mod spool;
 pub mod store;
 pub mod telemetry;
 

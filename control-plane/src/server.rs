@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::spool::Spool;
 use crate::telemetry::metrics::{Metrics, StoreCounters};
 use crate::{Error, Result, VERSION, ingest, store};
 
@@ -94,11 +95,29 @@ pub async fn serve(config: Config) -> Result<()> {
         store_counters.clone(),
         stop.clone(),
     ));
+    let spool = match config.store.spool_max_bytes {
+        0 => None,
+        max_bytes => {
+            let dir = config.data_dir.join("spool");
+            let spool = Spool::open(&dir, max_bytes, store_counters.clone()).map_err(|error| {
+                Error::DataDir { path: dir.clone(), message: format!("cannot open the spool: {error}") }
+            })?;
+            if spool.pending() > 0 {
+                tracing::info!(
+                    blocks = spool.pending(),
+                    "Spooled blocks from an earlier run will be stored."
+                );
+            }
+            Some(Arc::new(spool))
+        }
+    };
+    let drainer = spool.clone().map(|spool| tokio::spawn(spool.drain(store.clone(), stop.clone())));
     let writer = tokio::spawn(ingest::run_batch_writer(
         dataplane.take_consumers(),
         store.clone(),
         store_counters,
         block_settings,
+        spool,
     ));
     state.listeners_up.store(true, Ordering::Release);
     tracing::info!(version = VERSION, data_dir = %config.data_dir.display(), "Killkrill is ready.");
@@ -123,6 +142,9 @@ pub async fn serve(config: Config) -> Result<()> {
     }
     let _ = stop_sender.send(true);
     let _ = retention.await;
+    if let Some(drainer) = drainer {
+        let _ = drainer.await;
+    }
     for server in http_servers {
         let _ = server.await;
     }

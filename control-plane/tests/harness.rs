@@ -40,7 +40,13 @@ impl Appliance {
 
     /// Starts on `data_dir` with extra `serve` arguments.
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(data_dir, extra, &[])
+    }
+
+    /// Starts on `data_dir` with extra `serve` arguments and environment variables.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(BINARY);
+        command.envs(env.iter().copied());
         command
             .args(["serve", "--data-dir"])
             .arg(data_dir)

@@ -50,9 +50,10 @@ fn postgres_user() -> (u32, u32) {
 }
 
 pub struct PostgresServer {
-    child: Child,
+    child: Option<Child>,
     pub url: String,
-    _dir: tempfile::TempDir,
+    port: u16,
+    dir: tempfile::TempDir,
 }
 
 impl PostgresServer {
@@ -72,39 +73,67 @@ impl PostgresServer {
             .unwrap();
         assert!(output.status.success(), "initdb failed: {}", String::from_utf8_lossy(&output.stderr));
         let port = free_port();
+        let mut server =
+            Self { child: None, url: format!("postgres://killkrill@127.0.0.1:{port}/postgres"), port, dir };
+        server.restart();
+        server
+    }
+
+    /// Starts the server (again) on the same files and port, and waits until it answers.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let bin = postgres_bin_dir();
+        let port = self.port.to_string();
         let child = as_postgres_user(&bin.join("postgres"))
             .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-k"])
-            .arg(dir.path())
+            .arg(self.dir.path().join("data"))
+            .args(["-p", &port, "-k"])
+            .arg(self.dir.path())
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let server =
-            Self { child, url: format!("postgres://killkrill@127.0.0.1:{port}/postgres"), _dir: dir };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ready = Command::new(bin.join("pg_isready"))
-                .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+                .args(["-h", "127.0.0.1", "-p", &port])
                 .stdout(Stdio::null())
                 .status()
                 .is_ok_and(|status| status.success());
             if ready {
-                return server;
+                return;
             }
             assert!(Instant::now() < deadline, "PostgreSQL did not start within 30 s");
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
+    /// Stops the server (fast shutdown: clients are disconnected), keeping its files.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        // SIGINT is PostgreSQL's "fast shutdown"; then reap it.
+        // SAFETY: kill(2) on our own child's PID.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// A fresh database on this server, so tests sharing a server do not see each other.
     pub fn create_database(&self, name: &str) -> String {
         let bin = postgres_bin_dir();
-        let port = self.url.rsplit(':').next().unwrap().split('/').next().unwrap().to_owned();
         let status = Command::new(bin.join("createdb"))
-            .args(["-h", "127.0.0.1", "-p", &port, "-U", "killkrill", name])
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "killkrill", name])
             .status()
             .unwrap();
         assert!(status.success(), "createdb {name} failed");
@@ -114,19 +143,6 @@ impl PostgresServer {
 
 impl Drop for PostgresServer {
     fn drop(&mut self) {
-        // SIGINT is PostgreSQL's "fast shutdown"; then reap it.
-        // SAFETY: kill(2) on our own child's PID.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGINT);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }

@@ -9,6 +9,7 @@ mod cli;
 mod http_ingest;
 mod ingest;
 mod observability;
+mod outage;
 mod parse_command;
 mod query;
 mod shutdown;

@@ -82,6 +82,15 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
             "stored_blocks": writer.stored_blocks.load(Ordering::Relaxed),
             "write_errors": writer.write_errors.load(Ordering::Relaxed),
         },
+        "spool": {
+            "blocks": writer.spool_blocks.load(Ordering::Relaxed),
+            "bytes": writer.spool_bytes.load(Ordering::Relaxed),
+            "written_blocks": writer.spooled_blocks.load(Ordering::Relaxed),
+            "written_messages": writer.spooled_messages.load(Ordering::Relaxed),
+            "drained_blocks": writer.drained_blocks.load(Ordering::Relaxed),
+            "full": writer.spool_full.load(Ordering::Relaxed),
+            "damaged": writer.spool_damaged.load(Ordering::Relaxed),
+        },
         "store": {
             "backend": state.store_backend,
             "blocks": store.blocks,

@@ -63,7 +63,8 @@ impl SqlStore {
         let options = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
             .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10))
+            // Short: a store outage should reach the spool quickly, not after a long wait.
+            .acquire_timeout(Duration::from_secs(3))
             .connect_with(options)
             .await?;
         super::migrations::postgres().await?.run(&pool).await?;

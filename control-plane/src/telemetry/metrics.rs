@@ -45,6 +45,17 @@ pub struct StoreCounters {
     /// Messages and blocks removed by retention.
     pub retention_removed_messages: AtomicU64,
     pub retention_removed_blocks: AtomicU64,
+    /// Blocks and bytes in the spool now.
+    pub spool_blocks: AtomicU64,
+    pub spool_bytes: AtomicU64,
+    /// Blocks and messages ever written to the spool, and blocks drained from it.
+    pub spooled_blocks: AtomicU64,
+    pub spooled_messages: AtomicU64,
+    pub drained_blocks: AtomicU64,
+    /// Times a block found the spool full (the writer then waits for the store).
+    pub spool_full: AtomicU64,
+    /// Spool files that failed their checksum and were set aside.
+    pub spool_damaged: AtomicU64,
     /// Woken after each committed block, for the live tail.
     pub committed: tokio::sync::Notify,
     /// Failed store writes; the batch is retried, not dropped.
@@ -335,6 +346,27 @@ impl prometheus_client::collector::Collector for IngestCollector {
                 &store.retention_removed_blocks,
             ),
             (
+                "killkrill_spool_written_blocks",
+                "Log blocks written to the spool while the store was down",
+                &store.spooled_blocks,
+            ),
+            ("killkrill_spool_written_messages", "Messages written to the spool", &store.spooled_messages),
+            (
+                "killkrill_spool_drained_blocks",
+                "Spooled blocks committed to the store",
+                &store.drained_blocks,
+            ),
+            (
+                "killkrill_spool_full",
+                "Blocks that found the spool full (the writer waited for the store)",
+                &store.spool_full,
+            ),
+            (
+                "killkrill_spool_damaged",
+                "Spool files set aside because they failed their checksum",
+                &store.spool_damaged,
+            ),
+            (
                 "killkrill_store_block_bytes",
                 "Bytes of compressed log blocks committed",
                 &store.stored_block_bytes,
@@ -347,6 +379,13 @@ impl prometheus_client::collector::Collector for IngestCollector {
         ] {
             let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             ConstCounter::new(counter.load(Ordering::Relaxed)).encode(metric)?;
+        }
+        for (name, help, gauge) in [
+            ("killkrill_spool_blocks", "Log blocks waiting in the spool", &store.spool_blocks),
+            ("killkrill_spool_bytes", "Bytes waiting in the spool", &store.spool_bytes),
+        ] {
+            let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            ConstGauge::new(gauge.load(Ordering::Relaxed) as i64).encode(metric)?;
         }
         Ok(())
     }
