@@ -230,6 +230,7 @@ fn openapi_document_lists_every_endpoint_and_each_answers() {
             "get /api/v1/logs",
             "get /api/v1/logs/tail",
             "get /api/v1/openapi.json",
+            "get /api/v1/sources",
             "get /api/v1/stats",
             "get /health",
             "get /metrics",
@@ -257,4 +258,37 @@ fn openapi_document_lists_every_endpoint_and_each_answers() {
     {
         assert!(parameters.contains(&name), "parameter {name} undocumented: {parameters:?}");
     }
+}
+
+#[test]
+fn sources_count_senders_of_the_matching_messages() {
+    let appliance = Appliance::start();
+    let mut sent = Vec::new();
+    for n in 0..30u8 {
+        // router-a: 20 messages (10 of them errors); router-b: 10 messages, no errors.
+        let (host, pri) =
+            if n < 20 { ("router-a", if n % 2 == 0 { 11 } else { 14 }) } else { ("router-b", 14) };
+        sent.push((host, "ospfd", pri, format!("srcword {n}")));
+    }
+    send(&appliance, &sent);
+    appliance.wait_for_logs("q=srcword", 30);
+    let (status, body) = appliance.get_json("/api/v1/sources?q=srcword");
+    assert_eq!(status, 200, "{body}");
+    let sources = body["sources"].as_array().unwrap();
+    let summary: Vec<(&str, &str, u64)> = sources
+        .iter()
+        .map(|s| {
+            (s["hostname"].as_str().unwrap(), s["address"].as_str().unwrap(), s["messages"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(summary, [("router-a", "127.0.0.1", 20), ("router-b", "127.0.0.1", 10)]);
+    assert!(sources[0]["first_seen"].as_str().unwrap() <= sources[0]["last_seen"].as_str().unwrap());
+    assert_eq!(body["truncated"], false);
+    let (_, errors) = appliance.get_json("/api/v1/sources?q=srcword&severity=%3C%3Derr");
+    let errors = errors["sources"].as_array().unwrap();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(
+        (errors[0]["hostname"].as_str(), errors[0]["messages"].as_u64()),
+        (Some("router-a"), Some(10))
+    );
 }

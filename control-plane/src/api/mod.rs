@@ -5,6 +5,7 @@ mod health;
 mod ingest;
 mod logs;
 pub mod openapi;
+mod sources;
 mod stats;
 mod tail;
 
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/logs", get(logs::search).post(ingest::post_logs))
         .route("/logs/tail", get(tail::tail))
         .route("/stats", get(stats::stats))
+        .route("/sources", get(sources::sources))
         .route("/openapi.json", get(openapi::openapi_json));
     Router::new()
         .route("/health", get(health::health))

@@ -45,6 +45,7 @@ pub struct PostAnswer {
         super::ingest::post_logs,
         super::tail::tail,
         super::stats::stats,
+        super::sources::sources,
         super::health::health,
         super::health::ready,
         super::health::metrics,
@@ -56,7 +57,9 @@ pub struct PostAnswer {
         ErrorDetail,
         PostAnswer,
         StoredLog,
-        super::ingest::PostedLog
+        super::ingest::PostedLog,
+        crate::store::SourcesSeen,
+        crate::store::SourceSeen,
     ))
 )]
 pub struct ApiDoc;

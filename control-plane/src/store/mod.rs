@@ -70,6 +70,30 @@ pub struct StoreStats {
     pub newest_received_ns: Option<i64>,
 }
 
+/// A sender seen in the searched window: one hostname from one address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SourceSeen {
+    /// The HOSTNAME the messages carried (null when they had none).
+    pub hostname: Option<String>,
+    /// The sender's IP address.
+    pub address: String,
+    pub messages: u64,
+    /// Receive times of the first and last message in the window, RFC 3339.
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+/// Senders seen, most messages first.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SourcesSeen {
+    pub sources: Vec<SourceSeen>,
+    /// Blocks read to answer.
+    pub blocks_read: u64,
+    /// True when the window held more blocks than one answer reads (narrow it with
+    /// `start` for an exact answer); the counts then cover the newest blocks only.
+    pub truncated: bool,
+}
+
 /// How long and how much the store keeps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Retention {
@@ -94,6 +118,9 @@ pub trait Store: Send + Sync {
     /// Commits the block; false when a block with the same id is already stored.
     async fn insert_block(&self, block: &EncodedBlock) -> Result<bool>;
     async fn query_logs(&self, query: &LogQuery) -> Result<LogPage>;
+    /// Hostnames and addresses of the messages matching `query` (its limit, order and
+    /// cursor are ignored), reading at most `max_blocks` blocks, newest first.
+    async fn sources(&self, query: &LogQuery, max_blocks: u64) -> Result<SourcesSeen>;
     async fn stats(&self) -> Result<StoreStats>;
     /// The sequence number of the last block committed (None when the store is empty).
     async fn newest_block_seq(&self) -> Result<Option<i64>>;

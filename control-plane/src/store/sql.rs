@@ -2,6 +2,7 @@
 //! written once with `QueryBuilder` (which knows each dialect's placeholders) and run on
 //! whichever pool is open, through `on_pool!`.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use sqlx::{QueryBuilder, Row};
 
 use super::block::{self, DecodedBlock, EncodedBlock, RefColumn};
 use super::query::{BlockCandidate, Cursor, LogQuery, Order};
-use super::{LogPage, Removed, Retention, Store, StoreStats, StoredLog};
+use super::{LogPage, Removed, Retention, SourceSeen, SourcesSeen, Store, StoreStats, StoredLog};
 use crate::{Error, Result};
 
 /// Index rows read per round trip while looking for matching blocks.
@@ -273,6 +274,82 @@ impl Store for SqlStore {
             .then(|| found.last().map(|((received_ns, id), _)| Cursor { received_ns: *received_ns, id: *id }))
             .flatten();
         Ok(LogPage { logs: found.into_iter().map(|(_, log)| log).collect(), next_cursor })
+    }
+
+    async fn sources(&self, query: &LogQuery, max_blocks: u64) -> Result<SourcesSeen> {
+        let query = LogQuery { order: Order::Descending, cursor: None, ..query.clone() };
+        let plan = query.plan();
+        // (hostname, address) -> (messages, first, last)
+        let mut seen: HashMap<(Option<String>, String), (u64, i64, i64)> = HashMap::new();
+        let mut blocks_read = 0;
+        let mut truncated = false;
+        let mut after = None;
+        'rounds: loop {
+            let candidates = self.candidates(&query, after).await?;
+            let Some(last) = candidates.last() else { break };
+            after = Some((last.max_received_ns, last.seq));
+            let round_len = candidates.len();
+            for candidate in candidates {
+                if !query.may_match(&plan, &candidate) {
+                    continue;
+                }
+                if blocks_read == max_blocks {
+                    truncated = true;
+                    break 'rounds;
+                }
+                let Some(payload) = self.payload(candidate.seq).await? else { continue };
+                blocks_read += 1;
+                let (seq, block_query) = (candidate.seq, query.clone());
+                let found = tokio::task::spawn_blocking(move || {
+                    let block = block::decode(&payload)?;
+                    let mut found: HashMap<(Option<String>, String), (u64, i64, i64)> = HashMap::new();
+                    for row in 0..block.len() {
+                        if !block_query.matches(&block, row, (seq << 16) | row as i64) {
+                            continue;
+                        }
+                        let key = (
+                            block.text(RefColumn::Hostname, row).map(str::to_owned),
+                            block.source_ip(row).map_or_else(|| block.source(row), |ip| ip.to_string()),
+                        );
+                        let received = block.received_ns[row];
+                        let entry = found.entry(key).or_insert((0, received, received));
+                        entry.0 += 1;
+                        entry.1 = entry.1.min(received);
+                        entry.2 = entry.2.max(received);
+                    }
+                    Ok::<_, Error>(found)
+                })
+                .await
+                .map_err(|error| Error::Internal(format!("block decoder stopped: {error}")))??;
+                for (key, (messages, first, last)) in found {
+                    let entry = seen.entry(key).or_insert((0, first, last));
+                    entry.0 += messages;
+                    entry.1 = entry.1.min(first);
+                    entry.2 = entry.2.max(last);
+                }
+            }
+            if (round_len as i64) < CANDIDATES_PER_ROUND {
+                break;
+            }
+        }
+        let time = |nanos| super::rfc3339_with_digits(nanos, 9).unwrap_or_default();
+        let mut sources: Vec<SourceSeen> = seen
+            .into_iter()
+            .map(|((hostname, address), (messages, first, last))| SourceSeen {
+                hostname,
+                address,
+                messages,
+                first_seen: time(first),
+                last_seen: time(last),
+            })
+            .collect();
+        sources.sort_by(|a, b| {
+            b.messages
+                .cmp(&a.messages)
+                .then_with(|| a.hostname.cmp(&b.hostname))
+                .then_with(|| a.address.cmp(&b.address))
+        });
+        Ok(SourcesSeen { sources, blocks_read, truncated })
     }
 
     async fn stats(&self) -> Result<StoreStats> {
