@@ -189,7 +189,9 @@ impl StreamServer {
                     token => self.ready.push(token),
                 }
             }
-            if !blocked {
+            if blocked {
+                self.advance_handshakes();
+            } else {
                 self.read_ready();
             }
             // The poll timeout is at most IDLE_WAKEUP, which bounds how late a slow
@@ -238,6 +240,32 @@ impl StreamServer {
                     return;
                 }
             }
+        }
+    }
+
+    /// While the hand-off ring is full: lets TLS handshakes with pending input go on
+    /// (they produce no frames), leaving the connections on the ready list for later.
+    fn advance_handshakes(&mut self) {
+        if self.settings.tls.is_none() {
+            return;
+        }
+        self.ready.sort_unstable();
+        self.ready.dedup();
+        let mut closed = Vec::new();
+        for &token in &self.ready {
+            let Some(connection) = self.connections.get_mut(&token) else { continue };
+            let Transport::Tls(session) = &mut connection.transport else { continue };
+            if !session.is_handshaking() {
+                continue;
+            }
+            let open =
+                session.advance_handshake(&mut connection.stream, self.kind, connection.peer, &self.counters);
+            if !open || connection.update_interest(self.poll.registry(), token).is_err() {
+                closed.push(token);
+            }
+        }
+        for token in closed {
+            self.close(token);
         }
     }
 
@@ -336,6 +364,9 @@ impl StreamServer {
     fn close(&mut self, token: Token) {
         let Some(mut connection) = self.connections.remove(&token) else { return };
         let _ = self.poll.registry().deregister(&mut connection.stream);
+        if let Transport::Tls(session) = &mut connection.transport {
+            session.close(&mut connection.stream);
+        }
         // The peer is gone: keep every frame it sent even past the batch limits (bounded by
         // what one connection had buffered), and the partial last one flagged incomplete.
         self.options.received_at = Timestamp::now();

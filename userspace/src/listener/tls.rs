@@ -14,6 +14,13 @@ use super::stream::Received;
 use crate::counters::ListenerCounters;
 use crate::tls::{TlsServerConfig, certificate_subject};
 
+/// What one pass of reading TLS records gave.
+enum Pull {
+    Progress,
+    WouldBlock,
+    Closed,
+}
+
 pub(super) struct TlsSession {
     connection: ServerConnection,
     handshaking: bool,
@@ -56,32 +63,86 @@ impl TlsSession {
                 // senders often do; what it sent is kept by the framer.
                 Err(_) => return Received::Closed,
             }
-            match self.connection.read_tls(stream) {
-                Ok(0) => {
-                    if self.handshaking {
-                        ListenerCounters::add(&counters.tls_handshake_failures, 1);
-                        tracing::debug!(listener = kind.label(), peer = %peer, "Client closed before the TLS handshake ended.");
-                    }
-                    return Received::Closed;
+            match self.pull_records(stream, kind, peer, counters) {
+                Pull::Progress => {}
+                Pull::WouldBlock => return Received::WouldBlock,
+                Pull::Closed => return Received::Closed,
+            }
+        }
+    }
+
+    /// Moves the handshake on without taking plaintext, for when the hand-off ring is
+    /// full: back pressure must not stall handshakes into their timeout (TLS 1.3 clients
+    /// send data before the server has read their Finished). False when the connection
+    /// must end (already counted).
+    pub(super) fn advance_handshake(
+        &mut self,
+        stream: &mut TcpStream,
+        kind: ListenerKind,
+        peer: SocketAddr,
+        counters: &ListenerCounters,
+    ) -> bool {
+        if self.send_pending(stream).is_err() {
+            self.fail_io(kind, peer, counters);
+            return false;
+        }
+        while self.handshaking {
+            match self.pull_records(stream, kind, peer, counters) {
+                Pull::Progress => {}
+                Pull::WouldBlock => return true,
+                Pull::Closed => return false,
+            }
+        }
+        true
+    }
+
+    /// Reads TLS records from the socket once, processes them and sends the replies.
+    fn pull_records(
+        &mut self,
+        stream: &mut TcpStream,
+        kind: ListenerKind,
+        peer: SocketAddr,
+        counters: &ListenerCounters,
+    ) -> Pull {
+        match self.connection.read_tls(stream) {
+            Ok(0) => {
+                if self.handshaking {
+                    ListenerCounters::add(&counters.tls_handshake_failures, 1);
+                    tracing::debug!(listener = kind.label(), peer = %peer, "Client closed before the TLS handshake ended.");
                 }
-                Ok(_) => {}
-                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Received::WouldBlock,
-                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => return self.fail_io(kind, peer, counters),
+                return Pull::Closed;
             }
-            if let Err(error) = self.connection.process_new_packets() {
-                // Tell the peer why (rustls queued an alert), best effort, then hang up.
-                let _ = self.send_pending(stream);
-                self.record_failure(&error, kind, peer, counters);
-                return Received::Closed;
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Pull::WouldBlock,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => return Pull::Progress,
+            Err(_) => {
+                self.fail_io(kind, peer, counters);
+                return Pull::Closed;
             }
-            if self.send_pending(stream).is_err() {
-                return self.fail_io(kind, peer, counters);
-            }
-            if self.handshaking && !self.connection.is_handshaking() {
-                self.handshaking = false;
-                self.record_handshake(kind, peer, counters);
-            }
+        }
+        if let Err(error) = self.connection.process_new_packets() {
+            // Tell the peer why (rustls queued an alert), best effort, then hang up.
+            let _ = self.send_pending(stream);
+            self.record_failure(&error, kind, peer, counters);
+            return Pull::Closed;
+        }
+        if self.send_pending(stream).is_err() {
+            self.fail_io(kind, peer, counters);
+            return Pull::Closed;
+        }
+        if self.handshaking && !self.connection.is_handshaking() {
+            self.handshaking = false;
+            self.record_handshake(kind, peer, counters);
+        }
+        Pull::Progress
+    }
+
+    /// Sends close_notify, best effort, when we end a connection that finished its
+    /// handshake (RFC 5425 section 4.4).
+    pub(super) fn close(&mut self, stream: &mut TcpStream) {
+        if !self.handshaking {
+            self.connection.send_close_notify();
+            let _ = self.send_pending(stream);
         }
     }
 

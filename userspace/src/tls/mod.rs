@@ -77,7 +77,7 @@ impl TlsServerConfig {
             None => builder.with_no_client_auth(),
             Some(path) => builder.with_client_cert_verifier(client_verifier(path, &provider)?),
         };
-        let config = builder.with_single_cert(chain, key).map_err(|error| match error {
+        let mut config = builder.with_single_cert(chain, key).map_err(|error| match error {
             rustls::Error::InconsistentKeys(_) => tls_error(
                 TlsFile::PrivateKey,
                 &files.private_key,
@@ -85,6 +85,11 @@ impl TlsServerConfig {
             ),
             other => tls_error(TlsFile::PrivateKey, &files.private_key, other),
         })?;
+        // No TLS 1.3 session tickets: syslog connections are long-lived, so resumption
+        // saves little, and a sender that never reads (most of them) would close its
+        // socket with the tickets unread, which makes its kernel send RST instead of FIN
+        // and throws away whatever it sent that we had not read yet.
+        config.send_tls13_tickets = 0;
         Ok(Self { config: Arc::new(config), client_auth: files.client_ca.is_some() })
     }
 
