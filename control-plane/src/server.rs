@@ -44,6 +44,14 @@ pub async fn serve(config: Config) -> Result<()> {
         time_zone: config.time_zone()?,
         capture: config.capture.to_dataplane()?,
     };
+    if let Some(tls) = &dataplane_config.syslog_tls {
+        tracing::info!(
+            client_certificates =
+                if tls.server.requires_client_certificate() { "required" } else { "not requested" },
+            handshake_timeout_ms = tls.handshake_timeout.as_millis() as u64,
+            "Syslog over TLS: certificates loaded."
+        );
+    }
     let mut dataplane = DataPlane::start(&dataplane_config)?;
     log_capture(dataplane.capture());
     let store_counters = Arc::new(StoreCounters::default());

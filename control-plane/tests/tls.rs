@@ -286,6 +286,8 @@ fn with_a_client_ca_only_clients_it_signed_are_accepted() {
     let client_ca = format!("tls_client_ca = {:?}", certificates.path("ca.pem"));
     let mut appliance = certificates.start(&client_ca, "");
     let address = appliance.listener("syslog-tls");
+    let loaded = appliance.wait_for_log("Syslog over TLS: certificates loaded.", Duration::from_secs(5));
+    assert_eq!(loaded.expect("logged at start-up")["client_certificates"], "required");
 
     let mut anonymous = connect(address, certificates.client_config(None, false));
     let _ = anonymous.write_all(octet_counted("<14>host app: anonymousword").as_bytes());
