@@ -96,7 +96,24 @@ pub struct SyslogConfig {
     pub udp: ListenAddress,
     /// Syslog over TCP (RFC 6587 framing).
     pub tcp: ListenAddress,
-    /// Longest TCP frame kept whole, in bytes; longer ones are truncated and counted.
+    /// Syslog over TLS (RFC 5425). Unset: 0.0.0.0:6514 when `tls_cert` is set, off
+    /// otherwise (said in the log at start-up). Setting an address without `tls_cert` is
+    /// an error; "off" turns it off even with a certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenAddress>,
+    /// PEM file with the server certificate, then its intermediates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1, unencrypted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM file with the CA certificate(s) client certificates must be signed by; when
+    /// set, clients without such a certificate are refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// A TLS client must finish its handshake within this many milliseconds.
+    pub tls_handshake_timeout_ms: u64,
+    /// Longest TCP or TLS frame kept whole, in bytes; longer ones are truncated and counted.
     pub max_frame_bytes: usize,
     /// IANA zone for timestamps that carry no offset (RFC 3164), e.g. "Europe/Paris".
     pub time_zone: String,
@@ -296,6 +313,11 @@ impl Default for SyslogConfig {
         Self {
             udp: ListenAddress::On(SocketAddr::from(([0, 0, 0, 0], 514))),
             tcp: ListenAddress::On(SocketAddr::from(([0, 0, 0, 0], 514))),
+            tls: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            tls_handshake_timeout_ms: 10_000,
             max_frame_bytes: 64 * 1024,
             time_zone: "UTC".to_owned(),
         }
@@ -384,6 +406,8 @@ pub struct FlagOverrides {
     pub syslog_udp: Option<ListenAddress>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syslog_tcp: Option<ListenAddress>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syslog_tls: Option<ListenAddress>,
 }
 
 impl FlagOverrides {
@@ -397,6 +421,7 @@ impl FlagOverrides {
             ("api.metrics_listen", self.metrics_listen),
             ("syslog.udp", self.syslog_udp),
             ("syslog.tcp", self.syslog_tcp),
+            ("syslog.tls", self.syslog_tls),
         ] {
             if let Some(value) = value {
                 figment = figment.merge(Serialized::default(key, String::from(value)));
@@ -470,6 +495,7 @@ impl Config {
         }
         self.time_zone()?;
         self.capture.to_dataplane()?;
+        self.syslog.tls_address()?;
         Ok(())
     }
 
@@ -493,6 +519,79 @@ impl Config {
                 self.syslog.time_zone
             ))
         })
+    }
+}
+
+/// Where syslog over TLS listens, if anywhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsListen {
+    On(SocketAddr),
+    /// Off because no certificate is configured (and `syslog.tls` was not set).
+    OffNoCertificate,
+    /// Off because `syslog.tls = "off"`.
+    Off,
+}
+
+/// The default syslog-over-TLS address (CONVENTIONS.md: 6514).
+pub const DEFAULT_SYSLOG_TLS: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 6514);
+
+impl SyslogConfig {
+    /// Where TLS listens, after checking that the TLS keys go together; the files
+    /// themselves are read by [`SyslogConfig::tls_listener`].
+    pub fn tls_address(&self) -> Result<TlsListen, Error> {
+        let config_error = |message: &str| Err(Error::Config(message.to_owned()));
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return config_error("syslog.tls_key must be set with syslog.tls_cert"),
+            (None, Some(_)) => return config_error("syslog.tls_cert must be set with syslog.tls_key"),
+            _ => {}
+        }
+        if self.tls_cert.is_none() && self.tls_client_ca.is_some() {
+            return config_error("syslog.tls_client_ca needs syslog.tls_cert and syslog.tls_key");
+        }
+        if self.tls_handshake_timeout_ms == 0 {
+            return config_error("syslog.tls_handshake_timeout_ms must be above 0");
+        }
+        match (self.tls, &self.tls_cert) {
+            (Some(ListenAddress::Off), _) => Ok(TlsListen::Off),
+            (Some(ListenAddress::On(_)), None) => config_error(
+                "syslog.tls is set but syslog.tls_cert and syslog.tls_key are not (a TLS listener needs a certificate)",
+            ),
+            (Some(ListenAddress::On(address)), Some(_)) => Ok(TlsListen::On(address)),
+            (None, Some(_)) => Ok(TlsListen::On(DEFAULT_SYSLOG_TLS)),
+            (None, None) => Ok(TlsListen::OffNoCertificate),
+        }
+    }
+
+    /// The TLS listener with its certificate files read and checked; errors name the key
+    /// and the file.
+    pub fn tls_listener(&self) -> Result<Option<killkrill_dataplane::TlsListenerConfig>, Error> {
+        use killkrill_dataplane::tls::{TlsFile, TlsFiles, TlsServerConfig};
+        let TlsListen::On(address) = self.tls_address()? else { return Ok(None) };
+        let (Some(certificate_chain), Some(private_key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let files = TlsFiles {
+            certificate_chain: certificate_chain.clone(),
+            private_key: private_key.clone(),
+            client_ca: self.tls_client_ca.clone(),
+        };
+        let server = TlsServerConfig::load(&files).map_err(|error| match error {
+            killkrill_dataplane::Error::Tls { file, path, message } => {
+                let key = match file {
+                    TlsFile::CertificateChain => "syslog.tls_cert",
+                    TlsFile::PrivateKey => "syslog.tls_key",
+                    TlsFile::ClientCa => "syslog.tls_client_ca",
+                };
+                Error::Config(format!("{key} = {}: {message}", path.display()))
+            }
+            other => Error::Config(format!("syslog.tls: {other}")),
+        })?;
+        Ok(Some(killkrill_dataplane::TlsListenerConfig {
+            address,
+            server,
+            handshake_timeout: std::time::Duration::from_millis(self.tls_handshake_timeout_ms),
+        }))
     }
 }
 
@@ -647,6 +746,60 @@ mod tests {
                 Ok(())
             });
         }
+    }
+
+    #[test]
+    fn tls_is_off_without_a_certificate_and_on_6514_with_one() {
+        Jail::expect_with(|jail| {
+            let config = load(jail, None, FlagOverrides::default()).unwrap();
+            assert_eq!(config.syslog.tls_address().unwrap(), TlsListen::OffNoCertificate);
+            let file = "[syslog]\ntls_cert = \"/etc/k/cert.pem\"\ntls_key = \"/etc/k/key.pem\"\n";
+            let config = load(jail, Some(file), FlagOverrides::default()).unwrap();
+            assert_eq!(config.syslog.tls_address().unwrap(), TlsListen::On("0.0.0.0:6514".parse().unwrap()));
+            jail.set_env("KILLKRILL_SYSLOG__TLS", "off");
+            let config = load(jail, Some(file), FlagOverrides::default()).unwrap();
+            assert_eq!(config.syslog.tls_address().unwrap(), TlsListen::Off, "off wins over a certificate");
+            let flags =
+                FlagOverrides { syslog_tls: Some("127.0.0.1:7514".parse().unwrap()), ..Default::default() };
+            let config = load(jail, Some(file), flags).unwrap();
+            assert_eq!(
+                config.syslog.tls_address().unwrap(),
+                TlsListen::On("127.0.0.1:7514".parse().unwrap())
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn tls_keys_that_do_not_go_together_are_errors_naming_them() {
+        let cases = [
+            ("[syslog]\ntls = \"0.0.0.0:6514\"\n", "syslog.tls_cert"),
+            ("[syslog]\ntls_cert = \"/c.pem\"\n", "syslog.tls_key"),
+            ("[syslog]\ntls_key = \"/k.pem\"\n", "syslog.tls_cert"),
+            ("[syslog]\ntls_client_ca = \"/ca.pem\"\n", "syslog.tls_client_ca"),
+            (
+                "[syslog]\ntls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\ntls_handshake_timeout_ms = 0\n",
+                "syslog.tls_handshake_timeout_ms",
+            ),
+        ];
+        for (file, expected) in cases {
+            Jail::expect_with(|jail| {
+                let error = load(jail, Some(file), FlagOverrides::default()).unwrap_err().to_string();
+                assert!(error.contains(expected), "{file}: {error}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn a_missing_certificate_file_is_an_error_naming_the_key_and_the_file() {
+        Jail::expect_with(|jail| {
+            let file = "[syslog]\ntls_cert = \"/nonexistent/cert.pem\"\ntls_key = \"/nonexistent/key.pem\"\n";
+            let config = load(jail, Some(file), FlagOverrides::default()).unwrap();
+            let error = config.syslog.tls_listener().unwrap_err().to_string();
+            assert!(error.contains("syslog.tls_cert = /nonexistent/cert.pem: cannot read it"), "{error}");
+            Ok(())
+        });
     }
 
     #[test]

@@ -23,11 +23,18 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Runs the appliance until SIGTERM or SIGINT, then flushes what was accepted.
 pub async fn serve(config: Config) -> Result<()> {
+    let syslog_tls = config.syslog.tls_listener()?;
+    if config.syslog.tls_address()? == crate::config::TlsListen::OffNoCertificate {
+        tracing::info!(
+            "Syslog over TLS is off: no certificate configured (set syslog.tls_cert and syslog.tls_key)."
+        );
+    }
     prepare_data_dir(&config.data_dir)?;
     let store = store::open(&config.store, &config.data_dir).await?;
     let dataplane_config = DataPlaneConfig {
         syslog_udp: config.syslog.udp.address(),
         syslog_tcp: config.syslog.tcp.address(),
+        syslog_tls,
         max_frame_bytes: config.syslog.max_frame_bytes,
         batch: BatchLimits {
             max_messages: config.batch.max_messages,
@@ -38,6 +45,14 @@ pub async fn serve(config: Config) -> Result<()> {
         time_zone: config.time_zone()?,
         capture: config.capture.to_dataplane()?,
     };
+    if let Some(tls) = &dataplane_config.syslog_tls {
+        tracing::info!(
+            client_certificates =
+                if tls.server.requires_client_certificate() { "required" } else { "not requested" },
+            handshake_timeout_ms = tls.handshake_timeout.as_millis() as u64,
+            "Syslog over TLS: certificates loaded."
+        );
+    }
     let mut dataplane = DataPlane::start(&dataplane_config)?;
     log_capture(dataplane.capture());
     let store_counters = Arc::new(StoreCounters::default());

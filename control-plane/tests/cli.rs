@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::BINARY;
 
-fn serve(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn serve(args: &[&str], env: &[(&str, &str)]) -> Output {
     let temp = tempfile::tempdir().unwrap();
     let mut command = Command::new(BINARY);
     command
@@ -37,7 +37,7 @@ fn output_within(mut command: Command, limit: Duration) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn assert_clear_failure(output: &Output, expected_code: i32, needle: &str) {
+pub(crate) fn assert_clear_failure(output: &Output, expected_code: i32, needle: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(expected_code), "stderr: {stderr}");
     assert!(stderr.contains(needle), "stderr should name {needle:?}: {stderr}");

@@ -14,3 +14,4 @@ mod parse_command;
 mod query;
 mod shutdown;
 mod store;
+mod tls;

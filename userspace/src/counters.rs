@@ -38,6 +38,16 @@ pub struct ListenerCounters {
     pub connections_closed: AtomicU64,
     /// TCP: connections closed by us because their framing could not be recovered.
     pub connections_closed_hopeless: AtomicU64,
+    /// TLS: handshakes completed.
+    pub tls_handshakes_completed: AtomicU64,
+    /// TLS: handshakes that failed (garbage before the handshake, no common protocol
+    /// version or cipher suite, a client that hung up mid-handshake).
+    pub tls_handshake_failures: AtomicU64,
+    /// TLS: clients refused because they presented no certificate, or one the configured
+    /// client CA did not sign.
+    pub tls_client_certificates_rejected: AtomicU64,
+    /// TLS: clients disconnected because their handshake took longer than the timeout.
+    pub tls_handshake_timeouts: AtomicU64,
     /// Receive calls that failed with an error other than "nothing to read"; AF_XDP:
     /// frames that held no readable UDP datagram.
     pub receive_errors: AtomicU64,
@@ -63,6 +73,10 @@ impl ListenerCounters {
             connections_accepted: AtomicU64::new(0),
             connections_closed: AtomicU64::new(0),
             connections_closed_hopeless: AtomicU64::new(0),
+            tls_handshakes_completed: AtomicU64::new(0),
+            tls_handshake_failures: AtomicU64::new(0),
+            tls_client_certificates_rejected: AtomicU64::new(0),
+            tls_handshake_timeouts: AtomicU64::new(0),
             receive_errors: AtomicU64::new(0),
             dropped_capture_full: AtomicU64::new(0),
         }

@@ -11,6 +11,8 @@ pub enum Error {
     SocketOption { listener: ListenerKind, source: std::io::Error },
     #[error("{listener}: cannot start its thread: {source}")]
     Spawn { listener: ListenerKind, source: std::io::Error },
+    #[error("syslog-tls: {file} {path}: {message}", path = path.display())]
+    Tls { file: crate::tls::TlsFile, path: std::path::PathBuf, message: String },
     #[error(transparent)]
     Capture(#[from] crate::capture::CaptureError),
 }

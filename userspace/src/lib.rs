@@ -15,7 +15,8 @@ pub mod listener;
 mod runtime;
 #[doc(hidden)]
 pub mod testing;
+pub mod tls;
 pub mod xdp;
 
 pub use error::{Error, Result};
-pub use runtime::{DataPlane, DataPlaneConfig};
+pub use runtime::{DataPlane, DataPlaneConfig, TlsListenerConfig};

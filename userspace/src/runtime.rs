@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -18,11 +19,13 @@ use crate::batch::BatchLimits;
 use crate::capture::{CaptureConfig, CaptureMode, CaptureStatus, XdpCapture};
 use crate::counters::ListenerCounters;
 use crate::handoff::{BatchConsumer, batch_ring};
-use crate::listener::tcp::{TcpSettings, bind_tcp};
+use crate::listener::stream::{StreamSettings, TlsSettings};
+use crate::listener::tcp::bind_tcp;
 use crate::listener::udp::bind_udp;
 use crate::listener::{
-    BatchSink, CapturePath, ListenerInfo, ListenerKind, StopSignal, spawn_tcp_listener, spawn_udp_listener,
+    BatchSink, CapturePath, ListenerInfo, ListenerKind, StopSignal, spawn_stream_listener, spawn_udp_listener,
 };
+use crate::tls::TlsServerConfig;
 use crate::xdp::{XdpCounters, XdpSteering};
 
 /// What the data plane listens on and how it batches.
@@ -32,7 +35,9 @@ pub struct DataPlaneConfig {
     pub syslog_udp: Option<SocketAddr>,
     /// Syslog over TCP; `None` disables it.
     pub syslog_tcp: Option<SocketAddr>,
-    /// Longest TCP frame kept whole; longer ones are truncated and counted.
+    /// Syslog over TLS (RFC 5425); `None` disables it.
+    pub syslog_tls: Option<TlsListenerConfig>,
+    /// Longest TCP or TLS frame kept whole; longer ones are truncated and counted.
     pub max_frame_bytes: usize,
     pub batch: BatchLimits,
     /// Closed batches each listener may have waiting for the control plane.
@@ -48,6 +53,7 @@ impl Default for DataPlaneConfig {
         Self {
             syslog_udp: None,
             syslog_tcp: None,
+            syslog_tls: None,
             max_frame_bytes: 64 * 1024,
             batch: BatchLimits::default(),
             handoff_capacity: 64,
@@ -55,6 +61,15 @@ impl Default for DataPlaneConfig {
             capture: CaptureConfig::default(),
         }
     }
+}
+
+/// The syslog-over-TLS listener: where, with which certificates, and how long a client
+/// may take to finish its handshake.
+#[derive(Clone, Debug)]
+pub struct TlsListenerConfig {
+    pub address: SocketAddr,
+    pub server: TlsServerConfig,
+    pub handshake_timeout: Duration,
 }
 
 /// The running data plane.
@@ -75,6 +90,11 @@ impl DataPlane {
         // Bind everything first, so that a bad address fails start-up before any thread runs.
         let udp = config.syslog_udp.map(|address| bind_udp(ListenerKind::SyslogUdp, address)).transpose()?;
         let tcp = config.syslog_tcp.map(|address| bind_tcp(ListenerKind::SyslogTcp, address)).transpose()?;
+        let tls = config
+            .syslog_tls
+            .as_ref()
+            .map(|tls| bind_tcp(ListenerKind::SyslogTls, tls.address).map(|socket| (socket, tls)))
+            .transpose()?;
         let mut plane = Self {
             listeners: Vec::new(),
             counters: Vec::new(),
@@ -98,10 +118,30 @@ impl DataPlane {
             let started = spawn_udp_listener(socket, sink, counters, options.clone(), plane.stop.clone());
             plane.add_listener(started)?;
         }
-        if let Some(listener) = tcp {
-            let (sink, counters) = plane.add_sink(ListenerKind::SyslogTcp, config);
-            let settings = TcpSettings { max_frame_bytes: config.max_frame_bytes };
-            let started = spawn_tcp_listener(listener, settings, sink, counters, options, plane.stop.clone());
+        for (kind, listener, tls) in [
+            tcp.map(|listener| (ListenerKind::SyslogTcp, listener, None)),
+            tls.map(|(listener, tls)| (ListenerKind::SyslogTls, listener, Some(tls))),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let (sink, counters) = plane.add_sink(kind, config);
+            let settings = StreamSettings {
+                max_frame_bytes: config.max_frame_bytes,
+                tls: tls.map(|tls| TlsSettings {
+                    server: tls.server.clone(),
+                    handshake_timeout: tls.handshake_timeout,
+                }),
+            };
+            let started = spawn_stream_listener(
+                kind,
+                listener,
+                settings,
+                sink,
+                counters,
+                options.clone(),
+                plane.stop.clone(),
+            );
             plane.add_listener(started)?;
         }
         Ok(plane)

@@ -25,7 +25,7 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("redis-server", "Redis server for hand-off tests"),
     ("bsdutils", "logger(1) for syslog tests"),
     ("iproute2", "ip(8) for network-namespace tests"),
-    ("openssl", "certificates for TLS tests"),
+    ("openssl", "openssl(1): certificates and s_client for the syslog-over-TLS tests"),
     ("sqlite3", "reading the embedded store in benchmarks"),
     ("systemd", "systemd-analyze verify for the unit files in deploy/systemd"),
     // Libraries the benchmark peers (unpacked below, not installed) link against.

@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use killkrill_dataplane::capture::CaptureStatus;
 use killkrill_dataplane::counters::ListenerCounters;
+use killkrill_dataplane::listener::ListenerKind;
 use serde_json::{Map, Value, json};
 
 use super::AppState;
@@ -16,7 +17,7 @@ use crate::store::rfc3339_with_digits;
 
 fn listener_stats(counters: &ListenerCounters) -> Value {
     let read = ListenerCounters::read;
-    json!({
+    let mut stats = json!({
         "listener": counters.listener.label(),
         "capture": counters.capture.label(),
         "received_messages": read(&counters.received_messages),
@@ -39,7 +40,16 @@ fn listener_stats(counters: &ListenerCounters) -> Value {
             "closed": read(&counters.connections_closed),
             "closed_hopeless": read(&counters.connections_closed_hopeless),
         },
-    })
+    });
+    if counters.listener == ListenerKind::SyslogTls {
+        stats["tls_handshakes"] = json!({
+            "completed": read(&counters.tls_handshakes_completed),
+            "failed": read(&counters.tls_handshake_failures),
+            "client_certificate_rejected": read(&counters.tls_client_certificates_rejected),
+            "timed_out": read(&counters.tls_handshake_timeouts),
+        });
+    }
+    stats
 }
 
 fn capture_stats(status: &CaptureStatus) -> Value {

@@ -52,6 +52,9 @@ struct ServeArgs {
     /// Syslog over TCP, ADDR:PORT or "off".
     #[arg(long, value_name = "ADDR:PORT")]
     syslog_tcp: Option<ListenAddress>,
+    /// Syslog over TLS, ADDR:PORT or "off" (needs syslog.tls_cert and syslog.tls_key).
+    #[arg(long, value_name = "ADDR:PORT")]
+    syslog_tls: Option<ListenAddress>,
 }
 
 /// Exit status for a configuration or usage problem (a runtime failure exits 1).
@@ -74,6 +77,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         metrics_listen: args.metrics_listen,
         syslog_udp: args.syslog_udp,
         syslog_tcp: args.syslog_tcp,
+        syslog_tls: args.syslog_tls,
     };
     let config = match Config::load(args.config.as_deref(), flags) {
         Ok(config) => config,

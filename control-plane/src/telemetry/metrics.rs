@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use killkrill_dataplane::capture::CaptureStatus;
 use killkrill_dataplane::counters::ListenerCounters;
-use killkrill_dataplane::listener::CapturePath;
+use killkrill_dataplane::listener::{CapturePath, ListenerKind};
 use killkrill_dataplane::xdp::XdpSteering;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -267,11 +267,7 @@ impl prometheus_client::collector::Collector for IngestCollector {
             dropped,
         )?;
         let mut flagged = Vec::new();
-        for c in self
-            .listeners
-            .iter()
-            .filter(|c| c.listener == killkrill_dataplane::listener::ListenerKind::SyslogTcp)
-        {
+        for c in self.listeners.iter().filter(|c| c.listener.is_stream()) {
             let label = c.listener.label();
             flagged.push((vec![("listener", label), ("flag", "truncated")], read(&c.truncated_frames)));
             flagged.push((vec![("listener", label), ("flag", "incomplete")], read(&c.incomplete_frames)));
@@ -280,7 +276,7 @@ impl prometheus_client::collector::Collector for IngestCollector {
         counter_family(
             &mut encoder,
             "killkrill_frames_flagged",
-            "TCP frames kept with a framing flag",
+            "TCP and TLS frames kept with a framing flag",
             flagged,
         )?;
         counter_family(
@@ -298,33 +294,50 @@ impl prometheus_client::collector::Collector for IngestCollector {
         counter_family(
             &mut encoder,
             "killkrill_tcp_connections_closed_hopeless",
-            "TCP connections closed because their framing could not be recovered",
+            "TCP and TLS connections closed because their framing could not be recovered",
             self.listeners
                 .iter()
-                .filter(|c| c.listener == killkrill_dataplane::listener::ListenerKind::SyslogTcp)
+                .filter(|c| c.listener.is_stream())
                 .map(|c| (listener(c), read(&c.connections_closed_hopeless))),
         )?;
         counter_family(
             &mut encoder,
             "killkrill_tcp_connections_accepted",
-            "TCP connections accepted",
-            each(&|c| (listener(c), read(&c.connections_accepted))),
+            "TCP and TLS connections accepted",
+            self.listeners
+                .iter()
+                .filter(|c| c.listener.is_stream())
+                .map(|c| (listener(c), read(&c.connections_accepted))),
         )?;
         {
             let mut metric = encoder.encode_descriptor(
                 "killkrill_tcp_connections_active",
-                "TCP connections open now",
+                "TCP and TLS connections open now",
                 None,
                 MetricType::Gauge,
             )?;
-            for c in self
-                .listeners
-                .iter()
-                .filter(|c| c.listener == killkrill_dataplane::listener::ListenerKind::SyslogTcp)
-            {
+            for c in self.listeners.iter().filter(|c| c.listener.is_stream()) {
                 ConstGauge::new(c.connections_active() as i64).encode(metric.encode_family(&listener(c))?)?;
             }
         }
+        let mut handshakes = Vec::new();
+        for c in self.listeners.iter().filter(|c| c.listener == ListenerKind::SyslogTls) {
+            let label = c.listener.label();
+            for (outcome, counter) in [
+                ("completed", &c.tls_handshakes_completed),
+                ("failed", &c.tls_handshake_failures),
+                ("client_certificate_rejected", &c.tls_client_certificates_rejected),
+                ("timed_out", &c.tls_handshake_timeouts),
+            ] {
+                handshakes.push((vec![("listener", label), ("outcome", outcome)], read(counter)));
+            }
+        }
+        counter_family(
+            &mut encoder,
+            "killkrill_tls_handshakes",
+            "TLS handshakes by outcome (failed: protocol errors, garbage, hang-ups; client_certificate_rejected: no or untrusted client certificate)",
+            handshakes,
+        )?;
         let store = &self.store;
         for (name, help, counter) in [
             ("killkrill_store_messages", "Messages committed to the store", &store.stored_messages),

@@ -1,6 +1,8 @@
 //! Listeners: one thread each, owning its socket, parser state, batch and counters.
 
+pub(crate) mod stream;
 pub(crate) mod tcp;
+mod tls;
 pub(crate) mod udp;
 
 use std::net::SocketAddr;
@@ -8,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-pub(crate) use tcp::spawn_tcp_listener;
+pub(crate) use stream::spawn_stream_listener;
 pub(crate) use udp::spawn_udp_listener;
 
 use crate::batch::{BatchLimits, LogBatch};
@@ -22,6 +24,8 @@ pub enum ListenerKind {
     SyslogTcp,
     /// `POST /api/v1/logs` on the control plane's API.
     Http,
+    /// Syslog over TLS (RFC 5425).
+    SyslogTls,
 }
 
 impl ListenerKind {
@@ -30,7 +34,13 @@ impl ListenerKind {
             ListenerKind::SyslogUdp => "syslog-udp",
             ListenerKind::SyslogTcp => "syslog-tcp",
             ListenerKind::Http => "http",
+            ListenerKind::SyslogTls => "syslog-tls",
         }
+    }
+
+    /// Whether the listener takes connections (framing, connection counters).
+    pub const fn is_stream(self) -> bool {
+        matches!(self, ListenerKind::SyslogTcp | ListenerKind::SyslogTls)
     }
 }
 

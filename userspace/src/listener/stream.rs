@@ -1,0 +1,424 @@
+//! Stream listeners: syslog over TCP (RFC 6587) and over TLS (RFC 5425), many connections
+//! on one thread with epoll (mio). Plain and TLS connections share this loop, the framer,
+//! the batch sink and the counters; they differ only in how bytes come off the socket
+//! ([`Transport`]).
+//!
+//! Back pressure instead of loss: when the hand-off ring is full, the thread stops
+//! reading every connection until the control plane has taken a batch; the kernel's
+//! socket buffers and TCP flow control then slow the senders down.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use killkrill_parsers::framing::{FrameFlag, SyslogFramer};
+use killkrill_parsers::syslog::ParseOptions;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Registry, Token};
+
+use super::tls::TlsSession;
+use super::{BatchSink, CapturePath, ListenerInfo, ListenerKind, StopSignal, WhenFull};
+use crate::counters::ListenerCounters;
+use crate::tls::TlsServerConfig;
+use crate::{Error, Result};
+
+const LISTENER_TOKEN: Token = Token(usize::MAX);
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+pub(crate) struct StreamSettings {
+    pub(crate) max_frame_bytes: usize,
+    /// TLS for every connection (syslog over TLS); `None` for plain TCP.
+    pub(crate) tls: Option<TlsSettings>,
+}
+
+pub(crate) struct TlsSettings {
+    pub(crate) server: TlsServerConfig,
+    /// A client that has not finished its handshake by then is disconnected.
+    pub(crate) handshake_timeout: Duration,
+}
+
+/// Starts the thread serving `listener` (already bound) as `kind`.
+pub(crate) fn spawn_stream_listener(
+    kind: ListenerKind,
+    listener: std::net::TcpListener,
+    settings: StreamSettings,
+    sink: BatchSink,
+    counters: Arc<ListenerCounters>,
+    options: ParseOptions,
+    stop: StopSignal,
+) -> Result<(ListenerInfo, JoinHandle<()>)> {
+    let option_error = |source| Error::SocketOption { listener: kind, source };
+    let local_addr = listener.local_addr().map_err(option_error)?;
+    let mut listener = TcpListener::from_std(listener);
+    let poll = Poll::new().map_err(option_error)?;
+    poll.registry().register(&mut listener, LISTENER_TOKEN, Interest::READABLE).map_err(option_error)?;
+    let mut server = StreamServer {
+        kind,
+        poll,
+        listener,
+        connections: HashMap::new(),
+        next_token: 0,
+        ready: Vec::new(),
+        handshake_deadlines: VecDeque::new(),
+        settings,
+        sink,
+        counters,
+        options,
+        scratch: vec![0; READ_CHUNK_BYTES].into_boxed_slice(),
+    };
+    let handle = std::thread::Builder::new()
+        .name(kind.label().to_owned())
+        .spawn(move || server.run(&stop))
+        .map_err(|source| Error::Spawn { listener: kind, source })?;
+    Ok((ListenerInfo { kind, local_addr, capture: CapturePath::Socket }, handle))
+}
+
+/// How a connection's bytes come off its socket.
+enum Transport {
+    Plain,
+    Tls(Box<TlsSession>),
+}
+
+/// What one receive call on a connection gave.
+pub(super) enum Received {
+    /// This many payload bytes are in the scratch buffer.
+    Bytes(usize),
+    /// Nothing more to read for now.
+    WouldBlock,
+    /// The peer closed, or the connection must end (already counted).
+    Closed,
+}
+
+struct Connection {
+    stream: TcpStream,
+    peer: SocketAddr,
+    framer: SyslogFramer,
+    transport: Transport,
+    /// What the connection is registered for; TLS adds WRITABLE while it has records
+    /// the socket would not take yet.
+    interest: Interest,
+}
+
+impl Connection {
+    fn receive(&mut self, buffer: &mut [u8], kind: ListenerKind, counters: &ListenerCounters) -> Received {
+        match &mut self.transport {
+            Transport::Plain => loop {
+                match self.stream.read(buffer) {
+                    Ok(0) => return Received::Closed,
+                    Ok(read) => return Received::Bytes(read),
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                        return Received::WouldBlock;
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        ListenerCounters::add(&counters.receive_errors, 1);
+                        return Received::Closed;
+                    }
+                }
+            },
+            Transport::Tls(session) => session.receive(&mut self.stream, buffer, kind, self.peer, counters),
+        }
+    }
+
+    fn is_handshaking(&self) -> bool {
+        matches!(&self.transport, Transport::Tls(session) if session.is_handshaking())
+    }
+
+    /// Registers for WRITABLE while TLS has records to send, READABLE only otherwise.
+    fn update_interest(&mut self, registry: &Registry, token: Token) -> std::io::Result<()> {
+        let wanted = match &self.transport {
+            Transport::Tls(session) if session.wants_write() => Interest::READABLE | Interest::WRITABLE,
+            _ => Interest::READABLE,
+        };
+        if wanted != self.interest {
+            registry.reregister(&mut self.stream, token, wanted)?;
+            self.interest = wanted;
+        }
+        Ok(())
+    }
+}
+
+struct StreamServer {
+    kind: ListenerKind,
+    poll: Poll,
+    listener: TcpListener,
+    connections: HashMap<Token, Connection>,
+    next_token: usize,
+    /// Connections with unread data (mio is edge-triggered: a connection we stopped
+    /// reading because of back pressure gets no new event, so we remember it here).
+    ready: Vec<Token>,
+    /// TLS connections in accept order with the time their handshake must be done by;
+    /// the timeout is the same for all, so the queue is sorted by deadline.
+    handshake_deadlines: VecDeque<(Instant, Token)>,
+    settings: StreamSettings,
+    sink: BatchSink,
+    counters: Arc<ListenerCounters>,
+    options: ParseOptions,
+    scratch: Box<[u8]>,
+}
+
+/// What reading a connection ended with.
+enum ReadOutcome {
+    /// Nothing more to read for now.
+    Drained,
+    /// The peer closed or the connection failed.
+    Closed,
+    /// The hand-off ring is full; come back later.
+    Blocked,
+}
+
+impl StreamServer {
+    fn run(&mut self, stop: &StopSignal) {
+        let mut events = Events::with_capacity(1024);
+        while !stop.is_raised() {
+            let blocked = !self.sink.flush_if_due(false, WhenFull::Keep);
+            let timeout = if blocked { Duration::from_millis(1) } else { self.sink.wait_budget() };
+            if let Err(error) = self.poll.poll(&mut events, Some(timeout)) {
+                if error.kind() != std::io::ErrorKind::Interrupted {
+                    ListenerCounters::add(&self.counters.receive_errors, 1);
+                }
+                continue;
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER_TOKEN => self.accept(),
+                    token => self.ready.push(token),
+                }
+            }
+            if blocked {
+                self.advance_handshakes();
+            } else {
+                self.read_ready();
+            }
+            // The poll timeout is at most IDLE_WAKEUP, which bounds how late a slow
+            // handshake is noticed.
+            self.expire_handshakes(Instant::now());
+        }
+        self.shut_down();
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, peer)) => {
+                    let transport = match &self.settings.tls {
+                        None => Transport::Plain,
+                        Some(tls) => match TlsSession::new(&tls.server) {
+                            Ok(session) => Transport::Tls(Box::new(session)),
+                            Err(error) => {
+                                tracing::warn!(listener = self.kind.label(), error = %error, "Cannot start a TLS session.");
+                                ListenerCounters::add(&self.counters.receive_errors, 1);
+                                continue;
+                            }
+                        },
+                    };
+                    let token = Token(self.next_token);
+                    self.next_token = self.next_token.wrapping_add(1) % (usize::MAX - 1);
+                    if self.poll.registry().register(&mut stream, token, Interest::READABLE).is_err() {
+                        ListenerCounters::add(&self.counters.receive_errors, 1);
+                        continue;
+                    }
+                    ListenerCounters::add(&self.counters.connections_accepted, 1);
+                    if let (Transport::Tls(_), Some(tls)) = (&transport, &self.settings.tls) {
+                        self.handshake_deadlines.push_back((Instant::now() + tls.handshake_timeout, token));
+                    }
+                    let framer = SyslogFramer::new(self.settings.max_frame_bytes);
+                    let interest = Interest::READABLE;
+                    self.connections.insert(token, Connection { stream, peer, framer, transport, interest });
+                    // Data may already be waiting; edge-triggered polling would not tell us.
+                    self.ready.push(token);
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    // Out of descriptors or a connection reset before accept: count, go on.
+                    ListenerCounters::add(&self.counters.receive_errors, 1);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// While the hand-off ring is full: lets TLS handshakes with pending input go on
+    /// (they produce no frames), leaving the connections on the ready list for later.
+    fn advance_handshakes(&mut self) {
+        if self.settings.tls.is_none() {
+            return;
+        }
+        self.ready.sort_unstable();
+        self.ready.dedup();
+        let mut closed = Vec::new();
+        for &token in &self.ready {
+            let Some(connection) = self.connections.get_mut(&token) else { continue };
+            let Transport::Tls(session) = &mut connection.transport else { continue };
+            if !session.is_handshaking() {
+                continue;
+            }
+            let open =
+                session.advance_handshake(&mut connection.stream, self.kind, connection.peer, &self.counters);
+            if !open || connection.update_interest(self.poll.registry(), token).is_err() {
+                closed.push(token);
+            }
+        }
+        for token in closed {
+            self.close(token);
+        }
+    }
+
+    /// Closes TLS connections still handshaking past their deadline: a slow or silent
+    /// client must not hold a descriptor (and a slot) forever.
+    fn expire_handshakes(&mut self, now: Instant) {
+        while let Some(&(deadline, token)) = self.handshake_deadlines.front() {
+            if deadline > now {
+                return;
+            }
+            self.handshake_deadlines.pop_front();
+            let Some(connection) = self.connections.get(&token) else { continue };
+            if connection.is_handshaking() {
+                ListenerCounters::add(&self.counters.tls_handshake_timeouts, 1);
+                tracing::warn!(
+                    listener = self.kind.label(),
+                    peer = %connection.peer,
+                    "TLS handshake timed out; connection closed."
+                );
+                self.close(token);
+            }
+        }
+    }
+
+    fn read_ready(&mut self) {
+        let mut pending = std::mem::take(&mut self.ready);
+        pending.sort_unstable();
+        pending.dedup();
+        while let Some(token) = pending.pop() {
+            match self.read_connection(token) {
+                ReadOutcome::Drained => {
+                    let registry = self.poll.registry();
+                    if let Some(connection) = self.connections.get_mut(&token)
+                        && connection.update_interest(registry, token).is_err()
+                    {
+                        ListenerCounters::add(&self.counters.receive_errors, 1);
+                        self.close(token);
+                    }
+                }
+                ReadOutcome::Closed => self.close(token),
+                ReadOutcome::Blocked => {
+                    pending.push(token);
+                    self.ready.append(&mut pending);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read_connection(&mut self, token: Token) -> ReadOutcome {
+        let Some(connection) = self.connections.get_mut(&token) else { return ReadOutcome::Drained };
+        loop {
+            // Frames already buffered go first, so back pressure never reads more than it
+            // can hand off.
+            if !Self::take_frames(connection, &mut self.sink, &self.counters, &mut self.options) {
+                return ReadOutcome::Blocked;
+            }
+            if connection.framer.is_hopeless() {
+                // The peer's stream no longer frames (see docs/tcp-framing.md): keep what it
+                // sent as flagged frames, and stop listening to it.
+                ListenerCounters::add(&self.counters.connections_closed_hopeless, 1);
+                return ReadOutcome::Closed;
+            }
+            match connection.receive(&mut self.scratch, self.kind, &self.counters) {
+                Received::Bytes(read) => {
+                    ListenerCounters::add(&self.counters.received_bytes, read as u64);
+                    connection.framer.feed(&self.scratch[..read]);
+                }
+                Received::WouldBlock => return ReadOutcome::Drained,
+                Received::Closed => return ReadOutcome::Closed,
+            }
+        }
+    }
+
+    /// Moves complete frames into the batch; false when the ring is full.
+    fn take_frames(
+        connection: &mut Connection,
+        sink: &mut BatchSink,
+        counters: &ListenerCounters,
+        options: &mut ParseOptions,
+    ) -> bool {
+        let mut first = true;
+        while let Some(frame) = connection.framer.next_frame() {
+            if first {
+                options.received_at = Timestamp::now();
+                first = false;
+            }
+            record_frame(sink, counters, frame.bytes, frame.flag, connection.peer, options);
+            if !sink.flush_if_due(false, WhenFull::Keep) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn close(&mut self, token: Token) {
+        let Some(mut connection) = self.connections.remove(&token) else { return };
+        let _ = self.poll.registry().deregister(&mut connection.stream);
+        if let Transport::Tls(session) = &mut connection.transport {
+            session.close(&mut connection.stream);
+        }
+        // The peer is gone: keep every frame it sent even past the batch limits (bounded by
+        // what one connection had buffered), and the partial last one flagged incomplete.
+        self.options.received_at = Timestamp::now();
+        // finish() yields the complete frames still buffered, then the partial last one.
+        while let Some(frame) = connection.framer.finish() {
+            record_frame(
+                &mut self.sink,
+                &self.counters,
+                frame.bytes,
+                frame.flag,
+                connection.peer,
+                &self.options,
+            );
+        }
+        ListenerCounters::add(&self.counters.connections_closed, 1);
+    }
+
+    /// Reads what the connections already delivered, keeps every frame, then hands
+    /// everything off.
+    fn shut_down(&mut self) {
+        let tokens: Vec<Token> = self.connections.keys().copied().collect();
+        for token in tokens {
+            if let Some(connection) = self.connections.get_mut(&token) {
+                while let Received::Bytes(read) =
+                    connection.receive(&mut self.scratch, self.kind, &self.counters)
+                {
+                    ListenerCounters::add(&self.counters.received_bytes, read as u64);
+                    connection.framer.feed(&self.scratch[..read]);
+                }
+            }
+            self.close(token);
+        }
+        self.sink.drain();
+    }
+}
+
+fn record_frame(
+    sink: &mut BatchSink,
+    counters: &ListenerCounters,
+    bytes: &[u8],
+    flag: Option<FrameFlag>,
+    peer: SocketAddr,
+    options: &ParseOptions,
+) {
+    ListenerCounters::add(&counters.received_messages, 1);
+    match flag {
+        Some(FrameFlag::Truncated) => ListenerCounters::add(&counters.truncated_frames, 1),
+        Some(FrameFlag::Incomplete) => ListenerCounters::add(&counters.incomplete_frames, 1),
+        Some(FrameFlag::FramingError) => ListenerCounters::add(&counters.framing_errors, 1),
+        None => {}
+    }
+    if sink.batch().push_syslog(bytes, flag, peer, options) {
+        ListenerCounters::add(&counters.parse_errors, 1);
+    }
+}
