@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use killkrill::config::StoreConfig;
-use killkrill::ingest::{BlockSettings, run_batch_writer};
+use killkrill::ingest::{BlockSettings, BlockSink, run_batch_writer};
 use killkrill::store::{self, BlockEncoder, LogQuery, Store, TextQuery};
 use killkrill::telemetry::metrics::StoreCounters;
 use killkrill_dataplane::batch::{BatchLimits, LogBatch};
@@ -103,7 +103,12 @@ fn ingest(c: &mut Criterion) {
                         BlockSettings { max_messages: 16_384, compression_level: level, encoders: 2 };
                     let started = Instant::now();
                     runtime
-                        .block_on(run_batch_writer(vec![consumer], store.clone(), counters.clone(), settings))
+                        .block_on(run_batch_writer(
+                            vec![consumer],
+                            BlockSink::Store(store.clone()),
+                            counters.clone(),
+                            settings,
+                        ))
                         .unwrap();
                     total += started.elapsed();
                     assert_eq!(

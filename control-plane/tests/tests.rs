@@ -6,6 +6,7 @@ mod servers;
 
 mod capture;
 mod cli;
+mod handoff;
 mod ingest;
 mod observability;
 mod parse_command;
