@@ -294,8 +294,8 @@ fn syslog_over_udp_is_searchable_through_the_redis_handoff() {
     messages.sort_unstable();
     assert_eq!(messages, (0..5).map(|n| format!("through redis handoffword {n}")).collect::<Vec<_>>());
     assert!(logs.iter().all(|log| log["app_name"] == "e2eredis" && log["listener"] == "syslog-udp"));
-    assert!(appliance.metric("killkrill_handoff_published_messages_total") >= 5.0);
-    assert!(appliance.metric("killkrill_handoff_consumed_messages_total") >= 5.0);
+    assert!(appliance.metric("killkrill_stream_published_messages_total") >= 5.0);
+    assert!(appliance.metric("killkrill_stream_consumed_messages_total") >= 5.0);
     assert_eq!(appliance.metric("killkrill_store_messages_total"), 5.0, "stored by the stream writer");
     assert!(appliance.terminate().success());
 }
@@ -333,7 +333,7 @@ fn assert_all_searchable_once(appliance: &Appliance, marker: &str, count: usize)
 
 #[test]
 fn redis_down_at_start_and_going_away_loses_nothing_accepted() {
-    const PUBLISH_ERRORS: &str = "killkrill_handoff_errors_total{stage=\"publish\"}";
+    const PUBLISH_ERRORS: &str = "killkrill_stream_errors_total{stage=\"publish\"}";
     let postgres = PostgresServer::start();
     let mut redis = RedisServer::not_started();
     let appliance = redis_appliance(&postgres.create_database("redis_down"), &redis.url);
@@ -341,7 +341,7 @@ fn redis_down_at_start_and_going_away_loses_nothing_accepted() {
     // Redis is not there yet: the block is accepted and its publish retried.
     send_tcp(&appliance, "beforeredis", 50);
     let errors = wait_for_metric_above(&appliance, PUBLISH_ERRORS, 0.0);
-    assert_eq!(appliance.metric("killkrill_handoff_published_blocks_total"), 0.0);
+    assert_eq!(appliance.metric("killkrill_stream_published_blocks_total"), 0.0);
     redis.restart();
     assert_all_searchable_once(&appliance, "beforeredis", 50);
 
@@ -353,7 +353,7 @@ fn redis_down_at_start_and_going_away_loses_nothing_accepted() {
     assert_all_searchable_once(&appliance, "whileaway", 50);
     assert_all_searchable_once(&appliance, "beforeredis", 50);
     assert!(
-        appliance.metric("killkrill_handoff_errors_total{stage=\"stream\"}") >= 1.0,
+        appliance.metric("killkrill_stream_errors_total{stage=\"consume\"}") >= 1.0,
         "the writer saw it too"
     );
     assert!(appliance.terminate().success());

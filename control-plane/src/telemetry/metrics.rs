@@ -380,47 +380,47 @@ impl prometheus_client::collector::Collector for HandoffCollector {
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         for (name, help, counter) in [
             (
-                "killkrill_handoff_published_blocks",
+                "killkrill_stream_published_blocks",
                 "Log blocks published to the Redis Stream",
                 &c.published_blocks,
             ),
             (
-                "killkrill_handoff_published_messages",
+                "killkrill_stream_published_messages",
                 "Messages in the log blocks published to the Redis Stream",
                 &c.published_messages,
             ),
             (
-                "killkrill_handoff_published_batches",
+                "killkrill_stream_published_batches",
                 "Batches whose block was published to the Redis Stream",
                 &c.published_batches,
             ),
             (
-                "killkrill_handoff_stream_full",
+                "killkrill_stream_full_refusals",
                 "Publish attempts refused because the stream was at its cap (retried)",
                 &c.stream_full,
             ),
             (
-                "killkrill_handoff_consumed_blocks",
+                "killkrill_stream_consumed_blocks",
                 "Log blocks this stream writer stored and acknowledged",
                 &c.consumed_blocks,
             ),
             (
-                "killkrill_handoff_consumed_messages",
+                "killkrill_stream_consumed_messages",
                 "Messages in the log blocks this stream writer stored and acknowledged",
                 &c.consumed_messages,
             ),
             (
-                "killkrill_handoff_duplicate_blocks",
+                "killkrill_stream_duplicate_blocks",
                 "Consumed log blocks the store already held",
                 &c.duplicate_blocks,
             ),
             (
-                "killkrill_handoff_claimed_entries",
+                "killkrill_stream_claimed_entries",
                 "Stream entries claimed from a writer that stopped acknowledging",
                 &c.claimed_entries,
             ),
             (
-                "killkrill_handoff_dead_lettered",
+                "killkrill_stream_dead_lettered",
                 "Stream entries that could not be decoded, moved to the dead-letter stream",
                 &c.dead_lettered,
             ),
@@ -430,11 +430,11 @@ impl prometheus_client::collector::Collector for HandoffCollector {
         }
         counter_family(
             &mut encoder,
-            "killkrill_handoff_errors",
+            "killkrill_stream_errors",
             "Failed hand-off operations, by stage (each is retried)",
             [
                 (vec![("stage", "publish")], read(&c.publish_errors)),
-                (vec![("stage", "stream")], read(&c.stream_errors)),
+                (vec![("stage", "consume")], read(&c.stream_errors)),
                 (vec![("stage", "store")], read(&c.store_errors)),
             ],
         )
