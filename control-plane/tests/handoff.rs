@@ -358,3 +358,89 @@ fn redis_down_at_start_and_going_away_loses_nothing_accepted() {
     );
     assert!(appliance.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_that_cannot_be_decoded_goes_to_the_dead_letter_stream() {
+    let redis = RedisServer::start();
+    let postgres = PostgresServer::start();
+    let store = open_postgres(postgres.create_database("dead_letter")).await;
+    let mut connection =
+        redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let bad_id: String = redis::cmd("XADD")
+        .arg("test:blocks")
+        .arg("*")
+        .arg("v")
+        .arg("1")
+        .arg("block_id")
+        .arg("abc")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let publisher = StreamPublisher::new(
+        RedisLink::new(&redis.url, Duration::from_secs(10)).unwrap(),
+        "test:blocks".to_owned(),
+        100,
+        Arc::new(HandoffCounters::default()),
+    );
+    publisher.publish(&block(0)).await;
+    let writer = spawn_writer(&redis.url, "writer", store.clone());
+    wait_until("the good block is stored", Duration::from_secs(20), async || {
+        store.stats().await.unwrap().blocks == 1
+    })
+    .await;
+    wait_until("the bad entry is dead-lettered", Duration::from_secs(10), async || {
+        writer.counters.dead_lettered.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    let dead: Vec<(String, std::collections::HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg("test:blocks:dead")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    let fields = &dead[0].1;
+    assert_eq!(fields["source_id"], bad_id);
+    assert!(fields["error"].contains("format_version is missing"), "{fields:?}");
+    assert_eq!(fields["entry.block_id"], "abc", "the original fields are kept");
+    let length: u64 = redis::cmd("XLEN").arg("test:blocks").query_async(&mut connection).await.unwrap();
+    assert_eq!(length, 0, "both entries left the stream once handled");
+    assert_each_message_once(&*store, 1).await;
+    let _ = writer.stop.send(true);
+    writer.task.await.unwrap();
+}
+
+#[test]
+fn a_redis_handoff_without_a_usable_redis_url_is_refused_at_start() {
+    let cases: [(&[(&str, &str)], &str); 2] = [
+        (&[("KILLKRILL_INGEST__HANDOFF", "redis")], "REDIS_URL"),
+        (&[("KILLKRILL_INGEST__HANDOFF", "redis"), ("REDIS_URL", "http://not-redis/")], "store.redis_url"),
+    ];
+    for (env, needle) in cases {
+        let temp = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(crate::harness::BINARY)
+            .args(["serve", "--data-dir"])
+            .arg(temp.path().join("data"))
+            .args(["--api-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(["--syslog-udp", "127.0.0.1:0", "--syslog-tcp", "127.0.0.1:0"])
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{env:?}: still running; it should have been refused");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{env:?}: {stderr}");
+        assert!(stderr.contains(needle) && !stderr.contains("panicked"), "{env:?}: {stderr}");
+    }
+}
