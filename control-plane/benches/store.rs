@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use killkrill::config::StoreConfig;
-use killkrill::ingest::{BlockSettings, run_batch_writer};
+use killkrill::ingest::{BlockSettings, BlockSink, run_batch_writer};
 use killkrill::store::{self, BlockEncoder, LogQuery, Store, TextQuery};
 use killkrill::telemetry::metrics::StoreCounters;
 use killkrill_dataplane::batch::{BatchLimits, LogBatch};
@@ -105,7 +105,7 @@ fn ingest(c: &mut Criterion) {
                     runtime
                         .block_on(run_batch_writer(
                             vec![consumer],
-                            store.clone(),
+                            BlockSink::Store(store.clone()),
                             counters.clone(),
                             settings,
                             None,

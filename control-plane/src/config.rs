@@ -78,6 +78,7 @@ pub struct Config {
     pub batch: BatchConfig,
     pub log: LogConfig,
     pub capture: CaptureSection,
+    pub ingest: IngestConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -159,6 +160,93 @@ pub struct BatchConfig {
     pub max_age_ms: u64,
     /// Closed batches each listener may have waiting for the store.
     pub handoff_capacity: usize,
+}
+
+/// Where the batch writer sends the blocks it encodes (docs/scale-out.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HandoffMode {
+    /// Straight into this process's store.
+    Direct,
+    /// To a Redis Stream, from which stream writers (in any control plane) store them.
+    Redis,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// `direct` (default) or `redis` (needs store.redis_url).
+    pub handoff: HandoffMode,
+    /// Run a stream writer that stores blocks from the Redis Stream; default: on when
+    /// `handoff = "redis"`.
+    pub redis_writer: Option<bool>,
+    /// The Redis Stream blocks are published to.
+    pub redis_stream: String,
+    /// The consumer group every stream writer joins.
+    pub redis_group: String,
+    /// Most entries (blocks) the stream may hold; at the cap, publishers wait (and count)
+    /// rather than trim blocks not yet stored.
+    pub redis_stream_max_len: u64,
+    /// This writer's consumer name; default: hostname-pid.
+    pub redis_consumer: Option<String>,
+    /// A block read by a writer and not acknowledged for this long, in milliseconds, is
+    /// claimed by another writer (its writer is taken for dead).
+    pub redis_claim_min_idle_ms: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            handoff: HandoffMode::Direct,
+            redis_writer: None,
+            redis_stream: "killkrill:blocks".to_owned(),
+            redis_group: "killkrill-writers".to_owned(),
+            redis_stream_max_len: 1000,
+            redis_consumer: None,
+            redis_claim_min_idle_ms: 30_000,
+        }
+    }
+}
+
+impl IngestConfig {
+    /// Whether this process runs a stream writer.
+    pub fn runs_redis_writer(&self) -> bool {
+        self.redis_writer.unwrap_or(self.handoff == HandoffMode::Redis)
+    }
+
+    fn validate(&self, redis_url: Option<&str>) -> Result<(), Error> {
+        if redis_url.is_none_or(str::is_empty) {
+            if self.handoff == HandoffMode::Redis {
+                return Err(Error::Config(
+                    "ingest.handoff = \"redis\" needs store.redis_url (REDIS_URL)".to_owned(),
+                ));
+            }
+            if self.runs_redis_writer() {
+                return Err(Error::Config(
+                    "ingest.redis_writer = true needs store.redis_url (REDIS_URL)".to_owned(),
+                ));
+            }
+        }
+        for (key, value) in
+            [("ingest.redis_stream", &self.redis_stream), ("ingest.redis_group", &self.redis_group)]
+        {
+            if value.is_empty() {
+                return Err(Error::Config(format!("{key} must not be empty")));
+            }
+        }
+        if self.redis_consumer.as_deref() == Some("") {
+            return Err(Error::Config("ingest.redis_consumer must not be empty".to_owned()));
+        }
+        for (key, value) in [
+            ("ingest.redis_stream_max_len", self.redis_stream_max_len),
+            ("ingest.redis_claim_min_idle_ms", self.redis_claim_min_idle_ms),
+        ] {
+            if value == 0 {
+                return Err(Error::Config(format!("{key} must be above 0")));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How syslog over UDP is taken off the wire (docs/capture.md).
@@ -295,6 +383,7 @@ impl Default for Config {
             batch: BatchConfig::default(),
             log: LogConfig::default(),
             capture: CaptureSection::default(),
+            ingest: IngestConfig::default(),
         }
     }
 }
@@ -496,6 +585,7 @@ impl Config {
         self.time_zone()?;
         self.capture.to_dataplane()?;
         self.syslog.tls_address()?;
+        self.ingest.validate(self.store.redis_url.as_deref())?;
         Ok(())
     }
 
@@ -831,5 +921,48 @@ mod tests {
             assert_eq!((retention.max_age_ns, retention.max_bytes), (None, Some(1000)));
             Ok(())
         });
+    }
+
+    #[test]
+    fn redis_handoff_runs_a_writer_by_default_and_needs_a_redis_url() {
+        Jail::expect_with(|jail| {
+            let config = load(jail, None, FlagOverrides::default()).unwrap();
+            assert_eq!(config.ingest.handoff, HandoffMode::Direct);
+            assert!(!config.ingest.runs_redis_writer());
+            jail.set_env("KILLKRILL_INGEST__HANDOFF", "redis");
+            let error = load(jail, None, FlagOverrides::default()).unwrap_err().to_string();
+            assert!(error.contains("ingest.handoff") && error.contains("REDIS_URL"), "{error}");
+            jail.set_env("REDIS_URL", "redis://127.0.0.1:6379");
+            let config = load(jail, None, FlagOverrides::default()).unwrap();
+            assert!(config.ingest.runs_redis_writer(), "a redis hand-off writes by default");
+            assert_eq!(config.ingest.redis_stream, "killkrill:blocks");
+            jail.set_env("KILLKRILL_INGEST__REDIS_WRITER", "false");
+            assert!(!load(jail, None, FlagOverrides::default()).unwrap().ingest.runs_redis_writer());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_redis_settings_are_errors_naming_the_key() {
+        let cases = [
+            ("[ingest]\nredis_writer = true\n", "ingest.redis_writer"),
+            ("[store]\nredis_url = \"redis://x\"\n[ingest]\nredis_stream = \"\"\n", "ingest.redis_stream"),
+            (
+                "[store]\nredis_url = \"redis://x\"\n[ingest]\nredis_stream_max_len = 0\n",
+                "ingest.redis_stream_max_len",
+            ),
+            (
+                "[store]\nredis_url = \"redis://x\"\n[ingest]\nredis_claim_min_idle_ms = 0\n",
+                "ingest.redis_claim_min_idle_ms",
+            ),
+            ("[ingest]\nhandoff = \"kafka\"\n", "kafka"),
+        ];
+        for (file, expected) in cases {
+            Jail::expect_with(|jail| {
+                let error = load(jail, Some(file), FlagOverrides::default()).unwrap_err().to_string();
+                assert!(error.contains(expected), "{file}: {error}");
+                Ok(())
+            });
+        }
     }
 }

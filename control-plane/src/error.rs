@@ -19,6 +19,10 @@ pub enum Error {
     BadRequest { parameter: &'static str, message: String },
     #[error("{0}")]
     Block(#[from] crate::store::block::BlockError),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("damaged hand-off entry: {0}")]
+    HandoffEntry(String),
     #[error("internal: {0}")]
     Internal(String),
     #[error("{0}")]

@@ -4,15 +4,17 @@
 //! has. A failed write is retried (and counted), never dropped; while it retries, the
 //! rings fill and the listeners apply their full-ring policy (UDP counts, TCP stops
 //! reading). Batches go back to their listener only once their block is committed.
+//! With the Redis hand-off, "committed" reads "published to the stream" (`handoff`).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use killkrill_dataplane::batch::LogBatch;
 use killkrill_dataplane::handoff::BatchConsumer;
 use tokio::sync::mpsc;
 
+use crate::handoff::StreamPublisher;
 use crate::spool::Spool;
 use crate::store::block::MAX_ROWS;
 use crate::store::{BlockEncoder, EncodedBlock, Store};
@@ -33,6 +35,36 @@ pub struct BlockSettings {
     pub encoders: usize,
 }
 
+/// Where encoded blocks go.
+#[derive(Clone)]
+pub enum BlockSink {
+    /// Committed to this process's store.
+    Store(Arc<dyn Store>),
+    /// Published to the Redis Stream, for the stream writers to store.
+    Stream(Arc<StreamPublisher>),
+}
+
+impl BlockSink {
+    /// Delivers the block, retrying until the store (or the spool) or Redis confirms it.
+    /// The spool serves the direct path; with Redis, the stream is the buffer.
+    async fn deliver(&self, counters: &StoreCounters, block: &EncodedBlock, spool: Option<&Spool>) {
+        match self {
+            BlockSink::Store(store) => commit(&**store, counters, block, spool).await,
+            BlockSink::Stream(publisher) => {
+                publisher.publish(block).await;
+            }
+        }
+    }
+
+    /// The counter of batches whose block was delivered.
+    fn batches_counter<'a>(&'a self, counters: &'a StoreCounters) -> &'a AtomicU64 {
+        match self {
+            BlockSink::Store(_) => &counters.stored_batches,
+            BlockSink::Stream(publisher) => &publisher.counters().published_batches,
+        }
+    }
+}
+
 /// Batches taken off the rings for one block, with the ring each came from.
 type Taken = Vec<(usize, LogBatch)>;
 
@@ -40,7 +72,7 @@ type Taken = Vec<(usize, LogBatch)>;
 /// and every block is committed: it never abandons an accepted batch on its own.
 pub async fn run_batch_writer(
     mut consumers: Vec<BatchConsumer>,
-    store: Arc<dyn Store>,
+    sink: BlockSink,
     counters: Arc<StoreCounters>,
     settings: BlockSettings,
     spool: Option<Arc<Spool>>,
@@ -56,14 +88,14 @@ pub async fn run_batch_writer(
     let mut next_ring = 0;
     loop {
         while let Ok((taken, encoder)) = done.try_recv() {
-            finish_job(&mut consumers, &counters, taken);
+            finish_job(&mut consumers, sink.batches_counter(&counters), taken);
             encoders.push(encoder);
             in_flight -= 1;
         }
         let Some(encoder) = encoders.pop() else {
             // Every encoder is busy: wait for one.
             if let Some((taken, encoder)) = done.recv().await {
-                finish_job(&mut consumers, &counters, taken);
+                finish_job(&mut consumers, sink.batches_counter(&counters), taken);
                 encoders.push(encoder);
                 in_flight -= 1;
             }
@@ -79,13 +111,13 @@ pub async fn run_batch_writer(
             continue;
         }
         in_flight += 1;
-        let (store, counters, done_sender, spool) =
-            (store.clone(), counters.clone(), done_sender.clone(), spool.clone());
+        let (sink, counters, done_sender, spool) =
+            (sink.clone(), counters.clone(), done_sender.clone(), spool.clone());
         let level = settings.compression_level;
         tokio::spawn(async move {
             let done = match encode(encoder, taken, &counters).await {
                 Some((encoder, taken, block)) => {
-                    commit(&*store, &counters, &block, spool.as_deref()).await;
+                    sink.deliver(&counters, &block, spool.as_deref()).await;
                     (taken, encoder)
                 }
                 // A bug in the encoder took the batches with it; keep the writer going.
@@ -124,8 +156,8 @@ fn take_waiting(consumers: &mut [BatchConsumer], next_ring: &mut usize, max_mess
     taken
 }
 
-fn finish_job(consumers: &mut [BatchConsumer], counters: &StoreCounters, taken: Taken) {
-    counters.stored_batches.fetch_add(taken.len() as u64, Ordering::Relaxed);
+fn finish_job(consumers: &mut [BatchConsumer], delivered_batches: &AtomicU64, taken: Taken) {
+    delivered_batches.fetch_add(taken.len() as u64, Ordering::Relaxed);
     for (ring, batch) in taken {
         consumers[ring].give_back(batch);
     }

@@ -6,6 +6,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 mod error;
+pub mod handoff;
 pub mod ingest;
 pub mod server;
 pub mod spool;

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::spool::Spool;
+use crate::handoff::Handoff;
 use crate::telemetry::metrics::{Metrics, StoreCounters};
 use crate::{Error, Result, VERSION, ingest, store};
 
@@ -31,6 +32,8 @@ pub async fn serve(config: Config) -> Result<()> {
     }
     prepare_data_dir(&config.data_dir)?;
     let store = store::open(&config.store, &config.data_dir).await?;
+    let store_counters = Arc::new(StoreCounters::default());
+    let handoff = Handoff::start(&config, store.clone(), store_counters.clone())?;
     let dataplane_config = DataPlaneConfig {
         syslog_udp: config.syslog.udp.address(),
         syslog_tcp: config.syslog.tcp.address(),
@@ -55,9 +58,9 @@ pub async fn serve(config: Config) -> Result<()> {
     }
     let mut dataplane = DataPlane::start(&dataplane_config)?;
     log_capture(dataplane.capture());
-    let store_counters = Arc::new(StoreCounters::default());
     let mut metrics = Metrics::new(dataplane.counters().to_vec(), store_counters.clone());
     metrics.add_capture(dataplane.capture().clone(), dataplane.xdp());
+    metrics.add_handoff(handoff.counters.clone());
     let metrics = Arc::new(metrics);
     let state = AppState {
         store: store.clone(),
@@ -129,7 +132,7 @@ pub async fn serve(config: Config) -> Result<()> {
     let drainer = spool.clone().map(|spool| tokio::spawn(spool.drain(store.clone(), stop.clone())));
     let writer = tokio::spawn(ingest::run_batch_writer(
         dataplane.take_consumers(),
-        store.clone(),
+        handoff.sink.clone(),
         store_counters,
         block_settings,
         spool,
@@ -148,6 +151,7 @@ pub async fn serve(config: Config) -> Result<()> {
         if let Ok(Err(error)) = writer.await {
             tracing::error!(error = %error, "The batch writer stopped.");
         }
+        handoff.stop().await;
     };
     if tokio::time::timeout(SHUTDOWN_DEADLINE, flush).await.is_err() {
         tracing::error!(

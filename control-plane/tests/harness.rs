@@ -54,6 +54,7 @@ impl Appliance {
             .args(["--syslog-udp", "127.0.0.1:0", "--syslog-tcp", "127.0.0.1:0"])
             .args(extra)
             .env("LOG_LEVEL", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = command.spawn().expect("start killkrill");
@@ -98,6 +99,12 @@ impl Appliance {
         appliance
     }
 
+    /// Keeps `temp` (the data directory's parent) until the appliance is dropped.
+    pub fn keeping(mut self, temp: tempfile::TempDir) -> Self {
+        self._temp = Some(temp);
+        self
+    }
+
     /// Waits for a log line whose message is `message`, collecting lines meanwhile.
     pub fn wait_for_log(&mut self, message: &str, timeout: Duration) -> Option<Value> {
         if let Some(line) = self.log_lines.iter().find(|l| l["message"] == message) {
@@ -131,6 +138,17 @@ impl Appliance {
         let response = reqwest::blocking::get(self.url(path)).expect("HTTP request");
         let status = response.status().as_u16();
         (status, response.json().expect("JSON body"))
+    }
+
+    /// The value of one series in /metrics (name with labels, as written there); 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = reqwest::blocking::get(format!("http://{}/metrics", self.metrics))
+            .expect("GET /metrics")
+            .text()
+            .expect("metrics text");
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// Searches logs until `expected` rows match or the timeout passes.

@@ -1,5 +1,6 @@
-//! Real database servers for tests: a throw-away PostgreSQL cluster on a free port,
-//! from Debian's packages (installed by `cargo xtask setup`), stopped by PID on drop.
+//! Real database servers for tests: a throw-away PostgreSQL cluster and redis-server on
+//! free ports, from Debian's packages (installed by `cargo xtask setup`), stopped by PID
+//! on drop.
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt as _;
@@ -144,5 +145,82 @@ impl PostgresServer {
 impl Drop for PostgresServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A throw-away redis-server on a port of its own, with no persistence, stopped by PID on
+/// drop. It can be killed and started again on the same port, as a Redis restart.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    pub url: String,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let mut server = Self::not_started();
+        server.restart();
+        server
+    }
+
+    /// A port and URL with no server behind them yet: `restart` starts it.
+    pub fn not_started() -> Self {
+        let dir = tempfile::Builder::new().prefix("killkrill-redis-").tempdir().unwrap();
+        let port = free_port();
+        Self { child: None, port, url: format!("redis://127.0.0.1:{port}/"), dir }
+    }
+
+    /// Starts the server on its port (it must not be running), empty, and waits until it
+    /// answers.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "redis-server is already running");
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed by `cargo xtask setup`");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.answers_ping() {
+            assert!(Instant::now() < deadline, "redis-server did not start within 20 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn answers_ping(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut answer = [0u8; 7];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut answer).is_ok()
+            && &answer == b"+PONG\r\n"
+    }
+
+    /// Kills the server at once (SIGKILL, no shutdown), losing what it held.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

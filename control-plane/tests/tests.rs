@@ -7,6 +7,7 @@ mod servers;
 mod capture;
 mod cli;
 mod http_ingest;
+mod handoff;
 mod ingest;
 mod observability;
 mod outage;

@@ -62,6 +62,33 @@ pub struct StoreCounters {
     pub write_errors: AtomicU64,
 }
 
+/// Counters of the Redis Streams hand-off: the publishing side (this process's batch
+/// writer) and the stream writer side (storing what any publisher sent).
+#[derive(Debug, Default)]
+pub struct HandoffCounters {
+    /// Blocks Redis confirmed as added to the stream.
+    pub published_blocks: AtomicU64,
+    pub published_messages: AtomicU64,
+    /// Batches given back to their listener after their block was published.
+    pub published_batches: AtomicU64,
+    /// Publish attempts refused because the stream was at its cap (retried, not dropped).
+    pub stream_full: AtomicU64,
+    /// Entries stored (or found already stored) and acknowledged by this stream writer.
+    pub consumed_blocks: AtomicU64,
+    pub consumed_messages: AtomicU64,
+    /// Consumed blocks the store already had (a retried publish or a claimed entry).
+    pub duplicate_blocks: AtomicU64,
+    /// Entries taken over from a writer that stopped acknowledging (XAUTOCLAIM).
+    pub claimed_entries: AtomicU64,
+    /// Entries that could not be decoded, moved to the dead-letter stream.
+    pub dead_lettered: AtomicU64,
+    pub publish_errors: AtomicU64,
+    /// Failed reads, claims and acknowledgements of the stream writer.
+    pub stream_errors: AtomicU64,
+    /// Failed store writes of the stream writer (retried).
+    pub store_errors: AtomicU64,
+}
+
 /// Every metric the process serves.
 pub struct Metrics {
     registry: Registry,
@@ -96,6 +123,11 @@ impl Metrics {
     /// Adds the capture path and, with XDP, the program's counters by listener and reason.
     pub fn add_capture(&mut self, status: CaptureStatus, xdp: Option<Arc<Mutex<XdpSteering>>>) {
         self.registry.register_collector(Box::new(CaptureCollector { status, xdp }));
+    }
+
+    /// Adds the Redis Streams hand-off series.
+    pub fn add_handoff(&mut self, counters: Arc<HandoffCounters>) {
+        self.registry.register_collector(Box::new(HandoffCollector { counters }));
     }
 
     /// The Prometheus text exposition.
@@ -401,5 +433,77 @@ impl prometheus_client::collector::Collector for IngestCollector {
             ConstGauge::new(gauge.load(Ordering::Relaxed) as i64).encode(metric)?;
         }
         Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct HandoffCollector {
+    counters: Arc<HandoffCounters>,
+}
+
+impl prometheus_client::collector::Collector for HandoffCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let c = &self.counters;
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        for (name, help, counter) in [
+            (
+                "killkrill_stream_published_blocks",
+                "Log blocks published to the Redis Stream",
+                &c.published_blocks,
+            ),
+            (
+                "killkrill_stream_published_messages",
+                "Messages in the log blocks published to the Redis Stream",
+                &c.published_messages,
+            ),
+            (
+                "killkrill_stream_published_batches",
+                "Batches whose block was published to the Redis Stream",
+                &c.published_batches,
+            ),
+            (
+                "killkrill_stream_full_refusals",
+                "Publish attempts refused because the stream was at its cap (retried)",
+                &c.stream_full,
+            ),
+            (
+                "killkrill_stream_consumed_blocks",
+                "Log blocks this stream writer stored and acknowledged",
+                &c.consumed_blocks,
+            ),
+            (
+                "killkrill_stream_consumed_messages",
+                "Messages in the log blocks this stream writer stored and acknowledged",
+                &c.consumed_messages,
+            ),
+            (
+                "killkrill_stream_duplicate_blocks",
+                "Consumed log blocks the store already held",
+                &c.duplicate_blocks,
+            ),
+            (
+                "killkrill_stream_claimed_entries",
+                "Stream entries claimed from a writer that stopped acknowledging",
+                &c.claimed_entries,
+            ),
+            (
+                "killkrill_stream_dead_lettered",
+                "Stream entries that could not be decoded, moved to the dead-letter stream",
+                &c.dead_lettered,
+            ),
+        ] {
+            let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(read(counter)).encode(metric)?;
+        }
+        counter_family(
+            &mut encoder,
+            "killkrill_stream_errors",
+            "Failed hand-off operations, by stage (each is retried)",
+            [
+                (vec![("stage", "publish")], read(&c.publish_errors)),
+                (vec![("stage", "consume")], read(&c.stream_errors)),
+                (vec![("stage", "store")], read(&c.store_errors)),
+            ],
+        )
     }
 }
