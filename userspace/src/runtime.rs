@@ -18,11 +18,13 @@ use crate::batch::BatchLimits;
 use crate::capture::{CaptureConfig, CaptureMode, CaptureStatus, XdpCapture};
 use crate::counters::ListenerCounters;
 use crate::handoff::{BatchConsumer, batch_ring};
+use crate::listener::metrics_udp::{MetricSink, spawn_metrics_listener};
 use crate::listener::tcp::{TcpSettings, bind_tcp};
 use crate::listener::udp::bind_udp;
 use crate::listener::{
     BatchSink, CapturePath, ListenerInfo, ListenerKind, StopSignal, spawn_tcp_listener, spawn_udp_listener,
 };
+use crate::metrics::{AggregatorSettings, MetricConsumer, MetricCounters, metric_ring};
 use crate::xdp::{XdpCounters, XdpSteering};
 
 /// What the data plane listens on and how it batches.
@@ -41,6 +43,12 @@ pub struct DataPlaneConfig {
     pub time_zone: TimeZone,
     /// XDP/AF_XDP capture of the syslog UDP port, beside its socket.
     pub capture: CaptureConfig,
+    /// statsd / DogStatsD over UDP; `None` disables it.
+    pub statsd_udp: Option<SocketAddr>,
+    /// Influx line protocol over UDP; `None` disables it.
+    pub influx_udp: Option<SocketAddr>,
+    /// Flush interval and limits of the metrics listeners' aggregators.
+    pub metrics: AggregatorSettings,
 }
 
 impl Default for DataPlaneConfig {
@@ -53,6 +61,9 @@ impl Default for DataPlaneConfig {
             handoff_capacity: 64,
             time_zone: TimeZone::UTC,
             capture: CaptureConfig::default(),
+            statsd_udp: None,
+            influx_udp: None,
+            metrics: AggregatorSettings::default(),
         }
     }
 }
@@ -62,6 +73,8 @@ pub struct DataPlane {
     listeners: Vec<ListenerInfo>,
     counters: Vec<Arc<ListenerCounters>>,
     consumers: Vec<BatchConsumer>,
+    metric_counters: Vec<Arc<MetricCounters>>,
+    metric_consumers: Vec<MetricConsumer>,
     threads: Vec<JoinHandle<()>>,
     stop: StopSignal,
     /// XDP capture, when it started; stopped before the socket listeners.
@@ -75,10 +88,16 @@ impl DataPlane {
         // Bind everything first, so that a bad address fails start-up before any thread runs.
         let udp = config.syslog_udp.map(|address| bind_udp(ListenerKind::SyslogUdp, address)).transpose()?;
         let tcp = config.syslog_tcp.map(|address| bind_tcp(ListenerKind::SyslogTcp, address)).transpose()?;
+        let statsd =
+            config.statsd_udp.map(|address| bind_udp(ListenerKind::StatsdUdp, address)).transpose()?;
+        let influx =
+            config.influx_udp.map(|address| bind_udp(ListenerKind::InfluxUdp, address)).transpose()?;
         let mut plane = Self {
             listeners: Vec::new(),
             counters: Vec::new(),
             consumers: Vec::new(),
+            metric_counters: Vec::new(),
+            metric_consumers: Vec::new(),
             threads: Vec::new(),
             stop: StopSignal::default(),
             xdp: None,
@@ -103,6 +122,13 @@ impl DataPlane {
             let settings = TcpSettings { max_frame_bytes: config.max_frame_bytes };
             let started = spawn_tcp_listener(listener, settings, sink, counters, options, plane.stop.clone());
             plane.add_listener(started)?;
+        }
+        for (kind, socket) in [(ListenerKind::StatsdUdp, statsd), (ListenerKind::InfluxUdp, influx)] {
+            if let Some(socket) = socket {
+                let sink = plane.add_metric_sink(kind, config);
+                let started = spawn_metrics_listener(socket, sink, plane.stop.clone());
+                plane.add_listener(started)?;
+            }
         }
         Ok(plane)
     }
@@ -160,6 +186,26 @@ impl DataPlane {
         self.counters.push(counters.clone());
         self.consumers.push(consumer);
         (BatchSink::new(kind, config.batch, producer, counters.clone()), counters)
+    }
+
+    fn add_metric_sink(&mut self, kind: ListenerKind, config: &DataPlaneConfig) -> MetricSink {
+        let counters = Arc::new(ListenerCounters::new(kind, CapturePath::Socket));
+        let metric_counters = Arc::new(MetricCounters::new(kind));
+        let (producer, consumer) = metric_ring(config.handoff_capacity);
+        self.counters.push(counters.clone());
+        self.metric_counters.push(metric_counters.clone());
+        self.metric_consumers.push(consumer);
+        MetricSink { kind, settings: config.metrics, producer, counters, metric_counters }
+    }
+
+    /// Counters of the metrics listeners (samples, rejected lines, points).
+    pub fn metric_counters(&self) -> &[Arc<MetricCounters>] {
+        &self.metric_counters
+    }
+
+    /// The consumer ends of the metrics listeners' point rings; taken once.
+    pub fn take_metric_consumers(&mut self) -> Vec<MetricConsumer> {
+        std::mem::take(&mut self.metric_consumers)
     }
 
     /// Which capture the data plane got (and why not XDP, when it fell back).

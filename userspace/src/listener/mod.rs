@@ -1,5 +1,6 @@
 //! Listeners: one thread each, owning its socket, parser state, batch and counters.
 
+pub(crate) mod metrics_udp;
 pub(crate) mod tcp;
 pub(crate) mod udp;
 
@@ -20,6 +21,10 @@ use crate::handoff::BatchProducer;
 pub enum ListenerKind {
     SyslogUdp,
     SyslogTcp,
+    /// statsd / DogStatsD over UDP.
+    StatsdUdp,
+    /// Influx line protocol over UDP.
+    InfluxUdp,
 }
 
 impl ListenerKind {
@@ -27,6 +32,8 @@ impl ListenerKind {
         match self {
             ListenerKind::SyslogUdp => "syslog-udp",
             ListenerKind::SyslogTcp => "syslog-tcp",
+            ListenerKind::StatsdUdp => "statsd-udp",
+            ListenerKind::InfluxUdp => "influx-udp",
         }
     }
 }

@@ -124,7 +124,7 @@ fn receive_loop(
 
 /// Buffers for one `recvmmsg` call: payloads, source addresses and the headers that
 /// point at them. Boxed slices never move, so the raw pointers stay valid.
-struct MultiReceiver {
+pub(crate) struct MultiReceiver {
     payloads: Box<[u8]>,
     addresses: Box<[libc::sockaddr_storage]>,
     /// Only read by the kernel, through the headers' pointers.
@@ -136,7 +136,7 @@ struct MultiReceiver {
 unsafe impl Send for MultiReceiver {}
 
 impl MultiReceiver {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut payloads = vec![0u8; DATAGRAMS_PER_CALL * DATAGRAM_BUFFER_BYTES].into_boxed_slice();
         // SAFETY: sockaddr_storage, iovec and mmsghdr are plain C structs for which
         // all-zero bytes are a valid value.
@@ -161,7 +161,7 @@ impl MultiReceiver {
         Self { payloads, addresses, _iovecs: iovecs, headers }
     }
 
-    fn receive(&mut self, socket: &UdpSocket, flags: libc::c_int) -> std::io::Result<usize> {
+    pub(crate) fn receive(&mut self, socket: &UdpSocket, flags: libc::c_int) -> std::io::Result<usize> {
         for header in self.headers.iter_mut() {
             header.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             header.msg_len = 0;
@@ -182,7 +182,7 @@ impl MultiReceiver {
         Ok(count as usize)
     }
 
-    fn datagrams(&self, count: usize) -> impl Iterator<Item = (&[u8], SocketAddr)> {
+    pub(crate) fn datagrams(&self, count: usize) -> impl Iterator<Item = (&[u8], SocketAddr)> {
         self.headers[..count].iter().zip(self.addresses.iter()).enumerate().map(
             move |(index, (header, address))| {
                 let start = index * DATAGRAM_BUFFER_BYTES;
