@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 mod error;
 pub mod ingest;
+pub mod metric_writer;
 pub mod server;
 pub mod store;
 pub mod telemetry;

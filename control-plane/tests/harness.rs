@@ -46,6 +46,7 @@ impl Appliance {
             .arg(data_dir)
             .args(["--api-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .args(["--syslog-udp", "127.0.0.1:0", "--syslog-tcp", "127.0.0.1:0"])
+            .args(["--statsd-udp", "127.0.0.1:0", "--influx-udp", "127.0.0.1:0"])
             .args(extra)
             .env("LOG_LEVEL", "info")
             .stdout(Stdio::piped())

@@ -3,6 +3,7 @@
 pub mod error;
 mod health;
 mod logs;
+mod metrics;
 mod stats;
 
 use std::path::PathBuf;
@@ -47,7 +48,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The full API router.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new().route("/logs", get(logs::search)).route("/stats", get(stats::stats));
+    let api = Router::new()
+        .route("/logs", get(logs::search))
+        .route("/metrics", get(metrics::query))
+        .route("/metrics/names", get(metrics::names))
+        .route("/stats", get(stats::stats));
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
