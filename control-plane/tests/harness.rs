@@ -93,6 +93,11 @@ impl Appliance {
         appliance
     }
 
+    /// Keeps `temp` (the data directory's parent) until the appliance is dropped.
+    pub fn keep_temp(&mut self, temp: tempfile::TempDir) {
+        self._temp = Some(temp);
+    }
+
     /// Waits for a log line whose message is `message`, collecting lines meanwhile.
     pub fn wait_for_log(&mut self, message: &str, timeout: Duration) -> Option<Value> {
         if let Some(line) = self.log_lines.iter().find(|l| l["message"] == message) {

@@ -7,6 +7,8 @@ mod servers;
 mod capture;
 mod cli;
 mod ingest;
+mod metrics;
+mod metrics_store;
 mod observability;
 mod parse_command;
 mod query;

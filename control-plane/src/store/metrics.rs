@@ -69,7 +69,7 @@ pub struct MetricQuery {
     /// Points whose interval starts in [start_ns, end_ns).
     pub start_ns: i64,
     pub end_ns: i64,
-    /// Bucket width; buckets are aligned to multiples of it since the epoch.
+    /// Bucket width; buckets start at `start_ns` and every `step_ns` after it.
     pub step_ns: i64,
     pub agg: MetricAgg,
 }
@@ -204,7 +204,7 @@ pub fn bucket_series(
         .filter_map(|stored| {
             let mut buckets: Vec<Bucket> = Vec::new();
             for point in points.iter().filter(|point| point.series_id == stored.id) {
-                let start = point.start_ns - point.start_ns.rem_euclid(step);
+                let start = point.start_ns - (point.start_ns - query.start_ns).rem_euclid(step);
                 match buckets.last_mut() {
                     Some(bucket) if bucket.start_ns == start => bucket.add(point),
                     _ => {
