@@ -105,7 +105,7 @@ impl Default for MetricsConfig {
             statsd_udp: ListenAddress::On(SocketAddr::from(([0, 0, 0, 0], 8125))),
             influx_udp: ListenAddress::On(SocketAddr::from(([0, 0, 0, 0], 8089))),
             flush_interval_ms: 10_000,
-            max_series: 100_000,
+            max_series: 10_000,
             influx_precision: "ns".to_owned(),
         }
     }

@@ -90,7 +90,7 @@ fn statsd_counters_timers_gauges_and_sets_are_aggregated_and_queryable() {
     assert_eq!(value(&appliance, &format!("{lat}&agg=avg")), 50.5);
     for (agg, expected) in [("p50", 50.0), ("p90", 90.0), ("p99", 99.0)] {
         let got = value(&appliance, &format!("{lat}&agg={agg}"));
-        assert!((got - expected).abs() <= expected * 0.002, "{agg}: {got}, expected {expected}");
+        assert!((got - expected).abs() <= expected * 0.01, "{agg}: {got}, expected {expected}");
     }
 
     assert_eq!(wait_for_value(&appliance, "name=e2e.temp&agg=last", |_| true).0, 12.0, "10, +5, -3");
@@ -122,7 +122,7 @@ fn influx_fields_are_aggregated_per_tag_set() {
     assert_eq!(value(&appliance, &format!("{usage}&agg=sum")), 1275.0);
     assert_eq!(value(&appliance, &format!("{usage}&agg=avg")), 25.5);
     let p90 = value(&appliance, &format!("{usage}&agg=p90"));
-    assert!((p90 - 45.0).abs() <= 0.1, "p90 of 1..=50: {p90}");
+    assert!((p90 - 45.0).abs() <= 0.45, "p90 of 1..=50: {p90}");
     assert_eq!(value(&appliance, "name=e2e_cpu.idle&tag.dc=x&agg=min"), 50.0);
     assert_eq!(wait_for_value(&appliance, "name=e2e_cpu.usage&tag.host=b&agg=max", |_| true).0, 99.0);
 }
@@ -144,6 +144,7 @@ fn malformed_lines_are_counted_and_their_neighbours_stored() {
         "killkrill_metric_lines_rejected_total{listener=\"influx-udp\",reason=\"missing_fields\"} 1",
         "killkrill_parse_errors_total{listener=\"statsd-udp\"} 3",
         "killkrill_metric_samples_total{listener=\"statsd-udp\"} 1",
+        "killkrill_metric_lines_total{listener=\"statsd-udp\"} 4",
         "killkrill_metric_samples_total{listener=\"influx-udp\"} 1",
         "killkrill_ingest_messages_total{listener=\"statsd-udp\",capture=\"socket\"} 1",
         "killkrill_metric_dropped_total{listener=\"statsd-udp\",stage=\"handoff\",reason=\"ring_full\"} 0",

@@ -285,7 +285,7 @@ mod tests {
         assert_eq!(value(MetricAgg::Last, 60)[0].value, Some(100.0), "the newest interval's last");
         assert_eq!(value(MetricAgg::Rate, 60)[0].value, Some(121.0 / 60.0));
         let p50 = value(MetricAgg::P50, 60)[0].value.unwrap();
-        assert!((p50 - 4.0).abs() < 0.01, "median of 1..6 and 100 is 4, not an average of medians: {p50}");
+        assert!((p50 - 4.0).abs() < 0.04, "median of 1..6 and 100 is 4, not an average of medians: {p50}");
         let by_ten = value(MetricAgg::Sum, 10);
         assert_eq!(by_ten.len(), 2);
         assert_eq!((by_ten[0].value, by_ten[1].value), (Some(21.0), Some(100.0)));

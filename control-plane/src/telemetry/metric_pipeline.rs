@@ -35,6 +35,12 @@ impl prometheus_client::collector::Collector for MetricPipelineCollector {
         };
         per_listener(
             &mut encoder,
+            "killkrill_metric_lines",
+            "Metric lines read (rejected ones included), by listener",
+            &|c| read(&c.lines),
+        )?;
+        per_listener(
+            &mut encoder,
             "killkrill_metric_samples",
             "Metric values aggregated, by listener",
             &|c| read(&c.samples),

@@ -97,6 +97,7 @@ impl MetricsListener {
         ListenerCounters::add(&listener.received_messages, count as u64);
         ListenerCounters::add(&listener.received_bytes, bytes);
         ListenerCounters::add(&listener.parse_errors, counts.rejected_total());
+        ListenerCounters::add(&metrics.lines, counts.lines);
         ListenerCounters::add(&metrics.samples, counts.samples);
         ListenerCounters::add(&metrics.ignored, counts.ignored);
         ListenerCounters::add(&metrics.samples_dropped_series_limit, counts.series_limit);

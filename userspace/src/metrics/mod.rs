@@ -186,6 +186,8 @@ pub fn reject_index(reason: &str) -> usize {
 #[derive(Debug)]
 pub struct MetricCounters {
     pub listener: ListenerKind,
+    /// Lines read (statsd: one per value of a multi-value line), rejected ones included.
+    pub lines: AtomicU64,
     /// Metric values folded into a series (a multi-value statsd line counts each value).
     pub samples: AtomicU64,
     /// Lines rejected by the parser, by reason (index into [`REJECT_REASONS`]); counted
@@ -208,6 +210,7 @@ impl MetricCounters {
     pub fn new(listener: ListenerKind) -> Self {
         Self {
             listener,
+            lines: AtomicU64::new(0),
             samples: AtomicU64::new(0),
             rejected: std::array::from_fn(|_| AtomicU64::new(0)),
             ignored: AtomicU64::new(0),

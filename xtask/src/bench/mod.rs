@@ -34,8 +34,7 @@ enum MicroCommand {
 #[derive(Args, Clone)]
 pub struct ScenarioArgs {
     /// Scenarios to run: udp-5424, udp-3164, tcp-octet, tcp-lf, mixed, query (search
-    /// latency under ingest); statsd and influx need listeners the appliance does not have
-    /// yet, and say so.
+    /// latency under ingest), statsd, influx (loss from the appliance's own counters).
     #[arg(default_values_t = [String::from("udp-5424")])]
     pub scenarios: Vec<String>,
     /// Peers to run on the same rig with the same load: rsyslog, syslog-ng.
