@@ -95,6 +95,9 @@ pub struct MetricsConfig {
     /// Series each listener tracks per interval; samples of further new series are
     /// counted and dropped.
     pub max_series: usize,
+    /// Of those, timer, histogram and distribution series (each keeps a histogram of about
+    /// 20 KiB for the interval).
+    pub max_histogram_series: usize,
     /// Unit of Influx timestamps: ns, us, ms or s.
     pub influx_precision: String,
 }
@@ -105,7 +108,8 @@ impl Default for MetricsConfig {
             statsd_udp: ListenAddress::On(SocketAddr::from(([0, 0, 0, 0], 8125))),
             influx_udp: ListenAddress::On(SocketAddr::from(([0, 0, 0, 0], 8089))),
             flush_interval_ms: 10_000,
-            max_series: 10_000,
+            max_series: 100_000,
+            max_histogram_series: 10_000,
             influx_precision: "ns".to_owned(),
         }
     }
@@ -124,6 +128,9 @@ impl MetricsConfig {
         if self.max_series == 0 {
             return Err(Error::Config("metrics.max_series must be above 0".to_owned()));
         }
+        if self.max_histogram_series == 0 {
+            return Err(Error::Config("metrics.max_histogram_series must be above 0".to_owned()));
+        }
         let influx_precision = match self.influx_precision.as_str() {
             "ns" => InfluxPrecision::Nanoseconds,
             "us" => InfluxPrecision::Microseconds,
@@ -138,6 +145,7 @@ impl MetricsConfig {
         Ok(killkrill_dataplane::metrics::AggregatorSettings {
             interval: std::time::Duration::from_millis(self.flush_interval_ms),
             max_series: self.max_series,
+            max_histogram_series: self.max_histogram_series,
             influx_precision,
         })
     }

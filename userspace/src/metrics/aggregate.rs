@@ -25,6 +25,9 @@ pub struct AggregatorSettings {
     pub interval: Duration,
     /// Series tracked per interval; samples of further new series are counted and dropped.
     pub max_series: usize,
+    /// Of those, series keeping a histogram (timers, histograms, distributions: about
+    /// 20 KiB each, against a few hundred bytes for the others).
+    pub max_histogram_series: usize,
     /// Unit of Influx timestamps (only checked: samples are stamped by receive time).
     pub influx_precision: InfluxPrecision,
 }
@@ -33,7 +36,8 @@ impl Default for AggregatorSettings {
     fn default() -> Self {
         Self {
             interval: Duration::from_secs(10),
-            max_series: 10_000,
+            max_series: 100_000,
+            max_histogram_series: 10_000,
             influx_precision: InfluxPrecision::Nanoseconds,
         }
     }
@@ -79,6 +83,8 @@ pub struct Aggregator {
     /// Gauge values carried from earlier intervals, so that `+n`/`-n` adjust them.
     gauges: FxHashMap<Box<str>, f64>,
     interval_start_ns: i64,
+    /// Series of this interval that keep a histogram.
+    histogram_series: usize,
     /// Reused buffers: the series key and an Influx metric name.
     key: String,
     name: String,
@@ -93,6 +99,7 @@ impl Aggregator {
             series: FxHashMap::default(),
             gauges: FxHashMap::default(),
             interval_start_ns: 0,
+            histogram_series: 0,
             key: String::with_capacity(256),
             name: String::with_capacity(128),
         };
@@ -203,7 +210,9 @@ impl Aggregator {
         let mut key = std::mem::take(&mut self.key);
         series_key(&mut key, kind, name, tags);
         if !self.series.contains_key(key.as_str()) {
-            if self.series.len() >= self.settings.max_series {
+            let histogram_full =
+                kind.has_histogram() && self.histogram_series >= self.settings.max_histogram_series;
+            if self.series.len() >= self.settings.max_series || histogram_full {
                 counts.series_limit += 1;
                 self.key = key;
                 return;
@@ -220,6 +229,7 @@ impl Aggregator {
                 histogram: kind.has_histogram().then(new_histogram),
                 members: (kind == MetricKind::Set).then(FxHashSet::default),
             };
+            self.histogram_series += usize::from(kind.has_histogram());
             self.series.insert(key.as_str().into(), series);
         }
         if let Some(series) = self.series.get_mut(key.as_str()) {
@@ -234,6 +244,7 @@ impl Aggregator {
         let interval_ns = self.interval_ns();
         let start = self.interval_start_ns;
         let mut points = Vec::with_capacity(self.series.len());
+        self.histogram_series = 0;
         for (key, series) in self.series.drain() {
             if series.kind == MetricKind::Gauge
                 && (self.gauges.len() < self.settings.max_series || self.gauges.contains_key(&key))
@@ -460,12 +471,16 @@ mod tests {
 
     #[test]
     fn new_series_past_the_limit_are_counted_not_kept() {
-        let settings = AggregatorSettings { max_series: 2, ..AggregatorSettings::default() };
+        let settings =
+            AggregatorSettings { max_series: 3, max_histogram_series: 1, ..AggregatorSettings::default() };
         let mut aggregator = Aggregator::new(settings, T0);
         let mut counts = IngestCounts::default();
-        aggregator.ingest_statsd(b"a:1|c\nb:1|c\nc:1|c\na:1|c", &mut counts);
-        assert_eq!((counts.samples, counts.series_limit), (3, 1));
-        assert_eq!(aggregator.series_count(), 2);
+        aggregator.ingest_statsd(b"t1:1|ms\nt2:1|ms\na:1|c\nb:1|c\nc:1|c\na:1|c\nt1:2|ms", &mut counts);
+        assert_eq!((counts.samples, counts.series_limit), (5, 2), "t2 (histograms full) and c (series full)");
+        assert_eq!(aggregator.series_count(), 3);
+        aggregator.flush(T0 + 10_000_000_000);
+        aggregator.ingest_statsd(b"t2:1|ms", &mut counts);
+        assert_eq!(counts.samples, 6, "limits start over each interval");
     }
 
     #[test]

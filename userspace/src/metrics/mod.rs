@@ -30,7 +30,9 @@ pub enum MetricKind {
     Distribution,
     /// statsd `s`: distinct members per interval.
     Set,
-    /// An Influx numeric or boolean field: every value is a sample.
+    /// An Influx numeric or boolean field: every value is a sample; no histogram, since
+    /// Influx senders (Telegraf) mostly send values they aggregated already, and a
+    /// histogram per field of every tag set would cost far more than the point.
     Field,
 }
 
@@ -64,10 +66,7 @@ impl MetricKind {
 
     /// Kinds whose points carry a histogram (and so quantiles).
     pub const fn has_histogram(self) -> bool {
-        matches!(
-            self,
-            MetricKind::Timer | MetricKind::Histogram | MetricKind::Distribution | MetricKind::Field
-        )
+        matches!(self, MetricKind::Timer | MetricKind::Histogram | MetricKind::Distribution)
     }
 }
 

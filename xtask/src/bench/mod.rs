@@ -121,7 +121,11 @@ fn build(debug: bool) -> anyhow::Result<Binaries> {
         command.arg("--release");
     }
     exec(&mut command)?;
-    let dir = workspace_root().join("target").join(if debug { "debug" } else { "release" });
+    // Where cargo put them: CARGO_TARGET_DIR when set (as cargo itself reads it).
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map_or_else(|| workspace_root().join("target"), |dir| workspace_root().join(dir));
+    let dir = target.join(if debug { "debug" } else { "release" });
     Ok(Binaries { killkrill: dir.join("killkrill"), perf: dir.join("killkrill-perf") })
 }
 
