@@ -185,3 +185,29 @@ fn bad_metric_queries_are_400_naming_the_parameter() {
     assert_eq!(status, 200);
     assert_eq!(body["series"], serde_json::json!([]));
 }
+
+#[test]
+fn sigterm_flushes_the_interval_in_progress() {
+    let temp = tempfile::tempdir().unwrap();
+    let data_dir = temp.path().join("data");
+    // An interval far longer than the test: only the shutdown flush can store the points.
+    let appliance = Appliance::start_in(&data_dir, &["--metrics-flush-interval-ms", "3600000"]);
+    send(appliance.listener("statsd-udp"), &["e2e.before_stop:5|c\ne2e.before_stop:7|c".to_owned()]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let read = "killkrill_metric_samples_total{listener=\"statsd-udp\"} 2";
+    while !reqwest::blocking::get(format!("http://{}/metrics", appliance.metrics))
+        .unwrap()
+        .text()
+        .unwrap()
+        .contains(read)
+    {
+        assert!(Instant::now() < deadline, "the listener never read the datagram");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_, before) = appliance.get_json(&format!("/api/v1/metrics?name=e2e.before_stop&{WINDOW}"));
+    assert_eq!(before["series"], serde_json::json!([]), "nothing flushed before the interval ends");
+    let status = appliance.terminate();
+    assert!(status.success(), "{status}");
+    let appliance = Appliance::start_in(&data_dir, &[]);
+    assert_eq!(wait_for_value(&appliance, "name=e2e.before_stop&agg=sum", |_| true).0, 12.0);
+}
