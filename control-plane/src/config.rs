@@ -100,6 +100,9 @@ pub struct MetricsConfig {
     pub max_histogram_series: usize,
     /// Unit of Influx timestamps: ns, us, ms or s.
     pub influx_precision: String,
+    /// Receive threads per metrics listener (SO_REUSEPORT sockets, one aggregator each;
+    /// the kernel spreads senders over them, points are merged at query time).
+    pub receive_threads: usize,
 }
 
 impl Default for MetricsConfig {
@@ -111,6 +114,7 @@ impl Default for MetricsConfig {
             max_series: 100_000,
             max_histogram_series: 10_000,
             influx_precision: "ns".to_owned(),
+            receive_threads: 1,
         }
     }
 }
@@ -127,6 +131,12 @@ impl MetricsConfig {
         }
         if self.max_series == 0 {
             return Err(Error::Config("metrics.max_series must be above 0".to_owned()));
+        }
+        if !(1..=64).contains(&self.receive_threads) {
+            return Err(Error::Config(format!(
+                "metrics.receive_threads = {} is out of range (1 to 64)",
+                self.receive_threads
+            )));
         }
         if self.max_histogram_series == 0 {
             return Err(Error::Config("metrics.max_histogram_series must be above 0".to_owned()));
@@ -686,6 +696,7 @@ mod tests {
         let cases = [
             ("[metrics]\nflush_interval_ms = 0\n", "metrics.flush_interval_ms"),
             ("[metrics]\nmax_series = 0\n", "metrics.max_series"),
+            ("[metrics]\nreceive_threads = 0\n", "metrics.receive_threads"),
             ("[metrics]\ninflux_precision = \"h\"\n", "metrics.influx_precision"),
             ("[metrics]\nstatsd_udp = \"nowhere\"\n", "nowhere"),
         ];

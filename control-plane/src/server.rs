@@ -41,6 +41,7 @@ pub async fn serve(config: Config) -> Result<()> {
         statsd_udp: config.metrics.statsd_udp.address(),
         influx_udp: config.metrics.influx_udp.address(),
         metrics: config.metrics.aggregator_settings()?,
+        metrics_threads: config.metrics.receive_threads,
     };
     let mut dataplane = DataPlane::start(&dataplane_config)?;
     log_capture(dataplane.capture());

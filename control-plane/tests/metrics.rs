@@ -211,3 +211,42 @@ fn sigterm_flushes_the_interval_in_progress() {
     let appliance = Appliance::start_in(&data_dir, &[]);
     assert_eq!(wait_for_value(&appliance, "name=e2e.before_stop&agg=sum", |_| true).0, 12.0);
 }
+
+#[test]
+fn several_receive_threads_each_flush_and_their_points_merge() {
+    let temp = tempfile::tempdir().unwrap();
+    let data_dir = temp.path().join("data");
+    let config = temp.path().join("killkrill.toml");
+    std::fs::write(&config, "[metrics]\nreceive_threads = 2\nflush_interval_ms = 3600000\n").unwrap();
+    let appliance = Appliance::start_in(&data_dir, &["--config", config.to_str().unwrap()]);
+    let target = appliance.listener("statsd-udp");
+    // 32 senders (source ports): the kernel's flow hash leaves one thread idle with a
+    // chance of 2^-31.
+    for _ in 0..32 {
+        send(target, &vec!["e2e.spread:1|c".to_owned(); 10]);
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let read = "killkrill_metric_samples_total{listener=\"statsd-udp\"} 320";
+    while !reqwest::blocking::get(format!("http://{}/metrics", appliance.metrics))
+        .unwrap()
+        .text()
+        .unwrap()
+        .contains(read)
+    {
+        assert!(Instant::now() < deadline, "the listener threads never read every datagram");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(appliance.terminate().success());
+    let rows = std::process::Command::new("sqlite3")
+        .arg(data_dir.join("killkrill.db"))
+        .arg("SELECT COUNT(*) FROM metric_points")
+        .output()
+        .expect("sqlite3 is installed by setup");
+    assert_eq!(String::from_utf8_lossy(&rows.stdout).trim(), "2", "one point per receive thread");
+    let appliance = Appliance::start_in(&data_dir, &[]);
+    assert_eq!(
+        wait_for_value(&appliance, "name=e2e.spread&agg=sum", |_| true).0,
+        320.0,
+        "merged at query time"
+    );
+}

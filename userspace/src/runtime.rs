@@ -5,7 +5,7 @@
 //! AF_XDP socket ([`crate::capture`]). The thread-per-core io_uring runtime plugs in
 //! beside it; see docs/adr/0004-first-data-plane-runtime.md.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
@@ -20,7 +20,7 @@ use crate::counters::ListenerCounters;
 use crate::handoff::{BatchConsumer, batch_ring};
 use crate::listener::metrics_udp::{MetricSink, spawn_metrics_listener};
 use crate::listener::tcp::{TcpSettings, bind_tcp};
-use crate::listener::udp::bind_udp;
+use crate::listener::udp::{bind_udp, bind_udp_with};
 use crate::listener::{
     BatchSink, CapturePath, ListenerInfo, ListenerKind, StopSignal, spawn_tcp_listener, spawn_udp_listener,
 };
@@ -49,6 +49,9 @@ pub struct DataPlaneConfig {
     pub influx_udp: Option<SocketAddr>,
     /// Flush interval and limits of the metrics listeners' aggregators.
     pub metrics: AggregatorSettings,
+    /// Receive threads per metrics listener, each with its own SO_REUSEPORT socket,
+    /// aggregator and ring; their points are merged at query time.
+    pub metrics_threads: usize,
 }
 
 impl Default for DataPlaneConfig {
@@ -64,8 +67,22 @@ impl Default for DataPlaneConfig {
             statsd_udp: None,
             influx_udp: None,
             metrics: AggregatorSettings::default(),
+            metrics_threads: 1,
         }
     }
+}
+
+/// `threads` sockets on one address (SO_REUSEPORT when more than one); with port 0, the
+/// first socket picks the port and the others join it.
+fn bind_metric_sockets(kind: ListenerKind, address: SocketAddr, threads: usize) -> Result<Vec<UdpSocket>> {
+    let shared = threads > 1;
+    let first = bind_udp_with(kind, address, shared)?;
+    let bound = first.local_addr().map_err(|source| crate::Error::SocketOption { listener: kind, source })?;
+    let mut sockets = vec![first];
+    for _ in 1..threads {
+        sockets.push(bind_udp_with(kind, bound, true)?);
+    }
+    Ok(sockets)
 }
 
 /// The running data plane.
@@ -88,10 +105,14 @@ impl DataPlane {
         // Bind everything first, so that a bad address fails start-up before any thread runs.
         let udp = config.syslog_udp.map(|address| bind_udp(ListenerKind::SyslogUdp, address)).transpose()?;
         let tcp = config.syslog_tcp.map(|address| bind_tcp(ListenerKind::SyslogTcp, address)).transpose()?;
-        let statsd =
-            config.statsd_udp.map(|address| bind_udp(ListenerKind::StatsdUdp, address)).transpose()?;
-        let influx =
-            config.influx_udp.map(|address| bind_udp(ListenerKind::InfluxUdp, address)).transpose()?;
+        let statsd = config
+            .statsd_udp
+            .map(|address| bind_metric_sockets(ListenerKind::StatsdUdp, address, config.metrics_threads))
+            .transpose()?;
+        let influx = config
+            .influx_udp
+            .map(|address| bind_metric_sockets(ListenerKind::InfluxUdp, address, config.metrics_threads))
+            .transpose()?;
         let mut plane = Self {
             listeners: Vec::new(),
             counters: Vec::new(),
@@ -123,11 +144,37 @@ impl DataPlane {
             let started = spawn_tcp_listener(listener, settings, sink, counters, options, plane.stop.clone());
             plane.add_listener(started)?;
         }
-        for (kind, socket) in [(ListenerKind::StatsdUdp, statsd), (ListenerKind::InfluxUdp, influx)] {
-            if let Some(socket) = socket {
-                let sink = plane.add_metric_sink(kind, config);
-                let started = spawn_metrics_listener(socket, sink, plane.stop.clone());
-                plane.add_listener(started)?;
+        for (kind, sockets) in [(ListenerKind::StatsdUdp, statsd), (ListenerKind::InfluxUdp, influx)] {
+            // One set of counters for all of a listener's threads (atomics added to once per
+            // receive call), so it reads as one listener in /metrics.
+            let counters = Arc::new(ListenerCounters::new(kind, CapturePath::Socket));
+            let metric_counters = Arc::new(MetricCounters::new(kind));
+            for (index, socket) in sockets.into_iter().flatten().enumerate() {
+                if index == 0 {
+                    plane.counters.push(counters.clone());
+                    plane.metric_counters.push(metric_counters.clone());
+                }
+                let (producer, consumer) = metric_ring(config.handoff_capacity);
+                plane.metric_consumers.push(consumer);
+                let sink = MetricSink {
+                    kind,
+                    settings: config.metrics,
+                    producer,
+                    counters: counters.clone(),
+                    metric_counters: metric_counters.clone(),
+                };
+                match spawn_metrics_listener(socket, sink, plane.stop.clone()) {
+                    Ok((info, thread)) => {
+                        if index == 0 {
+                            plane.listeners.push(info);
+                        }
+                        plane.threads.push(thread);
+                    }
+                    Err(error) => {
+                        plane.stop_threads();
+                        return Err(error);
+                    }
+                }
             }
         }
         Ok(plane)
@@ -186,16 +233,6 @@ impl DataPlane {
         self.counters.push(counters.clone());
         self.consumers.push(consumer);
         (BatchSink::new(kind, config.batch, producer, counters.clone()), counters)
-    }
-
-    fn add_metric_sink(&mut self, kind: ListenerKind, config: &DataPlaneConfig) -> MetricSink {
-        let counters = Arc::new(ListenerCounters::new(kind, CapturePath::Socket));
-        let metric_counters = Arc::new(MetricCounters::new(kind));
-        let (producer, consumer) = metric_ring(config.handoff_capacity);
-        self.counters.push(counters.clone());
-        self.metric_counters.push(metric_counters.clone());
-        self.metric_consumers.push(consumer);
-        MetricSink { kind, settings: config.metrics, producer, counters, metric_counters }
     }
 
     /// Counters of the metrics listeners (samples, rejected lines, points).

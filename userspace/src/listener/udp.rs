@@ -23,10 +23,19 @@ const DATAGRAM_BUFFER_BYTES: usize = 64 * 1024;
 const RECEIVE_BUFFER_BYTES: usize = 8 << 20;
 
 pub(crate) fn bind_udp(kind: ListenerKind, address: SocketAddr) -> Result<UdpSocket> {
+    bind_udp_with(kind, address, false)
+}
+
+/// As [`bind_udp`], with SO_REUSEPORT: several sockets on one port, the kernel spreading
+/// senders over them by flow hash (one receive thread each).
+pub(crate) fn bind_udp_with(kind: ListenerKind, address: SocketAddr, reuse_port: bool) -> Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(address), Type::DGRAM, Some(Protocol::UDP))
         .map_err(|source| Error::Bind { listener: kind, address, source })?;
     let option_error = |source| Error::SocketOption { listener: kind, source };
     socket.set_reuse_address(true).map_err(option_error)?;
+    if reuse_port {
+        socket.set_reuse_port(true).map_err(option_error)?;
+    }
     // Not fatal if refused: the default buffer works, it only absorbs shorter bursts.
     let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER_BYTES);
     if socket.recv_buffer_size().is_ok_and(|size| size < RECEIVE_BUFFER_BYTES) {
