@@ -298,6 +298,10 @@ impl DataPlane {
     }
 
     fn stop_threads(&mut self) {
+        // Rings nobody took will never be drained: let go of them, so that listeners count
+        // what they still hold as dropped at shutdown instead of waiting for room forever.
+        self.consumers.clear();
+        self.metric_consumers.clear();
         // AF_XDP first: its sockets leave the map, so what arrives meanwhile goes to the
         // kernel and is read by the socket listener, which stops after.
         if let Some(capture) = &mut self.xdp {
