@@ -79,6 +79,87 @@ pub struct Config {
     pub log: LogConfig,
     pub capture: CaptureSection,
     pub ingest: IngestConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// statsd and Influx listeners and their aggregation (docs/metrics.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// statsd / DogStatsD over UDP.
+    pub statsd_udp: ListenAddress,
+    /// Influx line protocol over UDP.
+    pub influx_udp: ListenAddress,
+    /// Length of an aggregation interval, in milliseconds: each listener flushes one
+    /// point per series per interval, stamped with the interval's start.
+    pub flush_interval_ms: u64,
+    /// Series each listener tracks per interval; samples of further new series are
+    /// counted and dropped.
+    pub max_series: usize,
+    /// Of those, timer, histogram and distribution series (each keeps a histogram of about
+    /// 20 KiB for the interval).
+    pub max_histogram_series: usize,
+    /// Unit of Influx timestamps: ns, us, ms or s.
+    pub influx_precision: String,
+    /// Receive threads per metrics listener (SO_REUSEPORT sockets, one aggregator each;
+    /// the kernel spreads senders over them, points are merged at query time).
+    pub receive_threads: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            statsd_udp: ListenAddress::On(SocketAddr::from(([0, 0, 0, 0], 8125))),
+            influx_udp: ListenAddress::On(SocketAddr::from(([0, 0, 0, 0], 8089))),
+            flush_interval_ms: 10_000,
+            max_series: 100_000,
+            max_histogram_series: 10_000,
+            influx_precision: "ns".to_owned(),
+            receive_threads: 1,
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// The aggregators' settings; errors name the key.
+    pub fn aggregator_settings(&self) -> Result<killkrill_dataplane::metrics::AggregatorSettings, Error> {
+        use killkrill_parsers::influx::InfluxPrecision;
+        if !(10..=3_600_000).contains(&self.flush_interval_ms) {
+            return Err(Error::Config(format!(
+                "metrics.flush_interval_ms = {} is out of range (10 to 3600000)",
+                self.flush_interval_ms
+            )));
+        }
+        if self.max_series == 0 {
+            return Err(Error::Config("metrics.max_series must be above 0".to_owned()));
+        }
+        if !(1..=64).contains(&self.receive_threads) {
+            return Err(Error::Config(format!(
+                "metrics.receive_threads = {} is out of range (1 to 64)",
+                self.receive_threads
+            )));
+        }
+        if self.max_histogram_series == 0 {
+            return Err(Error::Config("metrics.max_histogram_series must be above 0".to_owned()));
+        }
+        let influx_precision = match self.influx_precision.as_str() {
+            "ns" => InfluxPrecision::Nanoseconds,
+            "us" => InfluxPrecision::Microseconds,
+            "ms" => InfluxPrecision::Milliseconds,
+            "s" => InfluxPrecision::Seconds,
+            other => {
+                return Err(Error::Config(format!(
+                    "metrics.influx_precision = {other:?} is not one of ns, us, ms, s"
+                )));
+            }
+        };
+        Ok(killkrill_dataplane::metrics::AggregatorSettings {
+            interval: std::time::Duration::from_millis(self.flush_interval_ms),
+            max_series: self.max_series,
+            max_histogram_series: self.max_histogram_series,
+            influx_precision,
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -384,6 +465,7 @@ impl Default for Config {
             log: LogConfig::default(),
             capture: CaptureSection::default(),
             ingest: IngestConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -497,6 +579,12 @@ pub struct FlagOverrides {
     pub syslog_tcp: Option<ListenAddress>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syslog_tls: Option<ListenAddress>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statsd_udp: Option<ListenAddress>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub influx_udp: Option<ListenAddress>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_flush_interval_ms: Option<u64>,
 }
 
 impl FlagOverrides {
@@ -511,10 +599,15 @@ impl FlagOverrides {
             ("syslog.udp", self.syslog_udp),
             ("syslog.tcp", self.syslog_tcp),
             ("syslog.tls", self.syslog_tls),
+            ("metrics.statsd_udp", self.statsd_udp),
+            ("metrics.influx_udp", self.influx_udp),
         ] {
             if let Some(value) = value {
                 figment = figment.merge(Serialized::default(key, String::from(value)));
             }
+        }
+        if let Some(value) = self.metrics_flush_interval_ms {
+            figment = figment.merge(Serialized::default("metrics.flush_interval_ms", value));
         }
         figment
     }
@@ -586,6 +679,7 @@ impl Config {
         self.capture.to_dataplane()?;
         self.syslog.tls_address()?;
         self.ingest.validate(self.store.redis_url.as_deref())?;
+        self.metrics.aggregator_settings()?;
         Ok(())
     }
 
@@ -956,6 +1050,43 @@ mod tests {
                 "ingest.redis_claim_min_idle_ms",
             ),
             ("[ingest]\nhandoff = \"kafka\"\n", "kafka"),
+        ];
+        for (file, expected) in cases {
+            Jail::expect_with(|jail| {
+                let error = load(jail, Some(file), FlagOverrides::default()).unwrap_err().to_string();
+                assert!(error.contains(expected), "{file}: {error}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn metrics_listeners_default_to_the_conventional_ports_and_take_settings() {
+        Jail::expect_with(|jail| {
+            let config = load(jail, None, FlagOverrides::default()).unwrap();
+            assert_eq!(config.metrics.statsd_udp, "0.0.0.0:8125".parse().unwrap());
+            assert_eq!(config.metrics.influx_udp, "0.0.0.0:8089".parse().unwrap());
+            assert_eq!(config.metrics.aggregator_settings().unwrap().interval.as_secs(), 10);
+            jail.set_env("KILLKRILL_METRICS__INFLUX_UDP", "off");
+            jail.set_env("KILLKRILL_METRICS__FLUSH_INTERVAL_MS", "250");
+            let flags =
+                FlagOverrides { statsd_udp: Some("127.0.0.1:0".parse().unwrap()), ..Default::default() };
+            let config = load(jail, None, flags).unwrap();
+            assert_eq!(config.metrics.influx_udp, ListenAddress::Off);
+            assert_eq!(config.metrics.statsd_udp, "127.0.0.1:0".parse().unwrap());
+            assert_eq!(config.metrics.aggregator_settings().unwrap().interval.as_millis(), 250);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_metrics_settings_are_errors_naming_the_key() {
+        let cases = [
+            ("[metrics]\nflush_interval_ms = 0\n", "metrics.flush_interval_ms"),
+            ("[metrics]\nmax_series = 0\n", "metrics.max_series"),
+            ("[metrics]\nreceive_threads = 0\n", "metrics.receive_threads"),
+            ("[metrics]\ninflux_precision = \"h\"\n", "metrics.influx_precision"),
+            ("[metrics]\nstatsd_udp = \"nowhere\"\n", "nowhere"),
         ];
         for (file, expected) in cases {
             Jail::expect_with(|jail| {

@@ -14,8 +14,10 @@ use tokio::sync::watch;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
-use crate::spool::Spool;
 use crate::handoff::Handoff;
+use crate::metric_writer::{MetricWriterCounters, run_metric_writer};
+use crate::spool::Spool;
+use crate::telemetry::metric_pipeline::MetricPipelineCollector;
 use crate::telemetry::metrics::{Metrics, StoreCounters};
 use crate::{Error, Result, VERSION, ingest, store};
 
@@ -47,6 +49,10 @@ pub async fn serve(config: Config) -> Result<()> {
         handoff_capacity: config.batch.handoff_capacity,
         time_zone: config.time_zone()?,
         capture: config.capture.to_dataplane()?,
+        statsd_udp: config.metrics.statsd_udp.address(),
+        influx_udp: config.metrics.influx_udp.address(),
+        metrics: config.metrics.aggregator_settings()?,
+        metrics_threads: config.metrics.receive_threads,
     };
     if let Some(tls) = &dataplane_config.syslog_tls {
         tracing::info!(
@@ -61,6 +67,11 @@ pub async fn serve(config: Config) -> Result<()> {
     let mut metrics = Metrics::new(dataplane.counters().to_vec(), store_counters.clone());
     metrics.add_capture(dataplane.capture().clone(), dataplane.xdp());
     metrics.add_handoff(handoff.counters.clone());
+    let metric_writer_counters = Arc::new(MetricWriterCounters::default());
+    metrics.add_metric_pipeline(MetricPipelineCollector {
+        listeners: dataplane.metric_counters().to_vec(),
+        writer: metric_writer_counters.clone(),
+    });
     let metrics = Arc::new(metrics);
     let state = AppState {
         store: store.clone(),
@@ -137,6 +148,11 @@ pub async fn serve(config: Config) -> Result<()> {
         block_settings,
         spool,
     ));
+    let metric_writer = tokio::spawn(run_metric_writer(
+        dataplane.take_metric_consumers(),
+        store.clone(),
+        metric_writer_counters,
+    ));
     state.listeners_up.store(true, Ordering::Release);
     tracing::info!(version = VERSION, data_dir = %config.data_dir.display(), "Killkrill is ready.");
 
@@ -152,6 +168,7 @@ pub async fn serve(config: Config) -> Result<()> {
             tracing::error!(error = %error, "The batch writer stopped.");
         }
         handoff.stop().await;
+        let _ = metric_writer.await;
     };
     if tokio::time::timeout(SHUTDOWN_DEADLINE, flush).await.is_err() {
         tracing::error!(

@@ -14,6 +14,7 @@ pub(crate) fn serve(args: &[&str], env: &[(&str, &str)]) -> Output {
         .arg(temp.path().join("data"))
         .args(["--api-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
         .args(["--syslog-udp", "127.0.0.1:0", "--syslog-tcp", "127.0.0.1:0"])
+        .args(["--statsd-udp", "127.0.0.1:0", "--influx-udp", "127.0.0.1:0"])
         .args(args);
     for (name, value) in env {
         command.env(name, value);

@@ -13,9 +13,11 @@ use killkrill::handoff::{RedisLink, StreamPublisher, WriterSettings, run_stream_
 use killkrill::store::{
     self, BlockEncoder, EncodedBlock, LogPage, LogQuery, Removed, Retention, SourcesSeen, Store, StoreStats,
 };
+use killkrill::store::{MetricQuery, MetricSeries, MetricStore};
 use killkrill::telemetry::metrics::{HandoffCounters, StoreCounters};
 use killkrill_dataplane::batch::{BatchLimits, LogBatch};
 use killkrill_dataplane::listener::ListenerKind;
+use killkrill_dataplane::metrics::MetricPoint;
 use killkrill_parsers::syslog::ParseOptions;
 use tokio::sync::watch;
 
@@ -46,6 +48,19 @@ struct StallingStore {
     inner: Arc<dyn Store>,
     commits_left: AtomicUsize,
     stalled: AtomicBool,
+}
+
+#[async_trait]
+impl MetricStore for StallingStore {
+    async fn insert_metric_points(&self, listener: &str, points: &[MetricPoint]) -> killkrill::Result<u64> {
+        self.inner.insert_metric_points(listener, points).await
+    }
+    async fn query_metrics(&self, query: &MetricQuery) -> killkrill::Result<Vec<MetricSeries>> {
+        self.inner.query_metrics(query).await
+    }
+    async fn metric_names(&self) -> killkrill::Result<Vec<String>> {
+        self.inner.metric_names().await
+    }
 }
 
 #[async_trait]

@@ -52,6 +52,7 @@ impl Appliance {
             .arg(data_dir)
             .args(["--api-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .args(["--syslog-udp", "127.0.0.1:0", "--syslog-tcp", "127.0.0.1:0"])
+            .args(["--statsd-udp", "127.0.0.1:0", "--influx-udp", "127.0.0.1:0"])
             .args(extra)
             .env("LOG_LEVEL", "info")
             .envs(env.iter().copied())
@@ -103,6 +104,11 @@ impl Appliance {
     pub fn keeping(mut self, temp: tempfile::TempDir) -> Self {
         self._temp = Some(temp);
         self
+    }
+
+    /// Keeps the temporary directory alive as long as the appliance.
+    pub fn keep_temp(&mut self, temp: tempfile::TempDir) {
+        self._temp = Some(temp);
     }
 
     /// Waits for a log line whose message is `message`, collecting lines meanwhile.

@@ -6,9 +6,11 @@ mod servers;
 
 mod capture;
 mod cli;
-mod http_ingest;
 mod handoff;
+mod http_ingest;
 mod ingest;
+mod metrics;
+mod metrics_store;
 mod observability;
 mod outage;
 mod parse_command;

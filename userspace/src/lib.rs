@@ -12,6 +12,7 @@ pub mod counters;
 mod error;
 pub mod handoff;
 pub mod listener;
+pub mod metrics;
 mod runtime;
 #[doc(hidden)]
 pub mod testing;

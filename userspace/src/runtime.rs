@@ -5,7 +5,7 @@
 //! AF_XDP socket ([`crate::capture`]). The thread-per-core io_uring runtime plugs in
 //! beside it; see docs/adr/0004-first-data-plane-runtime.md.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -19,12 +19,14 @@ use crate::batch::BatchLimits;
 use crate::capture::{CaptureConfig, CaptureMode, CaptureStatus, XdpCapture};
 use crate::counters::ListenerCounters;
 use crate::handoff::{BatchConsumer, batch_ring};
+use crate::listener::metrics_udp::{MetricSink, spawn_metrics_listener};
 use crate::listener::stream::{StreamSettings, TlsSettings};
 use crate::listener::tcp::bind_tcp;
-use crate::listener::udp::bind_udp;
+use crate::listener::udp::{bind_udp, bind_udp_with};
 use crate::listener::{
     BatchSink, CapturePath, ListenerInfo, ListenerKind, StopSignal, spawn_stream_listener, spawn_udp_listener,
 };
+use crate::metrics::{AggregatorSettings, MetricConsumer, MetricCounters, metric_ring};
 use crate::tls::TlsServerConfig;
 use crate::xdp::{XdpCounters, XdpSteering};
 
@@ -46,6 +48,15 @@ pub struct DataPlaneConfig {
     pub time_zone: TimeZone,
     /// XDP/AF_XDP capture of the syslog UDP port, beside its socket.
     pub capture: CaptureConfig,
+    /// statsd / DogStatsD over UDP; `None` disables it.
+    pub statsd_udp: Option<SocketAddr>,
+    /// Influx line protocol over UDP; `None` disables it.
+    pub influx_udp: Option<SocketAddr>,
+    /// Flush interval and limits of the metrics listeners' aggregators.
+    pub metrics: AggregatorSettings,
+    /// Receive threads per metrics listener, each with its own SO_REUSEPORT socket,
+    /// aggregator and ring; their points are merged at query time.
+    pub metrics_threads: usize,
 }
 
 impl Default for DataPlaneConfig {
@@ -59,6 +70,10 @@ impl Default for DataPlaneConfig {
             handoff_capacity: 64,
             time_zone: TimeZone::UTC,
             capture: CaptureConfig::default(),
+            statsd_udp: None,
+            influx_udp: None,
+            metrics: AggregatorSettings::default(),
+            metrics_threads: 1,
         }
     }
 }
@@ -72,11 +87,26 @@ pub struct TlsListenerConfig {
     pub handshake_timeout: Duration,
 }
 
+/// `threads` sockets on one address (SO_REUSEPORT when more than one); with port 0, the
+/// first socket picks the port and the others join it.
+fn bind_metric_sockets(kind: ListenerKind, address: SocketAddr, threads: usize) -> Result<Vec<UdpSocket>> {
+    let shared = threads > 1;
+    let first = bind_udp_with(kind, address, shared)?;
+    let bound = first.local_addr().map_err(|source| crate::Error::SocketOption { listener: kind, source })?;
+    let mut sockets = vec![first];
+    for _ in 1..threads {
+        sockets.push(bind_udp_with(kind, bound, true)?);
+    }
+    Ok(sockets)
+}
+
 /// The running data plane.
 pub struct DataPlane {
     listeners: Vec<ListenerInfo>,
     counters: Vec<Arc<ListenerCounters>>,
     consumers: Vec<BatchConsumer>,
+    metric_counters: Vec<Arc<MetricCounters>>,
+    metric_consumers: Vec<MetricConsumer>,
     threads: Vec<JoinHandle<()>>,
     stop: StopSignal,
     /// XDP capture, when it started; stopped before the socket listeners.
@@ -95,10 +125,20 @@ impl DataPlane {
             .as_ref()
             .map(|tls| bind_tcp(ListenerKind::SyslogTls, tls.address).map(|socket| (socket, tls)))
             .transpose()?;
+        let statsd = config
+            .statsd_udp
+            .map(|address| bind_metric_sockets(ListenerKind::StatsdUdp, address, config.metrics_threads))
+            .transpose()?;
+        let influx = config
+            .influx_udp
+            .map(|address| bind_metric_sockets(ListenerKind::InfluxUdp, address, config.metrics_threads))
+            .transpose()?;
         let mut plane = Self {
             listeners: Vec::new(),
             counters: Vec::new(),
             consumers: Vec::new(),
+            metric_counters: Vec::new(),
+            metric_consumers: Vec::new(),
             threads: Vec::new(),
             stop: StopSignal::default(),
             xdp: None,
@@ -143,6 +183,39 @@ impl DataPlane {
                 plane.stop.clone(),
             );
             plane.add_listener(started)?;
+        }
+        for (kind, sockets) in [(ListenerKind::StatsdUdp, statsd), (ListenerKind::InfluxUdp, influx)] {
+            // One set of counters for all of a listener's threads (atomics added to once per
+            // receive call), so it reads as one listener in /metrics.
+            let counters = Arc::new(ListenerCounters::new(kind, CapturePath::Socket));
+            let metric_counters = Arc::new(MetricCounters::new(kind));
+            for (index, socket) in sockets.into_iter().flatten().enumerate() {
+                if index == 0 {
+                    plane.counters.push(counters.clone());
+                    plane.metric_counters.push(metric_counters.clone());
+                }
+                let (producer, consumer) = metric_ring(config.handoff_capacity);
+                plane.metric_consumers.push(consumer);
+                let sink = MetricSink {
+                    kind,
+                    settings: config.metrics,
+                    producer,
+                    counters: counters.clone(),
+                    metric_counters: metric_counters.clone(),
+                };
+                match spawn_metrics_listener(socket, sink, plane.stop.clone()) {
+                    Ok((info, thread)) => {
+                        if index == 0 {
+                            plane.listeners.push(info);
+                        }
+                        plane.threads.push(thread);
+                    }
+                    Err(error) => {
+                        plane.stop_threads();
+                        return Err(error);
+                    }
+                }
+            }
         }
         Ok(plane)
     }
@@ -202,6 +275,16 @@ impl DataPlane {
         (BatchSink::new(kind, config.batch, producer, counters.clone()), counters)
     }
 
+    /// Counters of the metrics listeners (samples, rejected lines, points).
+    pub fn metric_counters(&self) -> &[Arc<MetricCounters>] {
+        &self.metric_counters
+    }
+
+    /// The consumer ends of the metrics listeners' point rings; taken once.
+    pub fn take_metric_consumers(&mut self) -> Vec<MetricConsumer> {
+        std::mem::take(&mut self.metric_consumers)
+    }
+
     /// Which capture the data plane got (and why not XDP, when it fell back).
     pub fn capture(&self) -> &CaptureStatus {
         &self.capture
@@ -255,6 +338,10 @@ impl DataPlane {
     }
 
     fn stop_threads(&mut self) {
+        // Rings nobody took will never be drained: let go of them, so that listeners count
+        // what they still hold as dropped at shutdown instead of waiting for room forever.
+        self.consumers.clear();
+        self.metric_consumers.clear();
         // AF_XDP first: its sockets leave the map, so what arrives meanwhile goes to the
         // kernel and is read by the socket listener, which stops after.
         if let Some(capture) = &mut self.xdp {

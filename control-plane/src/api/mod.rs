@@ -4,6 +4,7 @@ pub mod error;
 mod health;
 mod ingest;
 mod logs;
+mod metrics;
 pub mod openapi;
 mod sources;
 mod stats;
@@ -54,6 +55,8 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/logs", get(logs::search).post(ingest::post_logs))
         .route("/logs/tail", get(tail::tail))
+        .route("/metrics", get(metrics::query))
+        .route("/metrics/names", get(metrics::names))
         .route("/stats", get(stats::stats))
         .route("/sources", get(sources::sources))
         .route("/openapi.json", get(openapi::openapi_json));

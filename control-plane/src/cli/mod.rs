@@ -55,6 +55,15 @@ struct ServeArgs {
     /// Syslog over TLS, ADDR:PORT or "off" (needs syslog.tls_cert and syslog.tls_key).
     #[arg(long, value_name = "ADDR:PORT")]
     syslog_tls: Option<ListenAddress>,
+    /// statsd / DogStatsD over UDP, ADDR:PORT or "off".
+    #[arg(long, value_name = "ADDR:PORT")]
+    statsd_udp: Option<ListenAddress>,
+    /// Influx line protocol over UDP, ADDR:PORT or "off".
+    #[arg(long, value_name = "ADDR:PORT")]
+    influx_udp: Option<ListenAddress>,
+    /// Metrics aggregation interval in milliseconds (metrics.flush_interval_ms).
+    #[arg(long, value_name = "MS")]
+    metrics_flush_interval_ms: Option<u64>,
 }
 
 /// Exit status for a configuration or usage problem (a runtime failure exits 1).
@@ -78,6 +87,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         syslog_udp: args.syslog_udp,
         syslog_tcp: args.syslog_tcp,
         syslog_tls: args.syslog_tls,
+        statsd_udp: args.statsd_udp,
+        influx_udp: args.influx_udp,
+        metrics_flush_interval_ms: args.metrics_flush_interval_ms,
     };
     let config = match Config::load(args.config.as_deref(), flags) {
         Ok(config) => config,

@@ -10,11 +10,14 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 const SQLITE: &[(i64, &str, &str)] = &[
     (1, "logs", include_str!("../../migrations/sqlite/0001_logs.sql")),
     (2, "log blocks", include_str!("../../migrations/sqlite/0002_log_blocks.sql")),
+    (3, "metrics", include_str!("../../migrations/sqlite/0003_metrics.sql")),
 ];
 
 /// The PostgreSQL migrations, in order.
-const POSTGRES: &[(i64, &str, &str)] =
-    &[(1, "log blocks", include_str!("../../migrations/postgres/0001_log_blocks.sql"))];
+const POSTGRES: &[(i64, &str, &str)] = &[
+    (1, "log blocks", include_str!("../../migrations/postgres/0001_log_blocks.sql")),
+    (2, "metrics", include_str!("../../migrations/postgres/0002_metrics.sql")),
+];
 
 #[derive(Debug)]
 struct Embedded(&'static [(i64, &'static str, &'static str)]);

@@ -3,6 +3,8 @@
 //! format in `block`, and the search logic that both backends share in `query`.
 
 pub mod block;
+pub mod metrics;
+mod metrics_sql;
 mod migrations;
 pub mod query;
 mod sql;
@@ -14,6 +16,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 pub use block::{BlockEncoder, EncodedBlock};
+pub use metrics::{MetricAgg, MetricQuery, MetricSeries, MetricStore, MetricValue};
 pub use query::{Cursor, LogQuery, Order, TextQuery};
 pub use sql::SqlStore;
 
@@ -111,8 +114,9 @@ pub struct Removed {
     pub stored_bytes: u64,
 }
 
+/// Logs here; metrics through the [`MetricStore`] half (`store/metrics_sql.rs`).
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: MetricStore + Send + Sync {
     /// Cheap round trip, for readiness.
     async fn ping(&self) -> Result<()>;
     /// Commits the block; false when a block with the same id is already stored.

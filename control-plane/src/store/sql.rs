@@ -23,7 +23,7 @@ use crate::{Error, Result};
 /// Index rows read per round trip while looking for matching blocks.
 const CANDIDATES_PER_ROUND: i64 = 256;
 
-enum Pool {
+pub(super) enum Pool {
     Sqlite(SqlitePool),
     Postgres(PgPool),
 }
@@ -37,9 +37,10 @@ macro_rules! on_pool {
         }
     };
 }
+pub(super) use on_pool;
 
 pub struct SqlStore {
-    pool: Pool,
+    pub(super) pool: Pool,
 }
 
 impl SqlStore {

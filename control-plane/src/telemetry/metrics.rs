@@ -130,6 +130,11 @@ impl Metrics {
         self.registry.register_collector(Box::new(HandoffCollector { counters }));
     }
 
+    /// Adds the metrics pipeline's series (statsd and Influx listeners, metric writer).
+    pub fn add_metric_pipeline(&mut self, collector: super::metric_pipeline::MetricPipelineCollector) {
+        self.registry.register_collector(Box::new(collector));
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut text = String::new();

@@ -1,5 +1,6 @@
 //! Logs (structured JSON to stdout) and metrics (Prometheus text).
 pub mod logging;
+pub mod metric_pipeline;
 pub mod metrics;
 mod process;
 

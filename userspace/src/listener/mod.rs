@@ -1,5 +1,6 @@
 //! Listeners: one thread each, owning its socket, parser state, batch and counters.
 
+pub(crate) mod metrics_udp;
 pub(crate) mod stream;
 pub(crate) mod tcp;
 mod tls;
@@ -26,6 +27,10 @@ pub enum ListenerKind {
     Http,
     /// Syslog over TLS (RFC 5425).
     SyslogTls,
+    /// statsd / DogStatsD over UDP.
+    StatsdUdp,
+    /// Influx line protocol over UDP.
+    InfluxUdp,
 }
 
 impl ListenerKind {
@@ -35,6 +40,8 @@ impl ListenerKind {
             ListenerKind::SyslogTcp => "syslog-tcp",
             ListenerKind::Http => "http",
             ListenerKind::SyslogTls => "syslog-tls",
+            ListenerKind::StatsdUdp => "statsd-udp",
+            ListenerKind::InfluxUdp => "influx-udp",
         }
     }
 

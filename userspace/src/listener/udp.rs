@@ -23,10 +23,19 @@ const DATAGRAM_BUFFER_BYTES: usize = 64 * 1024;
 const RECEIVE_BUFFER_BYTES: usize = 8 << 20;
 
 pub(crate) fn bind_udp(kind: ListenerKind, address: SocketAddr) -> Result<UdpSocket> {
+    bind_udp_with(kind, address, false)
+}
+
+/// As [`bind_udp`], with SO_REUSEPORT: several sockets on one port, the kernel spreading
+/// senders over them by flow hash (one receive thread each).
+pub(crate) fn bind_udp_with(kind: ListenerKind, address: SocketAddr, reuse_port: bool) -> Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(address), Type::DGRAM, Some(Protocol::UDP))
         .map_err(|source| Error::Bind { listener: kind, address, source })?;
     let option_error = |source| Error::SocketOption { listener: kind, source };
     socket.set_reuse_address(true).map_err(option_error)?;
+    if reuse_port {
+        socket.set_reuse_port(true).map_err(option_error)?;
+    }
     // Not fatal if refused: the default buffer works, it only absorbs shorter bursts.
     let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER_BYTES);
     if socket.recv_buffer_size().is_ok_and(|size| size < RECEIVE_BUFFER_BYTES) {
@@ -124,7 +133,7 @@ fn receive_loop(
 
 /// Buffers for one `recvmmsg` call: payloads, source addresses and the headers that
 /// point at them. Boxed slices never move, so the raw pointers stay valid.
-struct MultiReceiver {
+pub(crate) struct MultiReceiver {
     payloads: Box<[u8]>,
     addresses: Box<[libc::sockaddr_storage]>,
     /// Only read by the kernel, through the headers' pointers.
@@ -136,7 +145,7 @@ struct MultiReceiver {
 unsafe impl Send for MultiReceiver {}
 
 impl MultiReceiver {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut payloads = vec![0u8; DATAGRAMS_PER_CALL * DATAGRAM_BUFFER_BYTES].into_boxed_slice();
         // SAFETY: sockaddr_storage, iovec and mmsghdr are plain C structs for which
         // all-zero bytes are a valid value.
@@ -161,7 +170,7 @@ impl MultiReceiver {
         Self { payloads, addresses, _iovecs: iovecs, headers }
     }
 
-    fn receive(&mut self, socket: &UdpSocket, flags: libc::c_int) -> std::io::Result<usize> {
+    pub(crate) fn receive(&mut self, socket: &UdpSocket, flags: libc::c_int) -> std::io::Result<usize> {
         for header in self.headers.iter_mut() {
             header.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             header.msg_len = 0;
@@ -182,7 +191,7 @@ impl MultiReceiver {
         Ok(count as usize)
     }
 
-    fn datagrams(&self, count: usize) -> impl Iterator<Item = (&[u8], SocketAddr)> {
+    pub(crate) fn datagrams(&self, count: usize) -> impl Iterator<Item = (&[u8], SocketAddr)> {
         self.headers[..count].iter().zip(self.addresses.iter()).enumerate().map(
             move |(index, (header, address))| {
                 let start = index * DATAGRAM_BUFFER_BYTES;

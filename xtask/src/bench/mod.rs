@@ -34,8 +34,7 @@ enum MicroCommand {
 #[derive(Args, Clone)]
 pub struct ScenarioArgs {
     /// Scenarios to run: udp-5424, udp-3164, tcp-octet, tcp-lf, mixed, query (search
-    /// latency under ingest); statsd and influx need listeners the appliance does not have
-    /// yet, and say so.
+    /// latency under ingest), statsd, influx (loss from the appliance's own counters).
     #[arg(default_values_t = [String::from("udp-5424")])]
     pub scenarios: Vec<String>,
     /// Peers to run on the same rig with the same load: rsyslog, syslog-ng.
@@ -127,7 +126,11 @@ fn build(debug: bool) -> anyhow::Result<Binaries> {
         command.arg("--release");
     }
     exec(&mut command)?;
-    let dir = workspace_root().join("target").join(if debug { "debug" } else { "release" });
+    // Where cargo put them: CARGO_TARGET_DIR when set (as cargo itself reads it).
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map_or_else(|| workspace_root().join("target"), |dir| workspace_root().join(dir));
+    let dir = target.join(if debug { "debug" } else { "release" });
     Ok(Binaries { killkrill: dir.join("killkrill"), perf: dir.join("killkrill-perf") })
 }
 

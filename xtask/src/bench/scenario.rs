@@ -88,20 +88,23 @@ impl Scenario {
         self.name == "query"
     }
 
+    /// statsd or Influx: the appliance aggregates, so loss comes from its own counters
+    /// (lines read against lines sent), not from scanning the store.
+    fn is_metrics(&self) -> bool {
+        matches!(self.protocol, "statsd" | "influx")
+    }
+
     /// Why this scenario cannot run against this build of the appliance, if it cannot.
     pub fn unavailable(&self) -> Option<&'static str> {
-        match self.name.as_str() {
-            "statsd" | "influx" => {
-                Some("the appliance has no statsd or Influx listener yet (data-plane work)")
-            }
-            _ => None,
-        }
+        None
     }
 }
 
 /// One measured run of one receiver at one offered rate.
 struct Measurement {
     sent: u64,
+    /// Metrics scenarios: samples refused by the series limit (a policy, not loss).
+    series_limited: Option<u64>,
     elapsed: f64,
     received_by_receiver: Option<u64>,
     stored: u64,
@@ -133,9 +136,11 @@ pub fn run(
     let mut result = ScenarioResult::new(scenario.name.clone(), MachineInfo::detect(), unix_time);
     result.offered_rate = args.rate.map(|rate| rate as f64);
     let mut receivers = vec![Receiver::Killkrill];
-    let peers = if scenario.is_query() {
+    let peers = if scenario.is_query() || scenario.is_metrics() {
         if !peers.is_empty() {
-            eprintln!("xtask bench: {}: peers skipped: they have no query API", scenario.name);
+            let why =
+                if scenario.is_query() { "they have no query API" } else { "they are not metrics receivers" };
+            eprintln!("xtask bench: {}: peers skipped: {why}", scenario.name);
         }
         &[][..]
     } else {
@@ -181,6 +186,9 @@ fn fill(target: &mut TargetResult, measurement: &Measurement) {
     if let Some(dropped) = measurement.dropped_in_pipeline {
         target.loss_by_stage.insert("pipeline".into(), dropped);
     }
+    if let Some(limited) = measurement.series_limited {
+        target.loss_by_stage.insert("series_limit".into(), limited);
+    }
     target.loss_by_stage.insert("missing_in_store".into(), measurement.scan_missing);
     target.latency_us = measurement.latency;
     target.cpu_seconds = measurement.cpu_seconds;
@@ -207,6 +215,7 @@ fn measure(
         octet_counted: scenario.protocol == "tcp-octet",
         capture_mode: args.capture.clone(),
         interface: rig.host_interface.clone(),
+        metrics: scenario.is_metrics().then_some(scenario.protocol),
     };
     let mut running = start(receiver, rig.host_address, args.receiver_cpu, binaries, &workdir, &settings)?;
     let cpu_before = cpu_seconds(running.process.pid());
@@ -225,6 +234,9 @@ fn measure(
     let query_latency = queries.map(QueryLoad::finish).transpose()?;
     let sent = report["sent_messages"].as_u64().context("sender report has no sent_messages")?;
     let elapsed = report["elapsed"].as_f64().unwrap_or(duration.as_secs_f64());
+    if scenario.is_metrics() {
+        return measure_metrics(running, sent, elapsed, cpu_before, cores_before);
+    }
     let stored = wait_until_settled(&running)?;
     let cpu_after = cpu_seconds(running.process.pid());
     let cores_after = per_cpu_busy_seconds();
@@ -259,7 +271,69 @@ fn measure(
             .collect(),
         peak_rss,
         disk: disk_bytes(&running.storage),
+        series_limited: None,
     })
+}
+
+/// A metrics scenario's figures: lines the listener read against lines sent (every line
+/// is one sample in the generator's mixes), and the points stored after a last flush.
+fn measure_metrics(
+    mut running: RunningReceiver,
+    sent: u64,
+    elapsed: f64,
+    cpu_before: Option<f64>,
+    cores_before: Vec<f64>,
+) -> anyhow::Result<Measurement> {
+    let lines = wait_until_settled_on(&running, "killkrill_metric_lines_total")?;
+    let cpu_after = cpu_seconds(running.process.pid());
+    let cores_after = per_cpu_busy_seconds();
+    let peak_rss = peak_rss_bytes(running.process.pid());
+    let rejected = running.killkrill_metric("killkrill_metric_lines_rejected_total")?;
+    let dropped = running.killkrill_metric("killkrill_metric_dropped_total")?;
+    let series_limited = running.killkrill_metric_with("killkrill_metric_dropped_total", "series_limit")?;
+    let capture = Some(running.killkrill_capture()?);
+    running.process.stop(Duration::from_secs(30));
+    if rejected > 0 {
+        eprintln!("xtask bench: {rejected} generated lines were rejected by the parser");
+    }
+    Ok(Measurement {
+        sent,
+        series_limited: Some(series_limited),
+        elapsed,
+        received_by_receiver: Some(lines),
+        // Accepted lines: aggregated into points, nothing else to count per line.
+        stored: lines.saturating_sub(rejected),
+        scan_missing: sent.saturating_sub(lines),
+        dropped_in_pipeline: Some(dropped.saturating_sub(series_limited)),
+        capture,
+        latency: None,
+        cpu_seconds: cpu_before.zip(cpu_after).map(|(before, after)| after - before),
+        cpu_seconds_per_core: cores_before
+            .iter()
+            .zip(&cores_after)
+            .map(|(before, after)| after - before)
+            .collect(),
+        peak_rss,
+        disk: disk_bytes(&running.storage),
+    })
+}
+
+/// Waits until a Killkrill counter stops moving.
+fn wait_until_settled_on(running: &RunningReceiver, counter: &str) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = running.killkrill_metric(counter)?;
+    let mut stable_since = Instant::now();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = running.killkrill_metric(counter)?;
+        if now != last {
+            last = now;
+            stable_since = Instant::now();
+        } else if stable_since.elapsed() >= Duration::from_millis(1500) {
+            break;
+        }
+    }
+    Ok(last)
 }
 
 #[expect(clippy::too_many_arguments, reason = "one call site")]

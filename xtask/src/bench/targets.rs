@@ -88,6 +88,9 @@ pub struct ReceiverSettings {
     /// Killkrill's `capture.mode`, and the interface XDP attaches to.
     pub capture_mode: String,
     pub interface: String,
+    /// `statsd` or `influx`: Killkrill listens for that protocol on the address instead of
+    /// syslog.
+    pub metrics: Option<&'static str>,
 }
 
 pub fn start(
@@ -106,13 +109,23 @@ pub fn start(
     match receiver {
         Receiver::Killkrill => {
             let data_dir = workdir.join("data");
+            let on = address.to_string();
+            // Only the scenario's listener: the defaults would bind the conventional ports.
+            let (syslog, statsd, influx) = match settings.metrics {
+                Some("statsd") => ("off", on.as_str(), "off"),
+                Some(_) => ("off", "off", on.as_str()),
+                None => (on.as_str(), "off", "off"),
+            };
             command
                 .arg(&binaries.killkrill)
                 .arg("serve")
                 .arg("--data-dir")
                 .arg(&data_dir)
                 .args(["--api-listen", "127.0.0.1:0", "--metrics-listen", "off"])
-                .args(["--syslog-udp", &address.to_string(), "--syslog-tcp", &address.to_string()])
+                .args(["--syslog-udp", syslog, "--syslog-tcp", syslog])
+                .args(["--statsd-udp", statsd, "--influx-udp", influx])
+                // Short intervals: points reach the store within the run.
+                .args(["--metrics-flush-interval-ms", "1000"])
                 .env("LOG_LEVEL", "warn,killkrill::server=info")
                 .env("KILLKRILL_CAPTURE__MODE", &settings.capture_mode)
                 .stdout(Stdio::piped());
@@ -285,11 +298,17 @@ impl RunningReceiver {
     }
 
     pub fn killkrill_metric(&self, name: &str) -> anyhow::Result<u64> {
+        self.killkrill_metric_with(name, "")
+    }
+
+    /// Sum of a Killkrill counter over the label sets whose line contains `label_text`.
+    pub fn killkrill_metric_with(&self, name: &str, label_text: &str) -> anyhow::Result<u64> {
         let api = self.api.context("not Killkrill")?;
         let text = http_get(api, "/metrics")?;
         Ok(text
             .lines()
             .filter(|line| line.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))
+            .filter(|line| line.contains(label_text))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .map(|value| value as u64)
             .sum())

@@ -1,0 +1,105 @@
+//! The metric tables against real backends: points of several listeners and intervals
+//! merge at query time, tag filters use the tag index, and SQLite and PostgreSQL agree.
+
+use std::sync::Arc;
+
+use killkrill::config::{DbType, StoreConfig};
+use killkrill::store::{self, MetricAgg, MetricQuery, MetricSeries, Store};
+use killkrill_dataplane::metrics::histogram::{encode, new_histogram, scaled};
+use killkrill_dataplane::metrics::{MetricKind, MetricPoint};
+
+use crate::servers::PostgresServer;
+
+const BASE_NS: i64 = 1_700_000_000_000_000_000;
+const INTERVAL_NS: i64 = 10_000_000_000;
+
+fn timer_point(host: &str, interval: i64, values: &[f64]) -> MetricPoint {
+    let mut histogram = new_histogram();
+    for value in values {
+        histogram.record(scaled(*value)).unwrap();
+    }
+    MetricPoint {
+        name: "api.latency".into(),
+        tags: vec![("dc".into(), "x".into()), ("host".into(), host.into())],
+        kind: MetricKind::Timer,
+        interval_start_ns: BASE_NS + interval * INTERVAL_NS,
+        interval_ns: INTERVAL_NS,
+        count: values.len() as f64,
+        sum: values.iter().sum(),
+        min: values.iter().copied().fold(f64::INFINITY, f64::min),
+        max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        last: *values.last().unwrap(),
+        p50: None,
+        p90: None,
+        p99: None,
+        histogram: Some(encode(&histogram)),
+    }
+}
+
+fn query(tags: &[(&str, &str)], agg: MetricAgg, step_ns: i64) -> MetricQuery {
+    MetricQuery {
+        name: "api.latency".into(),
+        tags: tags.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        start_ns: BASE_NS,
+        end_ns: BASE_NS + 6 * INTERVAL_NS,
+        step_ns,
+        agg,
+    }
+}
+
+async fn merges_across_listeners_and_intervals(store: Arc<dyn Store>) -> Vec<Vec<MetricSeries>> {
+    let values: Vec<f64> = (1..=600).map(f64::from).collect();
+    // Host a: two listeners share each interval's samples; host b: one listener.
+    for interval in 0..6 {
+        let slice = &values[interval as usize * 100..(interval as usize + 1) * 100];
+        let (first, second) = slice.split_at(50);
+        store.insert_metric_points("statsd-udp", &[timer_point("a", interval, first)]).await.unwrap();
+        store.insert_metric_points("statsd-udp", &[timer_point("a", interval, second)]).await.unwrap();
+        store.insert_metric_points("statsd-udp", &[timer_point("b", interval, &[1000.0])]).await.unwrap();
+    }
+    // Outside the range: never counted.
+    store.insert_metric_points("statsd-udp", &[timer_point("a", 6, &[5.0])]).await.unwrap();
+    let whole = 6 * INTERVAL_NS;
+    let mut answers = Vec::new();
+    let only_a = store.query_metrics(&query(&[("host", "a")], MetricAgg::Count, whole)).await.unwrap();
+    assert_eq!(only_a.len(), 1);
+    assert_eq!(only_a[0].points[0].value, Some(600.0));
+    let p50 =
+        store.query_metrics(&query(&[("host", "a"), ("dc", "x")], MetricAgg::P50, whole)).await.unwrap();
+    let p50 = p50[0].points[0].value.unwrap();
+    assert!((p50 - 300.0).abs() <= 3.0, "exact merge of 12 histograms: {p50}");
+    let both = store.query_metrics(&query(&[("dc", "x")], MetricAgg::Sum, whole)).await.unwrap();
+    assert_eq!(both.len(), 2, "one series per tag set");
+    assert_eq!(both[0].points[0].value, Some(180_300.0));
+    assert_eq!(both[1].points[0].value, Some(6000.0));
+    let per_interval =
+        store.query_metrics(&query(&[("host", "b")], MetricAgg::Max, INTERVAL_NS)).await.unwrap();
+    assert_eq!(per_interval[0].points.len(), 6);
+    assert!(store.query_metrics(&query(&[("host", "c")], MetricAgg::Sum, whole)).await.unwrap().is_empty());
+    assert_eq!(store.metric_names().await.unwrap(), ["api.latency"]);
+    answers.push(only_a);
+    answers.push(both);
+    answers.push(per_interval);
+    store.close().await;
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metric_points_merge_the_same_on_sqlite_and_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = merges_across_listeners_and_intervals(
+        store::open(&StoreConfig::default(), dir.path()).await.unwrap(),
+    )
+    .await;
+    let server = PostgresServer::start();
+    let config = StoreConfig {
+        db_type: DbType::Postgres,
+        database_url: Some(server.create_database("metrics")),
+        ..StoreConfig::default()
+    };
+    let postgres = merges_across_listeners_and_intervals(
+        store::open(&config, std::path::Path::new("/nonexistent")).await.unwrap(),
+    )
+    .await;
+    assert_eq!(sqlite, postgres, "the two backends differ");
+}
