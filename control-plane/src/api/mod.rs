@@ -4,6 +4,7 @@ pub mod error;
 mod health;
 mod ingest;
 mod logs;
+pub mod nodes;
 pub mod openapi;
 mod stats;
 mod tail;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub store_backend: &'static str,
     pub capture: CaptureStatus,
     pub xdp: Option<Arc<Mutex<XdpSteering>>>,
+    /// The node agents heard from (`/api/v1/nodes`).
+    pub nodes: Arc<nodes::NodeRegistry>,
 }
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,6 +57,8 @@ pub fn router(state: AppState) -> Router {
         .route("/logs", get(logs::search).post(ingest::post_logs))
         .route("/logs/tail", get(tail::tail))
         .route("/stats", get(stats::stats))
+        .route("/nodes", get(nodes::list))
+        .route("/nodes/heartbeat", axum::routing::post(nodes::heartbeat))
         .route("/openapi.json", get(openapi::openapi_json));
     Router::new()
         .route("/health", get(health::health))

@@ -45,6 +45,8 @@ pub struct PostAnswer {
         super::ingest::post_logs,
         super::tail::tail,
         super::stats::stats,
+        super::nodes::heartbeat,
+        super::nodes::list,
         super::health::health,
         super::health::ready,
         super::health::metrics,
@@ -56,7 +58,8 @@ pub struct PostAnswer {
         ErrorDetail,
         PostAnswer,
         StoredLog,
-        super::ingest::PostedLog
+        super::ingest::PostedLog,
+        super::nodes::Heartbeat
     ))
 )]
 pub struct ApiDoc;
