@@ -115,10 +115,16 @@ enum AttachmentLink {
     Pinned(PinnedLink),
 }
 
-/// The pin of the XDP link is named `link.<mode>.<interface>`: a bpf_link's kernel info
-/// names neither the interface nor the mode, so the next agent learns them from the name
-/// (interface names cannot hold '/', and the mode comes first, so the split is unambiguous).
-pub const LINK_PIN_PREFIX: &str = "link.";
+/// The pin of the XDP link is named `link_<mode>_<interface>`: a bpf_link's kernel info
+/// names neither the interface nor the mode, so the next agent learns them from the name.
+/// bpffs refuses names with '.', so dots in the interface name (VLANs: `eth0.100`) are
+/// written ':', which interface names cannot hold; the mode comes first and has no '_'.
+pub const LINK_PIN_PREFIX: &str = "link_";
+
+/// The pin file name of the link for `interface` in `mode`.
+pub fn link_pin_name(interface: &str, mode: AttachMode) -> String {
+    format!("{LINK_PIN_PREFIX}{}_{}", mode.label(), interface.replace('.', ":"))
+}
 
 /// What [`XdpSteering::attach_pinned`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -319,7 +325,7 @@ impl XdpSteering {
     ) -> Result<(), XdpError> {
         let link = self.program_mut()?.take_link(link_id)?;
         let fd_link = FdLink::try_from(link).map_err(|_| XdpError::Unpinnable)?;
-        let path = directory.join(format!("{LINK_PIN_PREFIX}{}.{interface}", mode.label()));
+        let path = directory.join(link_pin_name(interface, mode));
         let pinned = fd_link.pin(&path).map_err(|error| XdpError::Pin {
             path: directory.to_owned(),
             reason: format!("pinning the link: {}", error_chain(&error)),
@@ -612,13 +618,14 @@ fn pinned_links(directory: &Path) -> Result<Vec<(PathBuf, Option<AttachMode>, St
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(rest) = name.strip_prefix(LINK_PIN_PREFIX) else { continue };
-        let (mode, interface) = rest.split_once('.').unwrap_or((rest, ""));
+        let (mode, interface) = rest.split_once('_').unwrap_or((rest, ""));
+        let interface = interface.replace(':', ".");
         let mode = match mode {
             "native" => Some(AttachMode::Native),
             "generic" => Some(AttachMode::Generic),
             _ => None,
         };
-        links.push((entry.path(), mode, interface.to_owned()));
+        links.push((entry.path(), mode, interface));
     }
     links.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(links)
