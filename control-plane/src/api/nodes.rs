@@ -79,14 +79,15 @@ impl NodeRegistry {
         Ok(())
     }
 
-    fn list(&self) -> Vec<Value> {
+    /// Every node, as listed at `now`.
+    fn list_at(&self, now: Instant) -> Vec<Value> {
         let nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
         let mut listed: Vec<&NodeEntry> = nodes.values().collect();
         listed.sort_by(|a, b| a.heartbeat.node_name.cmp(&b.heartbeat.node_name));
         listed
             .into_iter()
             .map(|entry| {
-                let since = entry.last_seen_at.elapsed();
+                let since = now.saturating_duration_since(entry.last_seen_at);
                 let interval = Duration::from_secs_f64(entry.heartbeat.heartbeat_interval_seconds);
                 let stale = since > interval * STALE_AFTER_INTERVALS;
                 let mut value = serde_json::to_value(&entry.heartbeat).unwrap_or(Value::Null);
@@ -132,6 +133,82 @@ pub async fn heartbeat(State(state): State<AppState>, body: Bytes) -> Result<Sta
     (status = 200, description = "`{count, nodes: [heartbeat + last_seen, seconds_since_last_seen, status]}`", body = Object),
 ))]
 pub async fn list(State(state): State<AppState>) -> Json<Value> {
-    let nodes = state.nodes.list();
+    let nodes = state.nodes.list_at(Instant::now());
     Json(json!({ "count": nodes.len(), "nodes": nodes }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beat(name: &str, interval: f64) -> Heartbeat {
+        Heartbeat {
+            node_name: name.to_owned(),
+            version: "0.1.0".to_owned(),
+            interface: "eth0".to_owned(),
+            capture_mode: "auto".to_owned(),
+            attach_mode: Some("native".to_owned()),
+            pinned: true,
+            counters: serde_json::Map::new(),
+            heartbeat_interval_seconds: interval,
+        }
+    }
+
+    #[test]
+    fn a_node_goes_stale_after_three_of_its_own_intervals() {
+        let registry = NodeRegistry::default();
+        registry.record(beat("b-fast", 1.0)).unwrap();
+        registry.record(beat("a-slow", 10.0)).unwrap();
+        let status = |after: Duration| -> Vec<(String, String)> {
+            registry
+                .list_at(Instant::now() + after)
+                .iter()
+                .map(|node| {
+                    (
+                        node["node_name"].as_str().unwrap().to_owned(),
+                        node["status"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(status(Duration::ZERO), [("a-slow".into(), "up".into()), ("b-fast".into(), "up".into())]);
+        assert_eq!(
+            status(Duration::from_secs(4)),
+            [("a-slow".into(), "up".into()), ("b-fast".into(), "stale".into())]
+        );
+        assert_eq!(
+            status(Duration::from_secs(31)),
+            [("a-slow".into(), "stale".into()), ("b-fast".into(), "stale".into())]
+        );
+        // A new heartbeat brings it back.
+        registry.record(beat("b-fast", 1.0)).unwrap();
+        assert_eq!(status(Duration::ZERO)[1].1, "up");
+    }
+
+    #[test]
+    fn heartbeats_out_of_range_are_refused_naming_the_field() {
+        for (heartbeat, field) in [
+            (beat("", 1.0), "node_name"),
+            (beat(&"n".repeat(254), 1.0), "node_name"),
+            (beat("a", 0.0), "heartbeat_interval_seconds"),
+            (beat("a", f64::NAN), "heartbeat_interval_seconds"),
+            (beat("a", 86_401.0), "heartbeat_interval_seconds"),
+        ] {
+            match check(&heartbeat) {
+                Err(Error::BadRequest { parameter, .. }) => assert_eq!(parameter, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        check(&beat("node-a", 10.0)).unwrap();
+    }
+
+    #[test]
+    fn the_registry_is_bounded() {
+        let registry = NodeRegistry::default();
+        for index in 0..MAX_NODES {
+            registry.record(beat(&format!("n{index}"), 1.0)).unwrap();
+        }
+        assert!(registry.record(beat("one-more", 1.0)).is_err());
+        registry.record(beat("n0", 1.0)).expect("a known node may still report");
+    }
 }
