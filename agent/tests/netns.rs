@@ -67,6 +67,39 @@ fn config_text(interface: &str, port: u16, pin_dir: &Path, deny: &str, detach_on
     )
 }
 
+/// A stand-in control plane: answers 204 to every request and hands over each body.
+fn heartbeat_catcher() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<serde_json::Value>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+            if sender.send(serde_json::from_slice(&body).unwrap_or_default()).is_err() {
+                return;
+            }
+        }
+    });
+    (address, receiver)
+}
+
 #[test]
 fn agent_attaches_reloads_survives_a_restart_and_detaches() {
     if let Some(reason) = skip_reason() {
@@ -175,8 +208,12 @@ fn agent_attaches_reloads_survives_a_restart_and_detaches() {
         "the program still runs and counts"
     );
 
-    // The next agent takes the link over and keeps the counters.
-    config.write(&config_text(&rig.appliance_if, port, &pin_dir, "", true));
+    // The next agent takes the link over and keeps the counters; its heartbeat says so.
+    let (catcher, heartbeats) = heartbeat_catcher();
+    config.write(&format!(
+        "control_plane_url = \"http://{catcher}\"\nheartbeat_interval = \"200ms\"\nnode_name = \"netns-node\"\n{}",
+        config_text(&rig.appliance_if, port, &pin_dir, "", true).replace("control_plane_url = \"\"\n", "")
+    ));
     let mut agent = AgentProcess::start(&config.path);
     let attached = agent.wait_for_log("XDP attached.", Duration::from_secs(5)).expect("attached again");
     assert_eq!(attached["adopted"], true, "{attached}");
@@ -184,6 +221,15 @@ fn agent_attaches_reloads_survives_a_restart_and_detaches() {
     assert_eq!(metric(&agent, "matched"), matched_before + 5, "the maps carried over");
     send(4, port);
     assert_eq!(drain(&receiver, Duration::from_millis(500)), 4);
+    let expected_matched = matched_before + 9;
+    let heartbeat = std::iter::from_fn(|| heartbeats.recv_timeout(Duration::from_secs(5)).ok())
+        .find(|beat| beat["counters"]["syslog"]["matched"] == expected_matched)
+        .expect("a heartbeat with the counters");
+    assert_eq!(heartbeat["node_name"], "netns-node");
+    assert_eq!(heartbeat["attach_mode"], "native");
+    assert_eq!(heartbeat["pinned"], true);
+    assert_eq!(heartbeat["interface"], rig.appliance_if.as_str());
+    assert_eq!(heartbeat["capture_mode"], "native");
 
     // Stop with detach: the program and every pin go; the kernel keeps receiving.
     let (status, lines) = agent.terminate();
