@@ -53,6 +53,9 @@ impl Capture {
             return Ok(Self { steering: None, status: CaptureStatus::Off, pin_dir });
         }
         let filters = config.filters()?;
+        // Pins found at start may belong to a program that is running (an earlier agent's,
+        // or the appliance's with `capture.pin_maps`): a failed attach must leave them.
+        let found_pins = pin_dir.join(killkrill_ebpf_common::COUNTERS_MAP_NAME).exists();
         match attach(config, &filters) {
             Ok((steering, status)) => {
                 if let CaptureStatus::Attached { interface, mode, pinned, adopted } = &status {
@@ -79,7 +82,7 @@ impl Capture {
                     "XDP could not be attached; the appliance keeps its socket path."
                 );
                 // Nothing of ours should stay behind for a program that never ran.
-                if let Err(error) = XdpSteering::remove_pins(&pin_dir) {
+                if !found_pins && let Err(error) = XdpSteering::remove_pins(&pin_dir) {
                     tracing::warn!(error = %error, "Removing the pins left by the failed attach failed.");
                 }
                 Ok(Self {
