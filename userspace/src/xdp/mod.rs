@@ -667,3 +667,34 @@ fn raise_memlock_limit() {
     // SAFETY: setrlimit reads the struct we pass and has no other preconditions.
     let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_pin_names_carry_mode_and_interface_without_dots() {
+        let directory = tempfile::tempdir().unwrap();
+        for (interface, mode) in [("eth0.100", AttachMode::Native), ("veth_a", AttachMode::Generic)] {
+            let name = link_pin_name(interface, mode);
+            assert!(!name.contains('.'), "bpffs refuses dots: {name}");
+            std::fs::write(directory.path().join(name), b"").unwrap();
+        }
+        std::fs::write(directory.path().join("link_turbo_eth1"), b"").unwrap();
+        std::fs::write(directory.path().join("KILLKRILL_COUNTERS"), b"").unwrap();
+        let links: Vec<(Option<AttachMode>, String)> = pinned_links(directory.path())
+            .unwrap()
+            .into_iter()
+            .map(|(_, mode, interface)| (mode, interface))
+            .collect();
+        assert_eq!(
+            links,
+            [
+                (Some(AttachMode::Generic), "veth_a".to_owned()),
+                (Some(AttachMode::Native), "eth0.100".to_owned()),
+                (None, "eth1".to_owned()),
+            ]
+        );
+        assert!(pinned_links(&directory.path().join("absent")).unwrap().is_empty());
+    }
+}
