@@ -87,6 +87,7 @@ pub async fn serve(config: Config) -> Result<()> {
         },
         capture: dataplane.capture().clone(),
         xdp: dataplane.xdp(),
+        nodes: Arc::default(),
     };
 
     let (stop_sender, stop) = watch::channel(false);

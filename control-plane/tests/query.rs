@@ -229,6 +229,9 @@ fn openapi_document_lists_every_endpoint_and_each_answers() {
         [
             "get /api/v1/logs",
             "get /api/v1/logs/tail",
+            "get /api/v1/metrics",
+            "get /api/v1/metrics/names",
+            "get /api/v1/nodes",
             "get /api/v1/openapi.json",
             "get /api/v1/sources",
             "get /api/v1/stats",
@@ -236,6 +239,7 @@ fn openapi_document_lists_every_endpoint_and_each_answers() {
             "get /metrics",
             "get /ready",
             "post /api/v1/logs",
+            "post /api/v1/nodes/heartbeat",
         ]
     );
     // Every documented GET route exists (the live tail streams, so only its status is read).

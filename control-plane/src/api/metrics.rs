@@ -85,6 +85,18 @@ pub fn parse_query(pairs: &[(String, String)], now: i64) -> Result<MetricQuery, 
     Ok(MetricQuery { name, tags, start_ns, end_ns, step_ns, agg: agg.unwrap_or(MetricAgg::Sum) })
 }
 
+/// Aggregated statsd / Influx points as one time series per tag set (docs/metrics.md).
+#[utoipa::path(get, path = "/api/v1/metrics", params(
+    ("name" = String, Query, description = "Metric name (required)"),
+    ("tag.<key>" = Option<String>, Query, description = "Only series with this tag value; repeatable"),
+    ("start" = Option<String>, Query, description = "RFC 3339 or relative (-1h); default one hour ago"),
+    ("end" = Option<String>, Query, description = "RFC 3339, relative or now"),
+    ("step" = Option<String>, Query, description = "Bucket width, e.g. 10s, 1m"),
+    ("agg" = Option<String>, Query, description = "sum, avg, min, max, count, rate, last, p50, p90, p99"),
+), responses(
+    (status = 200, description = "One series per tag set", body = Object),
+    (status = 400, description = "A parameter is wrong; the message names it", body = super::openapi::ErrorAnswer),
+))]
 pub async fn query(
     State(state): State<AppState>,
     Query(pairs): Query<Vec<(String, String)>>,
@@ -102,6 +114,8 @@ pub async fn query(
     })))
 }
 
+/// Every stored metric name.
+#[utoipa::path(get, path = "/api/v1/metrics/names", responses((status = 200, description = "`{\"names\": [...]}`", body = Object)))]
 pub async fn names(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let names = state.store.metric_names().await?;
     Ok(Json(json!({ "names": names })))

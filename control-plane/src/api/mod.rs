@@ -4,7 +4,8 @@ pub mod error;
 mod health;
 mod ingest;
 mod logs;
-mod metrics;
+pub mod metrics;
+pub mod nodes;
 pub mod openapi;
 mod sources;
 mod stats;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub store_backend: &'static str,
     pub capture: CaptureStatus,
     pub xdp: Option<Arc<Mutex<XdpSteering>>>,
+    /// The node agents heard from (`/api/v1/nodes`).
+    pub nodes: Arc<nodes::NodeRegistry>,
 }
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,6 +62,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics/names", get(metrics::names))
         .route("/stats", get(stats::stats))
         .route("/sources", get(sources::sources))
+        .route("/nodes", get(nodes::list))
+        .route("/nodes/heartbeat", axum::routing::post(nodes::heartbeat))
         .route("/openapi.json", get(openapi::openapi_json));
     Router::new()
         .route("/health", get(health::health))

@@ -46,6 +46,10 @@ pub struct PostAnswer {
         super::tail::tail,
         super::stats::stats,
         super::sources::sources,
+        super::metrics::query,
+        super::metrics::names,
+        super::nodes::heartbeat,
+        super::nodes::list,
         super::health::health,
         super::health::ready,
         super::health::metrics,
@@ -60,6 +64,7 @@ pub struct PostAnswer {
         super::ingest::PostedLog,
         crate::store::SourcesSeen,
         crate::store::SourceSeen,
+        super::nodes::Heartbeat
     ))
 )]
 pub struct ApiDoc;

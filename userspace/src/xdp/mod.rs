@@ -12,10 +12,12 @@ use std::collections::HashSet;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use aya::Ebpf;
 use aya::maps::lpm_trie::Key;
 use aya::maps::{Array, HashMap, LpmTrie, PerCpuArray, XskMap};
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::xdp::XdpLink;
 use aya::programs::{TestRun, TestRunOptions, Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader};
 pub use counters::XdpCounters;
 use killkrill_ebpf_common::{
     ALLOW_V4_MAP_NAME, ALLOW_V6_MAP_NAME, COUNTER_SLOTS, COUNTERS_MAP_NAME, DENY_V4_MAP_NAME,
@@ -60,6 +62,8 @@ pub enum XdpError {
     TooMany { what: &'static str, count: usize, max: u32 },
     #[error("pinning the XDP maps under {path}: {reason}")]
     Pin { path: PathBuf, reason: String },
+    #[error("the kernel attached XDP through netlink, which cannot be pinned (bpf links need Linux 5.9)")]
+    Unpinnable,
 }
 
 /// How the program runs on an interface.
@@ -99,7 +103,39 @@ pub enum AttachPolicy {
 struct Attachment {
     interface: String,
     mode: AttachMode,
-    link: aya::programs::xdp::XdpLinkId,
+    link: AttachmentLink,
+}
+
+/// Who keeps the program attached.
+enum AttachmentLink {
+    /// aya holds the link: it detaches when this handle drops.
+    Owned(aya::programs::xdp::XdpLinkId),
+    /// A bpf link pinned on a bpffs: it stays attached until the pin is removed, whatever
+    /// becomes of this process.
+    Pinned(PinnedLink),
+}
+
+/// The pin of the XDP link is named `link_<mode>_<interface>`: a bpf_link's kernel info
+/// names neither the interface nor the mode, so the next agent learns them from the name.
+/// bpffs refuses names with '.', so dots in the interface name (VLANs: `eth0.100`) are
+/// written ':', which interface names cannot hold; the mode comes first and has no '_'.
+pub const LINK_PIN_PREFIX: &str = "link_";
+
+/// The pin file name of the link for `interface` in `mode`.
+pub fn link_pin_name(interface: &str, mode: AttachMode) -> String {
+    format!("{LINK_PIN_PREFIX}{}_{}", mode.label(), interface.replace('.', ":"))
+}
+
+/// What [`XdpSteering::attach_pinned`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PinnedAttach {
+    pub mode: AttachMode,
+    /// True when a link pinned by an earlier run was taken over: the new program replaced
+    /// the old one in place (`bpf_link_update`), the interface never went without one.
+    pub adopted: bool,
+    /// False when the kernel attached through netlink (no bpf_link, kernels before 5.9):
+    /// the program then cannot outlive this process.
+    pub pinned: bool,
 }
 
 /// The loaded XDP program and its maps. Detaches from its interface on drop; the maps
@@ -150,7 +186,11 @@ impl XdpSteering {
             };
             match self.program_mut()?.attach(interface, flags) {
                 Ok(link) => {
-                    self.attachment = Some(Attachment { interface: interface.to_owned(), mode, link });
+                    self.attachment = Some(Attachment {
+                        interface: interface.to_owned(),
+                        mode,
+                        link: AttachmentLink::Owned(link),
+                    });
                     return Ok(mode);
                 }
                 Err(error) => reasons.push(format!("{mode}: {}", error_chain(&error))),
@@ -164,11 +204,178 @@ impl XdpSteering {
         self.attachment.as_ref().map(|attachment| (attachment.interface.as_str(), attachment.mode))
     }
 
-    /// Detaches from the interface, if attached.
+    /// Detaches from the interface, if attached; a pinned link loses its pin first.
     pub fn detach(&mut self) -> Result<(), XdpError> {
         if let Some(attachment) = self.attachment.take() {
-            self.program_mut()?.detach(attachment.link)?;
+            match attachment.link {
+                AttachmentLink::Owned(link) => self.program_mut()?.detach(link)?,
+                AttachmentLink::Pinned(link) => {
+                    // The pin was the last holder but our fd: closing it detaches.
+                    let fd_link = link.unpin().map_err(|error| XdpError::Pin {
+                        path: PathBuf::from(&attachment.interface),
+                        reason: format!("removing the link pin: {error}"),
+                    })?;
+                    drop(fd_link);
+                }
+            }
         }
+        Ok(())
+    }
+
+    /// Loads the program like [`XdpSteering::load`], but with its maps taken from
+    /// `directory` (on a bpffs) where an earlier run pinned them, and created and pinned
+    /// there otherwise: counters, lists, rate-limit buckets and registered AF_XDP sockets
+    /// carry over. Map layouts must match; after an upgrade that changes them, detach
+    /// (and so unpin) with the old version first.
+    pub fn load_with_pinned_maps(directory: &Path) -> Result<Self, XdpError> {
+        raise_memlock_limit();
+        let pin_error = |reason: String| XdpError::Pin { path: directory.to_owned(), reason };
+        std::fs::create_dir_all(directory).map_err(|error| pin_error(error.to_string()))?;
+        let paths: Vec<(&'static str, PathBuf)> =
+            MAP_NAMES.iter().map(|&name| (name, directory.join(name))).collect();
+        let mut loader = EbpfLoader::new();
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(XDP_OBJECT).map_err(|error| match error {
+            aya::EbpfError::MapError(error) => {
+                pin_error(format!("{} (is it on a bpf filesystem?)", error_chain(&error)))
+            }
+            other => XdpError::Load(other),
+        })?;
+        let program: &mut Xdp =
+            ebpf.program_mut(XDP_PROGRAM_NAME).ok_or(XdpError::Missing("XDP program"))?.try_into()?;
+        program.load()?;
+        // What an earlier run left in the settings map (allow-list flag, rate limit) stays.
+        let settings = {
+            let map = ebpf.map(SETTINGS_MAP_NAME).ok_or(XdpError::Missing(SETTINGS_MAP_NAME))?;
+            let array: Array<_, XdpSettings> = Array::try_from(map)?;
+            array.get(&0, 0)?
+        };
+        Ok(Self { ebpf, attachment: None, settings })
+    }
+
+    /// Attaches to `interface` through a bpf link pinned in `directory`, so the program
+    /// stays attached after this process exits (see [`XdpSteering::release`]). A link an
+    /// earlier run pinned for the same interface, in a mode the policy allows, is taken
+    /// over: the program is swapped inside it atomically. Links pinned for another
+    /// interface or a refused mode are removed (which detaches them).
+    pub fn attach_pinned(
+        &mut self,
+        interface: &str,
+        policy: AttachPolicy,
+        directory: &Path,
+    ) -> Result<PinnedAttach, XdpError> {
+        self.detach()?;
+        let pin_error = |reason: String| XdpError::Pin { path: directory.to_owned(), reason };
+        let allowed = |mode: AttachMode| match policy {
+            AttachPolicy::NativeOnly => mode == AttachMode::Native,
+            AttachPolicy::GenericOnly => mode == AttachMode::Generic,
+            AttachPolicy::NativeThenGeneric => true,
+        };
+        let mut adoptable = None;
+        for (path, pinned_mode, pinned_interface) in pinned_links(directory)? {
+            if adoptable.is_none() && pinned_interface == interface && pinned_mode.is_some_and(allowed) {
+                adoptable = pinned_mode.map(|mode| (path, mode));
+            } else {
+                let link = PinnedLink::from_pin(&path).map_err(|error| {
+                    pin_error(format!("opening {}: {}", path.display(), error_chain(&error)))
+                })?;
+                drop(
+                    link.unpin()
+                        .map_err(|error| pin_error(format!("removing {}: {error}", path.display())))?,
+                );
+            }
+        }
+        if let Some((path, mode)) = adoptable {
+            let link = PinnedLink::from_pin(&path)
+                .map_err(|error| pin_error(format!("opening {}: {}", path.display(), error_chain(&error))))?;
+            // The pin goes for the moment of the swap (aya takes the link by value) and
+            // comes back right after; our fd holds the link meanwhile.
+            let fd_link =
+                link.unpin().map_err(|error| pin_error(format!("removing {}: {error}", path.display())))?;
+            let xdp_link = XdpLink::try_from(fd_link)
+                .map_err(|error| pin_error(format!("{} is not an XDP link: {error}", path.display())))?;
+            let link_id = self.program_mut()?.attach_to_link(xdp_link)?;
+            self.pin_link(interface, mode, link_id, directory)?;
+            return Ok(PinnedAttach { mode, adopted: true, pinned: true });
+        }
+        let mode = self.attach(interface, policy)?;
+        let Some(Attachment { link: AttachmentLink::Owned(link_id), .. }) = self.attachment.take() else {
+            return Err(XdpError::Missing("the link just attached"));
+        };
+        match self.pin_link(interface, mode, link_id, directory) {
+            Ok(()) => Ok(PinnedAttach { mode, adopted: false, pinned: true }),
+            Err(XdpError::Unpinnable) => {
+                // A netlink attachment (old kernel): converting it detached it; attach
+                // again, owned by this process.
+                let mode = self.attach(interface, policy)?;
+                Ok(PinnedAttach { mode, adopted: false, pinned: false })
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    fn pin_link(
+        &mut self,
+        interface: &str,
+        mode: AttachMode,
+        link_id: aya::programs::xdp::XdpLinkId,
+        directory: &Path,
+    ) -> Result<(), XdpError> {
+        let link = self.program_mut()?.take_link(link_id)?;
+        let fd_link = FdLink::try_from(link).map_err(|_| XdpError::Unpinnable)?;
+        let path = directory.join(link_pin_name(interface, mode));
+        let pinned = fd_link.pin(&path).map_err(|error| XdpError::Pin {
+            path: directory.to_owned(),
+            reason: format!("pinning the link: {}", error_chain(&error)),
+        })?;
+        self.attachment =
+            Some(Attachment { interface: interface.to_owned(), mode, link: AttachmentLink::Pinned(pinned) });
+        Ok(())
+    }
+
+    /// Lets go of a pinned attachment without detaching: the program stays attached after
+    /// this handle drops. False when the attachment is not pinned (it detaches on drop).
+    pub fn release(&mut self) -> bool {
+        match self.attachment.take() {
+            Some(Attachment { link: AttachmentLink::Pinned(link), .. }) => {
+                drop(link);
+                true
+            }
+            other => {
+                self.attachment = other;
+                self.attachment.is_none()
+            }
+        }
+    }
+
+    /// Whether the attachment is held by a pinned link.
+    pub fn is_pinned(&self) -> bool {
+        matches!(self.attachment, Some(Attachment { link: AttachmentLink::Pinned(_), .. }))
+    }
+
+    /// Removes the map pins and any link pins from `directory`, then the directory when
+    /// nothing else is left in it. Removing a link pin detaches that link.
+    pub fn remove_pins(directory: &Path) -> Result<(), XdpError> {
+        let pin_error = |reason: String| XdpError::Pin { path: directory.to_owned(), reason };
+        if !directory.exists() {
+            return Ok(());
+        }
+        for (path, _, _) in pinned_links(directory)? {
+            std::fs::remove_file(&path)
+                .map_err(|error| pin_error(format!("removing {}: {error}", path.display())))?;
+        }
+        for name in MAP_NAMES {
+            let path = directory.join(name);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(pin_error(format!("removing {name}: {error}"))),
+            }
+        }
+        // Left in place when something else lives there (not ours to remove).
+        let _ = std::fs::remove_dir(directory);
         Ok(())
     }
 
@@ -399,6 +606,31 @@ impl Drop for XdpSteering {
     }
 }
 
+/// The link pins in `directory`: path, mode (None when the name carries an unknown one)
+/// and interface.
+fn pinned_links(directory: &Path) -> Result<Vec<(PathBuf, Option<AttachMode>, String)>, XdpError> {
+    let entries = match std::fs::read_dir(directory) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(XdpError::Pin { path: directory.to_owned(), reason: error.to_string() }),
+    };
+    let mut links = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(LINK_PIN_PREFIX) else { continue };
+        let (mode, interface) = rest.split_once('_').unwrap_or((rest, ""));
+        let interface = interface.replace(':', ".");
+        let mode = match mode {
+            "native" => Some(AttachMode::Native),
+            "generic" => Some(AttachMode::Generic),
+            _ => None,
+        };
+        links.push((entry.path(), mode, interface));
+    }
+    links.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(links)
+}
+
 /// Inserts the wanted prefixes, then removes the rest.
 fn replace_trie<const N: usize>(
     map: &mut aya::maps::Map,
@@ -434,4 +666,35 @@ fn raise_memlock_limit() {
     let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
     // SAFETY: setrlimit reads the struct we pass and has no other preconditions.
     let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_pin_names_carry_mode_and_interface_without_dots() {
+        let directory = tempfile::tempdir().unwrap();
+        for (interface, mode) in [("eth0.100", AttachMode::Native), ("veth_a", AttachMode::Generic)] {
+            let name = link_pin_name(interface, mode);
+            assert!(!name.contains('.'), "bpffs refuses dots: {name}");
+            std::fs::write(directory.path().join(name), b"").unwrap();
+        }
+        std::fs::write(directory.path().join("link_turbo_eth1"), b"").unwrap();
+        std::fs::write(directory.path().join("KILLKRILL_COUNTERS"), b"").unwrap();
+        let links: Vec<(Option<AttachMode>, String)> = pinned_links(directory.path())
+            .unwrap()
+            .into_iter()
+            .map(|(_, mode, interface)| (mode, interface))
+            .collect();
+        assert_eq!(
+            links,
+            [
+                (Some(AttachMode::Generic), "veth_a".to_owned()),
+                (Some(AttachMode::Native), "eth0.100".to_owned()),
+                (None, "eth1".to_owned()),
+            ]
+        );
+        assert!(pinned_links(&directory.path().join("absent")).unwrap().is_empty());
+    }
 }

@@ -1,0 +1,5 @@
+//! Integration tests of the agent binary (docs/agent.md): one test binary, a module each.
+
+mod harness;
+mod heartbeat;
+mod netns;
