@@ -11,7 +11,7 @@ mod targets;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::{Args, Subcommand};
 
 use crate::util::{cargo, exec, workspace_root};
@@ -134,6 +134,24 @@ fn build(debug: bool) -> anyhow::Result<Binaries> {
     Ok(Binaries { killkrill: dir.join("killkrill"), perf: dir.join("killkrill-perf") })
 }
 
+/// Ctrl-C stops the children and removes the rig's namespace. Installed once per process:
+/// `cargo xtask test` runs the rig more than once.
+fn install_interrupt_cleanup() -> anyhow::Result<()> {
+    static INSTALLED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            ctrlc::set_handler(|| {
+                eprintln!("xtask bench: interrupted; cleaning up");
+                process::stop_all();
+                netns::remove_current();
+                std::process::exit(130);
+            })
+            .map_err(|error| error.to_string())
+        })
+        .clone()
+        .map_err(|error| anyhow::anyhow!("installing the Ctrl-C handler: {error}"))
+}
+
 pub fn run_scenarios(args: &ScenarioArgs) -> anyhow::Result<()> {
     let scenarios: Vec<scenario::Scenario> =
         args.scenarios.iter().map(|name| scenario::Scenario::named(name)).collect::<anyhow::Result<_>>()?;
@@ -144,13 +162,7 @@ pub fn run_scenarios(args: &ScenarioArgs) -> anyhow::Result<()> {
     }
     let binaries = build(args.debug_build)?;
     let rig = netns::NetnsRig::create()?;
-    ctrlc::set_handler(|| {
-        eprintln!("xtask bench: interrupted; cleaning up");
-        process::stop_all();
-        netns::remove_current();
-        std::process::exit(130);
-    })
-    .context("installing the Ctrl-C handler")?;
+    install_interrupt_cleanup()?;
     let results_dir = args.results_dir.clone().unwrap_or_else(|| workspace_root().join("perf/results"));
     let mut failures = Vec::new();
     for scenario in &scenarios {
