@@ -232,12 +232,7 @@ async fn commit(store: &dyn Store, counters: &StoreCounters, block: &EncodedBloc
         match store.insert_block(block).await {
             Ok(_) => {
                 // A duplicate (false) means an earlier attempt committed after all.
-                let summary = &block.summary;
-                counters.stored_messages.fetch_add(u64::from(summary.message_count), Ordering::Relaxed);
-                counters.stored_blocks.fetch_add(1, Ordering::Relaxed);
-                counters.stored_raw_bytes.fetch_add(summary.raw_bytes, Ordering::Relaxed);
-                counters.stored_block_bytes.fetch_add(block.payload.len() as u64, Ordering::Relaxed);
-                counters.committed.notify_waiters();
+                counters.count_committed(block);
                 return;
             }
             Err(error) => {

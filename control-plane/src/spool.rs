@@ -151,16 +151,8 @@ impl Spool {
                 };
                 match store.insert_block(&block).await {
                     Ok(_) => {
-                        let counters = &self.counters;
-                        let summary = &block.summary;
-                        counters
-                            .stored_messages
-                            .fetch_add(u64::from(summary.message_count), Ordering::Relaxed);
-                        counters.stored_blocks.fetch_add(1, Ordering::Relaxed);
-                        counters.stored_raw_bytes.fetch_add(summary.raw_bytes, Ordering::Relaxed);
-                        counters.stored_block_bytes.fetch_add(block.payload.len() as u64, Ordering::Relaxed);
-                        counters.drained_blocks.fetch_add(1, Ordering::Relaxed);
-                        counters.committed.notify_waiters();
+                        self.counters.count_committed(&block);
+                        self.counters.drained_blocks.fetch_add(1, Ordering::Relaxed);
                         self.forget(path, bytes.len() as u64);
                         delay = RETRY_FIRST;
                     }

@@ -3,7 +3,6 @@
 //! is stored, so a client can simply send it again.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -196,12 +195,7 @@ pub async fn post_logs(
     .map_err(|error| Error::Internal(format!("block encoder stopped: {error}")))?
     .map_err(Error::from)?;
     state.store.insert_block(&block).await?;
-    let counters = &state.store_counters;
-    counters.stored_messages.fetch_add(u64::from(block.summary.message_count), Ordering::Relaxed);
-    counters.stored_blocks.fetch_add(1, Ordering::Relaxed);
-    counters.stored_raw_bytes.fetch_add(block.summary.raw_bytes, Ordering::Relaxed);
-    counters.stored_block_bytes.fetch_add(block.payload.len() as u64, Ordering::Relaxed);
-    counters.committed.notify_waiters();
+    state.store_counters.count_committed(&block);
     Ok(Json(json!({ "accepted": block.summary.message_count, "block_id": block.summary.block_id })))
 }
 

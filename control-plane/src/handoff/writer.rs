@@ -253,11 +253,7 @@ impl StreamWriter {
                     c.consumed_blocks.fetch_add(1, Ordering::Relaxed);
                     c.consumed_messages.fetch_add(messages, Ordering::Relaxed);
                     if inserted {
-                        let s = &self.store_counters;
-                        s.stored_messages.fetch_add(messages, Ordering::Relaxed);
-                        s.stored_blocks.fetch_add(1, Ordering::Relaxed);
-                        s.stored_raw_bytes.fetch_add(summary.raw_bytes, Ordering::Relaxed);
-                        s.stored_block_bytes.fetch_add(block.payload.len() as u64, Ordering::Relaxed);
+                        self.store_counters.count_committed(block);
                     } else {
                         c.duplicate_blocks.fetch_add(1, Ordering::Relaxed);
                     }

@@ -62,6 +62,19 @@ pub struct StoreCounters {
     pub write_errors: AtomicU64,
 }
 
+impl StoreCounters {
+    /// Counts a block the store committed (whichever path brought it), and wakes the live
+    /// tail.
+    pub fn count_committed(&self, block: &crate::store::EncodedBlock) {
+        let summary = &block.summary;
+        self.stored_messages.fetch_add(u64::from(summary.message_count), Ordering::Relaxed);
+        self.stored_blocks.fetch_add(1, Ordering::Relaxed);
+        self.stored_raw_bytes.fetch_add(summary.raw_bytes, Ordering::Relaxed);
+        self.stored_block_bytes.fetch_add(block.payload.len() as u64, Ordering::Relaxed);
+        self.committed.notify_waiters();
+    }
+}
+
 /// Counters of the Redis Streams hand-off: the publishing side (this process's batch
 /// writer) and the stream writer side (storing what any publisher sent).
 #[derive(Debug, Default)]
