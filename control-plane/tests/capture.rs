@@ -6,23 +6,13 @@
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use killkrill_dataplane::testing::{APPLIANCE_V4, VethRig, skip_reason};
+use killkrill_dataplane::testing::{APPLIANCE_V4, rig_or_skip};
 
 use crate::harness::Appliance;
 
 #[test]
 fn serve_with_xdp_capture_stores_syslog_from_the_wire_and_counts_it() {
-    if let Some(reason) = skip_reason() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    let rig = match VethRig::create() {
-        Ok(rig) => rig,
-        Err(error) => {
-            eprintln!("skipped: cannot build the namespace rig: {error}");
-            return;
-        }
-    };
+    let Some(rig) = rig_or_skip() else { return };
     let temp = tempfile::tempdir().unwrap();
     let config = temp.path().join("killkrill.toml");
     std::fs::write(&config, format!("[capture]\nmode = \"xdp\"\ninterface = \"{}\"\n", rig.appliance_if))

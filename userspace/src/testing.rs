@@ -119,6 +119,17 @@ pub fn skip_reason() -> Option<String> {
     None
 }
 
+/// The namespace rig for a test, or None (the reason printed) where the test cannot run
+/// here. Where it can (root, AF_XDP), a rig that cannot be built fails the test: skipping
+/// there would let a broken rig pass unnoticed.
+pub fn rig_or_skip() -> Option<VethRig> {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipped: {reason}");
+        return None;
+    }
+    Some(VethRig::create().unwrap_or_else(|error| panic!("cannot build the namespace rig: {error}")))
+}
+
 /// One ICMP echo to `target` and its reply, through a raw socket (no ping binary needed).
 pub fn ping(target: &str) -> Result<(), String> {
     use socket2::{Domain, Protocol, Socket, Type};

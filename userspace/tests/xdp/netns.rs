@@ -12,7 +12,7 @@ use killkrill_dataplane::counters::ListenerCounters;
 use killkrill_dataplane::handoff::BatchConsumer;
 use killkrill_dataplane::listener::CapturePath;
 use killkrill_dataplane::testing::{
-    APPLIANCE_V4, APPLIANCE_V6, PEER_V4, PEER_V6, VethRig, ping, skip_reason,
+    APPLIANCE_V4, APPLIANCE_V6, PEER_V4, PEER_V6, ping, rig_or_skip, skip_reason,
 };
 use killkrill_dataplane::xdp::{
     AttachMode, AttachPolicy, RateLimit, XDP_REDIRECT, XdpListener, XdpReason, XdpSteering, parse_prefixes,
@@ -42,17 +42,7 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn syslog_arrives_through_af_xdp_while_other_traffic_reaches_the_kernel() {
-    if let Some(reason) = skip_reason() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    let rig = match VethRig::create() {
-        Ok(rig) => rig,
-        Err(error) => {
-            eprintln!("skipped: cannot build the namespace rig: {error}");
-            return;
-        }
-    };
+    let Some(rig) = rig_or_skip() else { return };
     let inside = rig.enter(&rig.appliance);
     let config = DataPlaneConfig {
         syslog_udp: Some("[::]:0".parse().unwrap()),
@@ -166,17 +156,7 @@ fn syslog_arrives_through_af_xdp_while_other_traffic_reaches_the_kernel() {
 
 #[test]
 fn attach_reports_its_mode_and_refusals_name_the_interface() {
-    if let Some(reason) = skip_reason() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    let rig = match VethRig::create() {
-        Ok(rig) => rig,
-        Err(error) => {
-            eprintln!("skipped: cannot build the namespace rig: {error}");
-            return;
-        }
-    };
+    let Some(rig) = rig_or_skip() else { return };
     let _inside = rig.enter(&rig.appliance);
     let mut steering = XdpSteering::load().unwrap();
     assert_eq!(steering.attach(&rig.appliance_if, AttachPolicy::GenericOnly).unwrap(), AttachMode::Generic);
@@ -236,17 +216,7 @@ impl Drop for Unmount {
 
 #[test]
 fn live_replayed_frames_are_redirected_to_af_xdp() {
-    if let Some(reason) = skip_reason() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    let rig = match VethRig::create() {
-        Ok(rig) => rig,
-        Err(error) => {
-            eprintln!("skipped: cannot build the namespace rig: {error}");
-            return;
-        }
-    };
+    let Some(rig) = rig_or_skip() else { return };
     let _inside = rig.enter(&rig.appliance);
     let config = DataPlaneConfig {
         syslog_udp: Some("[::]:0".parse().unwrap()),
@@ -283,17 +253,7 @@ fn live_replayed_frames_are_redirected_to_af_xdp() {
 
 #[test]
 fn deny_lists_and_rate_limits_changed_at_run_time_act_on_the_wire() {
-    if let Some(reason) = skip_reason() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    let rig = match VethRig::create() {
-        Ok(rig) => rig,
-        Err(error) => {
-            eprintln!("skipped: cannot build the namespace rig: {error}");
-            return;
-        }
-    };
+    let Some(rig) = rig_or_skip() else { return };
     let inside = rig.enter(&rig.appliance);
     let config = DataPlaneConfig {
         syslog_udp: Some("[::]:0".parse().unwrap()),
