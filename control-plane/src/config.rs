@@ -104,6 +104,8 @@ pub struct MetricsConfig {
     /// Receive threads per metrics listener (SO_REUSEPORT sockets, one aggregator each;
     /// the kernel spreads senders over them, points are merged at query time).
     pub receive_threads: usize,
+    /// How long metric points are kept: `90d`, `12h`, ...; `0` keeps them forever.
+    pub retention_max_age: String,
 }
 
 impl Default for MetricsConfig {
@@ -116,6 +118,7 @@ impl Default for MetricsConfig {
             max_histogram_series: 10_000,
             influx_precision: "ns".to_owned(),
             receive_threads: 1,
+            retention_max_age: "30d".to_owned(),
         }
     }
 }
@@ -273,6 +276,9 @@ pub struct IngestConfig {
     /// A block read by a writer and not acknowledged for this long, in milliseconds, is
     /// claimed by another writer (its writer is taken for dead).
     pub redis_claim_min_idle_ms: u64,
+    /// HTTP ingest requests (`POST /api/v1/logs`, `/metrics`, `/prom/write`) in progress at
+    /// once; further ones are answered 429 with Retry-After.
+    pub http_max_concurrent: usize,
 }
 
 impl Default for IngestConfig {
@@ -285,6 +291,7 @@ impl Default for IngestConfig {
             redis_stream_max_len: 1000,
             redis_consumer: None,
             redis_claim_min_idle_ms: 30_000,
+            http_max_concurrent: 16,
         }
     }
 }
@@ -321,6 +328,7 @@ impl IngestConfig {
         for (key, value) in [
             ("ingest.redis_stream_max_len", self.redis_stream_max_len),
             ("ingest.redis_claim_min_idle_ms", self.redis_claim_min_idle_ms),
+            ("ingest.http_max_concurrent", self.http_max_concurrent as u64),
         ] {
             if value == 0 {
                 return Err(Error::Config(format!("{key} must be above 0")));
@@ -688,8 +696,15 @@ impl Config {
         let max_age_ns = parse_duration_ns(&self.store.retention_max_age).map_err(|message| {
             Error::Config(format!("store.retention_max_age = {:?}: {message}", self.store.retention_max_age))
         })?;
+        let metric_max_age_ns = parse_duration_ns(&self.metrics.retention_max_age).map_err(|message| {
+            Error::Config(format!(
+                "metrics.retention_max_age = {:?}: {message}",
+                self.metrics.retention_max_age
+            ))
+        })?;
         Ok(crate::store::Retention {
             max_age_ns: (max_age_ns > 0).then_some(max_age_ns),
+            metric_max_age_ns: (metric_max_age_ns > 0).then_some(metric_max_age_ns),
             max_bytes: (self.store.retention_max_bytes > 0)
                 .then(|| i64::try_from(self.store.retention_max_bytes).unwrap_or(i64::MAX)),
         })
@@ -1013,6 +1028,14 @@ mod tests {
             let config = load(jail, None, FlagOverrides::default()).unwrap();
             let retention = config.retention().unwrap();
             assert_eq!((retention.max_age_ns, retention.max_bytes), (None, Some(1000)));
+            assert_eq!(
+                retention.metric_max_age_ns,
+                Some(30 * 86_400 * 1_000_000_000),
+                "metrics: 30d by default"
+            );
+            jail.set_env("KILLKRILL_METRICS__RETENTION_MAX_AGE", "soon");
+            let error = load(jail, None, FlagOverrides::default()).unwrap_err();
+            assert!(error.to_string().contains("metrics.retention_max_age"), "{error}");
             Ok(())
         });
     }

@@ -13,6 +13,9 @@ pub enum Error {
     DataPlane(#[from] killkrill_dataplane::Error),
     #[error("{what}: cannot bind {address}: {source}")]
     Bind { what: &'static str, address: std::net::SocketAddr, source: std::io::Error },
+    /// The server is at a bound it keeps to protect itself; the client should retry.
+    #[error("busy: {0}")]
+    Busy(String),
     #[error("too large: {0}")]
     TooLarge(String),
     #[error("bad request: {parameter}: {message}")]

@@ -88,6 +88,8 @@ pub async fn serve(config: Config) -> Result<()> {
         capture: dataplane.capture().clone(),
         xdp: dataplane.xdp(),
         nodes: Arc::default(),
+        ingest_slots: api::IngestSlots::new(config.ingest.http_max_concurrent),
+        metric_ingest: api::metrics_ingest::MetricIngest::new(config.metrics.aggregator_settings()?),
     };
 
     let (stop_sender, stop) = watch::channel(false);
@@ -210,14 +212,16 @@ async fn enforce_retention(
         }
         let now = i64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX);
         match store.enforce_retention(&retention, now).await {
-            Ok(removed) if removed.blocks > 0 => {
+            Ok(removed) if removed != store::Removed::default() => {
                 counters.retention_removed_messages.fetch_add(removed.messages, Ordering::Relaxed);
                 counters.retention_removed_blocks.fetch_add(removed.blocks, Ordering::Relaxed);
+                counters.retention_removed_metric_points.fetch_add(removed.metric_points, Ordering::Relaxed);
                 tracing::info!(
                     blocks = removed.blocks,
                     messages = removed.messages,
                     stored_bytes = removed.stored_bytes,
-                    "Retention removed old log blocks."
+                    metric_points = removed.metric_points,
+                    "Retention removed old data."
                 );
             }
             Ok(_) => {}

@@ -61,6 +61,9 @@ impl MetricStore for StallingStore {
     async fn metric_names(&self) -> killkrill::Result<Vec<String>> {
         self.inner.metric_names().await
     }
+    async fn remove_metrics_before(&self, cutoff_ns: i64) -> killkrill::Result<u64> {
+        self.inner.remove_metrics_before(cutoff_ns).await
+    }
 }
 
 #[async_trait]

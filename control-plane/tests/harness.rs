@@ -146,6 +146,23 @@ impl Appliance {
         (status, response.json().expect("JSON body"))
     }
 
+    /// POSTs `body` with `content_type`; the status and the JSON answer (null when none).
+    pub fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::blocking::Body>,
+    ) -> (u16, Value) {
+        let response = reqwest::blocking::Client::new()
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .expect("HTTP request");
+        let status = response.status().as_u16();
+        (status, response.json().unwrap_or(Value::Null))
+    }
+
     /// The value of one series in /metrics (name with labels, as written there); 0 when absent.
     pub fn metric(&self, series: &str) -> f64 {
         let text = reqwest::blocking::get(format!("http://{}/metrics", self.metrics))

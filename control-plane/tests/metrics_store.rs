@@ -103,3 +103,59 @@ async fn metric_points_merge_the_same_on_sqlite_and_postgres() {
     .await;
     assert_eq!(sqlite, postgres, "the two backends differ");
 }
+
+/// Host a has points in intervals 0..6, host b only in interval 0; the cutoff is the
+/// start of interval 3.
+async fn retention_removes_old_points_and_empty_series(store: Arc<dyn Store>) {
+    for interval in 0..6 {
+        store.insert_metric_points("statsd-udp", &[timer_point("a", interval, &[1.0])]).await.unwrap();
+    }
+    let mut lonely = timer_point("b", 0, &[5.0]);
+    lonely.name = "old.only".into();
+    store.insert_metric_points("statsd-udp", &[lonely]).await.unwrap();
+    assert_eq!(store.metric_names().await.unwrap(), ["api.latency", "old.only"]);
+
+    let now = BASE_NS + 10 * INTERVAL_NS;
+    let retention =
+        store::Retention { metric_max_age_ns: Some(7 * INTERVAL_NS), ..store::Retention::default() };
+    let removed = store.enforce_retention(&retention, now).await.unwrap();
+    assert_eq!(
+        removed,
+        store::Removed { metric_points: 4, ..store::Removed::default() },
+        "a's 0..3 and b's 0"
+    );
+    assert_eq!(store.metric_names().await.unwrap(), ["api.latency"], "a series without points goes");
+    let left = store.query_metrics(&query(&[], MetricAgg::Count, INTERVAL_NS)).await.unwrap();
+    let kept: Vec<(&str, Option<f64>)> =
+        left[0].points.iter().map(|point| (point.time.as_str(), point.value)).collect();
+    assert_eq!(kept.len(), 3, "intervals 3, 4 and 5 only: {kept:?}");
+    assert!(kept.iter().all(|(_, count)| *count == Some(1.0)), "{kept:?}");
+    assert_eq!(kept[0].0, "2023-11-14T22:13:50.000Z", "the first kept is interval 3");
+
+    // A later point of a removed series creates it again.
+    let mut again = timer_point("b", 9, &[6.0]);
+    again.name = "old.only".into();
+    store.insert_metric_points("statsd-udp", &[again]).await.unwrap();
+    assert_eq!(store.metric_names().await.unwrap(), ["api.latency", "old.only"]);
+    let nothing = store.enforce_retention(&retention, now).await.unwrap();
+    assert_eq!(nothing, store::Removed::default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metric_retention_on_sqlite_and_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    retention_removes_old_points_and_empty_series(
+        store::open(&StoreConfig::default(), dir.path()).await.unwrap(),
+    )
+    .await;
+    let server = PostgresServer::start();
+    let config = StoreConfig {
+        db_type: DbType::Postgres,
+        database_url: Some(server.create_database("metric_retention")),
+        ..StoreConfig::default()
+    };
+    retention_removes_old_points_and_empty_series(
+        store::open(&config, std::path::Path::new("/nonexistent")).await.unwrap(),
+    )
+    .await;
+}

@@ -239,7 +239,9 @@ fn openapi_document_lists_every_endpoint_and_each_answers() {
             "get /metrics",
             "get /ready",
             "post /api/v1/logs",
+            "post /api/v1/metrics",
             "post /api/v1/nodes/heartbeat",
+            "post /api/v1/prom/write",
         ]
     );
     // Every documented GET route exists (the live tail streams, so only its status is read).

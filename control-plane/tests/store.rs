@@ -338,7 +338,7 @@ async fn retention_removes_what_it_should(store: Arc<dyn Store>) {
     assert_eq!(nothing, Removed::default());
 
     // Blocks 0 and 1 end before now - 2.5 minutes; block 2 ends after it.
-    let by_age = Retention { max_age_ns: Some(2 * minute + minute / 2), max_bytes: None };
+    let by_age = Retention { max_age_ns: Some(2 * minute + minute / 2), ..Retention::default() };
     let removed = store.enforce_retention(&by_age, now).await.unwrap();
     assert_eq!((removed.blocks, removed.messages), (2, 200));
     let left = store
@@ -349,7 +349,7 @@ async fn retention_removes_what_it_should(store: Arc<dyn Store>) {
 
     // Room for one block only: the older of the two remaining goes.
     let stats = store.stats().await.unwrap();
-    let by_size = Retention { max_age_ns: None, max_bytes: Some(stats.stored_bytes - 1) };
+    let by_size = Retention { max_bytes: Some(stats.stored_bytes - 1), ..Retention::default() };
     let removed = store.enforce_retention(&by_size, now).await.unwrap();
     assert_eq!((removed.blocks, removed.messages), (1, 100));
     let left = store

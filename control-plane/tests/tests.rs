@@ -8,6 +8,7 @@ mod capture;
 mod cli;
 mod handoff;
 mod http_ingest;
+mod http_metrics;
 mod ingest;
 mod metrics;
 mod metrics_store;

@@ -2,13 +2,16 @@
 //! `{"error": {"code", "message"}}`; details of internal failures go to the log only.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::Error;
 
 pub struct ApiError(pub Error);
+
+/// What a 429 asks the client to wait: requests hold a slot for a commit, tens of ms.
+const RETRY_AFTER_SECONDS: &str = "1";
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
@@ -23,6 +26,11 @@ impl IntoResponse for ApiError {
                 (StatusCode::BAD_REQUEST, "bad_request", format!("{parameter}: {message}"))
             }
             Error::TooLarge(message) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", message.clone()),
+            Error::Busy(message) => {
+                let body = Json(json!({ "error": { "code": "busy", "message": message } }));
+                return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, RETRY_AFTER_SECONDS)], body)
+                    .into_response();
+            }
             Error::Store(_) | Error::Migration(_) => {
                 tracing::error!(error = %self.0, "Store request failed.");
                 (

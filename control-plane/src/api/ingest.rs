@@ -5,8 +5,7 @@
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
 use killkrill_dataplane::batch::{BatchLimits, LogBatch};
 use killkrill_dataplane::listener::ListenerKind;
@@ -151,6 +150,20 @@ fn parse_body(body: &[u8]) -> Result<Vec<PostedLog>, Error> {
     Ok(posted)
 }
 
+/// Reads an ingest request's body, at most `MAX_BODY_BYTES` (413 past it). Handlers take
+/// their ingest slot first, so that only as many bodies as there are slots are buffered.
+pub(super) async fn read_body(body: Body) -> Result<Bytes, Error> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|error| {
+        let too_large = std::error::Error::source(&error)
+            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            Error::TooLarge(format!("the body is larger than {MAX_BODY_BYTES} bytes"))
+        } else {
+            bad(format!("the body could not be read: {error}"))
+        }
+    })
+}
+
 /// Store messages; answered once they are committed. All or nothing per request.
 #[utoipa::path(post, path = "/api/v1/logs",
     request_body(content = Vec<PostedLog>, description = "A JSON array, or one object per line (JSON lines)"),
@@ -158,19 +171,16 @@ fn parse_body(body: &[u8]) -> Result<Vec<PostedLog>, Error> {
         (status = 200, description = "Committed", body = super::openapi::PostAnswer),
         (status = 400, description = "A message is wrong; nothing was stored", body = super::openapi::ErrorAnswer),
         (status = 413, description = "More than 65,536 messages or 16 MiB", body = super::openapi::ErrorAnswer),
+        (status = 429, description = "Too many ingest requests at once; retry after the Retry-After seconds", body = super::openapi::ErrorAnswer),
         (status = 503, description = "The store does not answer; nothing was stored", body = super::openapi::ErrorAnswer),
 ))]
 pub async fn post_logs(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body.map_err(|rejection| match rejection {
-        BytesRejection::FailedToBufferBody(_) if rejection.status().as_u16() == 413 => {
-            Error::TooLarge(format!("the body is larger than {MAX_BODY_BYTES} bytes"))
-        }
-        other => bad(other.body_text()),
-    })?;
+    let _slot = state.ingest_slots.acquire()?;
+    let body = read_body(body).await?;
     let posted = parse_body(&body)?;
     if posted.is_empty() {
         return Err(bad("no messages".to_owned()).into());

@@ -5,6 +5,7 @@ mod health;
 mod ingest;
 mod logs;
 pub mod metrics;
+pub mod metrics_ingest;
 pub mod nodes;
 pub mod openapi;
 mod sources;
@@ -49,6 +50,29 @@ pub struct AppState {
     pub xdp: Option<Arc<Mutex<XdpSteering>>>,
     /// The node agents heard from (`/api/v1/nodes`).
     pub nodes: Arc<nodes::NodeRegistry>,
+    /// Bounds the ingest requests in progress; past it, 429.
+    pub ingest_slots: IngestSlots,
+    pub metric_ingest: Arc<metrics_ingest::MetricIngest>,
+}
+
+/// How many ingest requests (`POST /api/v1/logs`, `/metrics`, `/prom/write`) may be in
+/// progress at once. Each holds its body and a block or points in memory until its commit,
+/// so an unbounded number would let a burst of clients exhaust memory; a client past the
+/// bound gets 429 with Retry-After and sends again.
+#[derive(Clone, Debug)]
+pub struct IngestSlots(Arc<tokio::sync::Semaphore>);
+
+impl IngestSlots {
+    pub fn new(slots: usize) -> Self {
+        Self(Arc::new(tokio::sync::Semaphore::new(slots.max(1))))
+    }
+
+    /// A slot held until the request is answered, or `Error::Busy`.
+    pub fn acquire(&self) -> Result<tokio::sync::OwnedSemaphorePermit, crate::Error> {
+        self.0.clone().try_acquire_owned().map_err(|_| {
+            crate::Error::Busy("too many ingest requests in progress; send again shortly".to_owned())
+        })
+    }
 }
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,7 +82,8 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/logs", get(logs::search).post(ingest::post_logs))
         .route("/logs/tail", get(tail::tail))
-        .route("/metrics", get(metrics::query))
+        .route("/metrics", get(metrics::query).post(metrics_ingest::post_metrics))
+        .route("/prom/write", axum::routing::post(metrics_ingest::prom_write))
         .route("/metrics/names", get(metrics::names))
         .route("/stats", get(stats::stats))
         .route("/sources", get(sources::sources))

@@ -24,7 +24,7 @@ pub struct ErrorAnswer {
 
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// `bad_request`, `not_found`, `too_large`, `store_unavailable` or `internal`.
+    /// `bad_request`, `not_found`, `too_large`, `busy`, `store_unavailable` or `internal`.
     pub code: String,
     /// For a 400, starts with the name of the parameter at fault.
     pub message: String,
@@ -35,6 +35,20 @@ pub struct ErrorDetail {
 pub struct PostAnswer {
     pub accepted: u32,
     pub block_id: String,
+}
+
+/// `POST /api/v1/metrics`.
+#[derive(Serialize, ToSchema)]
+pub struct MetricPostAnswer {
+    /// Lines read (Prometheus: sample lines).
+    pub lines: u64,
+    /// Samples folded into points.
+    pub samples: u64,
+    /// Lines or samples not stored: events, service checks, string fields, values that
+    /// are not numbers, series past the per-request limit.
+    pub ignored: u64,
+    /// Points stored (one per series and interval).
+    pub points: u64,
 }
 
 #[derive(OpenApi)]
@@ -48,6 +62,8 @@ pub struct PostAnswer {
         super::sources::sources,
         super::metrics::query,
         super::metrics::names,
+        super::metrics_ingest::post_metrics,
+        super::metrics_ingest::prom_write,
         super::nodes::heartbeat,
         super::nodes::list,
         super::health::health,
@@ -60,6 +76,7 @@ pub struct PostAnswer {
         ErrorAnswer,
         ErrorDetail,
         PostAnswer,
+        MetricPostAnswer,
         StoredLog,
         super::ingest::PostedLog,
         crate::store::SourcesSeen,

@@ -1,5 +1,5 @@
-//! `killkrill query logs`: searches a running appliance over its REST API and prints a
-//! table (or the JSON rows), following cursors with `--all`.
+//! `killkrill query logs` and `killkrill query metrics`: ask a running appliance over its
+//! REST API and print a table (or the JSON rows); `logs --all` follows cursors.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -23,15 +23,55 @@ pub struct QueryArgs {
 enum QueryWhat {
     /// Search stored log messages (the filters of GET /api/v1/logs).
     Logs(LogFilters),
+    /// A metric's values per tag set (GET /api/v1/metrics); without --name, the metric names.
+    Metrics(MetricFilters),
+}
+
+#[derive(Debug, Args)]
+struct MetricFilters {
+    /// The metric; without it, every stored metric name is listed.
+    #[arg(long)]
+    name: Option<String>,
+    /// Only series with this tag value, KEY=VALUE; repeatable.
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    tags: Vec<String>,
+    /// From: RFC 3339 or relative, e.g. -1h (default: an hour before --end).
+    #[arg(long, allow_hyphen_values = true)]
+    start: Option<String>,
+    /// Until: RFC 3339, relative or `now`.
+    #[arg(long, allow_hyphen_values = true)]
+    end: Option<String>,
+    /// Bucket width, e.g. 10s, 1m, 1h.
+    #[arg(long)]
+    step: Option<String>,
+    /// sum, avg, min, max, count, rate, last, p50, p90 or p99.
+    #[arg(long)]
+    agg: Option<String>,
+}
+
+impl MetricFilters {
+    fn pairs(&self, name: &str) -> Result<Vec<(String, String)>, QueryError> {
+        let mut pairs = vec![("name".to_owned(), name.to_owned())];
+        for tag in &self.tags {
+            let (key, value) = tag
+                .split_once('=')
+                .filter(|(key, _)| !key.is_empty())
+                .ok_or_else(|| QueryError::Usage(format!("--tag `{tag}`: write it KEY=VALUE")))?;
+            pairs.push((format!("tag.{key}"), value.to_owned()));
+        }
+        let optional = [("start", &self.start), ("end", &self.end), ("step", &self.step), ("agg", &self.agg)];
+        pairs.extend(optional.into_iter().filter_map(|(key, value)| Some((key.to_owned(), value.clone()?))));
+        Ok(pairs)
+    }
 }
 
 #[derive(Debug, Args)]
 struct LogFilters {
     /// From: RFC 3339 or relative, e.g. -15m.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     start: Option<String>,
     /// Until: RFC 3339, relative or `now`.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     end: Option<String>,
     /// Hostnames, comma-separated.
     #[arg(long)]
@@ -90,18 +130,20 @@ impl LogFilters {
 const SEVERITY_NAMES: [&str; 8] = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
 
 pub fn run(args: QueryArgs) -> ExitCode {
-    match args.what {
-        QueryWhat::Logs(ref filters) => match logs(&args.server, filters, args.json) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(QueryError::Usage(message)) => {
-                eprintln!("killkrill: error: {message}");
-                ExitCode::from(super::EXIT_CONFIG)
-            }
-            Err(QueryError::Failed(message)) => {
-                eprintln!("killkrill: error: {message}");
-                ExitCode::FAILURE
-            }
-        },
+    let done = match &args.what {
+        QueryWhat::Logs(filters) => logs(&args.server, filters, args.json),
+        QueryWhat::Metrics(filters) => metrics(&args.server, filters, args.json),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(QueryError::Usage(message)) => {
+            eprintln!("killkrill: error: {message}");
+            ExitCode::from(super::EXIT_CONFIG)
+        }
+        Err(QueryError::Failed(message)) => {
+            eprintln!("killkrill: error: {message}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -109,6 +151,83 @@ enum QueryError {
     /// The server refused the filters (400).
     Usage(String),
     Failed(String),
+}
+
+/// GETs `url` with `pairs`; a 400 is a usage error (the server names the parameter).
+fn get_json<K: serde::Serialize, V: serde::Serialize>(
+    client: &reqwest::blocking::Client,
+    server: &str,
+    url: &str,
+    pairs: &[(K, V)],
+) -> Result<Value, QueryError> {
+    let response = client
+        .get(url)
+        .query(pairs)
+        .send()
+        .map_err(|error| QueryError::Failed(format!("cannot reach {server}: {error}")))?;
+    let status = response.status();
+    let body: Value = response
+        .json()
+        .map_err(|error| QueryError::Failed(format!("unreadable answer from {server}: {error}")))?;
+    if status.is_success() {
+        return Ok(body);
+    }
+    let message = body["error"]["message"].as_str().unwrap_or("no message").to_owned();
+    Err(if status.as_u16() == 400 {
+        QueryError::Usage(message)
+    } else {
+        QueryError::Failed(format!("{server} answered {status}: {message}"))
+    })
+}
+
+/// `name{key=value,...}`, the way the table names a series.
+fn series_label(name: &str, tags: &Value) -> String {
+    let tags: Vec<String> = tags
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(key, value)| format!("{key}={}", value.as_str().unwrap_or_default()))
+        .collect();
+    if tags.is_empty() { name.to_owned() } else { format!("{name}{{{}}}", tags.join(",")) }
+}
+
+fn metrics(server: &str, filters: &MetricFilters, json: bool) -> Result<(), QueryError> {
+    let client = reqwest::blocking::Client::new();
+    let base = server.trim_end_matches('/');
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let Some(name) = &filters.name else {
+        let body = get_json::<&str, &str>(&client, server, &format!("{base}/api/v1/metrics/names"), &[])?;
+        for name in body["names"].as_array().into_iter().flatten() {
+            let written =
+                if json { writeln!(out, "{name}") } else { writeln!(out, "{}", name.as_str().unwrap_or("")) };
+            if written.is_err() {
+                return Ok(());
+            }
+        }
+        let _ = out.flush();
+        return Ok(());
+    };
+    let body = get_json(&client, server, &format!("{base}/api/v1/metrics"), &filters.pairs(name)?)?;
+    if !json {
+        let _ = writeln!(out, "{:<30}  {:>16}  SERIES", "TIME", "VALUE");
+    }
+    for series in body["series"].as_array().into_iter().flatten() {
+        let written = if json {
+            writeln!(out, "{series}")
+        } else {
+            let label = series_label(name, &series["tags"]);
+            series["points"].as_array().into_iter().flatten().try_for_each(|point| {
+                let value = point["value"].as_f64().map_or_else(|| "-".to_owned(), |v| v.to_string());
+                writeln!(out, "{:<30}  {value:>16}  {label}", point["time"].as_str().unwrap_or("-"))
+            })
+        };
+        if written.is_err() {
+            return Ok(());
+        }
+    }
+    let _ = out.flush();
+    Ok(())
 }
 
 fn logs(server: &str, filters: &LogFilters, json: bool) -> Result<(), QueryError> {
@@ -125,23 +244,7 @@ fn logs(server: &str, filters: &LogFilters, json: bool) -> Result<(), QueryError
         if let Some(cursor) = &cursor {
             pairs.push(("cursor", cursor.clone()));
         }
-        let response = client
-            .get(&url)
-            .query(&pairs)
-            .send()
-            .map_err(|error| QueryError::Failed(format!("cannot reach {server}: {error}")))?;
-        let status = response.status();
-        let body: Value = response
-            .json()
-            .map_err(|error| QueryError::Failed(format!("unreadable answer from {server}: {error}")))?;
-        if !status.is_success() {
-            let message = body["error"]["message"].as_str().unwrap_or("no message").to_owned();
-            return Err(if status.as_u16() == 400 {
-                QueryError::Usage(message)
-            } else {
-                QueryError::Failed(format!("{server} answered {status}: {message}"))
-            });
-        }
+        let body = get_json(&client, server, &url, &pairs)?;
         for log in body["logs"].as_array().into_iter().flatten() {
             let written = if json {
                 writeln!(out, "{log}")

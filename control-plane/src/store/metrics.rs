@@ -121,6 +121,9 @@ pub trait MetricStore: Send + Sync {
     async fn query_metrics(&self, query: &MetricQuery) -> Result<Vec<MetricSeries>>;
     /// Every metric name stored, sorted.
     async fn metric_names(&self) -> Result<Vec<String>>;
+    /// Removes the points of intervals starting before `cutoff_ns`, then the series left
+    /// without points; returns the points removed.
+    async fn remove_metrics_before(&self, cutoff_ns: i64) -> Result<u64>;
 }
 
 /// The tags of a point as stored: a JSON object with sorted keys (a repeated key keeps

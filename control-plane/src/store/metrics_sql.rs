@@ -174,4 +174,27 @@ impl MetricStore for SqlStore {
             Ok(names)
         })
     }
+
+    async fn remove_metrics_before(&self, cutoff_ns: i64) -> Result<u64> {
+        on_pool!(&self.pool, pool => {
+            let mut tx = pool.begin().await?;
+            let mut sql = QueryBuilder::new("DELETE FROM metric_points WHERE start_ns < ");
+            sql.push_bind(cutoff_ns);
+            let removed = sql.build().execute(&mut *tx).await?.rows_affected();
+            if removed > 0 {
+                // A writer that looked a series up just before this commits and then adds a
+                // point to it fails on the foreign key and retries, creating it afresh.
+                const ORPHANS: &str = "SELECT s.id FROM metric_series s \
+                     WHERE NOT EXISTS (SELECT 1 FROM metric_points p WHERE p.series_id = s.id)";
+                sqlx::query(&format!("DELETE FROM metric_series_tags WHERE series_id IN ({ORPHANS})"))
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(&format!("DELETE FROM metric_series WHERE id IN ({ORPHANS})"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(removed)
+        })
+    }
 }

@@ -104,6 +104,9 @@ pub struct Retention {
     pub max_age_ns: Option<i64>,
     /// The oldest blocks go until the stored bytes fit (None: no size limit).
     pub max_bytes: Option<i64>,
+    /// Metric points whose interval started longer ago than this go, and with them
+    /// series left without points (None: metrics are kept).
+    pub metric_max_age_ns: Option<i64>,
 }
 
 /// What one retention pass removed.
@@ -112,6 +115,7 @@ pub struct Removed {
     pub blocks: u64,
     pub messages: u64,
     pub stored_bytes: u64,
+    pub metric_points: u64,
 }
 
 /// Logs here; metrics through the [`MetricStore`] half (`store/metrics_sql.rs`).

@@ -17,7 +17,9 @@ use sqlx::{QueryBuilder, Row};
 
 use super::block::{self, DecodedBlock, EncodedBlock, RefColumn};
 use super::query::{BlockCandidate, Cursor, LogQuery, Order};
-use super::{LogPage, Removed, Retention, SourceSeen, SourcesSeen, Store, StoreStats, StoredLog};
+use super::{
+    LogPage, MetricStore as _, Removed, Retention, SourceSeen, SourcesSeen, Store, StoreStats, StoredLog,
+};
 use crate::{Error, Result};
 
 /// Index rows read per round trip while looking for matching blocks.
@@ -384,6 +386,9 @@ impl Store for SqlStore {
 
     async fn enforce_retention(&self, retention: &Retention, now_ns: i64) -> Result<Removed> {
         let mut removed = Removed::default();
+        if let Some(max_age) = retention.metric_max_age_ns {
+            removed.metric_points = self.remove_metrics_before(now_ns.saturating_sub(max_age)).await?;
+        }
         if let Some(max_age) = retention.max_age_ns {
             let cutoff = now_ns.saturating_sub(max_age);
             on_pool!(&self.pool, pool => {

@@ -45,6 +45,7 @@ pub struct StoreCounters {
     /// Messages and blocks removed by retention.
     pub retention_removed_messages: AtomicU64,
     pub retention_removed_blocks: AtomicU64,
+    pub retention_removed_metric_points: AtomicU64,
     /// Blocks and bytes in the spool now.
     pub spool_blocks: AtomicU64,
     pub spool_bytes: AtomicU64,
@@ -407,6 +408,11 @@ impl prometheus_client::collector::Collector for IngestCollector {
                 "killkrill_store_retention_removed_blocks",
                 "Log blocks removed by retention",
                 &store.retention_removed_blocks,
+            ),
+            (
+                "killkrill_store_retention_removed_metric_points",
+                "Metric points removed by retention (metrics.retention_max_age)",
+                &store.retention_removed_metric_points,
             ),
             (
                 "killkrill_spool_written_blocks",

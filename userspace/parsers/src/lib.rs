@@ -12,5 +12,6 @@ pub mod framing;
 pub mod influx;
 #[cfg(feature = "json")]
 pub mod json;
+pub mod prometheus;
 pub mod statsd;
 pub mod syslog;
