@@ -202,6 +202,9 @@ pub struct SyslogConfig {
     pub max_frame_bytes: usize,
     /// IANA zone for timestamps that carry no offset (RFC 3164), e.g. "Europe/Paris".
     pub time_zone: String,
+    /// TCP and TLS listeners write what they read to `data_dir/journal` before framing
+    /// it, so a crash loses nothing they took off a connection (ADR 0031).
+    pub stream_journal: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -499,6 +502,7 @@ impl Default for SyslogConfig {
             tls_handshake_timeout_ms: 10_000,
             max_frame_bytes: 64 * 1024,
             time_zone: "UTC".to_owned(),
+            stream_journal: true,
         }
     }
 }

@@ -3,7 +3,8 @@
 //! committed at once (one per encoder), so compression uses every core the control plane
 //! has. A failed write is retried (and counted), never dropped; while it retries, the
 //! rings fill and the listeners apply their full-ring policy (UDP counts, TCP stops
-//! reading). Batches go back to their listener only once their block is committed.
+//! reading). Batches go back to their listener only once their block is committed, and
+//! only then is the journal segment of a TCP or TLS batch deleted (`journal_replay`).
 //! With the Redis hand-off, "committed" reads "published to the stream" (`handoff`).
 
 use std::sync::Arc;
@@ -47,7 +48,12 @@ pub enum BlockSink {
 impl BlockSink {
     /// Delivers the block, retrying until the store (or the spool) or Redis confirms it.
     /// The spool serves the direct path; with Redis, the stream is the buffer.
-    async fn deliver(&self, counters: &StoreCounters, block: &EncodedBlock, spool: Option<&Spool>) {
+    pub(crate) async fn deliver(
+        &self,
+        counters: &StoreCounters,
+        block: &EncodedBlock,
+        spool: Option<&Spool>,
+    ) {
         match self {
             BlockSink::Store(store) => commit(&**store, counters, block, spool).await,
             BlockSink::Stream(publisher) => {
@@ -158,7 +164,11 @@ fn take_waiting(consumers: &mut [BatchConsumer], next_ring: &mut usize, max_mess
 
 fn finish_job(consumers: &mut [BatchConsumer], delivered_batches: &AtomicU64, taken: Taken) {
     delivered_batches.fetch_add(taken.len() as u64, Ordering::Relaxed);
-    for (ring, batch) in taken {
+    for (ring, mut batch) in taken {
+        // Durable now: the stream journal may forget the bytes it came from.
+        if let Some(ticket) = batch.take_journal_ticket() {
+            ticket.ack();
+        }
         consumers[ring].give_back(batch);
     }
 }

@@ -8,6 +8,7 @@ pub mod config;
 mod error;
 pub mod handoff;
 pub mod ingest;
+pub mod journal_replay;
 pub mod metric_writer;
 pub mod server;
 pub mod spool;

@@ -36,6 +36,40 @@ pub async fn serve(config: Config) -> Result<()> {
     let store = store::open(&config.store, &config.data_dir).await?;
     let store_counters = Arc::new(StoreCounters::default());
     let handoff = Handoff::start(&config, store.clone(), store_counters.clone())?;
+    let spool = match config.store.spool_max_bytes {
+        0 => None,
+        max_bytes => {
+            let dir = config.data_dir.join("spool");
+            let spool = Spool::open(&dir, max_bytes, store_counters.clone()).map_err(|error| {
+                Error::DataDir { path: dir.clone(), message: format!("cannot open the spool: {error}") }
+            })?;
+            if spool.pending() > 0 {
+                tracing::info!(
+                    blocks = spool.pending(),
+                    "Spooled blocks from an earlier run will be stored."
+                );
+            }
+            Some(Arc::new(spool))
+        }
+    };
+    let journal_root = config.data_dir.join("journal");
+    let replayed = crate::journal_replay::replay_journals(
+        &journal_root,
+        &handoff.sink,
+        &store_counters,
+        spool.as_deref(),
+        &killkrill_parsers::syslog::ParseOptions { time_zone: config.time_zone()?, ..Default::default() },
+        config.syslog.max_frame_bytes,
+        config.store.compression_level,
+    )
+    .await?;
+    if replayed.segments > 0 {
+        tracing::info!(
+            segments = replayed.segments,
+            messages = replayed.messages,
+            "Stream journal replayed: what TCP and TLS listeners read before the last stop is stored."
+        );
+    }
     let dataplane_config = DataPlaneConfig {
         syslog_udp: config.syslog.udp.address(),
         syslog_tcp: config.syslog.tcp.address(),
@@ -53,6 +87,7 @@ pub async fn serve(config: Config) -> Result<()> {
         influx_udp: config.metrics.influx_udp.address(),
         metrics: config.metrics.aggregator_settings()?,
         metrics_threads: config.metrics.receive_threads,
+        journal_root: config.syslog.stream_journal.then(|| journal_root.clone()),
     };
     if let Some(tls) = &dataplane_config.syslog_tls {
         tracing::info!(
@@ -127,22 +162,6 @@ pub async fn serve(config: Config) -> Result<()> {
         store_counters.clone(),
         stop.clone(),
     ));
-    let spool = match config.store.spool_max_bytes {
-        0 => None,
-        max_bytes => {
-            let dir = config.data_dir.join("spool");
-            let spool = Spool::open(&dir, max_bytes, store_counters.clone()).map_err(|error| {
-                Error::DataDir { path: dir.clone(), message: format!("cannot open the spool: {error}") }
-            })?;
-            if spool.pending() > 0 {
-                tracing::info!(
-                    blocks = spool.pending(),
-                    "Spooled blocks from an earlier run will be stored."
-                );
-            }
-            Some(Arc::new(spool))
-        }
-    };
     let drainer = spool.clone().map(|spool| tokio::spawn(spool.drain(store.clone(), stop.clone())));
     let writer = tokio::spawn(ingest::run_batch_writer(
         dataplane.take_consumers(),
@@ -157,9 +176,10 @@ pub async fn serve(config: Config) -> Result<()> {
         metric_writer_counters,
     ));
     state.listeners_up.store(true, Ordering::Release);
+    let signals = ShutdownSignals::install();
     tracing::info!(version = VERSION, data_dir = %config.data_dir.display(), "Killkrill is ready.");
 
-    wait_for_signal().await;
+    signals.wait().await;
     tracing::info!("Shutting down: flushing what was accepted.");
     state.listeners_up.store(false, Ordering::Release);
     let flush = async {
@@ -285,18 +305,41 @@ fn spawn_http(
     })
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = match signal(SignalKind::terminate()) {
-        Ok(stream) => stream,
-        Err(error) => {
-            tracing::error!(error = %error, "Cannot watch SIGTERM; only SIGINT stops the process.");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// SIGTERM and SIGINT, watched from before the appliance says it is ready: a signal sent
+/// as soon as "ready" is logged must stop it gracefully, not kill it.
+struct ShutdownSignals {
+    terminate: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let watch = |kind: SignalKind, name: &str| {
+            signal(kind)
+                .inspect_err(
+                    |error| tracing::error!(error = %error, signal = name, "Cannot watch this signal."),
+                )
+                .ok()
+        };
+        Self {
+            terminate: watch(SignalKind::terminate(), "SIGTERM"),
+            interrupt: watch(SignalKind::interrupt(), "SIGINT"),
         }
-    };
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "Signal received."),
-        _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "Signal received."),
+    }
+
+    async fn wait(mut self) {
+        async fn next(stream: Option<&mut tokio::signal::unix::Signal>) {
+            match stream {
+                Some(stream) => {
+                    stream.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            () = next(self.terminate.as_mut()) => tracing::info!(signal = "SIGTERM", "Signal received."),
+            () = next(self.interrupt.as_mut()) => tracing::info!(signal = "SIGINT", "Signal received."),
+        }
     }
 }

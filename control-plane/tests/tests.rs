@@ -10,6 +10,7 @@ mod handoff;
 mod http_ingest;
 mod http_metrics;
 mod ingest;
+mod journal;
 mod metrics;
 mod metrics_store;
 mod observability;

@@ -12,6 +12,7 @@ use jiff::Timestamp;
 use killkrill_parsers::framing::FrameFlag;
 use killkrill_parsers::syslog::{EventTimestamp, ParseOptions, SyslogFormat, SyslogParseError, parse_syslog};
 
+use crate::journal::JournalTicket;
 use crate::listener::ListenerKind;
 
 /// A byte range inside a batch's arena.
@@ -71,6 +72,8 @@ pub struct LogBatch {
     arena: Vec<u8>,
     records: Vec<LogRecord>,
     opened_at: Option<Instant>,
+    /// The journal segment its frames came from (stream listeners with a journal).
+    journal: Option<JournalTicket>,
 }
 
 impl LogBatch {
@@ -80,6 +83,7 @@ impl LogBatch {
             arena: Vec::with_capacity(limits.max_bytes.min(1 << 20)),
             records: Vec::with_capacity(limits.max_messages.min(4096)),
             opened_at: None,
+            journal: None,
         }
     }
 
@@ -105,6 +109,17 @@ impl LogBatch {
         self.arena.clear();
         self.records.clear();
         self.opened_at = None;
+        self.journal = None;
+    }
+
+    /// Ties the batch to the journal segment its frames are read from.
+    pub fn set_journal_ticket(&mut self, ticket: JournalTicket) {
+        self.journal = Some(ticket);
+    }
+
+    /// The ticket to ack once the batch is durable.
+    pub fn take_journal_ticket(&mut self) -> Option<JournalTicket> {
+        self.journal.take()
     }
 
     /// True once any limit is reached at `now`.

@@ -54,6 +54,9 @@ pub struct ListenerCounters {
     /// AF_XDP: frames the kernel dropped at this listener's sockets because an RX ring was
     /// full or the fill ring had no free frame (the sockets' XDP statistics).
     pub dropped_capture_full: AtomicU64,
+    /// Stream listeners: journal writes that failed (what was read then is not protected
+    /// against a crash); after a failed segment switch the journal is turned off.
+    pub journal_errors: AtomicU64,
 }
 
 impl ListenerCounters {
@@ -79,6 +82,7 @@ impl ListenerCounters {
             tls_handshake_timeouts: AtomicU64::new(0),
             receive_errors: AtomicU64::new(0),
             dropped_capture_full: AtomicU64::new(0),
+            journal_errors: AtomicU64::new(0),
         }
     }
 

@@ -9,6 +9,8 @@ pub enum Error {
     Bind { listener: ListenerKind, address: SocketAddr, source: std::io::Error },
     #[error("{listener}: cannot configure the socket: {source}")]
     SocketOption { listener: ListenerKind, source: std::io::Error },
+    #[error("{listener}: journal {path}: {source}", path = path.display())]
+    Journal { listener: ListenerKind, path: std::path::PathBuf, source: std::io::Error },
     #[error("{listener}: cannot start its thread: {source}")]
     Spawn { listener: ListenerKind, source: std::io::Error },
     #[error("syslog-tls: {file} {path}: {message}", path = path.display())]

@@ -11,6 +11,7 @@ pub mod capture;
 pub mod counters;
 mod error;
 pub mod handoff;
+pub mod journal;
 pub mod listener;
 pub mod metrics;
 mod runtime;

@@ -57,6 +57,9 @@ pub struct DataPlaneConfig {
     /// Receive threads per metrics listener, each with its own SO_REUSEPORT socket,
     /// aggregator and ring; their points are merged at query time.
     pub metrics_threads: usize,
+    /// Where TCP and TLS listeners journal what they read, one directory each
+    /// ([`crate::journal`]); `None`: no journal.
+    pub journal_root: Option<std::path::PathBuf>,
 }
 
 impl Default for DataPlaneConfig {
@@ -74,6 +77,7 @@ impl Default for DataPlaneConfig {
             influx_udp: None,
             metrics: AggregatorSettings::default(),
             metrics_threads: 1,
+            journal_root: None,
         }
     }
 }
@@ -166,8 +170,15 @@ impl DataPlane {
         .flatten()
         {
             let (sink, counters) = plane.add_sink(kind, config);
+            let local_addr = listener
+                .local_addr()
+                .map_err(|source| crate::Error::SocketOption { listener: kind, source })?;
             let settings = StreamSettings {
                 max_frame_bytes: config.max_frame_bytes,
+                journal_dir: config
+                    .journal_root
+                    .as_deref()
+                    .map(|root| crate::journal::listener_dir(root, kind.label(), local_addr)),
                 tls: tls.map(|tls| TlsSettings {
                     server: tls.server.clone(),
                     handshake_timeout: tls.handshake_timeout,

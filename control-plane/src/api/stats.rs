@@ -25,6 +25,7 @@ fn listener_stats(counters: &ListenerCounters) -> Value {
         "parse_errors": read(&counters.parse_errors),
         "handed_off_batches": read(&counters.handed_off_batches),
         "receive_errors": read(&counters.receive_errors),
+        "journal_errors": read(&counters.journal_errors),
         "dropped": {
             "capture_ring_full": read(&counters.dropped_capture_full),
             "handoff_ring_full": read(&counters.dropped_handoff_full),

@@ -336,6 +336,18 @@ impl prometheus_client::collector::Collector for IngestCollector {
             "Failed receive or accept calls, by listener",
             each(&|c| (listener(c), read(&c.receive_errors))),
         )?;
+        let journal_errors: Vec<(Labels, u64)> = self
+            .listeners
+            .iter()
+            .filter(|c| c.listener.is_stream())
+            .map(|c| (vec![("listener", c.listener.label())], read(&c.journal_errors)))
+            .collect();
+        counter_family(
+            &mut encoder,
+            "killkrill_journal_errors",
+            "TCP and TLS listeners: failed journal writes (what was read then is not protected against a crash)",
+            journal_errors,
+        )?;
         counter_family(
             &mut encoder,
             "killkrill_handoff_batches",

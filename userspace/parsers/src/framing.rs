@@ -184,6 +184,13 @@ impl SyslogFramer {
         self.buffer.len() - self.consumed
     }
 
+    /// The bytes buffered but not yet returned as a frame (complete frames not taken yet,
+    /// then the partial last one). Feeding them to a fresh framer gives the same frames,
+    /// except while an oversize frame's tail is being discarded.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buffer[self.consumed..]
+    }
+
     /// Framing errors seen so far (bad length prefixes and resynchronisations).
     pub fn framing_errors(&self) -> u64 {
         self.framing_errors

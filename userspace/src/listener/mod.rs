@@ -94,6 +94,8 @@ pub(crate) struct BatchSink {
     current: LogBatch,
     producer: BatchProducer,
     counters: Arc<ListenerCounters>,
+    /// Batches handed off so far (a stream listener starts a journal segment after each).
+    handoffs: u64,
 }
 
 /// What to do with a closed batch the ring has no room for.
@@ -112,7 +114,7 @@ impl BatchSink {
         producer: BatchProducer,
         counters: Arc<ListenerCounters>,
     ) -> Self {
-        Self { kind, current: LogBatch::new(kind, &limits), limits, producer, counters }
+        Self { kind, current: LogBatch::new(kind, &limits), limits, producer, counters, handoffs: 0 }
     }
 
     pub(crate) fn batch(&mut self) -> &mut LogBatch {
@@ -147,6 +149,7 @@ impl BatchSink {
         match self.producer.push(batch) {
             Ok(()) => {
                 ListenerCounters::add(&self.counters.handed_off_batches, 1);
+                self.handoffs += 1;
                 true
             }
             // Cannot happen (this thread is the ring's only producer and saw room above);
@@ -171,6 +174,11 @@ impl BatchSink {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// Batches handed off since the sink was made.
+    pub(crate) fn handoffs(&self) -> u64 {
+        self.handoffs
     }
 
     /// How long the caller may block before the current batch is due.

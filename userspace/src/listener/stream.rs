@@ -23,6 +23,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use super::tls::TlsSession;
 use super::{BatchSink, CapturePath, ListenerInfo, ListenerKind, StopSignal, WhenFull};
 use crate::counters::ListenerCounters;
+use crate::journal::{JournalWriter, RecordKind};
 use crate::tls::TlsServerConfig;
 use crate::{Error, Result};
 
@@ -31,6 +32,8 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 pub(crate) struct StreamSettings {
     pub(crate) max_frame_bytes: usize,
+    /// Where this listener journals what it reads (docs/adr/0031); `None`: no journal.
+    pub(crate) journal_dir: Option<std::path::PathBuf>,
     /// TLS for every connection (syslog over TLS); `None` for plain TCP.
     pub(crate) tls: Option<TlsSettings>,
 }
@@ -56,6 +59,19 @@ pub(crate) fn spawn_stream_listener(
     let mut listener = TcpListener::from_std(listener);
     let poll = Poll::new().map_err(option_error)?;
     poll.registry().register(&mut listener, LISTENER_TOKEN, Interest::READABLE).map_err(option_error)?;
+    let journal = match &settings.journal_dir {
+        Some(dir) => Some(JournalWriter::open(dir).map_err(|source| Error::Journal {
+            listener: kind,
+            path: dir.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    let mut sink = sink;
+    if let Some(journal) = &journal {
+        sink.batch().set_journal_ticket(journal.ticket());
+    }
+    let handoffs_journaled = sink.handoffs();
     let mut server = StreamServer {
         kind,
         poll,
@@ -69,6 +85,9 @@ pub(crate) fn spawn_stream_listener(
         counters,
         options,
         scratch: vec![0; READ_CHUNK_BYTES].into_boxed_slice(),
+        journal,
+        handoffs_journaled,
+        next_connection_id: 0,
     };
     let handle = std::thread::Builder::new()
         .name(kind.label().to_owned())
@@ -94,6 +113,8 @@ pub(super) enum Received {
 }
 
 struct Connection {
+    /// Names the connection in the journal.
+    id: u64,
     stream: TcpStream,
     peer: SocketAddr,
     framer: SyslogFramer,
@@ -159,6 +180,10 @@ struct StreamServer {
     counters: Arc<ListenerCounters>,
     options: ParseOptions,
     scratch: Box<[u8]>,
+    journal: Option<JournalWriter>,
+    /// `sink.handoffs()` when the current journal segment began.
+    handoffs_journaled: u64,
+    next_connection_id: u64,
 }
 
 /// What reading a connection ended with.
@@ -169,6 +194,8 @@ enum ReadOutcome {
     Closed,
     /// The hand-off ring is full; come back later.
     Blocked,
+    /// A batch was handed off: the journal must switch segments before more is taken.
+    HandedOff,
 }
 
 impl StreamServer {
@@ -176,6 +203,7 @@ impl StreamServer {
         let mut events = Events::with_capacity(1024);
         while !stop.is_raised() {
             let blocked = !self.sink.flush_if_due(false, WhenFull::Keep);
+            self.journal_handoff();
             let timeout = if blocked { Duration::from_millis(1) } else { self.sink.wait_budget() };
             if let Err(error) = self.poll.poll(&mut events, Some(timeout)) {
                 if error.kind() != std::io::ErrorKind::Interrupted {
@@ -228,7 +256,10 @@ impl StreamServer {
                     }
                     let framer = SyslogFramer::new(self.settings.max_frame_bytes);
                     let interest = Interest::READABLE;
-                    self.connections.insert(token, Connection { stream, peer, framer, transport, interest });
+                    let id = self.next_connection_id;
+                    self.next_connection_id += 1;
+                    self.connections
+                        .insert(token, Connection { id, stream, peer, framer, transport, interest });
                     // Data may already be waiting; edge-triggered polling would not tell us.
                     self.ready.push(token);
                 }
@@ -306,6 +337,10 @@ impl StreamServer {
                     }
                 }
                 ReadOutcome::Closed => self.close(token),
+                ReadOutcome::HandedOff => {
+                    self.journal_handoff();
+                    pending.push(token);
+                }
                 ReadOutcome::Blocked => {
                     pending.push(token);
                     self.ready.append(&mut pending);
@@ -320,8 +355,12 @@ impl StreamServer {
         loop {
             // Frames already buffered go first, so back pressure never reads more than it
             // can hand off.
+            let handoffs = self.sink.handoffs();
             if !Self::take_frames(connection, &mut self.sink, &self.counters, &mut self.options) {
                 return ReadOutcome::Blocked;
+            }
+            if self.sink.handoffs() != handoffs && self.journal.is_some() {
+                return ReadOutcome::HandedOff;
             }
             if connection.framer.is_hopeless() {
                 // The peer's stream no longer frames (see docs/tcp-framing.md): keep what it
@@ -332,10 +371,53 @@ impl StreamServer {
             match connection.receive(&mut self.scratch, self.kind, &self.counters) {
                 Received::Bytes(read) => {
                     ListenerCounters::add(&self.counters.received_bytes, read as u64);
+                    journal_append(
+                        &mut self.journal,
+                        &self.counters,
+                        RecordKind::Data,
+                        connection,
+                        &self.scratch[..read],
+                    );
                     connection.framer.feed(&self.scratch[..read]);
                 }
                 Received::WouldBlock => return ReadOutcome::Drained,
                 Received::Closed => return ReadOutcome::Closed,
+            }
+        }
+    }
+
+    /// After a hand-off: starts the next journal segment, copies into it what every
+    /// connection still has buffered, and ties the new batch to it. A segment that cannot
+    /// be started turns the journal off (counted and logged): a batch sharing a segment
+    /// with the one before would have it deleted under it.
+    fn journal_handoff(&mut self) {
+        let Some(journal) = &mut self.journal else { return };
+        if self.sink.handoffs() == self.handoffs_journaled {
+            return;
+        }
+        self.handoffs_journaled = self.sink.handoffs();
+        let now = Timestamp::now();
+        let mut rotated = journal.rotate();
+        if rotated.is_ok() {
+            for connection in self.connections.values().filter(|c| c.framer.buffered_len() > 0) {
+                rotated = journal.append(
+                    RecordKind::Carry,
+                    connection.id,
+                    connection.peer,
+                    now,
+                    connection.framer.buffered(),
+                );
+                if rotated.is_err() {
+                    break;
+                }
+            }
+        }
+        match rotated {
+            Ok(()) => self.sink.batch().set_journal_ticket(journal.ticket()),
+            Err(error) => {
+                ListenerCounters::add(&self.counters.journal_errors, 1);
+                tracing::error!(listener = self.kind.label(), error = %error, "Cannot start a journal segment; the journal is off until restart, and a crash can now lose what was read.");
+                self.journal = None;
             }
         }
     }
@@ -364,6 +446,7 @@ impl StreamServer {
     fn close(&mut self, token: Token) {
         let Some(mut connection) = self.connections.remove(&token) else { return };
         let _ = self.poll.registry().deregister(&mut connection.stream);
+        journal_append(&mut self.journal, &self.counters, RecordKind::Close, &connection, &[]);
         if let Transport::Tls(session) = &mut connection.transport {
             session.close(&mut connection.stream);
         }
@@ -394,12 +477,35 @@ impl StreamServer {
                     connection.receive(&mut self.scratch, self.kind, &self.counters)
                 {
                     ListenerCounters::add(&self.counters.received_bytes, read as u64);
+                    journal_append(
+                        &mut self.journal,
+                        &self.counters,
+                        RecordKind::Data,
+                        connection,
+                        &self.scratch[..read],
+                    );
                     connection.framer.feed(&self.scratch[..read]);
                 }
             }
             self.close(token);
         }
         self.sink.drain();
+    }
+}
+
+/// Journals one record of `connection`; a failed write is counted and logged (what was
+/// read is still framed and stored, only not protected against a crash).
+fn journal_append(
+    journal: &mut Option<JournalWriter>,
+    counters: &ListenerCounters,
+    kind: RecordKind,
+    connection: &Connection,
+    bytes: &[u8],
+) {
+    let Some(journal) = journal else { return };
+    if let Err(error) = journal.append(kind, connection.id, connection.peer, Timestamp::now(), bytes) {
+        ListenerCounters::add(&counters.journal_errors, 1);
+        tracing::warn!(listener = counters.listener.label(), error = %error, "Journal write failed.");
     }
 }
 
