@@ -143,7 +143,8 @@ fn remote_write_body(now_ms: i64) -> Vec<u8> {
 fn prometheus_remote_write_is_stored_and_answered_204() {
     let appliance = Appliance::start();
     let now_ms = jiff::Timestamp::now().as_millisecond();
-    let response = reqwest::blocking::Client::new()
+    let response = appliance
+        .client()
         .post(appliance.url("/api/v1/prom/write"))
         .header("content-type", "application/x-protobuf")
         .header("content-encoding", "snappy")
@@ -171,7 +172,8 @@ fn hold_a_slot(appliance: &Appliance) -> TcpStream {
     let body = HELD_BODY;
     write!(
         stream,
-        "POST /api/v1/metrics?format=statsd HTTP/1.1\r\nhost: x\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{}",
+        "POST /api/v1/metrics?format=statsd HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{}",
+        appliance.token.as_deref().unwrap_or_default(),
         body.len(),
         &body[..4]
     )
@@ -200,7 +202,8 @@ fn past_the_ingest_bound_requests_get_429_with_retry_after() {
             continue;
         }
         held.set_nonblocking(false).unwrap();
-        let response = reqwest::blocking::Client::new()
+        let response = appliance
+            .client()
             .post(appliance.url("/api/v1/logs"))
             .header("content-type", "application/json")
             .body(r#"{"message":"one"}"#)
@@ -228,8 +231,13 @@ fn past_the_ingest_bound_requests_get_429_with_retry_after() {
     assert_eq!(status, 200, "{body}");
 }
 
-fn killkrill_query(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(crate::harness::BINARY).arg("query").args(args).output().unwrap()
+fn killkrill_query(token: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(crate::harness::BINARY)
+        .arg("query")
+        .args(args)
+        .env("KILLKRILL_TOKEN", token)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -242,6 +250,8 @@ fn query_metrics_command_prints_names_a_table_or_json() {
     );
     assert_eq!(status, 200, "{answer}");
     let server = appliance.url("");
+    let token = appliance.token.clone().expect("the harness's API key");
+    let killkrill_query = |args: &[&str]| killkrill_query(&token, args);
     let stdout = |output: &std::process::Output| String::from_utf8_lossy(&output.stdout).into_owned();
 
     let output = killkrill_query(&["--server", &server, "metrics"]);

@@ -70,7 +70,7 @@ fn what_tcp_read_survives_kill_9_while_the_store_is_down() {
     stream.flush().unwrap();
     // /api/v1/stats needs the store; /metrics does not.
     let read_bytes = || {
-        let text = reqwest::blocking::get(appliance.url("/metrics")).unwrap().text().unwrap();
+        let text = appliance.client().get(appliance.url("/metrics")).send().unwrap().text().unwrap();
         text.lines()
             .filter(|line| {
                 line.starts_with("killkrill_ingest_bytes_total{") && line.contains("\"syslog-tcp\"")

@@ -12,6 +12,11 @@ pub struct QueryArgs {
     /// The appliance's API base URL.
     #[arg(long, env = "KILLKRILL_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
     server: String,
+    /// Access token (from POST /api/v1/auth/login) or API key (kk_...), sent as
+    /// `Authorization: Bearer`; prefer the environment variable, which stays out of the
+    /// shell history and the process list.
+    #[arg(long, env = "KILLKRILL_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
     /// Print one JSON object per row instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -131,8 +136,8 @@ const SEVERITY_NAMES: [&str; 8] = ["emerg", "alert", "crit", "err", "warning", "
 
 pub fn run(args: QueryArgs) -> ExitCode {
     let done = match &args.what {
-        QueryWhat::Logs(filters) => logs(&args.server, filters, args.json),
-        QueryWhat::Metrics(filters) => metrics(&args.server, filters, args.json),
+        QueryWhat::Logs(filters) => logs(&args.server, args.token.as_deref(), filters, args.json),
+        QueryWhat::Metrics(filters) => metrics(&args.server, args.token.as_deref(), filters, args.json),
     };
     match done {
         Ok(()) => ExitCode::SUCCESS,
@@ -157,14 +162,16 @@ enum QueryError {
 fn get_json<K: serde::Serialize, V: serde::Serialize>(
     client: &reqwest::blocking::Client,
     server: &str,
+    token: Option<&str>,
     url: &str,
     pairs: &[(K, V)],
 ) -> Result<Value, QueryError> {
-    let response = client
-        .get(url)
-        .query(pairs)
-        .send()
-        .map_err(|error| QueryError::Failed(format!("cannot reach {server}: {error}")))?;
+    let mut request = client.get(url).query(pairs);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response =
+        request.send().map_err(|error| QueryError::Failed(format!("cannot reach {server}: {error}")))?;
     let status = response.status();
     let body: Value = response
         .json()
@@ -175,6 +182,10 @@ fn get_json<K: serde::Serialize, V: serde::Serialize>(
     let message = body["error"]["message"].as_str().unwrap_or("no message").to_owned();
     Err(if status.as_u16() == 400 {
         QueryError::Usage(message)
+    } else if status.as_u16() == 401 && token.is_none() {
+        QueryError::Failed(format!(
+            "{server} answered {status}: {message} (give --token or set KILLKRILL_TOKEN)"
+        ))
     } else {
         QueryError::Failed(format!("{server} answered {status}: {message}"))
     })
@@ -191,13 +202,14 @@ fn series_label(name: &str, tags: &Value) -> String {
     if tags.is_empty() { name.to_owned() } else { format!("{name}{{{}}}", tags.join(",")) }
 }
 
-fn metrics(server: &str, filters: &MetricFilters, json: bool) -> Result<(), QueryError> {
+fn metrics(server: &str, token: Option<&str>, filters: &MetricFilters, json: bool) -> Result<(), QueryError> {
     let client = reqwest::blocking::Client::new();
     let base = server.trim_end_matches('/');
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let Some(name) = &filters.name else {
-        let body = get_json::<&str, &str>(&client, server, &format!("{base}/api/v1/metrics/names"), &[])?;
+        let body =
+            get_json::<&str, &str>(&client, server, token, &format!("{base}/api/v1/metrics/names"), &[])?;
         for name in body["names"].as_array().into_iter().flatten() {
             let written =
                 if json { writeln!(out, "{name}") } else { writeln!(out, "{}", name.as_str().unwrap_or("")) };
@@ -208,7 +220,7 @@ fn metrics(server: &str, filters: &MetricFilters, json: bool) -> Result<(), Quer
         let _ = out.flush();
         return Ok(());
     };
-    let body = get_json(&client, server, &format!("{base}/api/v1/metrics"), &filters.pairs(name)?)?;
+    let body = get_json(&client, server, token, &format!("{base}/api/v1/metrics"), &filters.pairs(name)?)?;
     if !json {
         let _ = writeln!(out, "{:<30}  {:>16}  SERIES", "TIME", "VALUE");
     }
@@ -230,7 +242,7 @@ fn metrics(server: &str, filters: &MetricFilters, json: bool) -> Result<(), Quer
     Ok(())
 }
 
-fn logs(server: &str, filters: &LogFilters, json: bool) -> Result<(), QueryError> {
+fn logs(server: &str, token: Option<&str>, filters: &LogFilters, json: bool) -> Result<(), QueryError> {
     let client = reqwest::blocking::Client::new();
     let url = format!("{}/api/v1/logs", server.trim_end_matches('/'));
     let stdout = std::io::stdout();
@@ -244,7 +256,7 @@ fn logs(server: &str, filters: &LogFilters, json: bool) -> Result<(), QueryError
         if let Some(cursor) = &cursor {
             pairs.push(("cursor", cursor.clone()));
         }
-        let body = get_json(&client, server, &url, &pairs)?;
+        let body = get_json(&client, server, token, &url, &pairs)?;
         for log in body["logs"].as_array().into_iter().flatten() {
             let written = if json {
                 writeln!(out, "{log}")
