@@ -17,6 +17,13 @@ pub enum Error {
     TooLarge(String),
     #[error("bad request: {parameter}: {message}")]
     BadRequest { parameter: &'static str, message: String },
+    /// A request body field that failed validation; `field` is its path
+    /// (`listeners[1].listen`).
+    #[error("{field}: {message}")]
+    InvalidField { field: String, message: String },
+    /// The request cannot be done in the current state (a port already in use).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     Block(#[from] crate::store::block::BlockError),
     #[error("redis: {0}")]

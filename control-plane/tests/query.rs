@@ -227,6 +227,12 @@ fn openapi_document_lists_every_endpoint_and_each_answers() {
     assert_eq!(
         documented,
         [
+            "get /api/v1/config",
+            "get /api/v1/config/capture",
+            "get /api/v1/config/listeners",
+            "get /api/v1/config/rate-limits",
+            "get /api/v1/config/retention",
+            "get /api/v1/config/sources",
             "get /api/v1/logs",
             "get /api/v1/logs/tail",
             "get /api/v1/metrics",
@@ -240,6 +246,11 @@ fn openapi_document_lists_every_endpoint_and_each_answers() {
             "get /ready",
             "post /api/v1/logs",
             "post /api/v1/nodes/heartbeat",
+            "put /api/v1/config/capture",
+            "put /api/v1/config/listeners",
+            "put /api/v1/config/rate-limits",
+            "put /api/v1/config/retention",
+            "put /api/v1/config/sources",
         ]
     );
     // Every documented GET route exists (the live tail streams, so only its status is read).

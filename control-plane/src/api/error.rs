@@ -22,6 +22,10 @@ impl IntoResponse for ApiError {
             Error::BadRequest { parameter, message } => {
                 (StatusCode::BAD_REQUEST, "bad_request", format!("{parameter}: {message}"))
             }
+            Error::InvalidField { field, message } => {
+                (StatusCode::BAD_REQUEST, "bad_request", format!("{field}: {message}"))
+            }
+            Error::Conflict(message) => (StatusCode::CONFLICT, "conflict", message.clone()),
             Error::TooLarge(message) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", message.clone()),
             Error::Store(_) | Error::Migration(_) => {
                 tracing::error!(error = %self.0, "Store request failed.");

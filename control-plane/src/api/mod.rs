@@ -1,5 +1,6 @@
 //! The HTTP surface: `/health`, `/ready`, `/metrics` and the REST API under `/api/v1/`.
 
+mod config;
 pub mod error;
 mod health;
 mod ingest;
@@ -22,7 +23,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use killkrill_dataplane::capture::CaptureStatus;
-use killkrill_dataplane::counters::ListenerCounters;
+use killkrill_dataplane::counters::SharedListenerCounters;
 use killkrill_dataplane::listener::ListenerInfo;
 use killkrill_dataplane::xdp::XdpSteering;
 use tower_http::timeout::TimeoutLayer;
@@ -41,7 +42,7 @@ pub struct AppState {
     pub listeners: Arc<RwLock<Vec<ListenerInfo>>>,
     pub data_dir: PathBuf,
     /// The data plane's per-listener counters, for `/api/v1/stats`.
-    pub listener_counters: Vec<Arc<ListenerCounters>>,
+    pub listener_counters: SharedListenerCounters,
     pub store_counters: Arc<StoreCounters>,
     /// `sqlite` or `postgres`.
     pub store_backend: &'static str,
@@ -49,6 +50,8 @@ pub struct AppState {
     pub xdp: Option<Arc<Mutex<XdpSteering>>>,
     /// The node agents heard from (`/api/v1/nodes`).
     pub nodes: Arc<nodes::NodeRegistry>,
+    /// The live settings (`/api/v1/config`).
+    pub live: Arc<crate::live::LiveConfig>,
 }
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -64,6 +67,12 @@ pub fn router(state: AppState) -> Router {
         .route("/sources", get(sources::sources))
         .route("/nodes", get(nodes::list))
         .route("/nodes/heartbeat", axum::routing::post(nodes::heartbeat))
+        .route("/config", get(config::get_all))
+        .route("/config/listeners", get(config::get_listeners).put(config::put_listeners))
+        .route("/config/capture", get(config::get_capture).put(config::put_capture))
+        .route("/config/sources", get(config::get_sources).put(config::put_sources))
+        .route("/config/rate-limits", get(config::get_rate_limits).put(config::put_rate_limits))
+        .route("/config/retention", get(config::get_retention).put(config::put_retention))
         .route("/openapi.json", get(openapi::openapi_json));
     Router::new()
         .route("/health", get(health::health))

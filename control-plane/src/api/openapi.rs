@@ -24,7 +24,7 @@ pub struct ErrorAnswer {
 
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// `bad_request`, `not_found`, `too_large`, `store_unavailable` or `internal`.
+    /// `bad_request`, `not_found`, `conflict`, `too_large`, `store_unavailable` or `internal`.
     pub code: String,
     /// For a 400, starts with the name of the parameter at fault.
     pub message: String,
@@ -50,6 +50,17 @@ pub struct PostAnswer {
         super::metrics::names,
         super::nodes::heartbeat,
         super::nodes::list,
+        super::config::get_all,
+        super::config::get_listeners,
+        super::config::put_listeners,
+        super::config::get_capture,
+        super::config::put_capture,
+        super::config::get_sources,
+        super::config::put_sources,
+        super::config::get_rate_limits,
+        super::config::put_rate_limits,
+        super::config::get_retention,
+        super::config::put_retention,
         super::health::health,
         super::health::ready,
         super::health::metrics,
@@ -64,7 +75,18 @@ pub struct PostAnswer {
         super::ingest::PostedLog,
         crate::store::SourcesSeen,
         crate::store::SourceSeen,
-        super::nodes::Heartbeat
+        super::nodes::Heartbeat,
+        crate::live::FullConfig,
+        crate::runtime_config::ListenersSetting,
+        crate::runtime_config::ListenerSetting,
+        crate::runtime_config::ListenerProtocol,
+        crate::runtime_config::CaptureSetting,
+        crate::runtime_config::CaptureView,
+        crate::runtime_config::CaptureModeName,
+        crate::runtime_config::SourcesSetting,
+        crate::runtime_config::RateLimitsSetting,
+        crate::runtime_config::PerSourceLimit,
+        crate::runtime_config::RetentionSetting
     ))
 )]
 pub struct ApiDoc;
