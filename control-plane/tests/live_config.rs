@@ -362,3 +362,58 @@ fn live_settings_survive_a_restart() {
     });
     assert_eq!(count_logs(&appliance, "stilldenied"), 0);
 }
+
+/// Root only: with XDP capture on a veth rig, list, limit and listener changes reach the
+/// program's maps while it runs (the counters say the program itself dropped or steered).
+#[test]
+fn live_changes_reach_the_xdp_maps() {
+    use killkrill_dataplane::testing::{APPLIANCE_V4, PEER_V4, rig_or_skip};
+    let Some(rig) = rig_or_skip() else { return };
+    let temp = tempfile::tempdir().unwrap();
+    let config = temp.path().join("killkrill.toml");
+    std::fs::write(&config, format!("[capture]\nmode = \"xdp\"\ninterface = \"{}\"\n", rig.appliance_if))
+        .unwrap();
+    let _inside = rig.enter(&rig.appliance);
+    let appliance = Appliance::start_in(&temp.path().join("data"), &["--config", config.to_str().unwrap()]);
+    assert_eq!(appliance.get_json("/api/v1/config/capture").1["active"], "xdp-native");
+    let port = appliance.listener("syslog-udp").port();
+    let send_from_peer = |port: u16, word: &str, count: usize| {
+        let _peer = rig.enter(&rig.peer);
+        let sender = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for seq in 0..count {
+            let message = format!("<13>1 2026-11-23T10:00:00Z peer app - - - {word} {seq}");
+            sender.send_to(message.as_bytes(), (APPLIANCE_V4, port)).unwrap();
+        }
+    };
+    let xdp = |reason: &str| {
+        appliance.metric(&format!("killkrill_xdp_packets_total{{listener=\"syslog\",reason=\"{reason}\"}}"))
+    };
+
+    put_json(&appliance, "/api/v1/config/sources", &json!({"allow": [], "deny": [PEER_V4]}));
+    send_from_peer(port, "xdpdenied", 10);
+    wait_until("ten datagrams denied by the program", || xdp("denied") == 10.0);
+    put_json(&appliance, "/api/v1/config/sources", &json!({"allow": [], "deny": []}));
+    send_from_peer(port, "xdpallowed", 5);
+    assert_eq!(appliance.wait_for_logs("q=xdpallowed", 5).len(), 5);
+    assert_eq!(count_logs(&appliance, "xdpdenied"), 0);
+
+    put_json(
+        &appliance,
+        "/api/v1/config/rate-limits",
+        &json!({"per_source": {"messages_per_second": 1, "burst": 3}}),
+    );
+    send_from_peer(port, "xdplimited", 20);
+    wait_until("the program rate limits", || xdp("rate_limited") >= 15.0);
+    put_json(&appliance, "/api/v1/config/rate-limits", &json!({"per_source": null}));
+
+    // A second syslog-udp port added live is steered to AF_XDP from the next packet.
+    let extra = free_port();
+    let mut listeners = listeners_of(&appliance);
+    listeners.push(("syslog-udp".into(), format!("0.0.0.0:{extra}")));
+    put_json(&appliance, "/api/v1/config/listeners", &listener_body(&listeners));
+    let redirected = xdp("redirected");
+    send_from_peer(extra, "xdpnewport", 7);
+    assert_eq!(appliance.wait_for_logs("q=xdpnewport", 7).len(), 7);
+    wait_until("the new port redirected", || xdp("redirected") == redirected + 7.0);
+    assert!(appliance.terminate().success());
+}
