@@ -13,6 +13,7 @@ mod http_ingest;
 mod http_metrics;
 mod ingest;
 mod journal;
+mod live_config;
 mod metrics;
 mod metrics_store;
 mod observability;

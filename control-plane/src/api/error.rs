@@ -25,6 +25,10 @@ impl IntoResponse for ApiError {
             Error::BadRequest { parameter, message } => {
                 (StatusCode::BAD_REQUEST, "bad_request", format!("{parameter}: {message}"))
             }
+            Error::InvalidField { field, message } => {
+                (StatusCode::BAD_REQUEST, "bad_request", format!("{field}: {message}"))
+            }
+            Error::Conflict(message) => (StatusCode::CONFLICT, "conflict", message.clone()),
             Error::TooLarge(message) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", message.clone()),
             Error::Busy(message) => {
                 let body = Json(json!({ "error": { "code": "busy", "message": message } }));
@@ -33,7 +37,6 @@ impl IntoResponse for ApiError {
             }
             Error::Unauthorized(message) => (StatusCode::UNAUTHORIZED, "unauthorized", (*message).to_owned()),
             Error::Forbidden(message) => (StatusCode::FORBIDDEN, "forbidden", message.clone()),
-            Error::Conflict(message) => (StatusCode::CONFLICT, "conflict", message.clone()),
             Error::NotFound(message) => (StatusCode::NOT_FOUND, "not_found", message.clone()),
             Error::TooManyAttempts { locked, retry_after_s, message } => {
                 let code = if *locked { "locked" } else { "rate_limited" };
