@@ -227,6 +227,9 @@ pub struct StoreConfig {
     pub retention_max_bytes: u64,
     /// How often retention runs, in seconds.
     pub retention_interval_s: u64,
+    /// With PostgreSQL: how often, in seconds, live settings kept by other control planes
+    /// (source lists, rate limit, retention) are looked for and applied; 0 turns it off.
+    pub runtime_config_poll_s: u64,
     /// Room for blocks the store could not take (kept in `data_dir/spool`); 0 disables the
     /// spool, and the writer then waits for the store.
     pub spool_max_bytes: u64,
@@ -507,6 +510,7 @@ impl Default for StoreConfig {
             retention_max_age: "30d".to_owned(),
             retention_max_bytes: 0,
             retention_interval_s: 60,
+            runtime_config_poll_s: 10,
             spool_max_bytes: 1 << 30,
         }
     }

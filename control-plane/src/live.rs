@@ -13,6 +13,7 @@ use killkrill_dataplane::{DataPlane, ListenerSpec};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::runtime_config::StoredOverrides;
 use crate::runtime_config::{
     CAPTURE_KEY, CaptureSetting, CaptureView, LISTENERS_KEY, ListenersSetting, RATE_LIMITS_KEY,
     RETENTION_KEY, RateLimitsSetting, RetentionSetting, SOURCES_KEY, SourcesSetting, source_policy,
@@ -191,6 +192,65 @@ impl LiveConfig {
             steering.set_rate_limit(rate_limit).map_err(map_error)?;
         }
         self.sources.set(source_policy(allow.to_vec(), deny.to_vec(), rate_limit));
+        Ok(())
+    }
+
+    /// Applies the source lists, rate limit and retention that another control plane kept
+    /// in the shared store since this one last looked (and notes the capture kept, for
+    /// `GET`). Nothing is written back. A section that does not apply is logged and left.
+    pub async fn follow_store(&self) -> Result<()> {
+        let stored = StoredOverrides::load(&*self.store).await?;
+        let mut current = self.current.lock().await;
+        if let Some(sources) = stored.sources {
+            match sources.validate() {
+                Ok((allow, deny)) if SourcesSetting::normalized(&allow, &deny) != current.sources => {
+                    match self.apply_sources(&allow, &deny, current.rate_limit) {
+                        Ok(()) => {
+                            tracing::info!("Live change from the shared store: source lists applied.");
+                            current.sources = SourcesSetting::normalized(&allow, &deny);
+                            current.allow = allow;
+                            current.deny = deny;
+                        }
+                        Err(error) => tracing::warn!(error = %error, "Cannot apply the stored source lists."),
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(error = %error, "Ignoring stored source lists."),
+            }
+        }
+        if let Some(rate_limits) = stored.rate_limits
+            && rate_limits != current.rate_limits
+        {
+            match rate_limits.validate() {
+                Ok(limit) => match self.apply_sources(&current.allow, &current.deny, limit) {
+                    Ok(()) => {
+                        tracing::info!("Live change from the shared store: rate limit applied.");
+                        current.rate_limits = rate_limits;
+                        current.rate_limit = limit;
+                    }
+                    Err(error) => tracing::warn!(error = %error, "Cannot apply the stored rate limit."),
+                },
+                Err(error) => tracing::warn!(error = %error, "Ignoring a stored rate limit."),
+            }
+        }
+        if let Some(retention) = stored.retention {
+            let normalized = retention.normalized();
+            if normalized != current.retention {
+                match retention.validate() {
+                    Ok(limits) => {
+                        tracing::info!("Live change from the shared store: retention applied.");
+                        self.retention.send_replace(limits);
+                        current.retention = normalized;
+                    }
+                    Err(error) => tracing::warn!(error = %error, "Ignoring stored retention limits."),
+                }
+            }
+        }
+        if let Some(capture) = stored.capture
+            && capture.validate().is_ok()
+        {
+            current.capture = capture.normalized();
+        }
         Ok(())
     }
 

@@ -199,6 +199,12 @@ pub async fn serve(config: Config) -> Result<()> {
         store_counters.clone(),
         stop.clone(),
     ));
+    let follower = match (config.store.db_type, config.store.runtime_config_poll_s) {
+        (crate::config::DbType::Postgres, seconds) if seconds > 0 => Some(tokio::spawn(
+            follow_live_settings(state.live.clone(), Duration::from_secs(seconds), stop.clone()),
+        )),
+        _ => None,
+    };
     let spool = match config.store.spool_max_bytes {
         0 => None,
         max_bytes => {
@@ -256,6 +262,9 @@ pub async fn serve(config: Config) -> Result<()> {
     }
     let _ = stop_sender.send(true);
     let _ = retention.await;
+    if let Some(follower) = follower {
+        let _ = follower.await;
+    }
     if let Some(drainer) = drainer {
         let _ = drainer.await;
     }
@@ -308,6 +317,21 @@ async fn enforce_retention(
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(error = %error, "Retention pass failed; trying again later."),
+        }
+    }
+}
+
+/// With control planes sharing one PostgreSQL: picks up the live settings the others keep.
+async fn follow_live_settings(live: Arc<LiveConfig>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(error) = live.follow_store().await {
+            tracing::warn!(error = %error, "Cannot read the live settings from the store; trying again later.");
         }
     }
 }

@@ -119,6 +119,13 @@ fn listeners_are_added_and_removed_while_running() {
     assert_eq!(appliance.wait_for_logs("q=liveaddudp", 1).len(), 1);
     assert_eq!(appliance.wait_for_logs("q=liveaddtcp", 1).len(), 1);
 
+    // A connection open on the TCP listener about to go: what it sent is kept, then it is
+    // closed cleanly.
+    let mut open = TcpStream::connect(new_tcp).unwrap();
+    for seq in 0..5 {
+        writeln!(open, "<13>Nov 23 10:00:00 host app: liveinflight {seq}").unwrap();
+    }
+    open.flush().unwrap();
     // Drop the first syslog-udp and the new syslog-tcp; keep the rest untouched.
     let kept: Vec<(String, String)> = wanted
         .iter()
@@ -127,6 +134,10 @@ fn listeners_are_added_and_removed_while_running() {
         .collect();
     put_json(&appliance, "/api/v1/config/listeners", &listener_body(&kept));
     assert_eq!(listeners_of(&appliance), kept);
+    assert_eq!(appliance.wait_for_logs("q=liveinflight", 5).len(), 5, "nothing accepted is lost");
+    open.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rest = Vec::new();
+    assert_eq!(std::io::Read::read_to_end(&mut open, &mut rest).unwrap(), 0, "closed cleanly (EOF)");
     let refused = send_tcp(new_tcp, "<13>Nov 23 10:00:00 host app: liveremovedtcp");
     assert!(refused.is_err(), "the removed TCP port still accepts");
     // The removed UDP port is closed: the kernel answers ICMP unreachable, nobody stores it.
@@ -416,4 +427,73 @@ fn live_changes_reach_the_xdp_maps() {
     assert_eq!(appliance.wait_for_logs("q=xdpnewport", 7).len(), 7);
     wait_until("the new port redirected", || xdp("redirected") == redirected + 7.0);
     assert!(appliance.terminate().success());
+}
+
+/// Two control planes on one PostgreSQL: a change kept by one is applied by the other at
+/// its next poll, and a third started later takes it at start.
+#[test]
+fn control_planes_sharing_postgres_pick_up_live_settings() {
+    let postgres = crate::servers::PostgresServer::start();
+    let url = postgres.create_database("liveconfig");
+    let env = [
+        ("DB_TYPE", "postgres"),
+        ("DATABASE_URL", url.as_str()),
+        ("KILLKRILL_STORE__RUNTIME_CONFIG_POLL_S", "1"),
+    ];
+    let temp = tempfile::tempdir().unwrap();
+    let first = Appliance::start_with_env(&temp.path().join("first"), &[], &env);
+    let second = Appliance::start_with_env(&temp.path().join("second"), &[], &env);
+    let sources = json!({"allow": [], "deny": ["127.0.0.2/32"]});
+    let limits = json!({"per_source": {"messages_per_second": 100, "burst": 200}});
+    let retention = json!({"max_age": "7d", "max_bytes": null});
+    put_json(&first, "/api/v1/config/sources", &sources);
+    put_json(&first, "/api/v1/config/rate-limits", &limits);
+    put_json(&first, "/api/v1/config/retention", &retention);
+    wait_until("the second control plane follows", || {
+        let (_, all) = second.get_json("/api/v1/config");
+        all["sources"] == sources && all["rate_limits"] == limits && all["retention"] == retention
+    });
+    // It enforces what it picked up.
+    send_udp_from("127.0.0.2", second.listener("syslog-udp"), "<13>Nov 23 10:00:00 host app: pgdenied");
+    wait_until("the second denies the source", || {
+        listener_stats(&second, "syslog-udp")["dropped"]["denied"] == 1
+    });
+
+    let third = Appliance::start_with_env(&temp.path().join("third"), &[], &env);
+    let (_, all) = third.get_json("/api/v1/config");
+    assert_eq!((&all["sources"], &all["rate_limits"], &all["retention"]), (&sources, &limits, &retention));
+}
+
+/// The `runtime_config` table on both backends: insert, replace, list, delete.
+#[test]
+fn runtime_config_rows_are_kept_replaced_and_deleted_on_both_backends() {
+    use killkrill::config::{DbType, StoreConfig};
+    use killkrill::store::{self, RuntimeConfigEntry};
+    let postgres = crate::servers::PostgresServer::start();
+    let url = postgres.create_database("runtimerows");
+    let temp = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for config in [
+        StoreConfig::default(),
+        StoreConfig { db_type: DbType::Postgres, database_url: Some(url.clone()), ..StoreConfig::default() },
+    ] {
+        runtime.block_on(async {
+            let store = store::open(&config, temp.path()).await.unwrap();
+            let entry = |value: &str, by: Option<&str>| RuntimeConfigEntry {
+                key: "sources".to_owned(),
+                value: value.to_owned(),
+                updated_at: "2026-11-23T10:00:00Z".to_owned(),
+                updated_by: by.map(str::to_owned),
+            };
+            assert!(store.runtime_config().await.unwrap().is_empty());
+            store.put_runtime_config(&entry(r#"{"allow":[],"deny":[]}"#, None)).await.unwrap();
+            let replaced = entry(r#"{"allow":[],"deny":["10.0.0.0/8"]}"#, Some("alice"));
+            store.put_runtime_config(&replaced).await.unwrap();
+            assert_eq!(store.runtime_config().await.unwrap(), [replaced], "{:?}", config.db_type);
+            assert!(store.delete_runtime_config("sources").await.unwrap());
+            assert!(!store.delete_runtime_config("sources").await.unwrap());
+            assert!(store.runtime_config().await.unwrap().is_empty());
+            store.close().await;
+        });
+    }
 }
