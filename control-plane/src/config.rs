@@ -362,11 +362,12 @@ pub struct CaptureSection {
     pub fill_ring_size: u32,
     /// RX ring entries per queue (power of two).
     pub rx_ring_size: u32,
-    /// Source prefixes (CIDR) whose datagrams to steered ports are dropped.
+    /// Source prefixes (CIDR) whose messages are dropped, by XDP on steered ports and by
+    /// every socket listener.
     pub deny: Vec<String>,
-    /// When non-empty, only these source prefixes (CIDR) are accepted on steered ports.
+    /// When non-empty, only these source prefixes (CIDR) are accepted (XDP and sockets).
     pub allow: Vec<String>,
-    /// Per-source limit in messages per second on steered ports; 0 turns it off.
+    /// Per-source limit in messages per second (XDP and datagram sockets); 0 turns it off.
     pub rate_limit_per_second: u64,
     /// Per-source burst in messages; 0 means the same as rate_limit_per_second.
     pub rate_limit_burst: u64,

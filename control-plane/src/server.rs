@@ -68,11 +68,9 @@ pub async fn serve(config: Config) -> Result<()> {
     let (starting_sources, starting_rate_limits, starting_retention, starting_capture) =
         runtime_config::from_config(&config)?;
     let capture_config = config.capture.to_dataplane()?;
-    let sources = SharedSourcePolicy::new(runtime_config::source_policy(
-        runtime_config::SourcesSetting::validate(&starting_sources)?.0,
-        runtime_config::SourcesSetting::validate(&starting_sources)?.1,
-        capture_config.rate_limit,
-    ));
+    let (allow, deny) = starting_sources.validate()?;
+    let sources =
+        SharedSourcePolicy::new(runtime_config::source_policy(allow, deny, capture_config.rate_limit));
     let store_counters = Arc::new(StoreCounters::default());
     let handoff = Handoff::start(&config, store.clone(), store_counters.clone())?;
     let dataplane_config = DataPlaneConfig {
