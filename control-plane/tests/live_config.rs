@@ -497,3 +497,41 @@ fn runtime_config_rows_are_kept_replaced_and_deleted_on_both_backends() {
         });
     }
 }
+
+/// `killkrill runtime-config reset` forgets a kept section: the configuration applies again
+/// at the next start; `show` lists what is kept.
+#[test]
+fn a_reset_section_follows_the_configuration_again() {
+    let temp = tempfile::tempdir().unwrap();
+    let data_dir = temp.path().join("data");
+    let appliance = Appliance::start_in(&data_dir, &[]);
+    put_json(&appliance, "/api/v1/config/sources", &json!({"allow": [], "deny": ["192.0.2.0/24"]}));
+    put_json(&appliance, "/api/v1/config/retention", &json!({"max_age": "1d", "max_bytes": null}));
+    assert!(appliance.terminate().success());
+
+    let cli = |args: &[&str]| {
+        std::process::Command::new(crate::harness::BINARY)
+            .arg("runtime-config")
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .output()
+            .unwrap()
+    };
+    let shown = cli(&["show"]);
+    assert!(shown.status.success(), "{}", String::from_utf8_lossy(&shown.stderr));
+    let keys: Vec<String> = String::from_utf8(shown.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["key"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(keys, ["retention", "sources"]);
+    let reset = cli(&["reset", "sources"]);
+    assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
+    assert!(String::from_utf8_lossy(&reset.stderr).contains("sources: reset"));
+    assert_eq!(cli(&["reset", "bogus"]).status.code(), Some(2), "an unknown section is a usage error");
+
+    let appliance = Appliance::start_in(&data_dir, &[]).keeping(temp);
+    assert_eq!(appliance.get_json("/api/v1/config/sources").1, json!({"allow": [], "deny": []}));
+    assert_eq!(appliance.get_json("/api/v1/config/retention").1["max_age"], "1d", "not reset, still kept");
+}

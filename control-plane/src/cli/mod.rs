@@ -3,6 +3,7 @@
 mod export;
 mod parse;
 mod query;
+mod runtime_config;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +31,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Search a running appliance through its REST API.
     Query(query::QueryArgs),
+    /// Show or reset the live settings kept in the store (PUT /api/v1/config/*).
+    RuntimeConfig(runtime_config::RuntimeConfigArgs),
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +79,7 @@ pub fn main() -> ExitCode {
         Command::Parse(args) => parse::run(&args),
         Command::Export(args) => export::run(args),
         Command::Query(args) => query::run(args),
+        Command::RuntimeConfig(args) => runtime_config::run(args),
     }
 }
 
