@@ -142,7 +142,6 @@ pub async fn serve(config: Config) -> Result<()> {
             active_capture: capture.label().to_owned(),
             tls_available: runtime_config::tls_available(&config),
         },
-        overrides.listeners.clone(),
     )?;
     let state = AppState {
         store: store.clone(),
