@@ -535,3 +535,24 @@ fn a_reset_section_follows_the_configuration_again() {
     assert_eq!(appliance.get_json("/api/v1/config/sources").1, json!({"allow": [], "deny": []}));
     assert_eq!(appliance.get_json("/api/v1/config/retention").1["max_age"], "1d", "not reset, still kept");
 }
+
+/// A statsd listener added live hands its points to the metric writer like one started
+/// with the process; the one it replaced stops.
+#[test]
+fn a_metrics_listener_added_live_stores_its_points() {
+    let temp = tempfile::tempdir().unwrap();
+    let appliance =
+        Appliance::start_in(&temp.path().join("data"), &["--metrics-flush-interval-ms", "200"]).keeping(temp);
+    let old_statsd = appliance.listener("statsd-udp").to_string();
+    let new_statsd: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut listeners: Vec<(String, String)> =
+        listeners_of(&appliance).into_iter().filter(|(_, listen)| *listen != old_statsd).collect();
+    listeners.push(("statsd-udp".into(), new_statsd.to_string()));
+    put_json(&appliance, "/api/v1/config/listeners", &listener_body(&listeners));
+    send_udp_from("127.0.0.1", new_statsd, "live.added.counter:5|c");
+    wait_until("the new listener's point stored", || {
+        let (status, names) = appliance.get_json("/api/v1/metrics/names");
+        status == 200 && names.to_string().contains("live.added.counter")
+    });
+    assert!(!listeners_of(&appliance).iter().any(|(_, listen)| *listen == old_statsd));
+}
