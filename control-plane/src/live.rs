@@ -13,6 +13,7 @@ use killkrill_dataplane::{DataPlane, ListenerSpec};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::runtime_config::StoredOverrides;
 use crate::runtime_config::{
     CAPTURE_KEY, CaptureSetting, CaptureView, LISTENERS_KEY, ListenersSetting, RATE_LIMITS_KEY,
     RETENTION_KEY, RateLimitsSetting, RetentionSetting, SOURCES_KEY, SourcesSetting, source_policy,
@@ -32,8 +33,6 @@ struct Current {
     rate_limit: Option<RateLimit>,
     retention: RetentionSetting,
     capture: CaptureSetting,
-    /// The listener set last applied (None: as the configuration started it).
-    listeners: Option<ListenersSetting>,
 }
 
 /// What the live settings reach.
@@ -74,7 +73,6 @@ pub struct FullConfig {
 }
 
 impl LiveConfig {
-    #[expect(clippy::too_many_arguments, reason = "wiring done once, in server.rs")]
     pub fn new(
         store: Arc<dyn Store>,
         dataplane: SharedDataPlane,
@@ -83,7 +81,6 @@ impl LiveConfig {
         xdp: Option<Arc<Mutex<XdpSteering>>>,
         retention: watch::Sender<Retention>,
         starting: StartingSettings,
-        listener_set: Option<ListenersSetting>,
     ) -> Result<Self> {
         let (allow, deny) = starting.sources.validate()?;
         let rate_limit = starting.rate_limits.validate()?;
@@ -105,7 +102,6 @@ impl LiveConfig {
                 rate_limit,
                 retention: starting.retention.normalized(),
                 capture: starting.capture.normalized(),
-                listeners: listener_set,
             }),
         })
     }
@@ -194,6 +190,65 @@ impl LiveConfig {
         Ok(())
     }
 
+    /// Applies the source lists, rate limit and retention that another control plane kept
+    /// in the shared store since this one last looked (and notes the capture kept, for
+    /// `GET`). Nothing is written back. A section that does not apply is logged and left.
+    pub async fn follow_store(&self) -> Result<()> {
+        let stored = StoredOverrides::load(&*self.store).await?;
+        let mut current = self.current.lock().await;
+        if let Some(sources) = stored.sources {
+            match sources.validate() {
+                Ok((allow, deny)) if SourcesSetting::normalized(&allow, &deny) != current.sources => {
+                    match self.apply_sources(&allow, &deny, current.rate_limit) {
+                        Ok(()) => {
+                            tracing::info!("Live change from the shared store: source lists applied.");
+                            current.sources = SourcesSetting::normalized(&allow, &deny);
+                            current.allow = allow;
+                            current.deny = deny;
+                        }
+                        Err(error) => tracing::warn!(error = %error, "Cannot apply the stored source lists."),
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(error = %error, "Ignoring stored source lists."),
+            }
+        }
+        if let Some(rate_limits) = stored.rate_limits
+            && rate_limits != current.rate_limits
+        {
+            match rate_limits.validate() {
+                Ok(limit) => match self.apply_sources(&current.allow, &current.deny, limit) {
+                    Ok(()) => {
+                        tracing::info!("Live change from the shared store: rate limit applied.");
+                        current.rate_limits = rate_limits;
+                        current.rate_limit = limit;
+                    }
+                    Err(error) => tracing::warn!(error = %error, "Cannot apply the stored rate limit."),
+                },
+                Err(error) => tracing::warn!(error = %error, "Ignoring a stored rate limit."),
+            }
+        }
+        if let Some(retention) = stored.retention {
+            let normalized = retention.normalized();
+            if normalized != current.retention {
+                match retention.validate() {
+                    Ok(limits) => {
+                        tracing::info!("Live change from the shared store: retention applied.");
+                        self.retention.send_replace(limits);
+                        current.retention = normalized;
+                    }
+                    Err(error) => tracing::warn!(error = %error, "Ignoring stored retention limits."),
+                }
+            }
+        }
+        if let Some(capture) = stored.capture
+            && capture.validate().is_ok()
+        {
+            current.capture = capture.normalized();
+        }
+        Ok(())
+    }
+
     pub async fn put_sources(&self, setting: SourcesSetting) -> Result<SourcesSetting> {
         let (allow, deny) = setting.validate()?;
         let mut current = self.current.lock().await;
@@ -261,7 +316,8 @@ impl LiveConfig {
 
     pub async fn put_listeners(&self, setting: ListenersSetting) -> Result<ListenersSetting> {
         let specs = setting.validate(self.tls_available)?;
-        let mut current = self.current.lock().await;
+        // Held to the end: one change at a time.
+        let _current = self.current.lock().await;
         let before: Vec<ListenerSpec> = self.listeners().validate(true).unwrap_or_default();
         self.apply_listeners(specs.clone()).await?;
         let normalized = ListenersSetting::normalized(&specs);
@@ -271,7 +327,6 @@ impl LiveConfig {
             }
             return Err(error);
         }
-        current.listeners = Some(normalized);
         Ok(self.listeners())
     }
 

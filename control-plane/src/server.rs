@@ -84,11 +84,9 @@ pub async fn serve(config: Config) -> Result<()> {
     let (starting_sources, starting_rate_limits, starting_retention, starting_capture) =
         runtime_config::from_config(&config)?;
     let capture_config = config.capture.to_dataplane()?;
-    let sources = SharedSourcePolicy::new(runtime_config::source_policy(
-        runtime_config::SourcesSetting::validate(&starting_sources)?.0,
-        runtime_config::SourcesSetting::validate(&starting_sources)?.1,
-        capture_config.rate_limit,
-    ));
+    let (allow, deny) = starting_sources.validate()?;
+    let sources =
+        SharedSourcePolicy::new(runtime_config::source_policy(allow, deny, capture_config.rate_limit));
     let store_counters = Arc::new(StoreCounters::default());
     let handoff = Handoff::start(&config, store.clone(), store_counters.clone())?;
     let spool = match config.store.spool_max_bytes {
@@ -195,7 +193,6 @@ pub async fn serve(config: Config) -> Result<()> {
             active_capture: capture.label().to_owned(),
             tls_available: runtime_config::tls_available(&config),
         },
-        overrides.listeners.clone(),
     )?;
     let state = AppState {
         store: store.clone(),
@@ -259,6 +256,12 @@ pub async fn serve(config: Config) -> Result<()> {
         store_counters.clone(),
         stop.clone(),
     ));
+    let follower = match (config.store.db_type, config.store.runtime_config_poll_s) {
+        (crate::config::DbType::Postgres, seconds) if seconds > 0 => Some(tokio::spawn(
+            follow_live_settings(state.live.clone(), Duration::from_secs(seconds), stop.clone()),
+        )),
+        _ => None,
+    };
     let drainer = spool.clone().map(|spool| tokio::spawn(spool.drain(store.clone(), stop.clone())));
     let writer = tokio::spawn(ingest::run_batch_writer(
         consumers,
@@ -301,6 +304,9 @@ pub async fn serve(config: Config) -> Result<()> {
     }
     let _ = stop_sender.send(true);
     let _ = retention.await;
+    if let Some(follower) = follower {
+        let _ = follower.await;
+    }
     if let Some(drainer) = drainer {
         let _ = drainer.await;
     }
@@ -355,6 +361,21 @@ async fn enforce_retention(
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(error = %error, "Retention pass failed; trying again later."),
+        }
+    }
+}
+
+/// With control planes sharing one PostgreSQL: picks up the live settings the others keep.
+async fn follow_live_settings(live: Arc<LiveConfig>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(error) = live.follow_store().await {
+            tracing::warn!(error = %error, "Cannot read the live settings from the store; trying again later.");
         }
     }
 }

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use crate::harness::Appliance;
 
 fn put(appliance: &Appliance, path: &str, body: &str) -> (u16, Value) {
-    let response = appliance.client()
+    let response = appliance
+        .client()
         .put(appliance.url(path))
         .header("content-type", "application/json")
         .body(body.to_owned())
@@ -119,6 +120,13 @@ fn listeners_are_added_and_removed_while_running() {
     assert_eq!(appliance.wait_for_logs("q=liveaddudp", 1).len(), 1);
     assert_eq!(appliance.wait_for_logs("q=liveaddtcp", 1).len(), 1);
 
+    // A connection open on the TCP listener about to go: what it sent is kept, then it is
+    // closed cleanly.
+    let mut open = TcpStream::connect(new_tcp).unwrap();
+    for seq in 0..5 {
+        writeln!(open, "<13>Nov 23 10:00:00 host app: liveinflight {seq}").unwrap();
+    }
+    open.flush().unwrap();
     // Drop the first syslog-udp and the new syslog-tcp; keep the rest untouched.
     let kept: Vec<(String, String)> = wanted
         .iter()
@@ -127,6 +135,10 @@ fn listeners_are_added_and_removed_while_running() {
         .collect();
     put_json(&appliance, "/api/v1/config/listeners", &listener_body(&kept));
     assert_eq!(listeners_of(&appliance), kept);
+    assert_eq!(appliance.wait_for_logs("q=liveinflight", 5).len(), 5, "nothing accepted is lost");
+    open.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rest = Vec::new();
+    assert_eq!(std::io::Read::read_to_end(&mut open, &mut rest).unwrap(), 0, "closed cleanly (EOF)");
     let refused = send_tcp(new_tcp, "<13>Nov 23 10:00:00 host app: liveremovedtcp");
     assert!(refused.is_err(), "the removed TCP port still accepts");
     // The removed UDP port is closed: the kernel answers ICMP unreachable, nobody stores it.
@@ -416,4 +428,132 @@ fn live_changes_reach_the_xdp_maps() {
     assert_eq!(appliance.wait_for_logs("q=xdpnewport", 7).len(), 7);
     wait_until("the new port redirected", || xdp("redirected") == redirected + 7.0);
     assert!(appliance.terminate().success());
+}
+
+/// Two control planes on one PostgreSQL: a change kept by one is applied by the other at
+/// its next poll, and a third started later takes it at start.
+#[test]
+fn control_planes_sharing_postgres_pick_up_live_settings() {
+    let postgres = crate::servers::PostgresServer::start();
+    let url = postgres.create_database("liveconfig");
+    let env = [
+        ("DB_TYPE", "postgres"),
+        ("DATABASE_URL", url.as_str()),
+        ("KILLKRILL_STORE__RUNTIME_CONFIG_POLL_S", "1"),
+    ];
+    let temp = tempfile::tempdir().unwrap();
+    let first = Appliance::start_with_env(&temp.path().join("first"), &[], &env);
+    let second = Appliance::start_with_env(&temp.path().join("second"), &[], &env);
+    let sources = json!({"allow": [], "deny": ["127.0.0.2/32"]});
+    let limits = json!({"per_source": {"messages_per_second": 100, "burst": 200}});
+    let retention = json!({"max_age": "7d", "max_bytes": null});
+    put_json(&first, "/api/v1/config/sources", &sources);
+    put_json(&first, "/api/v1/config/rate-limits", &limits);
+    put_json(&first, "/api/v1/config/retention", &retention);
+    wait_until("the second control plane follows", || {
+        let (_, all) = second.get_json("/api/v1/config");
+        all["sources"] == sources && all["rate_limits"] == limits && all["retention"] == retention
+    });
+    // It enforces what it picked up.
+    send_udp_from("127.0.0.2", second.listener("syslog-udp"), "<13>Nov 23 10:00:00 host app: pgdenied");
+    wait_until("the second denies the source", || {
+        listener_stats(&second, "syslog-udp")["dropped"]["denied"] == 1
+    });
+
+    let third = Appliance::start_with_env(&temp.path().join("third"), &[], &env);
+    let (_, all) = third.get_json("/api/v1/config");
+    assert_eq!((&all["sources"], &all["rate_limits"], &all["retention"]), (&sources, &limits, &retention));
+}
+
+/// The `runtime_config` table on both backends: insert, replace, list, delete.
+#[test]
+fn runtime_config_rows_are_kept_replaced_and_deleted_on_both_backends() {
+    use killkrill::config::{DbType, StoreConfig};
+    use killkrill::store::{self, RuntimeConfigEntry};
+    let postgres = crate::servers::PostgresServer::start();
+    let url = postgres.create_database("runtimerows");
+    let temp = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for config in [
+        StoreConfig::default(),
+        StoreConfig { db_type: DbType::Postgres, database_url: Some(url.clone()), ..StoreConfig::default() },
+    ] {
+        runtime.block_on(async {
+            let store = store::open(&config, temp.path()).await.unwrap();
+            let entry = |value: &str, by: Option<&str>| RuntimeConfigEntry {
+                key: "sources".to_owned(),
+                value: value.to_owned(),
+                updated_at: "2026-11-23T10:00:00Z".to_owned(),
+                updated_by: by.map(str::to_owned),
+            };
+            assert!(store.runtime_config().await.unwrap().is_empty());
+            store.put_runtime_config(&entry(r#"{"allow":[],"deny":[]}"#, None)).await.unwrap();
+            let replaced = entry(r#"{"allow":[],"deny":["10.0.0.0/8"]}"#, Some("alice"));
+            store.put_runtime_config(&replaced).await.unwrap();
+            assert_eq!(store.runtime_config().await.unwrap(), [replaced], "{:?}", config.db_type);
+            assert!(store.delete_runtime_config("sources").await.unwrap());
+            assert!(!store.delete_runtime_config("sources").await.unwrap());
+            assert!(store.runtime_config().await.unwrap().is_empty());
+            store.close().await;
+        });
+    }
+}
+
+/// `killkrill runtime-config reset` forgets a kept section: the configuration applies again
+/// at the next start; `show` lists what is kept.
+#[test]
+fn a_reset_section_follows_the_configuration_again() {
+    let temp = tempfile::tempdir().unwrap();
+    let data_dir = temp.path().join("data");
+    let appliance = Appliance::start_in(&data_dir, &[]);
+    put_json(&appliance, "/api/v1/config/sources", &json!({"allow": [], "deny": ["192.0.2.0/24"]}));
+    put_json(&appliance, "/api/v1/config/retention", &json!({"max_age": "1d", "max_bytes": null}));
+    assert!(appliance.terminate().success());
+
+    let cli = |args: &[&str]| {
+        std::process::Command::new(crate::harness::BINARY)
+            .arg("runtime-config")
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .output()
+            .unwrap()
+    };
+    let shown = cli(&["show"]);
+    assert!(shown.status.success(), "{}", String::from_utf8_lossy(&shown.stderr));
+    let keys: Vec<String> = String::from_utf8(shown.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["key"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(keys, ["retention", "sources"]);
+    let reset = cli(&["reset", "sources"]);
+    assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
+    assert!(String::from_utf8_lossy(&reset.stderr).contains("sources: reset"));
+    assert_eq!(cli(&["reset", "bogus"]).status.code(), Some(2), "an unknown section is a usage error");
+
+    let appliance = Appliance::start_in(&data_dir, &[]).keeping(temp);
+    assert_eq!(appliance.get_json("/api/v1/config/sources").1, json!({"allow": [], "deny": []}));
+    assert_eq!(appliance.get_json("/api/v1/config/retention").1["max_age"], "1d", "not reset, still kept");
+}
+
+/// A statsd listener added live hands its points to the metric writer like one started
+/// with the process; the one it replaced stops.
+#[test]
+fn a_metrics_listener_added_live_stores_its_points() {
+    let temp = tempfile::tempdir().unwrap();
+    let appliance =
+        Appliance::start_in(&temp.path().join("data"), &["--metrics-flush-interval-ms", "200"]).keeping(temp);
+    let old_statsd = appliance.listener("statsd-udp").to_string();
+    let new_statsd: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut listeners: Vec<(String, String)> =
+        listeners_of(&appliance).into_iter().filter(|(_, listen)| *listen != old_statsd).collect();
+    listeners.push(("statsd-udp".into(), new_statsd.to_string()));
+    put_json(&appliance, "/api/v1/config/listeners", &listener_body(&listeners));
+    send_udp_from("127.0.0.1", new_statsd, "live.added.counter:5|c");
+    wait_until("the new listener's point stored", || {
+        let (status, names) = appliance.get_json("/api/v1/metrics/names");
+        status == 200 && names.to_string().contains("live.added.counter")
+    });
+    assert!(!listeners_of(&appliance).iter().any(|(_, listen)| *listen == old_statsd));
 }

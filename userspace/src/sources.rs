@@ -9,7 +9,7 @@
 //! new policy only when that number moved, so the hot path takes no lock. Token buckets
 //! are the thread's own (no sharing), as the XDP program's are per CPU.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -35,11 +35,88 @@ pub struct SourcePolicy {
 impl SourcePolicy {
     /// True when the lists admit `source` (the rate limit aside).
     pub fn admits(&self, source: IpAddr) -> bool {
+        CompiledPolicy::new(self.clone()).admits(source)
+    }
+}
+
+/// Prefixes grouped by length, each group a hash set of network addresses: a lookup costs
+/// one hash probe per distinct length (at most 33 for IPv4, 129 for IPv6), not one
+/// comparison per prefix, so a list of thousands costs about what a list of ten does.
+#[derive(Debug, Default)]
+struct PrefixSet {
+    v4: Vec<(u8, HashSet<u32>)>,
+    v6: Vec<(u8, HashSet<u128>)>,
+}
+
+impl PrefixSet {
+    fn new(prefixes: &[SourcePrefix]) -> Self {
+        let mut set = Self::default();
+        for prefix in prefixes {
+            let length = prefix.prefix_len();
+            match prefix.address() {
+                IpAddr::V4(address) => group(&mut set.v4, length).insert(u32::from(address)),
+                IpAddr::V6(address) => group(&mut set.v6, length).insert(u128::from(address)),
+            };
+        }
+        set
+    }
+
+    fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
+
+    fn contains(&self, address: IpAddr) -> bool {
+        match address {
+            IpAddr::V4(address) => {
+                let bits = u32::from(address);
+                self.v4.iter().any(|(length, set)| {
+                    set.contains(&(bits & u32::MAX.checked_shl(32 - u32::from(*length)).unwrap_or(0)))
+                })
+            }
+            IpAddr::V6(address) => {
+                let bits = u128::from(address);
+                self.v6.iter().any(|(length, set)| {
+                    set.contains(&(bits & u128::MAX.checked_shl(128 - u32::from(*length)).unwrap_or(0)))
+                })
+            }
+        }
+    }
+}
+
+fn group<T>(groups: &mut Vec<(u8, HashSet<T>)>, length: u8) -> &mut HashSet<T> {
+    let index = match groups.iter().position(|(existing, _)| *existing == length) {
+        Some(index) => index,
+        None => {
+            groups.push((length, HashSet::new()));
+            groups.len() - 1
+        }
+    };
+    &mut groups[index].1
+}
+
+/// A policy with its lists made ready for lookups.
+#[derive(Debug, Default)]
+struct CompiledPolicy {
+    allow: PrefixSet,
+    deny: PrefixSet,
+    rate_limit: Option<RateLimit>,
+}
+
+impl CompiledPolicy {
+    fn new(policy: SourcePolicy) -> Self {
+        Self {
+            allow: PrefixSet::new(&policy.allow),
+            deny: PrefixSet::new(&policy.deny),
+            rate_limit: policy.rate_limit,
+        }
+    }
+
+    fn admits(&self, source: IpAddr) -> bool {
         let source = canonical(source);
-        if self.deny.iter().any(|prefix| prefix.contains(source)) {
+        if self.deny.contains(source) {
             return false;
         }
-        self.allow.is_empty() || self.allow.iter().any(|prefix| prefix.contains(source))
+        self.allow.is_empty() || self.allow.contains(source)
     }
 
     fn is_open(&self) -> bool {
@@ -65,7 +142,7 @@ pub struct SharedSourcePolicy {
 #[derive(Debug, Default)]
 struct SharedInner {
     generation: AtomicU64,
-    current: Mutex<Arc<SourcePolicy>>,
+    current: Mutex<Arc<CompiledPolicy>>,
 }
 
 impl SharedSourcePolicy {
@@ -77,12 +154,12 @@ impl SharedSourcePolicy {
 
     /// Replaces the policy; every listener takes it at its next receive call.
     pub fn set(&self, policy: SourcePolicy) {
-        *self.inner.current.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(policy);
+        let compiled = Arc::new(CompiledPolicy::new(policy));
+        *self.inner.current.lock().unwrap_or_else(PoisonError::into_inner) = compiled;
         self.inner.generation.fetch_add(1, Ordering::Release);
     }
 
-    /// The policy now in force.
-    pub fn get(&self) -> Arc<SourcePolicy> {
+    fn get(&self) -> Arc<CompiledPolicy> {
         self.inner.current.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
@@ -120,7 +197,7 @@ struct Bucket {
 pub struct SourceGate {
     shared: SharedSourcePolicy,
     generation: u64,
-    policy: Arc<SourcePolicy>,
+    policy: Arc<CompiledPolicy>,
     buckets: HashMap<IpAddr, Bucket>,
     now: Instant,
 }
@@ -213,6 +290,35 @@ mod tests {
         assert_eq!(gate.check("::ffff:127.0.0.2".parse().unwrap()), Verdict::Denied, "mapped IPv4");
         assert_eq!(gate.check("2001:db8::1".parse().unwrap()), Verdict::Denied, "IPv4-only allow list");
         assert!(!gate.admits_connection("127.0.0.2".parse().unwrap()));
+    }
+
+    #[test]
+    fn prefix_sets_match_by_every_length_present() {
+        let policy = SourcePolicy {
+            allow: prefixes(&["10.0.0.0/8", "192.0.2.128/25", "2001:db8::/32", "0.0.0.0/0"]),
+            deny: prefixes(&["10.9.0.0/16", "2001:db8:ff::/48", "203.0.113.5"]),
+            rate_limit: None,
+        };
+        for (address, admitted) in [
+            ("10.1.2.3", true),
+            ("10.9.1.1", false),
+            ("203.0.113.5", false),
+            ("203.0.113.6", true),
+            ("2001:db8:1::1", true),
+            ("2001:db8:ff::1", false),
+            ("2001:db9::1", false),
+        ] {
+            assert_eq!(policy.admits(address.parse().unwrap()), admitted, "{address}");
+        }
+        // Many prefixes: each still found, a neighbour still not.
+        let many: Vec<String> =
+            (0..5000u32).map(|n| format!("{}/32", std::net::Ipv4Addr::from(0x0a00_0000 + n * 2))).collect();
+        let policy = SourcePolicy {
+            deny: prefixes(&many.iter().map(String::as_str).collect::<Vec<_>>()),
+            ..SourcePolicy::default()
+        };
+        assert!(!policy.admits("10.0.0.8".parse().unwrap()));
+        assert!(policy.admits("10.0.0.9".parse().unwrap()));
     }
 
     #[test]
