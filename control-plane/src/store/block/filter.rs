@@ -44,6 +44,10 @@ pub fn is_indexed(token: &[u8]) -> bool {
 
 /// The hash of a lower-cased token, as used both when building and when probing.
 pub fn token_hash(token: &[u8]) -> u64 {
+    // Most words are lower-case already: hash them in place instead of copying.
+    if token.len() <= 32 && !token.iter().any(u8::is_ascii_uppercase) {
+        return xxh3_64(token);
+    }
     let mut lower = [0u8; 32];
     let lower = &mut lower[..token.len().min(32)];
     for (slot, byte) in lower.iter_mut().zip(token) {

@@ -152,6 +152,14 @@ pub fn format_label(format: SyslogFormat) -> &'static str {
     }
 }
 
+fn format_slot(format: SyslogFormat) -> usize {
+    match format {
+        SyslogFormat::Rfc5424 => 0,
+        SyslogFormat::Rfc3164 => 1,
+        SyslogFormat::Unknown => 2,
+    }
+}
+
 pub fn frame_flag_label(flag: FrameFlag) -> &'static str {
     match flag {
         FrameFlag::Truncated => "truncated",
@@ -254,6 +262,8 @@ impl BlockEncoder {
         let mut facility_mask = 0u32;
         let mut parse_error_count = 0u32;
         let mut raw_bytes = 0u64;
+        let mut listener_seen = None;
+        let mut format_seen: [Option<u32>; 3] = [None; 3];
         for entry in entries {
             count += 1;
             if count > MAX_ROWS {
@@ -273,9 +283,24 @@ impl BlockEncoder {
             let source_index = self.address_index(source.ip());
             put_u64(&mut self.columns.source, u64::from(source_index));
             put_u64(&mut self.columns.port, u64::from(source.port()));
-            let listener = self.intern(entry.listener().label().as_bytes());
+            // A handful of distinct values per block: remembered by value, not hashed per row.
+            let listener = match listener_seen {
+                Some((kind, index)) if kind == entry.listener() => index,
+                _ => {
+                    let index = self.intern(entry.listener().label().as_bytes());
+                    listener_seen = Some((entry.listener(), index));
+                    index
+                }
+            };
             put_u64(&mut self.columns.listener, u64::from(listener));
-            let format = self.intern(format_label(entry.format()).as_bytes());
+            let format = match format_seen[format_slot(entry.format())] {
+                Some(index) => index,
+                None => {
+                    let index = self.intern(format_label(entry.format()).as_bytes());
+                    format_seen[format_slot(entry.format())] = Some(index);
+                    index
+                }
+            };
             put_u64(&mut self.columns.format, u64::from(format));
 
             let facility = entry.facility();
@@ -308,12 +333,6 @@ impl BlockEncoder {
             self.put_ref(3, entry.msgid().map(str::as_bytes));
             self.put_ref(4, entry.parse_error().map(|error| error.reason().as_bytes()));
             self.put_ref(5, entry.frame_flag().map(|flag| frame_flag_label(flag).as_bytes()));
-            if let Some(host) = hostname {
-                self.field_filter.insert(filter::field_hash(filter::FIELD_HOST, host.as_bytes()));
-            }
-            if let Some(app) = app_name {
-                self.field_filter.insert(filter::field_hash(filter::FIELD_APP, app.as_bytes()));
-            }
 
             let flagged = entry.parse_error().is_some() || entry.frame_flag().is_some();
             parse_error_count += u32::from(flagged);
