@@ -110,8 +110,9 @@ pub struct AuthConfig {
     pub access_token_ttl_s: u64,
     /// Lifetime of a refresh token, in seconds (each use replaces it with a new one).
     pub refresh_token_ttl_s: u64,
-    /// Login attempts per minute from one client address, and for one username.
-    pub login_attempts_per_minute: u32,
+    /// Failed logins per minute from one client address, and for one username; past it,
+    /// logins answer 429 until the minute is over.
+    pub login_failures_per_minute: u32,
     /// Consecutive failed logins that lock an account...
     pub lockout_threshold: u32,
     /// ...for this many seconds.
@@ -125,7 +126,7 @@ impl Default for AuthConfig {
             jwt_secret: None,
             access_token_ttl_s: 900,
             refresh_token_ttl_s: 7 * 86_400,
-            login_attempts_per_minute: 10,
+            login_failures_per_minute: 10,
             lockout_threshold: 5,
             lockout_s: 900,
         }
@@ -137,7 +138,7 @@ impl AuthConfig {
         for (key, value, low, high) in [
             ("auth.access_token_ttl_s", self.access_token_ttl_s, 1, 86_400),
             ("auth.refresh_token_ttl_s", self.refresh_token_ttl_s, 60, 90 * 86_400),
-            ("auth.login_attempts_per_minute", u64::from(self.login_attempts_per_minute), 1, 100_000),
+            ("auth.login_failures_per_minute", u64::from(self.login_failures_per_minute), 1, 100_000),
             ("auth.lockout_threshold", u64::from(self.lockout_threshold), 1, 1_000),
             ("auth.lockout_s", self.lockout_s, 1, 7 * 86_400),
         ] {

@@ -106,7 +106,7 @@ fn every_route_answers_every_credential_as_the_policy_says() {
     let appliance = Appliance::start_with_env(
         &temp.path().join("data"),
         &[],
-        &[("KILLKRILL_AUTH__JWT_SECRET", SECRET), ("KILLKRILL_AUTH__LOGIN_ATTEMPTS_PER_MINUTE", "1000")],
+        &[("KILLKRILL_AUTH__JWT_SECRET", SECRET), ("KILLKRILL_AUTH__LOGIN_FAILURES_PER_MINUTE", "1000")],
     );
     let credentials = credentials(&appliance);
     let operations = operations(&appliance);
