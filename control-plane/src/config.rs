@@ -772,7 +772,7 @@ impl Config {
         // command-line clients' server, token and agent key.
         figment = figment.merge(
             Env::prefixed("KILLKRILL_")
-                .ignore(&["config", "admin_password", "admin_user", "server", "token", "api_key"])
+                .ignore(&["config", "admin_password", "admin_user", "server", "token", "ca_cert", "api_key"])
                 .split("__"),
         );
         figment = figment.merge(Env::raw().filter_map(|name| {

@@ -417,6 +417,22 @@ fn the_api_serves_https_with_the_configured_certificate() {
     );
     // Plain HTTP to the HTTPS port gets no answer.
     assert!(reqwest::blocking::get(format!("http://{}/health", appliance.api)).is_err());
+    // `killkrill query` over HTTPS, trusting the test CA.
+    let server = format!("https://localhost:{}", appliance.api.port());
+    let ca = certificates.path("ca.pem");
+    let query = |ca: Option<&std::path::Path>| {
+        let mut command = Command::new(BINARY);
+        command.args(["query", "--server", &server, "--token", token, "--json"]);
+        if let Some(ca) = ca {
+            command.arg("--ca-cert").arg(ca);
+        }
+        command.args(["logs", "-q", "nothing-matches-this"]).env_remove("KILLKRILL_CA_CERT").output().unwrap()
+    };
+    let output = query(Some(&ca));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = query(None);
+    assert_eq!(output.status.code(), Some(1), "an unknown CA is refused");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot reach"));
 }
 
 #[test]
