@@ -17,6 +17,10 @@ pub struct QueryArgs {
     /// shell history and the process list.
     #[arg(long, env = "KILLKRILL_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+    /// PEM file with the CA certificate that signed an https:// server's certificate, when
+    /// the system's CAs do not include it.
+    #[arg(long, env = "KILLKRILL_CA_CERT", value_name = "FILE", global = true)]
+    ca_cert: Option<std::path::PathBuf>,
     /// Print one JSON object per row instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -135,10 +139,12 @@ impl LogFilters {
 const SEVERITY_NAMES: [&str; 8] = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
 
 pub fn run(args: QueryArgs) -> ExitCode {
-    let done = match &args.what {
-        QueryWhat::Logs(filters) => logs(&args.server, args.token.as_deref(), filters, args.json),
-        QueryWhat::Metrics(filters) => metrics(&args.server, args.token.as_deref(), filters, args.json),
-    };
+    let done = client(args.ca_cert.as_deref()).and_then(|client| match &args.what {
+        QueryWhat::Logs(filters) => logs(&client, &args.server, args.token.as_deref(), filters, args.json),
+        QueryWhat::Metrics(filters) => {
+            metrics(&client, &args.server, args.token.as_deref(), filters, args.json)
+        }
+    });
     match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(QueryError::Usage(message)) => {
@@ -156,6 +162,19 @@ enum QueryError {
     /// The server refused the filters (400).
     Usage(String),
     Failed(String),
+}
+
+/// The HTTP client: the system's CAs, plus `--ca-cert` when given.
+fn client(ca_cert: Option<&std::path::Path>) -> Result<reqwest::blocking::Client, QueryError> {
+    let mut builder = reqwest::blocking::Client::builder();
+    if let Some(path) = ca_cert {
+        let pem = std::fs::read(path)
+            .map_err(|error| QueryError::Usage(format!("--ca-cert {}: {error}", path.display())))?;
+        let certificate = reqwest::Certificate::from_pem(&pem)
+            .map_err(|error| QueryError::Usage(format!("--ca-cert {}: {error}", path.display())))?;
+        builder = builder.add_root_certificate(certificate);
+    }
+    builder.build().map_err(|error| QueryError::Failed(format!("cannot set up the HTTP client: {error}")))
 }
 
 /// GETs `url` with `pairs`; a 400 is a usage error (the server names the parameter).
@@ -202,14 +221,19 @@ fn series_label(name: &str, tags: &Value) -> String {
     if tags.is_empty() { name.to_owned() } else { format!("{name}{{{}}}", tags.join(",")) }
 }
 
-fn metrics(server: &str, token: Option<&str>, filters: &MetricFilters, json: bool) -> Result<(), QueryError> {
-    let client = reqwest::blocking::Client::new();
+fn metrics(
+    client: &reqwest::blocking::Client,
+    server: &str,
+    token: Option<&str>,
+    filters: &MetricFilters,
+    json: bool,
+) -> Result<(), QueryError> {
     let base = server.trim_end_matches('/');
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let Some(name) = &filters.name else {
         let body =
-            get_json::<&str, &str>(&client, server, token, &format!("{base}/api/v1/metrics/names"), &[])?;
+            get_json::<&str, &str>(client, server, token, &format!("{base}/api/v1/metrics/names"), &[])?;
         for name in body["names"].as_array().into_iter().flatten() {
             let written =
                 if json { writeln!(out, "{name}") } else { writeln!(out, "{}", name.as_str().unwrap_or("")) };
@@ -220,7 +244,7 @@ fn metrics(server: &str, token: Option<&str>, filters: &MetricFilters, json: boo
         let _ = out.flush();
         return Ok(());
     };
-    let body = get_json(&client, server, token, &format!("{base}/api/v1/metrics"), &filters.pairs(name)?)?;
+    let body = get_json(client, server, token, &format!("{base}/api/v1/metrics"), &filters.pairs(name)?)?;
     if !json {
         let _ = writeln!(out, "{:<30}  {:>16}  SERIES", "TIME", "VALUE");
     }
@@ -242,8 +266,13 @@ fn metrics(server: &str, token: Option<&str>, filters: &MetricFilters, json: boo
     Ok(())
 }
 
-fn logs(server: &str, token: Option<&str>, filters: &LogFilters, json: bool) -> Result<(), QueryError> {
-    let client = reqwest::blocking::Client::new();
+fn logs(
+    client: &reqwest::blocking::Client,
+    server: &str,
+    token: Option<&str>,
+    filters: &LogFilters,
+    json: bool,
+) -> Result<(), QueryError> {
     let url = format!("{}/api/v1/logs", server.trim_end_matches('/'));
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -256,7 +285,7 @@ fn logs(server: &str, token: Option<&str>, filters: &LogFilters, json: bool) -> 
         if let Some(cursor) = &cursor {
             pairs.push(("cursor", cursor.clone()));
         }
-        let body = get_json(&client, server, token, &url, &pairs)?;
+        let body = get_json(client, server, token, &url, &pairs)?;
         for log in body["logs"].as_array().into_iter().flatten() {
             let written = if json {
                 writeln!(out, "{log}")
