@@ -17,6 +17,9 @@ use crate::Error;
 pub const CONFIG_FILE_VARIABLE: &str = "KILLKRILL_AGENT_CONFIG";
 /// The prefix of the per-key variables (`KILLKRILL_AGENT__HEALTH_LISTEN` sets `health_listen`).
 pub const ENV_PREFIX: &str = "KILLKRILL_AGENT__";
+/// The variable that also sets `api_key` (the one the appliance's CLI reads too); a
+/// `KILLKRILL_AGENT__API_KEY` wins over it.
+pub const API_KEY_VARIABLE: &str = "KILLKRILL_API_KEY";
 
 /// How the agent attaches the XDP program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +110,12 @@ pub struct AgentConfig {
     pub control_plane_url: String,
     /// Time between heartbeats: a number with `ms`, `s` or `m`.
     pub heartbeat_interval: String,
+    /// The API key (a maintainer's) sent as `Authorization: Bearer` to the control plane,
+    /// for heartbeats and configuration polls; empty: none sent. Never logged.
+    pub api_key: String,
+    /// Time between polls of the control plane's live configuration (allow/deny lists
+    /// and rate limit): a number with `ms`, `s` or `m`, or `off` to use only this file.
+    pub config_poll_interval: String,
     /// This node's name in `/api/v1/nodes`; empty: the host name.
     pub node_name: String,
     /// The data plane's cores, rendered by the operator; not used by the agent.
@@ -130,6 +139,8 @@ impl Default for AgentConfig {
             health_listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
             control_plane_url: "http://127.0.0.1:8080".to_owned(),
             heartbeat_interval: "10s".to_owned(),
+            api_key: String::new(),
+            config_poll_interval: "10s".to_owned(),
             node_name: String::new(),
             data_plane_cores: Vec::new(),
             retention: RetentionConfig::default(),
@@ -164,6 +175,7 @@ impl AgentConfig {
             }
             figment = figment.merge(Toml::file_exact(file));
         }
+        figment = figment.merge(Env::raw().only(&[API_KEY_VARIABLE]).map(|_| "api_key".into()));
         figment = figment.merge(Env::prefixed(ENV_PREFIX));
         let config: AgentConfig = figment.extract().map_err(|error| {
             Error::Config(error.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
@@ -175,6 +187,10 @@ impl AgentConfig {
     fn validate(&self) -> Result<(), Error> {
         self.filters()?;
         self.heartbeat_period()?;
+        self.config_poll_period()?;
+        if self.api_key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Error::Config("api_key holds spaces or control characters".to_owned()));
+        }
         if self.capture_mode != CaptureMode::Socket && self.interface.contains(['/', ' ', ':']) {
             return Err(Error::Config(format!("interface = {:?} is not an interface name", self.interface)));
         }
@@ -242,22 +258,15 @@ impl AgentConfig {
 
     /// `heartbeat_interval`, parsed.
     pub fn heartbeat_period(&self) -> Result<Duration, Error> {
-        let bad =
-            |why: &str| Error::Config(format!("heartbeat_interval = {:?}: {why}", self.heartbeat_interval));
-        let text = self.heartbeat_interval.trim();
-        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let number: u64 = number.parse().map_err(|_| bad("expected a number with ms, s or m, e.g. 10s"))?;
-        let period = match unit {
-            "ms" => Duration::from_millis(number),
-            "s" => Duration::from_secs(number),
-            "m" => Duration::from_secs(number.saturating_mul(60)),
-            _ => return Err(bad("the unit must be ms, s or m")),
-        };
-        if period < Duration::from_millis(100) || period > Duration::from_secs(3600) {
-            return Err(bad("must be between 100ms and 60m"));
+        parse_period("heartbeat_interval", &self.heartbeat_interval)
+    }
+
+    /// `config_poll_interval`, parsed; None for `off`.
+    pub fn config_poll_period(&self) -> Result<Option<Duration>, Error> {
+        if self.config_poll_interval.trim() == "off" {
+            return Ok(None);
         }
-        Ok(period)
+        parse_period("config_poll_interval", &self.config_poll_interval).map(Some)
     }
 
     /// `node_name`, or the host name when empty.
@@ -271,6 +280,25 @@ impl AgentConfig {
             .filter(|name| !name.is_empty())
             .unwrap_or_else(|| "unknown".to_owned())
     }
+}
+
+/// A period: a number with `ms`, `s` or `m`, from 100 ms to 60 minutes.
+fn parse_period(key: &str, value: &str) -> Result<Duration, Error> {
+    let bad = |why: &str| Error::Config(format!("{key} = {value:?}: {why}"));
+    let text = value.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| bad("expected a number with ms, s or m, e.g. 10s"))?;
+    let period = match unit {
+        "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number.saturating_mul(60)),
+        _ => return Err(bad("the unit must be ms, s or m")),
+    };
+    if period < Duration::from_millis(100) || period > Duration::from_secs(3600) {
+        return Err(bad("must be between 100ms and 60m"));
+    }
+    Ok(period)
 }
 
 #[cfg(test)]

@@ -38,7 +38,12 @@ pub async fn run(agent: Arc<Agent>, period: Duration, mut stop: watch::Receiver<
             _ = stop.wait_for(|stop| *stop) => return,
         }
         let body = agent.heartbeat_body();
-        let outcome = match client.post(&url).json(&body).send().await {
+        let mut request = client.post(&url).json(&body);
+        let api_key = agent.config().api_key;
+        if !api_key.is_empty() {
+            request = request.bearer_auth(api_key);
+        }
+        let outcome = match request.send().await {
             Ok(response) if response.status().is_success() => Ok(()),
             Ok(response) => Err(format!("the control plane answered {}", response.status())),
             Err(error) => Err(format!("cannot reach the control plane: {error}")),
