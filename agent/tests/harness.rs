@@ -206,6 +206,8 @@ struct FakeState {
     rate_limits: Value,
     /// The Authorization header of every request (empty when absent).
     authorizations: Vec<String>,
+    /// Requests for either configuration document.
+    config_reads: usize,
     heartbeats: Vec<Value>,
 }
 
@@ -226,13 +228,14 @@ impl FakeControlPlane {
         use axum::routing::{get, post};
 
         type Shared = std::sync::Arc<std::sync::Mutex<FakeState>>;
-        fn authorized(state: &Shared, headers: &HeaderMap) -> bool {
+        fn authorized(state: &Shared, headers: &HeaderMap, config_read: bool) -> bool {
             let header = headers
                 .get("authorization")
                 .and_then(|value| value.to_str().ok())
                 .unwrap_or_default()
                 .to_owned();
             let mut state = state.lock().unwrap();
+            state.config_reads += usize::from(config_read);
             state.authorizations.push(header.clone());
             header == format!("Bearer {}", state.api_key)
         }
@@ -254,7 +257,7 @@ impl FakeControlPlane {
             .route(
                 "/api/v1/config/sources",
                 get(move |State(state): State<Shared>, headers: HeaderMap| async move {
-                    if !authorized(&state, &headers) {
+                    if !authorized(&state, &headers, true) {
                         return Err(unauthorized());
                     }
                     Ok(axum::Json(state.lock().unwrap().sources.clone()))
@@ -263,7 +266,7 @@ impl FakeControlPlane {
             .route(
                 "/api/v1/config/rate-limits",
                 get(move |State(state): State<Shared>, headers: HeaderMap| async move {
-                    if !authorized(&state, &headers) {
+                    if !authorized(&state, &headers, true) {
                         return Err(unauthorized());
                     }
                     Ok(axum::Json(state.lock().unwrap().rate_limits.clone()))
@@ -275,7 +278,7 @@ impl FakeControlPlane {
                     move |State(state): State<Shared>,
                           headers: HeaderMap,
                           axum::Json(body): axum::Json<Value>| async move {
-                        if !authorized(&state, &headers) {
+                        if !authorized(&state, &headers, false) {
                             return Err(unauthorized());
                         }
                         state.lock().unwrap().heartbeats.push(body);
@@ -316,6 +319,10 @@ impl FakeControlPlane {
 
     pub fn authorizations(&self) -> Vec<String> {
         self.state.lock().unwrap().authorizations.clone()
+    }
+
+    pub fn config_reads(&self) -> usize {
+        self.state.lock().unwrap().config_reads
     }
 
     pub fn heartbeats(&self) -> Vec<Value> {

@@ -98,7 +98,7 @@ fn a_wrong_key_is_refused_and_changes_nothing() {
     let temp = tempfile::tempdir().unwrap();
     let config = ConfigFile::new(temp.path());
     config.write(&format!("{}api_key = \"kk_wrong\"\n", config_text(&control_plane.url())));
-    // The file's key wins over nothing; KILLKRILL_AGENT__API_KEY would win over both.
+    // The key from the file.
     let mut agent = AgentProcess::start(&config.path);
     let failure = agent
         .wait_for_log(
@@ -137,8 +137,5 @@ fn polling_can_be_turned_off() {
     );
     wait_for("a heartbeat", || !control_plane.heartbeats().is_empty());
     assert_eq!(polls(&agent, "applied") + polls(&agent, "unchanged") + polls(&agent, "error"), 0);
-    assert!(
-        control_plane.authorizations().len() == control_plane.heartbeats().len(),
-        "only heartbeats reached the control plane"
-    );
+    assert_eq!(control_plane.config_reads(), 0, "only heartbeats reached the control plane");
 }

@@ -267,7 +267,7 @@ fn the_control_planes_deny_list_acts_on_the_wire() {
         serde_json::json!({"per_source": null}),
     );
     config.write(&format!(
-        "{}config_poll_interval = \"200ms\"\napi_key = \"kk_netns\"\n",
+        "config_poll_interval = \"200ms\"\napi_key = \"kk_netns\"\n{}",
         config_text(&rig.appliance_if, port, &pin_dir, "", true)
             .replace("control_plane_url = \"\"", &format!("control_plane_url = \"{}\"", control_plane.url()))
     ));

@@ -286,8 +286,6 @@ fn serve_uses_the_agents_pinned_program_and_the_kernel_path_covers_its_absence()
     assert_eq!(received, 100, "the kernel path receives with no AF_XDP socket registered");
     assert!(xdp_on_interface(&rig.appliance, &rig.appliance_if), "the agent's program is still attached");
     assert!(pinned_counter(&pin_dir, XdpReason::PassedNoSocket) >= passed_at_kill + 100);
-    let failed = pinned_counter(&pin_dir, XdpReason::RedirectFailed);
-    assert_eq!(failed, 0, "no redirect to a dead socket");
     drop(kernel_socket);
 
     // 3. Restarted, serve registers again and AF_XDP receives again.
