@@ -226,6 +226,18 @@ fn agent_attaches_reloads_survives_a_restart_and_detaches() {
         .find(|beat| beat["counters"]["syslog"]["matched"] == expected_matched)
         .expect("a heartbeat with the counters");
     assert_eq!(heartbeat["node_name"], "netns-node");
+    // From the second beat on, the admitted rate (the first has nothing to compare with).
+    let rate = std::iter::from_fn(|| heartbeats.recv_timeout(Duration::from_secs(5)).ok())
+        .find_map(|beat| beat["ingest_rate"].as_f64())
+        .expect("a heartbeat with an ingest rate");
+    assert!(rate >= 0.0 && rate.is_finite(), "{rate}");
+    send(50, port);
+    assert_eq!(drain(&receiver, Duration::from_millis(500)), 50);
+    let rate = std::iter::from_fn(|| heartbeats.recv_timeout(Duration::from_secs(5)).ok())
+        .find_map(|beat| beat["ingest_rate"].as_f64().filter(|rate| *rate > 0.0))
+        .expect("a heartbeat with the datagrams just admitted in its rate");
+    // 50 datagrams within one or two 200 ms intervals.
+    assert!(rate <= 50.0 / 0.1, "{rate}");
     assert_eq!(heartbeat["attach_mode"], "native");
     assert_eq!(heartbeat["pinned"], true);
     assert_eq!(heartbeat["interface"], rig.appliance_if.as_str());

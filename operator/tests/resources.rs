@@ -454,7 +454,8 @@ fn the_agent_gets_the_api_key_from_the_referenced_secret() {
     let env = container(&objects, "killkrill-agent").env.clone().unwrap_or_default();
     let key = env.iter().find(|var| var.name == "KILLKRILL_API_KEY").expect("KILLKRILL_API_KEY");
     assert_eq!(key.value, None, "never a literal");
-    let selector = key.value_from.clone().and_then(|source| source.secret_key_ref).expect("a Secret reference");
+    let selector =
+        key.value_from.clone().and_then(|source| source.secret_key_ref).expect("a Secret reference");
     assert_eq!((selector.name.as_str(), selector.key.as_str()), ("killkrill-api", "api-key"));
     let appliance = container(&objects, "killkrill").env.clone().unwrap_or_default();
     assert!(appliance.iter().all(|var| var.name != "KILLKRILL_API_KEY"), "only the agent needs it");
