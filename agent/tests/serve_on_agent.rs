@@ -4,7 +4,9 @@
 //! syslog from the wire arrives through AF_XDP and is queryable. Killed with SIGKILL while
 //! traffic flows, serve's socket leaves the map with its process: the agent's program
 //! stays attached and the kernel path (a plain socket on the port) receives. Restarted,
-//! serve registers again and AF_XDP receives again; stopped cleanly, it removes its entry.
+//! serve registers again and AF_XDP receives again. When the agent restarts with detach
+//! (new maps), serve registers in the new maps by itself; stopped cleanly, serve removes its
+//! entries.
 //! Needs root and `killkrill` built beside the agent (`cargo build -p killkrill`, as
 //! `cargo test --workspace` does); skipped with a printed reason otherwise.
 
@@ -21,7 +23,7 @@ use killkrill_dataplane::testing::{APPLIANCE_V4, VethRig, rig_or_skip};
 use killkrill_ebpf_common::{COUNTERS_MAP_NAME, PORTS_MAP_NAME, XdpListener, XdpReason, counter_index};
 use serde_json::Value;
 
-use super::harness::{AGENT, AgentProcess, ConfigFile, http, wait_for};
+use super::harness::{AGENT, AgentProcess, ConfigFile, http};
 
 /// Unmounts on drop, panics included.
 struct Unmount(PathBuf);
@@ -58,6 +60,7 @@ struct Serve {
     child: Child,
     api: SocketAddr,
     log_lines: Vec<Value>,
+    lines: mpsc::Receiver<Value>,
 }
 
 impl Serve {
@@ -97,7 +100,19 @@ impl Serve {
             .find(|line| line["message"] == "API listening.")
             .and_then(|line| line["address"].as_str()?.parse().ok())
             .expect("the API address in the log");
-        Self { child, api, log_lines }
+        Self { child, api, log_lines, lines }
+    }
+
+    /// The first log line (seen or to come within 10 s) with this message.
+    fn wait_for_log(&mut self, message: &str) -> Option<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(line) = self.log_lines.iter().find(|line| line["message"] == message) {
+                return Some(line.clone());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.log_lines.push(self.lines.recv_timeout(left).ok()?);
+        }
     }
 
     fn capture_line(&self) -> Value {
@@ -289,7 +304,7 @@ fn serve_uses_the_agents_pinned_program_and_the_kernel_path_covers_its_absence()
     drop(kernel_socket);
 
     // 3. Restarted, serve registers again and AF_XDP receives again.
-    let serve = Serve::start(&killkrill, &temp.path().join("data2"), &serve_config, port);
+    let mut serve = Serve::start(&killkrill, &temp.path().join("data2"), &serve_config, port);
     assert_eq!(serve.capture_line()["summary"], "xdp-native (agent)");
     let redirected_at_restart = pinned_counter(&pin_dir, XdpReason::Redirected);
     sender.switch_to("secondserveword");
@@ -297,14 +312,36 @@ fn serve_uses_the_agents_pinned_program_and_the_kernel_path_covers_its_absence()
     assert!(stored >= 200, "AF_XDP receives after the restart: {stored}");
     assert!(pinned_counter(&pin_dir, XdpReason::Redirected) >= redirected_at_restart + 200);
 
-    // 4. A clean stop takes serve's socket out of the map before it closes: what follows
-    // is passed to the kernel. The port stays: the killed serve added it, this one found it.
+    // The port stays at a clean stop: the killed serve added it, this one found it.
+    assert_eq!(pinned_ports(&pin_dir), vec![port]);
+
+    // 4. The agent restarts with detach: pins and program go, serve's socket listener takes
+    // the traffic; the new agent makes new maps and serve registers in them by itself.
+    let (status, _) = agent.terminate();
+    assert!(status.success());
+    assert!(!pin_dir.exists());
+    sender.switch_to("noagentword");
+    assert!(serve.wait_for_stored("noagentword", 100) >= 100, "the kernel path stores while no agent runs");
+    let mut agent = AgentProcess::start(&agent_config.path);
+    agent.wait_for_log("XDP attached.", Duration::from_secs(5)).expect("the new agent attaches");
+    serve
+        .wait_for_log(
+            "The node agent's XDP maps were made anew; our AF_XDP sockets are registered in them again.",
+        )
+        .expect("serve registers in the new maps");
+    sender.switch_to("newagentword");
+    let redirected_before = pinned_counter(&pin_dir, XdpReason::Redirected);
+    assert!(serve.wait_for_stored("newagentword", 200) >= 200, "AF_XDP receives in the new maps");
+    assert!(pinned_counter(&pin_dir, XdpReason::Redirected) >= redirected_before + 200);
+    assert_eq!(pinned_ports(&pin_dir), vec![port], "serve added its port to the new maps");
+    assert_eq!(serve.get("/api/v1/stats")["capture"]["summary"], "xdp-native (agent)");
+
+    // 5. A clean stop takes serve's socket out of the map before it closes: what follows
+    // is passed to the kernel; the port serve added to these maps goes too.
     assert!(serve.terminate().success());
-    let passed_at_stop = pinned_counter(&pin_dir, XdpReason::PassedNoSocket);
-    wait_for("datagrams passed to the kernel after the clean stop", || {
-        pinned_counter(&pin_dir, XdpReason::PassedNoSocket) >= passed_at_stop + 50
-    });
-    assert_eq!(pinned_ports(&pin_dir), vec![port], "a port found in the map is not serve's to remove");
+    assert_eq!(pinned_ports(&pin_dir), Vec::<u16>::new(), "serve removed the port it added");
+    let kernel_socket = UdpSocket::bind(("0.0.0.0", port)).unwrap();
+    assert_eq!(receive(&kernel_socket, 50, Duration::from_secs(10)), 50, "the kernel path receives");
     drop(sender);
 
     // The agent detaches and removes every pin; nothing is left behind.

@@ -6,6 +6,7 @@
 //! See docs/capture.md and docs/adr/0010-af-xdp-capture.md.
 
 mod afxdp;
+mod agent_watch;
 mod frame;
 mod umem;
 
@@ -236,7 +237,9 @@ pub(crate) struct XdpCapture {
     threads: Vec<JoinHandle<()>>,
     status: CaptureStatus,
     /// Ports this process added to a shared (agent's) ports map, removed again at stop.
-    added_ports: Vec<u16>,
+    added_ports: Arc<Mutex<Vec<u16>>>,
+    /// With the agent's program: registers us again when its maps are made anew.
+    watch: Option<agent_watch::AgentWatch>,
     /// Set once stop() ran, so Drop does not repeat it.
     stopped: bool,
 }
@@ -299,8 +302,30 @@ impl XdpCapture {
                 return Err(error);
             }
         };
+        let socket_error = |queue: u32, error: std::io::Error| CaptureError::Socket {
+            interface: interface.to_owned(),
+            queue,
+            reason: format!("duplicating the descriptor: {error}"),
+        };
+        let mut sockets = Vec::with_capacity(receivers.len());
+        for receiver in &receivers {
+            let socket = receiver.socket_fd().try_clone_to_owned();
+            sockets.push((receiver.queue(), socket.map_err(|error| socket_error(receiver.queue(), error))?));
+        }
         let program = XdpProgram::Agent { pin_dir: config.pin_dir.clone() };
-        Ok(Self::assemble(steering, receivers, interface, attach, program, added_ports))
+        let mut capture = Self::assemble(steering, receivers, interface, attach, program, added_ports);
+        let registration = agent_watch::Registration {
+            pin_dir: config.pin_dir.clone(),
+            interface: interface.to_owned(),
+            port: syslog_port,
+            sockets,
+            steering: capture.steering.clone(),
+            added_ports: capture.added_ports.clone(),
+        };
+        capture.watch = Some(agent_watch::AgentWatch::start(registration).map_err(|error| {
+            CaptureError::Settings(format!("cannot start the agent watch thread: {error}"))
+        })?);
+        Ok(capture)
     }
 
     fn assemble(
@@ -324,7 +349,8 @@ impl XdpCapture {
             stop: StopSignal::default(),
             threads: Vec::new(),
             status,
-            added_ports,
+            added_ports: Arc::new(Mutex::new(added_ports)),
+            watch: None,
             stopped: false,
         }
     }
@@ -368,6 +394,10 @@ impl XdpCapture {
             return;
         }
         self.stopped = true;
+        // First, so it cannot register the sockets again behind our back.
+        if let Some(watch) = &mut self.watch {
+            watch.stop();
+        }
         {
             let mut steering = self.steering.lock().unwrap_or_else(PoisonError::into_inner);
             for &queue in &self.queues {
@@ -375,7 +405,8 @@ impl XdpCapture {
                     tracing::warn!(queue, error = %error, "Removing an AF_XDP socket from the XDP map failed.");
                 }
             }
-            if let Err(error) = steering.remove_ports(&self.added_ports) {
+            let added_ports = self.added_ports.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Err(error) = steering.remove_ports(&added_ports) {
                 tracing::warn!(error = %error, "Removing our port from the agent's XDP map failed.");
             }
         }
