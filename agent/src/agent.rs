@@ -59,27 +59,23 @@ impl Agent {
     /// The filters in force: the file's ports, and the control plane's lists and rate
     /// limit once it has answered (the file's before).
     fn effective_filters(&self, config: &AgentConfig) -> crate::Result<Filters> {
-        let mut filters = config.filters()?;
-        if let Some(remote) = self.remote.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
-            filters.allow = remote.allow.clone();
-            filters.deny = remote.deny.clone();
-            filters.rate_limit = remote.rate_limit;
-        }
-        Ok(filters)
+        let filters = config.filters()?;
+        Ok(match self.remote.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            Some(remote) => remote.over(filters),
+            None => filters,
+        })
     }
 
     /// Writes the control plane's lists and rate limit into the maps when they differ
-    /// from what it said last. A refused write leaves the previous ones in force.
+    /// from what it said last. A write the maps refuse is reported; the next poll tries
+    /// again.
     pub fn apply_remote(&self, remote: RemoteFilters) -> crate::Result<()> {
         let config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
         if self.remote.lock().unwrap_or_else(PoisonError::into_inner).as_ref() == Some(&remote) {
             self.config_polls_unchanged.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        let mut filters = config.filters()?;
-        filters.allow = remote.allow.clone();
-        filters.deny = remote.deny.clone();
-        filters.rate_limit = remote.rate_limit;
+        let filters = remote.over(config.filters()?);
         if let Some(capture) = self.capture.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
             capture.apply(&filters)?;
         }

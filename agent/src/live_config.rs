@@ -47,6 +47,17 @@ pub struct RemoteFilters {
 }
 
 impl RemoteFilters {
+    /// `filters` (the file's) with the lists and rate limit replaced by these; the ports
+    /// stay the file's.
+    pub fn over(&self, filters: crate::config::Filters) -> crate::config::Filters {
+        crate::config::Filters {
+            allow: self.allow.clone(),
+            deny: self.deny.clone(),
+            rate_limit: self.rate_limit,
+            ..filters
+        }
+    }
+
     /// Parses and checks the two documents; the error names the field at fault.
     pub fn from_documents(sources: &[u8], rate_limits: &[u8]) -> Result<Self, String> {
         let sources: SourcesDocument =
