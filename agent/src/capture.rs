@@ -41,22 +41,24 @@ pub struct Capture {
     steering: Option<XdpSteering>,
     status: CaptureStatus,
     pin_dir: PathBuf,
+    /// The ports this agent steers (from its listeners); others in the map are the data
+    /// plane's, added while it runs, and are left alone.
+    ports: Vec<u16>,
 }
 
 impl Capture {
     /// Loads, configures and attaches as `config` says. In `auto` mode a refusal is kept
     /// as [`CaptureStatus::Failed`]; in the other XDP modes it is the error.
-    pub fn start(config: &AgentConfig) -> Result<Self> {
+    pub fn start(config: &AgentConfig, filters: &Filters) -> Result<Self> {
         let pin_dir = config.bpf_pin_dir.clone();
         if !config.wants_xdp() {
             tracing::info!(capture_mode = config.capture_mode.label(), "XDP is not wanted; reporting only.");
-            return Ok(Self { steering: None, status: CaptureStatus::Off, pin_dir });
+            return Ok(Self { steering: None, status: CaptureStatus::Off, pin_dir, ports: Vec::new() });
         }
-        let filters = config.filters()?;
         // Pins found at start may belong to a program that is running (an earlier agent's,
-        // or the appliance's with `capture.pin_maps`): a failed attach must leave them.
+        // whose maps the data plane uses): a failed attach must leave them.
         let found_pins = pin_dir.join(killkrill_ebpf_common::COUNTERS_MAP_NAME).exists();
-        match attach(config, &filters) {
+        match attach(config, filters) {
             Ok((steering, status)) => {
                 if let CaptureStatus::Attached { interface, mode, pinned, adopted } = &status {
                     tracing::info!(
@@ -73,7 +75,8 @@ impl Capture {
                         );
                     }
                 }
-                Ok(Self { steering: Some(steering), status, pin_dir })
+                let ports = filters.ports.iter().map(|(port, _)| *port).collect();
+                Ok(Self { steering: Some(steering), status, pin_dir, ports })
             }
             Err(error) if config.capture_mode == CaptureMode::Auto => {
                 tracing::warn!(
@@ -89,6 +92,7 @@ impl Capture {
                     steering: None,
                     status: CaptureStatus::Failed { reason: error.to_string() },
                     pin_dir,
+                    ports: Vec::new(),
                 })
             }
             Err(error) => Err(error),
@@ -118,7 +122,11 @@ impl Capture {
     /// Writes `filters` into the maps, without reloading the program.
     pub fn apply(&mut self, filters: &Filters) -> Result<()> {
         match &mut self.steering {
-            Some(steering) => apply_filters(steering, filters),
+            Some(steering) => {
+                apply_filters(steering, filters, &self.ports)?;
+                self.ports = filters.ports.iter().map(|(port, _)| *port).collect();
+                Ok(())
+            }
             None => Ok(()),
         }
     }
@@ -147,7 +155,7 @@ fn attach(config: &AgentConfig, filters: &Filters) -> Result<(XdpSteering, Captu
     let mut steering = XdpSteering::load_with_pinned_maps(&config.bpf_pin_dir)?;
     // The maps come first: a link taken over keeps running on them, and a new one must
     // not steer before its lists are in.
-    apply_filters(&mut steering, filters)?;
+    apply_filters(&mut steering, filters, &[])?;
     let attached = steering.attach_pinned(&config.interface, policy, &config.bpf_pin_dir)?;
     let status = CaptureStatus::Attached {
         interface: config.interface.clone(),
@@ -158,12 +166,14 @@ fn attach(config: &AgentConfig, filters: &Filters) -> Result<(XdpSteering, Captu
     Ok((steering, status))
 }
 
-fn apply_filters(steering: &mut XdpSteering, filters: &Filters) -> Result<()> {
+/// `previous`: the ports this agent steered before; only those may be removed (the data
+/// plane adds its own port to the shared map while it runs).
+fn apply_filters(steering: &mut XdpSteering, filters: &Filters, previous: &[u16]) -> Result<()> {
     // Deny before allow and ports last: a tightened policy is in force before any newly
     // steered port is.
     steering.set_deny_list(&filters.deny)?;
     steering.set_allow_list(&filters.allow)?;
     steering.set_rate_limit(filters.rate_limit)?;
-    steering.set_ports(&filters.ports)?;
+    steering.replace_own_ports(previous, &filters.ports)?;
     Ok(())
 }

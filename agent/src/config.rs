@@ -17,6 +17,9 @@ use crate::Error;
 pub const CONFIG_FILE_VARIABLE: &str = "KILLKRILL_AGENT_CONFIG";
 /// The prefix of the per-key variables (`KILLKRILL_AGENT__HEALTH_LISTEN` sets `health_listen`).
 pub const ENV_PREFIX: &str = "KILLKRILL_AGENT__";
+/// The variable that also sets `api_key` (the one the appliance's CLI reads too); a
+/// `KILLKRILL_AGENT__API_KEY` wins over it.
+pub const API_KEY_VARIABLE: &str = "KILLKRILL_API_KEY";
 
 /// How the agent attaches the XDP program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,9 +100,6 @@ impl std::fmt::Debug for ApiKey {
     }
 }
 
-/// The variable the appliance's clients share for an API key.
-pub const API_KEY_VARIABLE: &str = "KILLKRILL_API_KEY";
-
 /// Every key the agent reads (docs/configuration.md, "Node agent").
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -127,11 +127,15 @@ pub struct AgentConfig {
     pub control_plane_url: String,
     /// Time between heartbeats: a number with `ms`, `s` or `m`.
     pub heartbeat_interval: String,
+    /// Time between polls of the control plane's live configuration (allow/deny lists
+    /// and rate limit): a number with `ms`, `s` or `m`, or `off` to use only this file.
+    pub config_poll_interval: String,
     /// This node's name in `/api/v1/nodes`; empty: the host name.
     pub node_name: String,
-    /// A maintainer API key (`kk_...`) for the heartbeat, sent as `Authorization: Bearer`;
-    /// empty: none (the control plane then refuses the heartbeat). Environment:
-    /// KILLKRILL_API_KEY or KILLKRILL_AGENT__API_KEY; better from a Secret than a file.
+    /// A maintainer API key (`kk_...`) for heartbeats and live-configuration polls, sent as
+    /// `Authorization: Bearer`; empty: none (the control plane then refuses them).
+    /// Environment: KILLKRILL_API_KEY or KILLKRILL_AGENT__API_KEY; better from a Secret than
+    /// a file. Never logged.
     #[serde(skip_serializing_if = "ApiKey::is_empty")]
     pub api_key: ApiKey,
     /// The data plane's cores, rendered by the operator; not used by the agent.
@@ -155,6 +159,7 @@ impl Default for AgentConfig {
             health_listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
             control_plane_url: "http://127.0.0.1:8080".to_owned(),
             heartbeat_interval: "10s".to_owned(),
+            config_poll_interval: "10s".to_owned(),
             node_name: String::new(),
             api_key: ApiKey::default(),
             data_plane_cores: Vec::new(),
@@ -202,6 +207,10 @@ impl AgentConfig {
     fn validate(&self) -> Result<(), Error> {
         self.filters()?;
         self.heartbeat_period()?;
+        self.config_poll_period()?;
+        if self.api_key.0.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Error::Config("api_key holds spaces or control characters".to_owned()));
+        }
         if self.capture_mode != CaptureMode::Socket && self.interface.contains(['/', ' ', ':']) {
             return Err(Error::Config(format!("interface = {:?} is not an interface name", self.interface)));
         }
@@ -269,22 +278,15 @@ impl AgentConfig {
 
     /// `heartbeat_interval`, parsed.
     pub fn heartbeat_period(&self) -> Result<Duration, Error> {
-        let bad =
-            |why: &str| Error::Config(format!("heartbeat_interval = {:?}: {why}", self.heartbeat_interval));
-        let text = self.heartbeat_interval.trim();
-        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let number: u64 = number.parse().map_err(|_| bad("expected a number with ms, s or m, e.g. 10s"))?;
-        let period = match unit {
-            "ms" => Duration::from_millis(number),
-            "s" => Duration::from_secs(number),
-            "m" => Duration::from_secs(number.saturating_mul(60)),
-            _ => return Err(bad("the unit must be ms, s or m")),
-        };
-        if period < Duration::from_millis(100) || period > Duration::from_secs(3600) {
-            return Err(bad("must be between 100ms and 60m"));
+        parse_period("heartbeat_interval", &self.heartbeat_interval)
+    }
+
+    /// `config_poll_interval`, parsed; None for `off`.
+    pub fn config_poll_period(&self) -> Result<Option<Duration>, Error> {
+        if self.config_poll_interval.trim() == "off" {
+            return Ok(None);
         }
-        Ok(period)
+        parse_period("config_poll_interval", &self.config_poll_interval).map(Some)
     }
 
     /// `node_name`, or the host name when empty.
@@ -298,6 +300,25 @@ impl AgentConfig {
             .filter(|name| !name.is_empty())
             .unwrap_or_else(|| "unknown".to_owned())
     }
+}
+
+/// A period: a number with `ms`, `s` or `m`, from 100 ms to 60 minutes.
+fn parse_period(key: &str, value: &str) -> Result<Duration, Error> {
+    let bad = |why: &str| Error::Config(format!("{key} = {value:?}: {why}"));
+    let text = value.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| bad("expected a number with ms, s or m, e.g. 10s"))?;
+    let period = match unit {
+        "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number.saturating_mul(60)),
+        _ => return Err(bad("the unit must be ms, s or m")),
+    };
+    if period < Duration::from_millis(100) || period > Duration::from_secs(3600) {
+        return Err(bad("must be between 100ms and 60m"));
+    }
+    Ok(period)
 }
 
 #[cfg(test)]

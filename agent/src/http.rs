@@ -123,6 +123,21 @@ async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
             let _ = writeln!(text, "{name}{{result=\"{result}\"}} {}", counter.load(Ordering::Relaxed));
         }
     }
+    for (name, help, pairs) in [(
+        "killkrill_agent_config_polls_total",
+        "Polls of the control plane's live configuration, by result.",
+        [
+            ("applied", &agent.config_polls_applied),
+            ("unchanged", &agent.config_polls_unchanged),
+            ("error", &agent.config_polls_failed),
+        ],
+    )] {
+        let _ = writeln!(text, "# HELP {name} {help}");
+        let _ = writeln!(text, "# TYPE {name} counter");
+        for (result, counter) in pairs {
+            let _ = writeln!(text, "{name}{{result=\"{result}\"}} {}", counter.load(Ordering::Relaxed));
+        }
+    }
     if let Some((resident, cpu_seconds)) = process_figures() {
         let _ = writeln!(text, "# HELP process_resident_memory_bytes Resident memory size in bytes.");
         let _ = writeln!(text, "# TYPE process_resident_memory_bytes gauge");

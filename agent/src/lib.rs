@@ -9,6 +9,7 @@ pub mod capture;
 pub mod config;
 pub mod heartbeat;
 pub mod http;
+pub mod live_config;
 pub mod logging;
 
 pub use agent::{Agent, run};

@@ -22,7 +22,14 @@ pub struct AgentProcess {
 impl AgentProcess {
     /// Starts with `KILLKRILL_AGENT_CONFIG=config` and waits for "Agent started.".
     pub fn start(config: &Path) -> Self {
+        Self::start_with_env(config, &[])
+    }
+
+    /// Same, with extra environment variables.
+    pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(AGENT)
+            .env_remove("KILLKRILL_API_KEY")
+            .envs(env.iter().copied())
             .env("KILLKRILL_AGENT_CONFIG", config)
             .env("LOG_LEVEL", "info")
             .stdout(Stdio::piped())
@@ -70,6 +77,14 @@ impl AgentProcess {
             }
         }
         None
+    }
+
+    /// The log lines with this message seen so far (after draining what arrived).
+    pub fn logs(&mut self, message: &str) -> Vec<Value> {
+        while let Ok(line) = self.log_receiver.try_recv() {
+            self.log_lines.push(line);
+        }
+        self.log_lines.iter().filter(|line| line["message"] == message).cloned().collect()
     }
 
     /// How many log lines with this message were seen (after draining what arrived).
@@ -192,5 +207,148 @@ impl ConfigFile {
 
     pub fn write(&self, text: &str) {
         std::fs::write(&self.path, text).expect("write the config");
+    }
+}
+
+/// What the stand-in control plane serves and what it saw.
+#[derive(Default)]
+struct FakeState {
+    api_key: String,
+    sources: Value,
+    rate_limits: Value,
+    /// The Authorization header of every request (empty when absent).
+    authorizations: Vec<String>,
+    /// Requests for either configuration document.
+    config_reads: usize,
+    heartbeats: Vec<Value>,
+}
+
+/// A stand-in control plane on 127.0.0.1 (in the namespace of the calling thread): it
+/// serves `GET /api/v1/config/sources` and `/rate-limits` in the contract's shapes, takes
+/// heartbeats, and answers 401 to a request without `Authorization: Bearer <api_key>`.
+pub struct FakeControlPlane {
+    pub address: SocketAddr,
+    state: std::sync::Arc<std::sync::Mutex<FakeState>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeControlPlane {
+    pub fn start(api_key: &str, sources: Value, rate_limits: Value) -> Self {
+        use axum::extract::State;
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::routing::{get, post};
+
+        type Shared = std::sync::Arc<std::sync::Mutex<FakeState>>;
+        fn authorized(state: &Shared, headers: &HeaderMap, config_read: bool) -> bool {
+            let header = headers
+                .get("authorization")
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let mut state = state.lock().unwrap();
+            state.config_reads += usize::from(config_read);
+            state.authorizations.push(header.clone());
+            header == format!("Bearer {}", state.api_key)
+        }
+        let unauthorized = || {
+            (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(
+                    serde_json::json!({"error": {"code": "unauthorized", "message": "bad credentials"}}),
+                ),
+            )
+        };
+        let state: Shared = std::sync::Arc::new(std::sync::Mutex::new(FakeState {
+            api_key: api_key.to_owned(),
+            sources,
+            rate_limits,
+            ..FakeState::default()
+        }));
+        let router = axum::Router::new()
+            .route(
+                "/api/v1/config/sources",
+                get(move |State(state): State<Shared>, headers: HeaderMap| async move {
+                    if !authorized(&state, &headers, true) {
+                        return Err(unauthorized());
+                    }
+                    Ok(axum::Json(state.lock().unwrap().sources.clone()))
+                }),
+            )
+            .route(
+                "/api/v1/config/rate-limits",
+                get(move |State(state): State<Shared>, headers: HeaderMap| async move {
+                    if !authorized(&state, &headers, true) {
+                        return Err(unauthorized());
+                    }
+                    Ok(axum::Json(state.lock().unwrap().rate_limits.clone()))
+                }),
+            )
+            .route(
+                "/api/v1/nodes/heartbeat",
+                post(
+                    move |State(state): State<Shared>,
+                          headers: HeaderMap,
+                          axum::Json(body): axum::Json<Value>| async move {
+                        if !authorized(&state, &headers, false) {
+                            return Err(unauthorized());
+                        }
+                        state.lock().unwrap().heartbeats.push(body);
+                        Ok(StatusCode::NO_CONTENT)
+                    },
+                ),
+            )
+            .with_state(state.clone());
+        // Bound here, so it lives in the calling thread's namespace.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the fake control plane");
+        listener.set_nonblocking(true).unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let _ = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.await;
+                    })
+                    .await;
+            });
+        });
+        Self { address, state, stop: Some(stop), thread: Some(thread) }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Serves these documents from now on.
+    pub fn serve(&self, sources: Value, rate_limits: Value) {
+        let mut state = self.state.lock().unwrap();
+        state.sources = sources;
+        state.rate_limits = rate_limits;
+    }
+
+    pub fn authorizations(&self) -> Vec<String> {
+        self.state.lock().unwrap().authorizations.clone()
+    }
+
+    pub fn config_reads(&self) -> usize {
+        self.state.lock().unwrap().config_reads
+    }
+
+    pub fn heartbeats(&self) -> Vec<Value> {
+        self.state.lock().unwrap().heartbeats.clone()
+    }
+}
+
+impl Drop for FakeControlPlane {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }

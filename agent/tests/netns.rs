@@ -226,6 +226,18 @@ fn agent_attaches_reloads_survives_a_restart_and_detaches() {
         .find(|beat| beat["counters"]["syslog"]["matched"] == expected_matched)
         .expect("a heartbeat with the counters");
     assert_eq!(heartbeat["node_name"], "netns-node");
+    // From the second beat on, the admitted rate (the first has nothing to compare with).
+    let rate = std::iter::from_fn(|| heartbeats.recv_timeout(Duration::from_secs(5)).ok())
+        .find_map(|beat| beat["ingest_rate"].as_f64())
+        .expect("a heartbeat with an ingest rate");
+    assert!(rate >= 0.0 && rate.is_finite(), "{rate}");
+    send(50, port);
+    assert_eq!(drain(&receiver, Duration::from_millis(500)), 50);
+    let rate = std::iter::from_fn(|| heartbeats.recv_timeout(Duration::from_secs(5)).ok())
+        .find_map(|beat| beat["ingest_rate"].as_f64().filter(|rate| *rate > 0.0))
+        .expect("a heartbeat with the datagrams just admitted in its rate");
+    // 50 datagrams within one or two 200 ms intervals.
+    assert!(rate <= 50.0 / 0.1, "{rate}");
     assert_eq!(heartbeat["attach_mode"], "native");
     assert_eq!(heartbeat["pinned"], true);
     assert_eq!(heartbeat["interface"], rig.appliance_if.as_str());
@@ -239,5 +251,64 @@ fn agent_attaches_reloads_survives_a_restart_and_detaches() {
     assert!(!pin_dir.exists(), "the pin folder is gone");
     send(3, port);
     assert_eq!(drain(&receiver, Duration::from_millis(500)), 3);
+    drop(inside);
+}
+
+#[test]
+fn the_control_planes_deny_list_acts_on_the_wire() {
+    let Some(rig) = killkrill_dataplane::testing::rig_or_skip() else { return };
+    let mount_point = tempfile::tempdir().unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "bpf", "bpf"])
+        .arg(mount_point.path())
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(mounted, "mounting a bpf filesystem as root");
+    let _unmount = Unmount(mount_point.path().to_owned());
+    let pin_dir = mount_point.path().join("killkrill");
+    let temp = tempfile::tempdir().unwrap();
+    let config = ConfigFile::new(temp.path());
+
+    let inside = rig.enter(&rig.appliance);
+    let receiver = UdpSocket::bind("0.0.0.0:0").unwrap();
+    let port = receiver.local_addr().unwrap().port();
+    // The stand-in control plane listens inside the namespace, where the agent runs.
+    let control_plane = super::harness::FakeControlPlane::start(
+        "kk_netns",
+        serde_json::json!({"allow": [], "deny": [format!("{PEER_V4}/32")]}),
+        serde_json::json!({"per_source": null}),
+    );
+    config.write(&format!(
+        "config_poll_interval = \"200ms\"\napi_key = \"kk_netns\"\n{}",
+        config_text(&rig.appliance_if, port, &pin_dir, "", true)
+            .replace("control_plane_url = \"\"", &format!("control_plane_url = \"{}\"", control_plane.url()))
+    ));
+    let mut agent = AgentProcess::start(&config.path);
+    agent.wait_for_log("XDP attached.", Duration::from_secs(5)).expect("attached");
+    let applied =
+        agent.wait_for_log("Live configuration applied.", Duration::from_secs(10)).expect("applied");
+    assert_eq!(applied["deny"], 1, "{applied}");
+
+    let peer = rig.enter(&rig.peer);
+    let sender = UdpSocket::bind("0.0.0.0:0").unwrap();
+    drop(peer);
+    let send = |count: usize| {
+        for seq in 0..count {
+            sender.send_to(format!("<13>polled {seq}").as_bytes(), (APPLIANCE_V4, port)).unwrap();
+        }
+    };
+    send(10);
+    assert_eq!(drain(&receiver, Duration::from_millis(300)), 0, "the control plane's deny list drops at XDP");
+    assert_eq!(metric(&agent, "denied"), 10);
+
+    control_plane
+        .serve(serde_json::json!({"allow": [], "deny": []}), serde_json::json!({"per_source": null}));
+    wait_for("the empty list applied", || agent.count_logs("Live configuration applied.") == 2);
+    send(6);
+    assert_eq!(drain(&receiver, Duration::from_millis(500)), 6, "admitted again");
+    assert_eq!(metric(&agent, "denied"), 10);
+    let (status, _) = agent.terminate();
+    assert!(status.success());
+    assert!(!pin_dir.exists());
     drop(inside);
 }

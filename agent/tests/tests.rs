@@ -2,4 +2,6 @@
 
 mod harness;
 mod heartbeat;
+mod live_config;
 mod netns;
+mod serve_on_agent;

@@ -498,8 +498,21 @@ pub struct CaptureSection {
     pub rate_limit_per_second: u64,
     /// Per-source burst in messages; 0 means the same as rate_limit_per_second.
     pub rate_limit_burst: u64,
-    /// A bpffs directory to pin the XDP maps in (e.g. /sys/fs/bpf/killkrill), for the agent.
-    pub pin_maps: Option<PathBuf>,
+    /// Whether to use the node agent's pinned XDP program: `auto` (default: the agent's when
+    /// its link for `interface` is pinned under `pin_dir`, else our own), `require` (the
+    /// agent's or no XDP) or `ignore` (always our own).
+    pub agent: AgentPinsSetting,
+    /// The bpffs folder where the node agent pins its program (its `bpf_pin_dir`).
+    pub pin_dir: PathBuf,
+}
+
+/// `capture.agent` (docs/adr/0028-serve-on-agent-pins.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentPinsSetting {
+    Auto,
+    Require,
+    Ignore,
 }
 
 impl Default for CaptureSection {
@@ -517,7 +530,8 @@ impl Default for CaptureSection {
             allow: Vec::new(),
             rate_limit_per_second: 0,
             rate_limit_burst: 0,
-            pin_maps: None,
+            agent: AgentPinsSetting::Auto,
+            pin_dir: PathBuf::from(killkrill_dataplane::capture::DEFAULT_AGENT_PIN_DIR),
         }
     }
 }
@@ -525,7 +539,7 @@ impl Default for CaptureSection {
 impl CaptureSection {
     /// The data plane's view of this section; errors name the key.
     pub fn to_dataplane(&self) -> Result<killkrill_dataplane::capture::CaptureConfig, Error> {
-        use killkrill_dataplane::capture::{AfXdpSettings, CaptureConfig, CaptureMode};
+        use killkrill_dataplane::capture::{AfXdpSettings, AgentPins, CaptureConfig, CaptureMode};
         use killkrill_dataplane::xdp::{RateLimit, parse_prefixes};
         let mode = match self.mode {
             CaptureModeSetting::Auto => CaptureMode::Auto,
@@ -539,6 +553,12 @@ impl CaptureSection {
         }
         if self.queues == Some(0) {
             return Err(Error::Config("capture.queues must be above 0".to_owned()));
+        }
+        if !self.pin_dir.is_absolute() {
+            return Err(Error::Config(format!(
+                "capture.pin_dir = {:?} must be an absolute path",
+                self.pin_dir.display()
+            )));
         }
         let af_xdp = AfXdpSettings {
             frame_size: self.frame_size,
@@ -573,7 +593,12 @@ impl CaptureSection {
             deny: self.deny.clone(),
             allow: self.allow.clone(),
             rate_limit,
-            pin_maps: self.pin_maps.clone(),
+            agent: match self.agent {
+                AgentPinsSetting::Auto => AgentPins::Auto,
+                AgentPinsSetting::Require => AgentPins::Require,
+                AgentPinsSetting::Ignore => AgentPins::Ignore,
+            },
+            pin_dir: self.pin_dir.clone(),
         })
     }
 }

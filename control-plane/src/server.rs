@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use killkrill_dataplane::batch::BatchLimits;
-use killkrill_dataplane::capture::CaptureStatus;
+use killkrill_dataplane::capture::{CaptureStatus, XdpProgram};
 use killkrill_dataplane::sources::SharedSourcePolicy;
 use killkrill_dataplane::{DataPlane, DataPlaneConfig};
 use tokio::sync::watch;
@@ -383,15 +383,31 @@ async fn follow_live_settings(live: Arc<LiveConfig>, every: Duration, mut stop: 
 /// Says at start-up which capture path syslog over UDP got, and why not XDP if it fell back.
 fn log_capture(status: &CaptureStatus) {
     match status {
-        CaptureStatus::Xdp { interface, attach, queues } => {
+        CaptureStatus::Xdp { interface, attach, queues, program: XdpProgram::Own } => {
             let bind = queues.first().map_or("none", |(_, bind)| bind.label());
             tracing::info!(
                 capture = status.label(),
+                summary = %status.summary(),
+                program = "own",
                 interface = %interface,
                 attach = attach.label(),
                 queues = queues.len(),
                 af_xdp_bind = bind,
                 "Capture: XDP steers syslog over UDP to AF_XDP; the socket listener takes what it passes."
+            );
+        }
+        CaptureStatus::Xdp { interface, attach, queues, program: XdpProgram::Agent { pin_dir } } => {
+            let bind = queues.first().map_or("none", |(_, bind)| bind.label());
+            tracing::info!(
+                capture = status.label(),
+                summary = %status.summary(),
+                program = "agent",
+                pin_dir = %pin_dir.display(),
+                interface = %interface,
+                attach = attach.label(),
+                queues = queues.len(),
+                af_xdp_bind = bind,
+                "Capture: the node agent's XDP program steers syslog over UDP to our AF_XDP sockets; the socket listener takes what it passes."
             );
         }
         CaptureStatus::Socket { fallback: Some(reason) } => {

@@ -2,7 +2,7 @@
 //!
 //! `killkrill.toml` is read by `killkrill serve`, which refuses unknown keys
 //! (docs/configuration.md), so it holds only keys that binary accepts: API, syslog
-//! listeners, store and retention, capture (mode, interface, map pinning).
+//! listeners, store and retention, capture (mode, interface, the agent's pin folder).
 //! `node.toml` holds the whole node-level spec (also cores and the listeners the appliance
 //! has no keys for yet: syslog-TLS, statsd, Influx) for the node agent, and for the
 //! appliance as its keys land (docs/adr/0012-operator.md).
@@ -71,7 +71,10 @@ pub fn render_appliance_config(spec: &IngestorSpec) -> String {
         table([
             ("mode", spec.capture_mode.as_str().into()),
             ("interface", spec.interface.clone().into()),
-            ("pin_maps", BPF_PIN_DIR.into()),
+            // The agent loads, attaches and pins the program; the appliance only registers
+            // its AF_XDP sockets in the pinned maps (docs/adr/0028-serve-on-agent-pins.md).
+            ("agent", "require".into()),
+            ("pin_dir", BPF_PIN_DIR.into()),
         ]),
     );
     root.insert("log".into(), table([("level", "info".into())]));

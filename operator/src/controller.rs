@@ -33,7 +33,8 @@ use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::crd::{Ingestor, IngestorStatus};
-use crate::resources::{self, OwnedObjects, fnv1a64};
+use crate::node_rates::{self, NodeRates, RateProblem};
+use crate::resources::{self, API_PORT, OwnedObjects, fnv1a64};
 use crate::telemetry::Metrics;
 use crate::validate::{InvalidSpec, validate};
 use crate::{Error, FIELD_MANAGER, Result};
@@ -52,11 +53,15 @@ pub const RESYNC_READY: Duration = Duration::from_secs(300);
 pub const RESYNC_PROGRESSING: Duration = Duration::from_secs(30);
 /// Requeue while the DaemonSet's pods terminate on deletion.
 pub const RESYNC_DRAINING: Duration = Duration::from_secs(5);
+/// Requeue of a ready Ingestor that reports its ingest rate: how fresh the rate is.
+pub const RESYNC_RATE: Duration = Duration::from_secs(60);
 
 /// Condition types.
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+/// Present when `spec.apiKeySecretRef` is set: whether the nodes' rates could be read.
+pub const INGEST_RATE_REPORTED: &str = "IngestRateReported";
 
 /// What every reconcile shares.
 pub struct Context {
@@ -64,6 +69,10 @@ pub struct Context {
     pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
     pub backoff: Backoff,
+    /// The client of the control plane's API (`GET /api/v1/nodes`).
+    pub http: reqwest::Client,
+    /// Where that API is; None: the Ingestor's Service, `http://<name>.<namespace>.svc:8080`.
+    pub nodes_base_url: Option<String>,
 }
 
 impl Context {
@@ -73,7 +82,18 @@ impl Context {
             // Set from the downward API in the operator's Deployment.
             instance: std::env::var("POD_NAME").ok(),
         };
-        Self { reporter, client, metrics, backoff: Backoff::default() }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("killkrill-operator/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Self { reporter, client, metrics, backoff: Backoff::default(), http, nodes_base_url: None }
+    }
+
+    /// Reads the nodes' rates from `url` instead of the Ingestor's Service (tests, or an
+    /// operator running outside the cluster).
+    pub fn with_nodes_base_url(mut self, url: impl Into<String>) -> Self {
+        self.nodes_base_url = Some(url.into());
+        self
     }
 }
 
@@ -227,12 +247,81 @@ async fn reconcile_inner(ingestor: &Ingestor, context: &Context) -> Result<Actio
         publish(context, ingestor, EventType::Normal, "Applied", "Apply", changes.join(", ")).await;
     }
 
-    let status = observed_status(ingestor, &daemon_set, Timestamp::now());
+    let now = Timestamp::now();
+    let mut status = observed_status(ingestor, &daemon_set, now);
+    let reports_rate = ingestor.spec.api_key_secret_ref.is_some();
+    if reports_rate {
+        let rates = read_node_rates(ingestor, context, &name, &namespace).await;
+        let turned_bad = rate_status(&mut status, ingestor, rates.clone(), now);
+        if let (true, Err(problem)) = (turned_bad, &rates) {
+            warn!(
+                reason = problem.reason(),
+                error = problem.message(),
+                "Cannot read the nodes' ingest rate."
+            );
+            let note = format!("status.ingestRate not updated: {}", problem.message());
+            publish(context, ingestor, EventType::Warning, problem.reason(), "ReadNodes", note).await;
+        }
+    } else {
+        status.ingest_rate = None;
+        status.nodes_reporting = None;
+    }
     if ingestor.status.as_ref() != Some(&status) {
         write_status(&ingestors, &name, &status).await?;
     }
     let ready = status.condition(READY).is_some_and(|condition| condition.status == "True");
-    Ok(Action::requeue(if ready { RESYNC_READY } else { RESYNC_PROGRESSING }))
+    Ok(Action::requeue(match (ready, reports_rate) {
+        (true, true) => RESYNC_RATE,
+        (true, false) => RESYNC_READY,
+        (false, _) => RESYNC_PROGRESSING,
+    }))
+}
+
+/// The nodes' rates, read with the key `spec.apiKeySecretRef` names.
+async fn read_node_rates(
+    ingestor: &Ingestor,
+    context: &Context,
+    name: &str,
+    namespace: &str,
+) -> Result<NodeRates, RateProblem> {
+    let Some(reference) = &ingestor.spec.api_key_secret_ref else {
+        return Err(RateProblem::NoCredentials("spec.apiKeySecretRef is not set".into()));
+    };
+    let api_key = node_rates::read_api_key(&context.client, namespace, reference).await?;
+    let base_url =
+        context.nodes_base_url.clone().unwrap_or_else(|| format!("http://{name}.{namespace}.svc:{API_PORT}"));
+    node_rates::fetch(&context.http, &base_url, &api_key).await
+}
+
+/// Puts the rates (or, on failure, the last known ones) and the `IngestRateReported`
+/// condition into `status`. True when the condition has just turned false (an Event is
+/// due then, not on every failed read).
+pub fn rate_status(
+    status: &mut IngestorStatus,
+    ingestor: &Ingestor,
+    rates: Result<NodeRates, RateProblem>,
+    now: Timestamp,
+) -> bool {
+    let current = ingestor.status.clone().unwrap_or_default();
+    let generation = ingestor.metadata.generation;
+    let was_reported = current.condition(INGEST_RATE_REPORTED).map(|condition| condition.status.as_str());
+    let reported = match &rates {
+        Ok(rates) => {
+            status.ingest_rate = Some(rates.ingest_rate);
+            status.nodes_reporting = Some(rates.nodes_reporting);
+            let message = format!("{} nodes report {} datagrams/s", rates.nodes_reporting, rates.ingest_rate);
+            condition(&current, INGEST_RATE_REPORTED, true, "Reported", &message, generation, now)
+        }
+        Err(problem) => {
+            // The last figures stay, marked old by the condition.
+            status.ingest_rate = current.ingest_rate;
+            status.nodes_reporting = current.nodes_reporting;
+            let message = truncate(problem.message().to_string(), 1000);
+            condition(&current, INGEST_RATE_REPORTED, false, problem.reason(), &message, generation, now)
+        }
+    };
+    status.conditions.push(reported);
+    rates.is_err() && was_reported != Some("False")
 }
 
 /// Applies every owned object that differs from what is live; returns the live DaemonSet.
@@ -494,6 +583,7 @@ pub fn observed_status(ingestor: &Ingestor, daemon_set: &DaemonSet, now: Timesta
         nodes_desired: desired,
         nodes_ready: ready,
         ingest_rate: current.ingest_rate,
+        nodes_reporting: current.nodes_reporting,
     }
 }
 

@@ -74,6 +74,12 @@ pub struct IngestorSpec {
     /// Requests and limits of the agent container; defaults to 50m/200m CPU, 64Mi/128Mi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_resources: Option<ResourceRequirements>,
+    /// Secret key holding an API key (`kk_...`, maintainer role) for the control plane.
+    /// The node agents send it with heartbeats and configuration polls (as
+    /// `KILLKRILL_API_KEY`), and the operator with its reads of `GET /api/v1/nodes`, from
+    /// which it reports `status.ingestRate`. Without it the operator reports no rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret_ref: Option<SecretKeyRef>,
 }
 
 /// How packets reach the data plane.
@@ -231,10 +237,15 @@ pub struct IngestorStatus {
     /// Nodes whose data plane answers `/ready`.
     #[serde(default)]
     pub nodes_ready: i32,
-    /// Messages per second over all nodes, as the nodes last reported it; absent until
-    /// a node has reported.
+    /// Datagrams per second over all nodes, as their agents last reported it in their
+    /// heartbeats (`GET /api/v1/nodes`, read with `spec.apiKeySecretRef`); absent until a
+    /// node has reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingest_rate: Option<f64>,
+    /// Nodes whose last heartbeat carried a rate and is not stale: the ones summed into
+    /// `ingestRate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes_reporting: Option<i32>,
 }
 
 impl IngestorStatus {

@@ -10,6 +10,7 @@ pub mod controller;
 pub mod crd;
 pub mod error;
 pub mod http;
+pub mod node_rates;
 pub mod resources;
 pub mod telemetry;
 pub mod validate;

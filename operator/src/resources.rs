@@ -422,13 +422,19 @@ impl BuildContext {
             // The agent's settings come as KILLKRILL_AGENT__* variables, as in the static
             // manifests under deploy/; the node-level spec is in the file named by
             // KILLKRILL_AGENT_CONFIG (like KILLKRILL_CONFIG for the appliance).
-            env: Some(vec![
-                node_name_env("KILLKRILL_AGENT__NODE_NAME"),
-                plain_env("KILLKRILL_AGENT__HEALTH_LISTEN", &format!("0.0.0.0:{AGENT_HEALTH_PORT}")),
-                // The appliance on the same node (host network).
-                plain_env("KILLKRILL_AGENT__CONTROL_PLANE_URL", &format!("http://127.0.0.1:{API_PORT}")),
-                plain_env("KILLKRILL_AGENT_CONFIG", &format!("{CONFIG_DIR}/{NODE_CONFIG_KEY}")),
-            ]),
+            env: Some(
+                [
+                    node_name_env("KILLKRILL_AGENT__NODE_NAME"),
+                    plain_env("KILLKRILL_AGENT__HEALTH_LISTEN", &format!("0.0.0.0:{AGENT_HEALTH_PORT}")),
+                    // The appliance on the same node (host network).
+                    plain_env("KILLKRILL_AGENT__CONTROL_PLANE_URL", &format!("http://127.0.0.1:{API_PORT}")),
+                    plain_env("KILLKRILL_AGENT_CONFIG", &format!("{CONFIG_DIR}/{NODE_CONFIG_KEY}")),
+                ]
+                .into_iter()
+                // Heartbeats and configuration polls carry it (docs/agent.md).
+                .chain(spec.api_key_secret_ref.as_ref().map(|key| secret_env("KILLKRILL_API_KEY", key)))
+                .collect(),
+            ),
             ports: Some(vec![container_port("agent-http", AGENT_HEALTH_PORT.into(), "TCP")]),
             liveness_probe: Some(http_probe("/health", AGENT_HEALTH_PORT, 10, 3)),
             resources: Some(

@@ -131,6 +131,12 @@ pub fn validate(spec: &IngestorSpec) -> Result<(), InvalidSpec> {
         }
     }
 
+    if let Some(reference) = &spec.api_key_secret_ref
+        && (reference.name.is_empty() || reference.key.is_empty())
+    {
+        problem("spec.apiKeySecretRef".into(), "needs both a Secret name and a key".into());
+    }
+
     if let Some(age) = &spec.retention.max_age
         && let Err(message) = parse_duration_seconds(age)
     {

@@ -24,7 +24,12 @@ fn appliance_config_maps_the_syslog_listeners_and_the_api() {
     assert_eq!(config["store"]["retention_max_bytes"].as_integer(), Some(200 << 30));
     assert_eq!(config["capture"]["mode"].as_str(), Some("auto"));
     assert_eq!(config["capture"]["interface"].as_str(), Some("eth0"));
-    assert_eq!(config["capture"]["pin_maps"].as_str(), Some("/sys/fs/bpf/killkrill"));
+    assert_eq!(config["capture"]["pin_dir"].as_str(), Some("/sys/fs/bpf/killkrill"));
+    assert_eq!(
+        config["capture"]["agent"].as_str(),
+        Some("require"),
+        "the agent's program, never a second one"
+    );
     // Only keys `killkrill serve` knows (it refuses unknown ones; docs/configuration.md).
     let keys = |section: &str| -> Vec<String> {
         let mut keys: Vec<String> = config[section].as_table().expect("section").keys().cloned().collect();
@@ -37,7 +42,7 @@ fn appliance_config_maps_the_syslog_listeners_and_the_api() {
     assert_eq!(keys("api"), vec!["allow_http", "listen", "metrics_listen"]);
     assert_eq!(keys("syslog"), vec!["tcp", "udp"]);
     assert_eq!(keys("store"), vec!["db_type", "retention_max_age", "retention_max_bytes"]);
-    assert_eq!(keys("capture"), vec!["interface", "mode", "pin_maps"]);
+    assert_eq!(keys("capture"), vec!["agent", "interface", "mode", "pin_dir"]);
     assert_eq!(keys("log"), vec!["level"]);
 }
 

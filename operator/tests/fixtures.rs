@@ -25,6 +25,7 @@ pub fn spec() -> IngestorSpec {
         retention: RetentionSpec { max_age: Some("14d".into()), max_bytes: Some("200Gi".into()) },
         resources: None,
         agent_resources: None,
+        api_key_secret_ref: None,
     }
 }
 

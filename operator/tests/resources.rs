@@ -436,3 +436,27 @@ fn the_agent_is_configured_like_the_static_manifests() {
     let field = node.value_from.clone().and_then(|source| source.field_ref).expect("downward API");
     assert_eq!(field.field_path, "spec.nodeName");
 }
+
+#[test]
+fn the_agent_gets_the_api_key_from_the_referenced_secret() {
+    let without = built(fixtures::spec());
+    let env = container(&without, "killkrill-agent").env.clone().unwrap_or_default();
+    assert!(env.iter().all(|var| var.name != "KILLKRILL_API_KEY"), "no reference, no key");
+
+    let spec = killkrill_operator::crd::IngestorSpec {
+        api_key_secret_ref: Some(killkrill_operator::crd::SecretKeyRef {
+            name: "killkrill-api".into(),
+            key: "api-key".into(),
+        }),
+        ..fixtures::spec()
+    };
+    let objects = built(spec);
+    let env = container(&objects, "killkrill-agent").env.clone().unwrap_or_default();
+    let key = env.iter().find(|var| var.name == "KILLKRILL_API_KEY").expect("KILLKRILL_API_KEY");
+    assert_eq!(key.value, None, "never a literal");
+    let selector =
+        key.value_from.clone().and_then(|source| source.secret_key_ref).expect("a Secret reference");
+    assert_eq!((selector.name.as_str(), selector.key.as_str()), ("killkrill-api", "api-key"));
+    let appliance = container(&objects, "killkrill").env.clone().unwrap_or_default();
+    assert!(appliance.iter().all(|var| var.name != "KILLKRILL_API_KEY"), "only the agent needs it");
+}

@@ -5,6 +5,7 @@ mod config_files;
 mod crd_file;
 mod fake_api;
 mod fixtures;
+mod ingest_rate;
 mod reconcile;
 mod resources;
 mod validation;

@@ -123,3 +123,13 @@ fn a_relative_host_path_is_refused() {
     spec.store.host_path = Some("data/killkrill".into());
     assert_eq!(problems(spec), vec!["spec.store.hostPath: \"data/killkrill\" is not an absolute path"]);
 }
+
+#[test]
+fn an_api_key_reference_needs_a_name_and_a_key() {
+    let mut spec = fixtures::spec();
+    spec.api_key_secret_ref = Some(SecretKeyRef { name: "killkrill-api".into(), key: String::new() });
+    assert_eq!(problems(spec), vec!["spec.apiKeySecretRef: needs both a Secret name and a key"]);
+    let mut spec = fixtures::spec();
+    spec.api_key_secret_ref = Some(SecretKeyRef { name: "killkrill-api".into(), key: "api-key".into() });
+    assert_eq!(problems(spec), Vec::<String>::new());
+}

@@ -51,6 +51,11 @@ pub struct Heartbeat {
     pub counters: serde_json::Map<String, Value>,
     /// Seconds between heartbeats; the node is stale after three missed.
     pub heartbeat_interval_seconds: f64,
+    /// Datagrams a second the node's XDP program admitted to steered ports over the last
+    /// interval; null (or absent, from agents before it) when not known. The operator
+    /// sums it into the Ingestor's `status.ingestRate`.
+    #[serde(default)]
+    pub ingest_rate: Option<f64>,
 }
 
 struct NodeEntry {
@@ -111,6 +116,9 @@ fn check(heartbeat: &Heartbeat) -> Result<(), Error> {
     if !interval.is_finite() || interval <= 0.0 || interval > MAX_INTERVAL_SECONDS {
         return Err(bad("heartbeat_interval_seconds", "must be above 0 and at most 86400"));
     }
+    if heartbeat.ingest_rate.is_some_and(|rate| !rate.is_finite() || rate < 0.0) {
+        return Err(bad("ingest_rate", "must be a finite number, 0 or more"));
+    }
     Ok(())
 }
 
@@ -151,6 +159,7 @@ mod tests {
             pinned: true,
             counters: serde_json::Map::new(),
             heartbeat_interval_seconds: interval,
+            ingest_rate: Some(12.5),
         }
     }
 
@@ -193,6 +202,8 @@ mod tests {
             (beat("a", 0.0), "heartbeat_interval_seconds"),
             (beat("a", f64::NAN), "heartbeat_interval_seconds"),
             (beat("a", 86_401.0), "heartbeat_interval_seconds"),
+            (Heartbeat { ingest_rate: Some(-1.0), ..beat("a", 1.0) }, "ingest_rate"),
+            (Heartbeat { ingest_rate: Some(f64::INFINITY), ..beat("a", 1.0) }, "ingest_rate"),
         ] {
             match check(&heartbeat) {
                 Err(Error::BadRequest { parameter, .. }) => assert_eq!(parameter, field),
@@ -200,6 +211,14 @@ mod tests {
             }
         }
         check(&beat("node-a", 10.0)).unwrap();
+        check(&Heartbeat { ingest_rate: None, ..beat("node-a", 10.0) }).unwrap();
+        // Agents from before the rate existed send no such field.
+        let old: Heartbeat = serde_json::from_value(json!({
+            "node_name": "old", "version": "0.1.0", "interface": "eth0", "capture_mode": "auto",
+            "attach_mode": null, "heartbeat_interval_seconds": 10.0,
+        }))
+        .unwrap();
+        assert_eq!(old.ingest_rate, None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::State;
-use killkrill_dataplane::capture::CaptureStatus;
+use killkrill_dataplane::capture::{CaptureStatus, XdpProgram};
 use killkrill_dataplane::counters::ListenerCounters;
 use killkrill_dataplane::listener::ListenerKind;
 use serde_json::{Map, Value, json};
@@ -57,9 +57,17 @@ fn listener_stats(counters: &ListenerCounters) -> Value {
 
 fn capture_stats(status: &CaptureStatus) -> Value {
     match status {
-        CaptureStatus::Socket { fallback } => json!({ "path": status.label(), "fallback_reason": fallback }),
-        CaptureStatus::Xdp { interface, attach, queues } => json!({
+        CaptureStatus::Socket { fallback } => {
+            json!({ "path": status.label(), "summary": status.summary(), "fallback_reason": fallback })
+        }
+        CaptureStatus::Xdp { interface, attach, queues, program } => json!({
             "path": status.label(),
+            "summary": status.summary(),
+            "program": program.label(),
+            "pin_dir": match program {
+                XdpProgram::Agent { pin_dir } => Some(pin_dir.display().to_string()),
+                XdpProgram::Own => None,
+            },
             "interface": interface,
             "attach": attach.label(),
             "queues": queues.iter().map(|(queue, bind)| json!({ "queue": queue, "bind": bind.label() })).collect::<Vec<_>>(),

@@ -6,10 +6,11 @@
 //! See docs/capture.md and docs/adr/0010-af-xdp-capture.md.
 
 mod afxdp;
+mod agent_watch;
 mod frame;
 mod umem;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
@@ -41,6 +42,34 @@ impl CaptureMode {
         }
     }
 }
+
+/// Whether the data plane uses the XDP program the node agent pinned
+/// (docs/adr/0028-serve-on-agent-pins.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AgentPins {
+    /// The agent's program when its link for the capture interface is pinned under
+    /// `pin_dir`; our own program otherwise.
+    #[default]
+    Auto,
+    /// Only the agent's program: without its pins, XDP capture fails (and `auto` capture
+    /// falls back to sockets).
+    Require,
+    /// Always load our own program; `pin_dir` is never looked at.
+    Ignore,
+}
+
+impl AgentPins {
+    pub const fn label(self) -> &'static str {
+        match self {
+            AgentPins::Auto => "auto",
+            AgentPins::Require => "require",
+            AgentPins::Ignore => "ignore",
+        }
+    }
+}
+
+/// Where the node agent pins its program's maps and link (its `bpf_pin_dir`).
+pub const DEFAULT_AGENT_PIN_DIR: &str = "/sys/fs/bpf/killkrill";
 
 /// AF_XDP ring and UMEM sizes, per rx queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,7 +112,7 @@ impl AfXdpSettings {
 }
 
 /// Everything about capture the data plane is told at start.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct CaptureConfig {
     pub mode: CaptureMode,
     /// The interface XDP attaches to; required unless the mode is `Socket`.
@@ -96,8 +125,26 @@ pub struct CaptureConfig {
     /// When non-empty, only these sources are accepted (CIDR strings).
     pub allow: Vec<String>,
     pub rate_limit: Option<RateLimit>,
-    /// Pin the program's maps here (a bpffs directory) for the node agent.
-    pub pin_maps: Option<PathBuf>,
+    /// Whether to use the node agent's pinned program instead of loading our own.
+    pub agent: AgentPins,
+    /// The agent's pin folder (a bpffs directory).
+    pub pin_dir: PathBuf,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        Self {
+            mode: CaptureMode::default(),
+            interface: None,
+            queues: None,
+            af_xdp: AfXdpSettings::default(),
+            deny: Vec::new(),
+            allow: Vec::new(),
+            rate_limit: None,
+            agent: AgentPins::default(),
+            pin_dir: PathBuf::from(DEFAULT_AGENT_PIN_DIR),
+        }
+    }
 }
 
 /// How an AF_XDP socket moves frames.
@@ -124,7 +171,27 @@ pub enum CaptureStatus {
     /// Sockets only; `fallback` says why XDP was not used when it was asked for.
     Socket { fallback: Option<String> },
     /// XDP steering to AF_XDP sockets, with the socket listener beside it.
-    Xdp { interface: String, attach: AttachMode, queues: Vec<(u32, BindMode)> },
+    Xdp { interface: String, attach: AttachMode, queues: Vec<(u32, BindMode)>, program: XdpProgram },
+}
+
+/// Whose XDP program steers to our sockets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum XdpProgram {
+    /// Loaded and attached by this process; detached when it stops.
+    Own,
+    /// Loaded, attached and pinned by the node agent under `pin_dir`; this process only
+    /// registers its sockets and port in the pinned maps.
+    Agent { pin_dir: PathBuf },
+}
+
+impl XdpProgram {
+    /// `own` or `agent`.
+    pub const fn label(&self) -> &'static str {
+        match self {
+            XdpProgram::Own => "own",
+            XdpProgram::Agent { .. } => "agent",
+        }
+    }
 }
 
 impl CaptureStatus {
@@ -134,6 +201,16 @@ impl CaptureStatus {
             CaptureStatus::Socket { .. } => "socket",
             CaptureStatus::Xdp { attach: AttachMode::Native, .. } => "xdp-native",
             CaptureStatus::Xdp { attach: AttachMode::Generic, .. } => "xdp-generic",
+        }
+    }
+
+    /// The label, with whose program it is when that is the agent's: `xdp-native (agent)`.
+    pub fn summary(&self) -> String {
+        match self {
+            CaptureStatus::Xdp { program: XdpProgram::Agent { .. }, .. } => {
+                format!("{} (agent)", self.label())
+            }
+            _ => self.label().to_owned(),
         }
     }
 }
@@ -159,6 +236,12 @@ pub(crate) struct XdpCapture {
     stop: StopSignal,
     threads: Vec<JoinHandle<()>>,
     status: CaptureStatus,
+    /// Ports this process added to a shared (agent's) ports map, removed again at stop.
+    added_ports: Arc<Mutex<Vec<u16>>>,
+    /// With the agent's program: registers us again when its maps are made anew.
+    watch: Option<agent_watch::AgentWatch>,
+    /// Set once stop() ran, so Drop does not repeat it.
+    stopped: bool,
 }
 
 impl XdpCapture {
@@ -170,38 +253,106 @@ impl XdpCapture {
             .as_deref()
             .ok_or_else(|| CaptureError::Settings("XDP capture needs an interface".to_owned()))?;
         config.af_xdp.validate()?;
+        let agent_attach = match config.agent {
+            AgentPins::Ignore => None,
+            AgentPins::Auto => XdpSteering::pinned_attachment(&config.pin_dir, interface),
+            AgentPins::Require => wait_for_agent(&config.pin_dir, interface, AGENT_PIN_WAIT),
+        };
+        if let Some(attach) = agent_attach {
+            return Self::open_on_agent(config, interface, attach, syslog_port);
+        }
+        if config.agent == AgentPins::Require {
+            return Err(CaptureError::Settings(format!(
+                "capture.agent = \"require\" but no node agent program for {interface} is pinned under {}",
+                config.pin_dir.display()
+            )));
+        }
         let mut steering = XdpSteering::load()?;
         steering.set_deny_list(&parse_prefixes(&config.deny)?)?;
         steering.set_allow_list(&parse_prefixes(&config.allow)?)?;
         steering.set_rate_limit(config.rate_limit)?;
         steering.set_ports(&[(syslog_port, XdpListener::Syslog)])?;
-        let queue_count = match config.queues {
-            Some(count) => count.max(1),
-            None => rx_queue_count(interface).unwrap_or(1),
-        };
-        let mut receivers = Vec::new();
-        for queue in 0..queue_count {
-            let receiver = afxdp::XskReceiver::open(interface, queue, &config.af_xdp)?;
-            steering.register_socket(queue, receiver.socket_fd())?;
-            receivers.push(receiver);
-        }
+        let receivers = open_receivers(config, interface, &mut steering)?;
         let attach = steering.attach(interface, AttachPolicy::NativeThenGeneric)?;
-        if let Some(directory) = &config.pin_maps {
-            steering.pin_maps(directory)?;
+        Ok(Self::assemble(steering, receivers, interface, attach, XdpProgram::Own, Vec::new()))
+    }
+
+    /// Uses the program the node agent attached and pinned: opens its maps, adds the
+    /// syslog port to its ports map when it is not there, and registers a socket per
+    /// queue. The agent's allow/deny lists and rate limit stay in force; ours are not
+    /// written (the agent owns them).
+    fn open_on_agent(
+        config: &CaptureConfig,
+        interface: &str,
+        attach: AttachMode,
+        syslog_port: u16,
+    ) -> Result<Self, CaptureError> {
+        let mut steering = XdpSteering::open_pinned(&config.pin_dir)?;
+        if !config.deny.is_empty() || !config.allow.is_empty() || config.rate_limit.is_some() {
+            tracing::warn!(
+                pin_dir = %config.pin_dir.display(),
+                "capture.allow, capture.deny and the rate limit are not applied: the node agent's lists and limit are in force."
+            );
         }
+        let added_ports = steering.add_ports(&[(syslog_port, XdpListener::Syslog)])?;
+        let receivers = match open_receivers(config, interface, &mut steering) {
+            Ok(receivers) => receivers,
+            Err(error) => {
+                let _ = steering.remove_ports(&added_ports);
+                return Err(error);
+            }
+        };
+        let socket_error = |queue: u32, error: std::io::Error| CaptureError::Socket {
+            interface: interface.to_owned(),
+            queue,
+            reason: format!("duplicating the descriptor: {error}"),
+        };
+        let mut sockets = Vec::with_capacity(receivers.len());
+        for receiver in &receivers {
+            let socket = receiver.socket_fd().try_clone_to_owned();
+            sockets.push((receiver.queue(), socket.map_err(|error| socket_error(receiver.queue(), error))?));
+        }
+        let program = XdpProgram::Agent { pin_dir: config.pin_dir.clone() };
+        let mut capture = Self::assemble(steering, receivers, interface, attach, program, added_ports);
+        let registration = agent_watch::Registration {
+            pin_dir: config.pin_dir.clone(),
+            interface: interface.to_owned(),
+            port: syslog_port,
+            sockets,
+            steering: capture.steering.clone(),
+            added_ports: capture.added_ports.clone(),
+        };
+        capture.watch = Some(agent_watch::AgentWatch::start(registration).map_err(|error| {
+            CaptureError::Settings(format!("cannot start the agent watch thread: {error}"))
+        })?);
+        Ok(capture)
+    }
+
+    fn assemble(
+        steering: XdpSteering,
+        receivers: Vec<afxdp::XskReceiver>,
+        interface: &str,
+        attach: AttachMode,
+        program: XdpProgram,
+        added_ports: Vec<u16>,
+    ) -> Self {
         let status = CaptureStatus::Xdp {
             interface: interface.to_owned(),
             attach,
             queues: receivers.iter().map(|receiver| (receiver.queue(), receiver.bind_mode())).collect(),
+            program,
         };
-        Ok(Self {
+        Self {
             steering: Arc::new(Mutex::new(steering)),
             queues: receivers.iter().map(|receiver| receiver.queue()).collect(),
             receivers,
             stop: StopSignal::default(),
             threads: Vec::new(),
             status,
-        })
+            added_ports: Arc::new(Mutex::new(added_ports)),
+            watch: None,
+            stopped: false,
+        }
     }
 
     /// Starts one thread per queue; `sink_for` gives each its batch sink.
@@ -236,11 +387,27 @@ impl XdpCapture {
 
     /// Unregisters the sockets first, so that what arrives from now on goes to the kernel
     /// and the socket listener; then the receivers read what their rings hold and stop.
+    /// With the agent's program, the ports this process added are removed too; the
+    /// program stays attached and passes what arrives to the kernel.
     pub(crate) fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        // First, so it cannot register the sockets again behind our back.
+        if let Some(watch) = &mut self.watch {
+            watch.stop();
+        }
         {
             let mut steering = self.steering.lock().unwrap_or_else(PoisonError::into_inner);
             for &queue in &self.queues {
-                let _ = steering.unregister_socket(queue);
+                if let Err(error) = steering.unregister_socket(queue) {
+                    tracing::warn!(queue, error = %error, "Removing an AF_XDP socket from the XDP map failed.");
+                }
+            }
+            let added_ports = self.added_ports.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Err(error) = steering.remove_ports(&added_ports) {
+                tracing::warn!(error = %error, "Removing our port from the agent's XDP map failed.");
             }
         }
         self.stop.raise();
@@ -254,6 +421,69 @@ impl Drop for XdpCapture {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Opens an AF_XDP socket per rx queue and registers each in the program's socket map.
+fn open_receivers(
+    config: &CaptureConfig,
+    interface: &str,
+    steering: &mut XdpSteering,
+) -> Result<Vec<afxdp::XskReceiver>, CaptureError> {
+    let queue_count = match config.queues {
+        Some(count) => count.max(1),
+        None => rx_queue_count(interface).unwrap_or(1),
+    };
+    let mut receivers: Vec<afxdp::XskReceiver> = Vec::new();
+    for queue in 0..queue_count {
+        let registered = afxdp::XskReceiver::open(interface, queue, &config.af_xdp).and_then(|receiver| {
+            steering.register_socket(queue, receiver.socket_fd())?;
+            Ok(receiver)
+        });
+        match registered {
+            Ok(receiver) => receivers.push(receiver),
+            Err(error) => {
+                // Shared maps outlive us: leave no entry behind for a socket about to close.
+                for receiver in &receivers {
+                    let _ = steering.unregister_socket(receiver.queue());
+                }
+                return Err(error);
+            }
+        }
+    }
+    Ok(receivers)
+}
+
+/// How long `capture.agent = "require"` waits at start for the agent's pins: in a pod
+/// both containers start together and the agent may still be attaching.
+pub const AGENT_PIN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn wait_for_agent(directory: &Path, interface: &str, wait: std::time::Duration) -> Option<AttachMode> {
+    let deadline = std::time::Instant::now() + wait;
+    let mut said = false;
+    loop {
+        if let Some(mode) = XdpSteering::pinned_attachment(directory, interface) {
+            return Some(mode);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        if !said {
+            tracing::info!(
+                pin_dir = %directory.display(),
+                interface,
+                wait_seconds = wait.as_secs(),
+                "Waiting for the node agent to pin its XDP program."
+            );
+            said = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Says whether `directory` holds the node agent's program for `interface`, and in
+/// which mode; for start-up messages and checks.
+pub fn agent_attachment(directory: &Path, interface: &str) -> Option<AttachMode> {
+    XdpSteering::pinned_attachment(directory, interface)
 }
 
 /// The interface's rx queue count (rx + combined channels), from the ethtool ioctl of the

@@ -138,10 +138,14 @@ pub struct PinnedAttach {
     pub pinned: bool,
 }
 
-/// The loaded XDP program and its maps. Detaches from its interface on drop; the maps
-/// live on while pinned.
+/// The loaded XDP program and its maps, or only the maps of a program another process
+/// (the node agent) loaded and pinned ([`XdpSteering::open_pinned`]). Detaches from its
+/// interface on drop; the maps live on while pinned.
 pub struct XdpSteering {
-    ebpf: Ebpf,
+    /// The program and its maps; None when the maps were opened from pins.
+    ebpf: Option<Ebpf>,
+    /// The maps opened from pins, by name (empty when `ebpf` holds them).
+    opened: Vec<(&'static str, aya::maps::Map)>,
     attachment: Option<Attachment>,
     settings: XdpSettings,
 }
@@ -156,17 +160,69 @@ impl XdpSteering {
         let program: &mut Xdp =
             ebpf.program_mut(XDP_PROGRAM_NAME).ok_or(XdpError::Missing("XDP program"))?.try_into()?;
         program.load()?;
-        let mut steering = Self { ebpf, attachment: None, settings: XdpSettings::default() };
+        let mut steering =
+            Self { ebpf: Some(ebpf), opened: Vec::new(), attachment: None, settings: XdpSettings::default() };
         steering.write_settings()?;
         Ok(steering)
     }
 
+    /// Opens the maps another process pinned under `directory` (the node agent's
+    /// `bpf_pin_dir`), without loading a program: sockets, ports, lists and counters are
+    /// then read and written in the program that process attached. Nothing is detached
+    /// when this handle drops. Needs the same privileges as loading (CAP_BPF).
+    pub fn open_pinned(directory: &Path) -> Result<Self, XdpError> {
+        raise_memlock_limit();
+        let mut opened = Vec::with_capacity(MAP_NAMES.len());
+        for name in MAP_NAMES {
+            let path = directory.join(name);
+            let data = aya::maps::MapData::from_pin(&path).map_err(|error| XdpError::Pin {
+                path: path.clone(),
+                reason: format!("opening the pinned map: {}", error_chain(&error)),
+            })?;
+            opened.push((name, aya::maps::Map::from_map_data(data)?));
+        }
+        let mut steering = Self { ebpf: None, opened, attachment: None, settings: XdpSettings::default() };
+        steering.refresh_settings()?;
+        Ok(steering)
+    }
+
+    /// Whether this handle loaded the program (false: maps opened from another's pins).
+    pub fn owns_program(&self) -> bool {
+        self.ebpf.is_some()
+    }
+
     fn program_mut(&mut self) -> Result<&mut Xdp, XdpError> {
-        Ok(self.ebpf.program_mut(XDP_PROGRAM_NAME).ok_or(XdpError::Missing("XDP program"))?.try_into()?)
+        let ebpf = self.ebpf.as_mut().ok_or(XdpError::Missing("XDP program (maps opened from pins)"))?;
+        Ok(ebpf.program_mut(XDP_PROGRAM_NAME).ok_or(XdpError::Missing("XDP program"))?.try_into()?)
+    }
+
+    fn program(&self) -> Result<&Xdp, XdpError> {
+        let ebpf = self.ebpf.as_ref().ok_or(XdpError::Missing("XDP program (maps opened from pins)"))?;
+        Ok(ebpf.program(XDP_PROGRAM_NAME).ok_or(XdpError::Missing("XDP program"))?.try_into()?)
+    }
+
+    fn map(&self, name: &'static str) -> Result<&aya::maps::Map, XdpError> {
+        let found = match &self.ebpf {
+            Some(ebpf) => ebpf.map(name),
+            None => self.opened.iter().find(|(opened, _)| *opened == name).map(|(_, map)| map),
+        };
+        found.ok_or(XdpError::Missing(name))
     }
 
     fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, XdpError> {
-        self.ebpf.map_mut(name).ok_or(XdpError::Missing(name))
+        let found = match &mut self.ebpf {
+            Some(ebpf) => ebpf.map_mut(name),
+            None => self.opened.iter_mut().find(|(opened, _)| *opened == name).map(|(_, map)| map),
+        };
+        found.ok_or(XdpError::Missing(name))
+    }
+
+    /// Reads the settings back from their map: with shared (pinned) maps another process
+    /// may have changed them since, and a write must not undo that.
+    fn refresh_settings(&mut self) -> Result<(), XdpError> {
+        let array: Array<_, XdpSettings> = Array::try_from(self.map(SETTINGS_MAP_NAME)?)?;
+        self.settings = array.get(&0, 0)?;
+        Ok(())
     }
 
     /// Attaches to `interface` (detaching from where it was first) and says which mode
@@ -252,7 +308,7 @@ impl XdpSteering {
             let array: Array<_, XdpSettings> = Array::try_from(map)?;
             array.get(&0, 0)?
         };
-        Ok(Self { ebpf, attachment: None, settings })
+        Ok(Self { ebpf: Some(ebpf), opened: Vec::new(), attachment: None, settings })
     }
 
     /// Attaches to `interface` through a bpf link pinned in `directory`, so the program
@@ -350,6 +406,19 @@ impl XdpSteering {
         }
     }
 
+    /// The mode of the link pinned under `directory` for `interface` (by the node agent),
+    /// when there is one and the maps are pinned beside it: the sign that a program is
+    /// attached there whose maps [`XdpSteering::open_pinned`] can open.
+    pub fn pinned_attachment(directory: &Path, interface: &str) -> Option<AttachMode> {
+        if !MAP_NAMES.iter().all(|name| directory.join(name).exists()) {
+            return None;
+        }
+        pinned_links(directory)
+            .ok()?
+            .into_iter()
+            .find_map(|(_, mode, pinned)| (pinned == interface).then_some(mode).flatten())
+    }
+
     /// Whether the attachment is held by a pinned link.
     pub fn is_pinned(&self) -> bool {
         matches!(self.attachment, Some(Attachment { link: AttachmentLink::Pinned(_), .. }))
@@ -379,30 +448,47 @@ impl XdpSteering {
         Ok(())
     }
 
-    /// Replaces the steered ports. New ports are added before old ones are removed, so a
-    /// port kept across the change is never unsteered for a moment.
-    pub fn set_ports(&mut self, ports: &[(u16, XdpListener)]) -> Result<(), XdpError> {
-        let mut wanted = std::collections::HashMap::new();
-        for &(port, listener) in ports {
-            if listener == XdpListener::None {
-                return Err(XdpError::InvalidPorts(format!("port {port} has no listener")));
-            }
-            if port == 0 {
-                return Err(XdpError::InvalidPorts("port 0 cannot be steered".to_owned()));
-            }
-            if let Some(other) = wanted.insert(port, listener)
-                && other != listener
+    /// Replaces the ports this caller steers, `previous` (what it set last), by `ports`,
+    /// and leaves the ports others added to a shared map alone (the data plane adds its
+    /// own to the agent's). A port another caller steers to a different listener is an
+    /// error. New ports go in before old ones come out, as in [`Self::set_ports`].
+    pub fn replace_own_ports(
+        &mut self,
+        previous: &[u16],
+        ports: &[(u16, XdpListener)],
+    ) -> Result<(), XdpError> {
+        let wanted = check_ports(ports)?;
+        let mut map: HashMap<_, u16, u32> = HashMap::try_from(self.map_mut(PORTS_MAP_NAME)?)?;
+        for (&port, &listener) in &wanted {
+            if !previous.contains(&port)
+                && let Ok(existing) = map.get(&port, 0)
+                && existing != listener as u32
             {
                 return Err(XdpError::InvalidPorts(format!(
-                    "port {port} is given to both {} and {}",
-                    other.label(),
+                    "port {port} is already steered to {}, not {}",
+                    XdpListener::from_u32(existing).map_or("an unknown listener", XdpListener::label),
                     listener.label()
                 )));
             }
         }
-        if wanted.len() > MAX_PORTS as usize {
-            return Err(XdpError::TooMany { what: "ports", count: wanted.len(), max: MAX_PORTS });
+        for (&port, &listener) in &wanted {
+            map.insert(port, listener as u32, 0)?;
         }
+        for port in previous.iter().filter(|port| !wanted.contains_key(port)) {
+            match map.remove(port) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(aya::maps::MapError::SyscallError(error))
+                    if error.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the steered ports. New ports are added before old ones are removed, so a
+    /// port kept across the change is never unsteered for a moment.
+    pub fn set_ports(&mut self, ports: &[(u16, XdpListener)]) -> Result<(), XdpError> {
+        let wanted = check_ports(ports)?;
         let mut map: HashMap<_, u16, u32> = HashMap::try_from(self.map_mut(PORTS_MAP_NAME)?)?;
         let old: Vec<u16> = map.keys().collect::<Result<_, _>>()?;
         for (&port, &listener) in &wanted {
@@ -414,10 +500,59 @@ impl XdpSteering {
         Ok(())
     }
 
+    /// Adds ports to the steered ones, leaving the others alone (the ports map may be
+    /// shared with the node agent). Returns the ports that were not steered before, which
+    /// the caller owns and may [`remove`](Self::remove_ports) later. A port already steered
+    /// to another listener is an error.
+    pub fn add_ports(&mut self, ports: &[(u16, XdpListener)]) -> Result<Vec<u16>, XdpError> {
+        let mut map: HashMap<_, u16, u32> = HashMap::try_from(self.map_mut(PORTS_MAP_NAME)?)?;
+        let mut added = Vec::new();
+        for &(port, listener) in ports {
+            if listener == XdpListener::None || port == 0 {
+                return Err(XdpError::InvalidPorts(format!(
+                    "port {port} cannot be steered to {}",
+                    listener.label()
+                )));
+            }
+            match map.get(&port, 0) {
+                Ok(existing) if existing == listener as u32 => continue,
+                Ok(existing) => {
+                    return Err(XdpError::InvalidPorts(format!(
+                        "port {port} is already steered to {}, not {}",
+                        XdpListener::from_u32(existing).map_or("an unknown listener", XdpListener::label),
+                        listener.label()
+                    )));
+                }
+                Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(error) => return Err(error.into()),
+            }
+            let count = map.keys().count();
+            if count >= MAX_PORTS as usize {
+                return Err(XdpError::TooMany { what: "ports", count: count + 1, max: MAX_PORTS });
+            }
+            map.insert(port, listener as u32, 0)?;
+            added.push(port);
+        }
+        Ok(added)
+    }
+
+    /// Stops steering these ports; ports not steered are not an error.
+    pub fn remove_ports(&mut self, ports: &[u16]) -> Result<(), XdpError> {
+        let mut map: HashMap<_, u16, u32> = HashMap::try_from(self.map_mut(PORTS_MAP_NAME)?)?;
+        for port in ports {
+            match map.remove(port) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(aya::maps::MapError::SyscallError(error))
+                    if error.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(())
+    }
+
     /// The steered ports, sorted.
     pub fn ports(&self) -> Result<Vec<(u16, XdpListener)>, XdpError> {
-        let map: HashMap<_, u16, u32> =
-            HashMap::try_from(self.ebpf.map(PORTS_MAP_NAME).ok_or(XdpError::Missing(PORTS_MAP_NAME))?)?;
+        let map: HashMap<_, u16, u32> = HashMap::try_from(self.map(PORTS_MAP_NAME)?)?;
         let mut ports = Vec::new();
         for entry in map.iter() {
             let (port, listener) = entry?;
@@ -440,6 +575,7 @@ impl XdpSteering {
     /// The switch is ordered so no packet sees a half-made list: entries go in before the
     /// list is switched on, and it is switched off before its entries come out.
     pub fn set_allow_list(&mut self, prefixes: &[SourcePrefix]) -> Result<(), XdpError> {
+        self.refresh_settings()?;
         if prefixes.is_empty() {
             self.settings.allow_list_active = 0;
             self.write_settings()?;
@@ -484,6 +620,7 @@ impl XdpSteering {
         if let Some(limit) = &limit {
             limit.validate()?;
         }
+        self.refresh_settings()?;
         RateLimit::apply(limit, &mut self.settings);
         self.write_settings()
     }
@@ -526,7 +663,7 @@ impl XdpSteering {
 
     /// The counters, summed over CPUs.
     pub fn counters(&self) -> Result<XdpCounters, XdpError> {
-        let map = self.ebpf.map(COUNTERS_MAP_NAME).ok_or(XdpError::Missing(COUNTERS_MAP_NAME))?;
+        let map = self.map(COUNTERS_MAP_NAME)?;
         let per_cpu: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
         let mut slots = [0u64; COUNTER_SLOTS as usize];
         for (index, slot) in slots.iter_mut().enumerate() {
@@ -547,7 +684,7 @@ impl XdpSteering {
                 std::fs::remove_file(&path)
                     .map_err(|error| pin_error(format!("removing old {name}: {error}")))?;
             }
-            let map = self.ebpf.map(name).ok_or(XdpError::Missing(name))?;
+            let map = self.map(name)?;
             map.pin(&path).map_err(|error| {
                 pin_error(format!("{name}: {} (is it on a bpf filesystem?)", error_chain(&error)))
             })?;
@@ -559,8 +696,7 @@ impl XdpSteering {
     /// counters and rate-limit buckets move as for a real packet. For tests and
     /// diagnostics: no packet goes anywhere.
     pub fn test_run(&self, frame: &[u8]) -> Result<u32, XdpError> {
-        let program: &Xdp =
-            self.ebpf.program(XDP_PROGRAM_NAME).ok_or(XdpError::Missing("XDP program"))?.try_into()?;
+        let program = self.program()?;
         // Room for what the program could write back (it never grows the frame).
         let mut out = vec![0u8; frame.len() + 256];
         let result = program.test_run(TestRunOptions {
@@ -582,8 +718,7 @@ impl XdpSteering {
         queue: u32,
         repeat: u32,
     ) -> Result<(), XdpError> {
-        let program: &Xdp =
-            self.ebpf.program(XDP_PROGRAM_NAME).ok_or(XdpError::Missing("XDP program"))?.try_into()?;
+        let program = self.program()?;
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
         // egress_ifindex; the kernel wants data 0 and data_end the frame's length.
         let context: [u32; 6] = [0, frame.len() as u32, 0, interface_index, queue, 0];
@@ -604,6 +739,35 @@ impl Drop for XdpSteering {
         // aya detaches owned links when the program drops too; this makes the order explicit.
         let _ = self.detach();
     }
+}
+
+/// Checks a port list: no port 0, no listener `None`, no port given to two listeners, at
+/// most [`MAX_PORTS`].
+fn check_ports(
+    ports: &[(u16, XdpListener)],
+) -> Result<std::collections::HashMap<u16, XdpListener>, XdpError> {
+    let mut wanted = std::collections::HashMap::new();
+    for &(port, listener) in ports {
+        if listener == XdpListener::None {
+            return Err(XdpError::InvalidPorts(format!("port {port} has no listener")));
+        }
+        if port == 0 {
+            return Err(XdpError::InvalidPorts("port 0 cannot be steered".to_owned()));
+        }
+        if let Some(other) = wanted.insert(port, listener)
+            && other != listener
+        {
+            return Err(XdpError::InvalidPorts(format!(
+                "port {port} is given to both {} and {}",
+                other.label(),
+                listener.label()
+            )));
+        }
+    }
+    if wanted.len() > MAX_PORTS as usize {
+        return Err(XdpError::TooMany { what: "ports", count: wanted.len(), max: MAX_PORTS });
+    }
+    Ok(wanted)
 }
 
 /// The link pins in `directory`: path, mode (None when the name carries an unknown one)

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use killkrill_dataplane::batch::BatchLimits;
-use killkrill_dataplane::capture::{BindMode, CaptureConfig, CaptureMode, CaptureStatus};
+use killkrill_dataplane::capture::{BindMode, CaptureConfig, CaptureMode, CaptureStatus, XdpProgram};
 use killkrill_dataplane::counters::ListenerCounters;
 use killkrill_dataplane::handoff::BatchConsumer;
 use killkrill_dataplane::listener::CapturePath;
@@ -56,7 +56,8 @@ fn syslog_arrives_through_af_xdp_while_other_traffic_reaches_the_kernel() {
     };
     let mut plane = DataPlane::start(&config).expect("XDP capture starts on a veth");
     match plane.capture() {
-        CaptureStatus::Xdp { interface, attach, queues } => {
+        CaptureStatus::Xdp { interface, attach, queues, program } => {
+            assert_eq!(program, &XdpProgram::Own, "no agent pins: our own program");
             assert_eq!(interface, &rig.appliance_if);
             assert_eq!(*attach, AttachMode::Native, "veth has native XDP");
             assert_eq!(queues, &[(0, BindMode::Copy)], "veth: one queue, copy mode");
@@ -203,6 +204,79 @@ fn maps_pin_under_a_bpf_filesystem_and_refuse_elsewhere() {
     }
     // Pinning again replaces the old pins.
     steering.pin_maps(&directory).unwrap();
+}
+
+#[test]
+fn pinned_maps_are_shared_without_undoing_each_others_entries() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let mount_point = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "bpf", "bpf"])
+        .arg(mount_point.path())
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(mounted, "mounting a bpf filesystem as root");
+    let _unmount = Unmount(mount_point.path().to_owned());
+    let directory = mount_point.path().join("killkrill");
+    // The agent's side: the program, its maps pinned.
+    let mut agent = XdpSteering::load_with_pinned_maps(&directory).unwrap();
+    agent.replace_own_ports(&[], &[(514, XdpListener::Syslog), (8125, XdpListener::Statsd)]).unwrap();
+    agent.set_rate_limit(Some(RateLimit { per_second: 100, burst: 200 })).unwrap();
+    // No link pinned: not an agent attachment serve may use.
+    assert_eq!(XdpSteering::pinned_attachment(&directory, "eth0"), None);
+
+    // serve's side: the maps only.
+    let mut serve = XdpSteering::open_pinned(&directory).unwrap();
+    assert!(!serve.owns_program());
+    assert!(serve.attach("lo", AttachPolicy::GenericOnly).is_err(), "no program to attach");
+    assert_eq!(
+        serve.add_ports(&[(514, XdpListener::Syslog)]).unwrap(),
+        Vec::<u16>::new(),
+        "found, not added"
+    );
+    assert_eq!(serve.add_ports(&[(5514, XdpListener::Syslog)]).unwrap(), vec![5514]);
+    let error = serve.add_ports(&[(8125, XdpListener::Syslog)]).unwrap_err().to_string();
+    assert!(error.contains("already steered to statsd"), "{error}");
+    // A settings change from one side keeps the other's: the allow list from serve's
+    // handle must not undo the agent's rate limit.
+    serve.set_allow_list(&parse_prefixes(&["10.0.0.0/8"]).unwrap()).unwrap();
+    agent.set_deny_list(&parse_prefixes(&["10.9.0.0/16"]).unwrap()).unwrap();
+    let reopened = XdpSteering::open_pinned(&directory).unwrap();
+    assert_eq!(
+        reopened.ports().unwrap(),
+        vec![(514, XdpListener::Syslog), (5514, XdpListener::Syslog), (8125, XdpListener::Statsd)]
+    );
+
+    // The agent drops statsd from its listeners: only its own port goes; serve's stays.
+    agent.replace_own_ports(&[514, 8125], &[(514, XdpListener::Syslog)]).unwrap();
+    assert_eq!(reopened.ports().unwrap(), vec![(514, XdpListener::Syslog), (5514, XdpListener::Syslog)]);
+    // serve removes what it added.
+    serve.remove_ports(&[5514]).unwrap();
+    serve.remove_ports(&[5514]).unwrap();
+    assert_eq!(reopened.ports().unwrap(), vec![(514, XdpListener::Syslog)]);
+    // The rate limit set by the agent survived serve's settings write: a 250-datagram
+    // burst from one source through the program is cut at the agent's burst of 200.
+    let frame = super::frames::Udp::to(514).from("10.1.1.1").payload(b"<13>limited").build();
+    let mut redirected_or_passed = 0;
+    for _ in 0..250 {
+        if agent.test_run(&frame).unwrap() != killkrill_dataplane::xdp::XDP_DROP {
+            redirected_or_passed += 1;
+        }
+    }
+    // 200 from the burst, and maybe a token or two refilled at 100/s while the loop runs.
+    assert!(
+        (200..=205).contains(&redirected_or_passed),
+        "the agent's burst still holds: {redirected_or_passed}"
+    );
+    let counters = reopened.counters().unwrap();
+    assert_eq!(counters.get(XdpListener::Syslog, XdpReason::RateLimited), 250 - redirected_or_passed);
+    drop(serve);
+    drop(reopened);
+    drop(agent);
+    XdpSteering::remove_pins(&directory).unwrap();
 }
 
 /// Unmounts on drop, panics included.
