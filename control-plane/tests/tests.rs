@@ -18,3 +18,4 @@ mod query;
 mod shutdown;
 mod store;
 mod tls;
+mod web_ui;

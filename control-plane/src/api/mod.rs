@@ -1,4 +1,5 @@
-//! The HTTP surface: `/health`, `/ready`, `/metrics` and the REST API under `/api/v1/`.
+//! The HTTP surface: `/health`, `/ready`, `/metrics`, the REST API under `/api/v1/` and the
+//! web UI at `/`.
 
 pub mod error;
 mod health;
@@ -10,6 +11,7 @@ pub mod openapi;
 mod sources;
 mod stats;
 mod tail;
+pub mod web_ui;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -70,7 +72,8 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
         .nest("/api/v1", api.layer(axum::extract::DefaultBodyLimit::max(ingest::MAX_BODY_BYTES)))
-        .fallback(error::not_found)
+        // The web UI's files and page routes; unknown /api/ paths stay JSON 404s.
+        .fallback(web_ui::fallback)
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
