@@ -95,6 +95,9 @@ pub async fn serve(config: Config) -> Result<()> {
     if let Some(address) = config.api.listen.address() {
         let listener = bind_http("api.listen", address).await?;
         tracing::info!(address = %listener.local_addr()?, "API listening.");
+        if !api::web_ui::is_built() {
+            tracing::info!("This binary has no web UI: / says how to build it (cargo xtask ui).");
+        }
         http_servers.push(spawn_http(listener, api::router(state.clone()), stop.clone()));
     }
     if let Some(address) = config.api.metrics_listen.address() {
