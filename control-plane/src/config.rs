@@ -80,6 +80,81 @@ pub struct Config {
     pub capture: CaptureSection,
     pub ingest: IngestConfig,
     pub metrics: MetricsConfig,
+    pub auth: AuthConfig,
+}
+
+/// A secret setting: kept out of `Debug` output so that it cannot reach a log.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretString(pub String);
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("\"<redacted>\"")
+    }
+}
+
+/// Users, tokens and login throttling (docs/security.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Serve `/metrics` without credentials (Prometheus scrapers); when false it needs a
+    /// viewer token or API key, on the API port and on the metrics port.
+    pub metrics_public: bool,
+    /// Secret that signs access tokens (HS256), at least 32 bytes. Unset: one is generated
+    /// at first start and kept in the store, shared by every control plane on that store.
+    /// Environment: KILLKRILL_AUTH__JWT_SECRET.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<SecretString>,
+    /// Lifetime of an access token (JWT), in seconds.
+    pub access_token_ttl_s: u64,
+    /// Lifetime of a refresh token, in seconds (each use replaces it with a new one).
+    pub refresh_token_ttl_s: u64,
+    /// Login attempts per minute from one client address, and for one username.
+    pub login_attempts_per_minute: u32,
+    /// Consecutive failed logins that lock an account...
+    pub lockout_threshold: u32,
+    /// ...for this many seconds.
+    pub lockout_s: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            metrics_public: true,
+            jwt_secret: None,
+            access_token_ttl_s: 900,
+            refresh_token_ttl_s: 7 * 86_400,
+            login_attempts_per_minute: 10,
+            lockout_threshold: 5,
+            lockout_s: 900,
+        }
+    }
+}
+
+impl AuthConfig {
+    fn validate(&self) -> Result<(), Error> {
+        for (key, value, low, high) in [
+            ("auth.access_token_ttl_s", self.access_token_ttl_s, 1, 86_400),
+            ("auth.refresh_token_ttl_s", self.refresh_token_ttl_s, 60, 90 * 86_400),
+            ("auth.login_attempts_per_minute", u64::from(self.login_attempts_per_minute), 1, 100_000),
+            ("auth.lockout_threshold", u64::from(self.lockout_threshold), 1, 1_000),
+            ("auth.lockout_s", self.lockout_s, 1, 7 * 86_400),
+        ] {
+            if !(low..=high).contains(&value) {
+                return Err(Error::Config(format!("{key} = {value} is out of range ({low} to {high})")));
+            }
+        }
+        if let Some(secret) = &self.jwt_secret
+            && secret.0.len() < crate::auth::tokens::MIN_SECRET_BYTES
+        {
+            return Err(Error::Config(format!(
+                "auth.jwt_secret must be at least {} bytes",
+                crate::auth::tokens::MIN_SECRET_BYTES
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// statsd and Influx listeners and their aggregation (docs/metrics.md).
@@ -169,6 +244,46 @@ pub struct ApiConfig {
     pub listen: ListenAddress,
     /// A second listener serving only /metrics, /health and /ready, for scrapers.
     pub metrics_listen: ListenAddress,
+    /// PEM file with the API's TLS certificate, then its intermediates. With `tls_key`,
+    /// the API (`listen`) speaks HTTPS only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1, unencrypted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve the API over plain HTTP on a non-loopback address (behind a TLS-terminating
+    /// proxy or ingress). Without TLS and without this, the API must listen on loopback.
+    pub allow_http: bool,
+}
+
+/// How the API is served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiTransport {
+    Https { cert: PathBuf, key: PathBuf },
+    Http,
+}
+
+impl ApiConfig {
+    /// HTTPS when a certificate is configured; plain HTTP only on loopback or with
+    /// `api.allow_http` (docs/adr/0022).
+    pub fn transport(&self) -> Result<ApiTransport, Error> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(ApiTransport::Https { cert: cert.clone(), key: key.clone() }),
+            (Some(_), None) => Err(Error::Config("api.tls_key must be set with api.tls_cert".to_owned())),
+            (None, Some(_)) => Err(Error::Config("api.tls_cert must be set with api.tls_key".to_owned())),
+            (None, None) => match self.listen {
+                ListenAddress::On(address) if !address.ip().is_loopback() && !self.allow_http => {
+                    Err(Error::Config(format!(
+                        "api.listen = {address} is not a loopback address and the API has no TLS: set \
+                         api.tls_cert and api.tls_key (KILLKRILL_API__TLS_CERT, KILLKRILL_API__TLS_KEY), \
+                         or allow plain HTTP with api.allow_http = true (KILLKRILL_API__ALLOW_HTTP=true) \
+                         when a proxy terminates TLS"
+                    )))
+                }
+                _ => Ok(ApiTransport::Http),
+            },
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -466,6 +581,7 @@ impl Default for Config {
             capture: CaptureSection::default(),
             ingest: IngestConfig::default(),
             metrics: MetricsConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -475,6 +591,9 @@ impl Default for ApiConfig {
         Self {
             listen: ListenAddress::On(SocketAddr::from(([0, 0, 0, 0], 8080))),
             metrics_listen: ListenAddress::On(SocketAddr::from(([0, 0, 0, 0], 9090))),
+            tls_cert: None,
+            tls_key: None,
+            allow_http: false,
         }
     }
 }
@@ -585,6 +704,13 @@ pub struct FlagOverrides {
     pub influx_udp: Option<ListenAddress>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_flush_interval_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_tls_key: Option<PathBuf>,
+    /// `--api-allow-http`: only ever turns it on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_allow_http: Option<bool>,
 }
 
 impl FlagOverrides {
@@ -608,6 +734,14 @@ impl FlagOverrides {
         }
         if let Some(value) = self.metrics_flush_interval_ms {
             figment = figment.merge(Serialized::default("metrics.flush_interval_ms", value));
+        }
+        for (key, value) in [("api.tls_cert", self.api_tls_cert), ("api.tls_key", self.api_tls_key)] {
+            if let Some(value) = value {
+                figment = figment.merge(Serialized::default(key, value));
+            }
+        }
+        if let Some(value) = self.api_allow_http {
+            figment = figment.merge(Serialized::default("api.allow_http", value));
         }
         figment
     }
@@ -633,7 +767,13 @@ impl Config {
         }
         // KILLKRILL_SECTION__KEY sets section.key: a double underscore separates levels,
         // since keys themselves contain single ones.
-        figment = figment.merge(Env::prefixed("KILLKRILL_").ignore(&["config"]).split("__"));
+        // The ignored ones are read elsewhere: the first admin (auth::bootstrap) and the
+        // command-line clients' server, token and agent key.
+        figment = figment.merge(
+            Env::prefixed("KILLKRILL_")
+                .ignore(&["config", "admin_password", "admin_user", "server", "token", "api_key"])
+                .split("__"),
+        );
         figment = figment.merge(Env::raw().filter_map(|name| {
             NAMED_VARIABLES.iter().find(|(variable, _)| name == *variable).map(|(_, key)| (*key).into())
         }));
@@ -680,6 +820,7 @@ impl Config {
         self.syslog.tls_address()?;
         self.ingest.validate(self.store.redis_url.as_deref())?;
         self.metrics.aggregator_settings()?;
+        self.auth.validate()?;
         Ok(())
     }
 

@@ -23,6 +23,21 @@ pub enum Error {
     Redis(#[from] redis::RedisError),
     #[error("damaged hand-off entry: {0}")]
     HandoffEntry(String),
+    /// No, bad or expired credentials (401).
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
+    /// Authenticated, but the role is too low (403).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// Too many attempts (429, with Retry-After); `locked` when the account is locked.
+    #[error("{message}")]
+    TooManyAttempts { locked: bool, retry_after_s: u64, message: String },
+    /// The change conflicts with what is stored (409).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The named thing does not exist (404).
+    #[error("not found: {0}")]
+    NotFound(String),
     #[error("internal: {0}")]
     Internal(String),
     #[error("{0}")]

@@ -3,6 +3,7 @@
 //! parses; this crate stores and serves.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 mod error;
@@ -13,6 +14,7 @@ pub mod server;
 pub mod spool;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 pub use error::{Error, Result};
 

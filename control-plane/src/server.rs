@@ -32,8 +32,24 @@ pub async fn serve(config: Config) -> Result<()> {
             "Syslog over TLS is off: no certificate configured (set syslog.tls_cert and syslog.tls_key)."
         );
     }
+    let api_transport = config.api.transport()?;
+    let api_tls = match &api_transport {
+        crate::config::ApiTransport::Https { cert, key } => Some(crate::tls::load_api_tls(cert, key)?),
+        crate::config::ApiTransport::Http => None,
+    };
     prepare_data_dir(&config.data_dir)?;
-    let store = store::open(&config.store, &config.data_dir).await?;
+    let (store, auth_store) = store::open_with_auth(&config.store, &config.data_dir).await?;
+    let authenticator = Arc::new(crate::auth::Authenticator {
+        keys: crate::auth::JwtKeys::load(
+            config.auth.jwt_secret.as_ref().map(|secret| secret.0.as_str()),
+            auth_store.as_ref(),
+        )
+        .await?,
+        settings: crate::auth::AuthSettings::from_config(&config.auth),
+        limiter: crate::auth::LoginLimiter::new(config.auth.login_attempts_per_minute),
+        store: auth_store.clone(),
+    });
+    crate::auth::bootstrap(auth_store.as_ref(), &config.data_dir).await?;
     let store_counters = Arc::new(StoreCounters::default());
     let handoff = Handoff::start(&config, store.clone(), store_counters.clone())?;
     let dataplane_config = DataPlaneConfig {
@@ -88,17 +104,24 @@ pub async fn serve(config: Config) -> Result<()> {
         capture: dataplane.capture().clone(),
         xdp: dataplane.xdp(),
         nodes: Arc::default(),
+        auth: authenticator,
     };
 
     let (stop_sender, stop) = watch::channel(false);
     let mut http_servers = Vec::new();
     if let Some(address) = config.api.listen.address() {
         let listener = bind_http("api.listen", address).await?;
-        tracing::info!(address = %listener.local_addr()?, "API listening.");
+        let scheme = if api_tls.is_some() { "https" } else { "http" };
+        tracing::info!(address = %listener.local_addr()?, scheme, "API listening.");
         if !api::web_ui::is_built() {
             tracing::info!("This binary has no web UI: / says how to build it (cargo xtask ui).");
         }
-        http_servers.push(spawn_http(listener, api::router(state.clone()), stop.clone()));
+        match api_tls {
+            Some(tls) => {
+                http_servers.push(spawn_https(listener, tls, api::router(state.clone()), stop.clone()))
+            }
+            None => http_servers.push(spawn_http(listener, api::router(state.clone()), stop.clone())),
+        }
     }
     if let Some(address) = config.api.metrics_listen.address() {
         let listener = bind_http("api.metrics_listen", address).await?;
@@ -280,6 +303,26 @@ fn spawn_http(
         let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
         if let Err(error) = axum::serve(listener, service).with_graceful_shutdown(shutdown).await {
             tracing::error!(error = %error, "HTTP server failed.");
+        }
+    })
+}
+
+fn spawn_https(
+    listener: tokio::net::TcpListener,
+    tls: crate::tls::ApiTlsConfig,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let listener = crate::tls::TlsListener::new(listener, tls, stop.clone());
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        };
+        // tap_io gives the TLS listener axum's ConnectInfo<SocketAddr> implementation.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        if let Err(error) = axum::serve(listener, service).with_graceful_shutdown(shutdown).await {
+            tracing::error!(error = %error, "HTTPS server failed.");
         }
     })
 }

@@ -12,6 +12,8 @@ use serde_json::Value;
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_killkrill");
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// The first admin's password the harness starts every appliance with.
+pub const ADMIN_PASSWORD: &str = "harness-admin-password";
 
 /// A running `killkrill serve`, stopped (SIGKILL) when dropped if still running.
 pub struct Appliance {
@@ -22,6 +24,11 @@ pub struct Appliance {
     pub listeners: HashMap<String, SocketAddr>,
     /// Capture path per listener label.
     pub captures: HashMap<String, String>,
+    /// `http` or `https`, as the API said when it started.
+    pub scheme: String,
+    /// An admin API key the harness made at start (None when started without an admin):
+    /// every helper request sends it.
+    pub token: Option<String>,
     /// Every log line seen so far, and the ones still coming.
     pub log_lines: Vec<Value>,
     log_receiver: mpsc::Receiver<Value>,
@@ -43,9 +50,13 @@ impl Appliance {
         Self::start_with_env(data_dir, extra, &[])
     }
 
-    /// Starts on `data_dir` with extra `serve` arguments and environment variables.
+    /// Starts on `data_dir` with extra `serve` arguments and environment variables. The
+    /// first admin is `admin` with [`ADMIN_PASSWORD`] unless `env` sets
+    /// KILLKRILL_ADMIN_PASSWORD (empty: no admin, no token); with an admin, the harness
+    /// logs in and makes an admin API key that its helpers send.
     pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(BINARY);
+        command.env("KILLKRILL_ADMIN_PASSWORD", ADMIN_PASSWORD);
         command.envs(env.iter().copied());
         command
             .args(["serve", "--data-dir"])
@@ -76,6 +87,8 @@ impl Appliance {
             metrics: SocketAddr::from(([0, 0, 0, 0], 0)),
             listeners: HashMap::new(),
             captures: HashMap::new(),
+            scheme: "http".to_owned(),
+            token: None,
             log_lines: Vec::new(),
             log_receiver,
             _temp: None,
@@ -85,7 +98,10 @@ impl Appliance {
         for line in &appliance.log_lines {
             let address = || line["address"].as_str().and_then(|a| a.parse().ok());
             match line["message"].as_str() {
-                Some("API listening.") => appliance.api = address().expect("api address"),
+                Some("API listening.") => {
+                    appliance.api = address().expect("api address");
+                    appliance.scheme = line["scheme"].as_str().unwrap_or("http").to_owned();
+                }
                 Some("Metrics listening.") => appliance.metrics = address().expect("metrics address"),
                 Some("Listener started.") => {
                     let label = line["listener"].as_str().expect("listener label").to_owned();
@@ -97,7 +113,62 @@ impl Appliance {
                 _ => {}
             }
         }
+        let password = env
+            .iter()
+            .rev()
+            .find(|(name, _)| *name == "KILLKRILL_ADMIN_PASSWORD")
+            .map_or(ADMIN_PASSWORD, |(_, value)| *value);
+        let username =
+            env.iter().rev().find(|(name, _)| *name == "KILLKRILL_ADMIN_USER").map_or("admin", |(_, v)| *v);
+        if !password.is_empty() && appliance.scheme == "http" && appliance.api.port() != 0 {
+            let access = appliance.login(username, password);
+            appliance.token = Some(appliance.create_api_key_with(&access, "harness", "admin"));
+        }
         appliance
+    }
+
+    /// Logs in and returns the access token; panics unless the login succeeds.
+    pub fn login(&self, username: &str, password: &str) -> String {
+        let (status, body) = self.login_answer(username, password);
+        assert_eq!(status, 200, "login as {username}: {body}");
+        body["access_token"].as_str().expect("access_token").to_owned()
+    }
+
+    /// The status and body of a login attempt.
+    pub fn login_answer(&self, username: &str, password: &str) -> (u16, Value) {
+        let response = reqwest::blocking::Client::new()
+            .post(self.url("/api/v1/auth/login"))
+            .json(&serde_json::json!({ "username": username, "password": password }))
+            .send()
+            .expect("POST /api/v1/auth/login");
+        let status = response.status().as_u16();
+        (status, response.json().expect("JSON body"))
+    }
+
+    /// Makes an API key with `role` using the `bearer` credentials; returns the key.
+    pub fn create_api_key_with(&self, bearer: &str, name: &str, role: &str) -> String {
+        let response = reqwest::blocking::Client::new()
+            .post(self.url("/api/v1/api-keys"))
+            .bearer_auth(bearer)
+            .json(&serde_json::json!({ "name": name, "role": role }))
+            .send()
+            .expect("POST /api/v1/api-keys");
+        let status = response.status().as_u16();
+        let body: Value = response.json().expect("JSON body");
+        assert_eq!(status, 201, "create API key: {body}");
+        body["key"].as_str().expect("key").to_owned()
+    }
+
+    /// A client that sends the harness's admin API key with every request.
+    pub fn client(&self) -> reqwest::blocking::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = &self.token {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {token}").parse().expect("header value"),
+            );
+        }
+        reqwest::blocking::Client::builder().default_headers(headers).build().expect("HTTP client")
     }
 
     /// Keeps `temp` (the data directory's parent) until the appliance is dropped.
@@ -137,11 +208,12 @@ impl Appliance {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.api)
+        format!("{}://{}{path}", self.scheme, self.api)
     }
 
+    /// GET with the harness's admin API key.
     pub fn get_json(&self, path: &str) -> (u16, Value) {
-        let response = reqwest::blocking::get(self.url(path)).expect("HTTP request");
+        let response = self.client().get(self.url(path)).send().expect("HTTP request");
         let status = response.status().as_u16();
         (status, response.json().expect("JSON body"))
     }

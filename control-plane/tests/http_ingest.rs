@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use crate::harness::Appliance;
 
 fn post(appliance: &Appliance, body: impl Into<reqwest::blocking::Body>) -> (u16, Value) {
-    let response = reqwest::blocking::Client::new()
+    let response = appliance
+        .client()
         .post(appliance.url("/api/v1/logs"))
         .header("content-type", "application/json")
         .body(body)
@@ -74,11 +75,11 @@ fn kill_9_loses_nothing_that_was_acknowledged() {
     let data_dir = temp.path().join("data");
     let appliance = Appliance::start_in(&data_dir, &[]);
     let url = appliance.url("/api/v1/logs");
+    let client = appliance.client();
     let stop = Arc::new(AtomicBool::new(false));
     let poster = {
         let stop = stop.clone();
         std::thread::spawn(move || {
-            let client = reqwest::blocking::Client::new();
             let mut acknowledged = Vec::new();
             // At most 190 requests (9,500 messages: one search page holds them all).
             for request in 0..190 {

@@ -124,6 +124,7 @@ fn open_tail(appliance: &Appliance, filters: &str) -> std::sync::mpsc::Receiver<
         .build()
         .unwrap()
         .get(appliance.url(&format!("/api/v1/logs/tail?{filters}")))
+        .bearer_auth(appliance.token.as_deref().unwrap())
         .send()
         .unwrap();
     assert_eq!(response.status(), 200);
@@ -166,8 +167,14 @@ fn live_tail_streams_new_matching_messages_only() {
     assert!(tail.recv_timeout(std::time::Duration::from_millis(1500)).is_err(), "no other events");
 }
 
-fn killkrill_query(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_killkrill")).arg("query").args(args).output().unwrap()
+/// Runs `killkrill query` with KILLKRILL_TOKEN set to `token` (unset when None).
+fn killkrill_query(token: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_killkrill"));
+    command.arg("query").args(args).env_remove("KILLKRILL_TOKEN");
+    if let Some(token) = token {
+        command.env("KILLKRILL_TOKEN", token);
+    }
+    command.output().unwrap()
 }
 
 #[test]
@@ -177,9 +184,12 @@ fn query_command_prints_a_table_or_json_and_reports_bad_filters() {
     send(&appliance, &sent);
     appliance.wait_for_logs("q=cliword", 12);
     let server = appliance.url("");
+    let token = appliance.token.as_deref();
 
-    let output =
-        killkrill_query(&["--server", &server, "logs", "-q", "cliword", "--limit", "5", "--all", "--json"]);
+    let output = killkrill_query(
+        token,
+        &["--server", &server, "logs", "-q", "cliword", "--limit", "5", "--all", "--json"],
+    );
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let rows: Vec<Value> = String::from_utf8(output.stdout)
         .unwrap()
@@ -189,7 +199,7 @@ fn query_command_prints_a_table_or_json_and_reports_bad_filters() {
     assert_eq!(rows.len(), 12, "--all follows the cursor over three pages");
     assert_eq!(rows[0]["message"], "cliword row 11", "newest first");
 
-    let output = killkrill_query(&["--server", &server, "logs", "-q", "cliword", "--limit", "3"]);
+    let output = killkrill_query(token, &["--server", &server, "logs", "-q", "cliword", "--limit", "3"]);
     let table = String::from_utf8(output.stdout).unwrap();
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("RECEIVED"), "{table}");
@@ -200,13 +210,25 @@ fn query_command_prints_a_table_or_json_and_reports_bad_filters() {
     assert!(lines[1].ends_with("cliword row 11"), "{table}");
     assert!(lines[4].starts_with("(more: --cursor "), "{table}");
 
-    let output = killkrill_query(&["--server", &server, "logs", "--severity", "loud"]);
+    let output = killkrill_query(token, &["--server", &server, "logs", "--severity", "loud"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("severity"), "the parameter is named");
 
-    let output = killkrill_query(&["--server", "http://127.0.0.1:1", "logs"]);
+    let output = killkrill_query(token, &["--server", "http://127.0.0.1:1", "logs"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot reach"));
+
+    // Credentials: none is a 401 that says how to give them; --token works like the variable.
+    let output = killkrill_query(None, &["--server", &server, "logs", "-q", "cliword"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("401") && stderr.contains("KILLKRILL_TOKEN"), "{stderr}");
+    let output = killkrill_query(
+        None,
+        &["--server", &server, "--token", token.unwrap(), "logs", "-q", "cliword", "--json"],
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 12);
 }
 
 #[test]
@@ -227,6 +249,11 @@ fn openapi_document_lists_every_endpoint_and_each_answers() {
     assert_eq!(
         documented,
         [
+            "delete /api/v1/api-keys/{id}",
+            "delete /api/v1/users/{username}",
+            "get /api/v1/api-keys",
+            "get /api/v1/audit",
+            "get /api/v1/auth/me",
             "get /api/v1/logs",
             "get /api/v1/logs/tail",
             "get /api/v1/metrics",
@@ -235,18 +262,40 @@ fn openapi_document_lists_every_endpoint_and_each_answers() {
             "get /api/v1/openapi.json",
             "get /api/v1/sources",
             "get /api/v1/stats",
+            "get /api/v1/users",
             "get /health",
             "get /metrics",
             "get /ready",
+            "post /api/v1/api-keys",
+            "post /api/v1/auth/login",
+            "post /api/v1/auth/logout",
+            "post /api/v1/auth/refresh",
+            "post /api/v1/auth/setup",
             "post /api/v1/logs",
             "post /api/v1/nodes/heartbeat",
+            "post /api/v1/users",
+            "put /api/v1/users/{username}",
         ]
     );
     // Every documented GET route exists (the live tail streams, so only its status is read).
-    for path in paths.keys() {
-        let status = reqwest::blocking::get(appliance.url(path)).unwrap().status().as_u16();
+    for (path, item) in paths {
+        if item.get("get").is_none() {
+            continue;
+        }
+        let status = appliance.client().get(appliance.url(path)).send().unwrap().status().as_u16();
         assert_ne!(status, 404, "{path} is documented but not served");
     }
+    // The bearer scheme is declared, required by default, and waived for public routes.
+    let scheme = &document["components"]["securitySchemes"]["bearer"];
+    assert_eq!(
+        (scheme["type"].as_str(), scheme["scheme"].as_str()),
+        (Some("http"), Some("bearer")),
+        "{scheme}"
+    );
+    assert_eq!(document["security"], serde_json::json!([{ "bearer": [] }]));
+    assert_eq!(paths["/api/v1/auth/login"]["post"]["security"], serde_json::json!([]));
+    assert_eq!(paths["/health"]["get"]["security"], serde_json::json!([]));
+    assert!(paths["/api/v1/users"]["get"].get("security").is_none_or(|s| s != &serde_json::json!([])));
     let log = &document["components"]["schemas"]["StoredLog"]["properties"];
     for field in ["id", "received_at", "hostname", "message", "parse_error", "frame_flag"] {
         assert!(log.get(field).is_some(), "StoredLog.{field} missing from the schema");

@@ -4,6 +4,8 @@
 mod harness;
 mod servers;
 
+mod auth;
+mod auth_store;
 mod capture;
 mod cli;
 mod handoff;
@@ -15,6 +17,7 @@ mod observability;
 mod outage;
 mod parse_command;
 mod query;
+mod rbac;
 mod shutdown;
 mod store;
 mod tls;

@@ -19,7 +19,7 @@ use crate::harness::Appliance;
 
 /// A CA, a server certificate for 127.0.0.1 and localhost, a client certificate signed by
 /// the CA, one signed by another CA, and a key that matches nothing.
-struct Certificates {
+pub(crate) struct Certificates {
     dir: TempDir,
 }
 
@@ -35,7 +35,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 const EC_KEY: [&str; 4] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
 
 impl Certificates {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path();
         for (name, subject) in [("ca", "/CN=Krill Test CA"), ("rogue-ca", "/CN=Rogue CA")] {
@@ -96,7 +96,7 @@ impl Certificates {
         Self { dir }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
@@ -123,7 +123,7 @@ impl Certificates {
         appliance
     }
 
-    fn client_config(&self, certificate: Option<&str>, tls12_only: bool) -> Arc<ClientConfig> {
+    pub(crate) fn client_config(&self, certificate: Option<&str>, tls12_only: bool) -> Arc<ClientConfig> {
         let mut roots = RootCertStore::empty();
         roots.add(CertificateDer::from_pem_file(self.path("ca.pem")).unwrap()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());

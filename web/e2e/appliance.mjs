@@ -24,8 +24,11 @@ export function binaryPath() {
   return resolve(target, "debug", "killkrill");
 }
 
-/** `adminPassword: null` starts without a first admin (no KILLKRILL_ADMIN_PASSWORD). */
-export async function startAppliance({ extraArgs = [], adminPassword = ADMIN_PASSWORD } = {}) {
+/**
+ * `adminPassword: null` starts without a first admin (no KILLKRILL_ADMIN_PASSWORD); `env`
+ * adds settings (`KILLKRILL_SECTION__KEY`).
+ */
+export async function startAppliance({ extraArgs = [], adminPassword = ADMIN_PASSWORD, env: extraEnv = {} } = {}) {
   const dir = await mkdtemp(join(tmpdir(), "killkrill-e2e-"));
   const args = [
     "serve",
@@ -39,7 +42,8 @@ export async function startAppliance({ extraArgs = [], adminPassword = ADMIN_PAS
     "--metrics-flush-interval-ms", "500",
     ...extraArgs,
   ];
-  const env = { ...process.env, LOG_LEVEL: "info" };
+  // Every test signs in several times from 127.0.0.1: lift the per-address login limit.
+  const env = { ...process.env, LOG_LEVEL: "info", KILLKRILL_AUTH__LOGIN_ATTEMPTS_PER_MINUTE: "1000", ...extraEnv };
   delete env.KILLKRILL_ADMIN_PASSWORD;
   if (adminPassword !== null) env.KILLKRILL_ADMIN_PASSWORD = adminPassword;
   const child = spawn(binaryPath(), args, {

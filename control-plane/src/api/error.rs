@@ -23,6 +23,22 @@ impl IntoResponse for ApiError {
                 (StatusCode::BAD_REQUEST, "bad_request", format!("{parameter}: {message}"))
             }
             Error::TooLarge(message) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", message.clone()),
+            Error::Unauthorized(message) => (StatusCode::UNAUTHORIZED, "unauthorized", (*message).to_owned()),
+            Error::Forbidden(message) => (StatusCode::FORBIDDEN, "forbidden", message.clone()),
+            Error::Conflict(message) => (StatusCode::CONFLICT, "conflict", message.clone()),
+            Error::NotFound(message) => (StatusCode::NOT_FOUND, "not_found", message.clone()),
+            Error::TooManyAttempts { locked, retry_after_s, message } => {
+                let code = if *locked { "locked" } else { "rate_limited" };
+                let mut response = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(json!({ "error": { "code": code, "message": message } })),
+                )
+                    .into_response();
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, (*retry_after_s).max(1).into());
+                return response;
+            }
             Error::Store(_) | Error::Migration(_) => {
                 tracing::error!(error = %self.0, "Store request failed.");
                 (
@@ -36,7 +52,14 @@ impl IntoResponse for ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".to_owned())
             }
         };
-        (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response()
+        let mut response =
+            (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }
 

@@ -1,13 +1,18 @@
 //! The HTTP surface: `/health`, `/ready`, `/metrics`, the REST API under `/api/v1/` and the
 //! web UI at `/`.
 
+mod admin;
+mod audit;
+mod auth;
 pub mod error;
+pub mod guard;
 mod health;
 mod ingest;
 mod logs;
 pub mod metrics;
 pub mod nodes;
 pub mod openapi;
+pub mod policy;
 mod sources;
 mod stats;
 mod tail;
@@ -22,7 +27,7 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use killkrill_dataplane::capture::CaptureStatus;
 use killkrill_dataplane::counters::ListenerCounters;
 use killkrill_dataplane::listener::ListenerInfo;
@@ -51,6 +56,8 @@ pub struct AppState {
     pub xdp: Option<Arc<Mutex<XdpSteering>>>,
     /// The node agents heard from (`/api/v1/nodes`).
     pub nodes: Arc<nodes::NodeRegistry>,
+    /// Users, tokens, API keys and the audit log.
+    pub auth: Arc<crate::auth::Authenticator>,
 }
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -66,14 +73,27 @@ pub fn router(state: AppState) -> Router {
         .route("/sources", get(sources::sources))
         .route("/nodes", get(nodes::list))
         .route("/nodes/heartbeat", axum::routing::post(nodes::heartbeat))
-        .route("/openapi.json", get(openapi::openapi_json));
+        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/refresh", post(auth::refresh))
+        .route("/auth/logout", post(auth::logout))
+        .route("/auth/me", get(auth::me))
+        .route("/auth/setup", post(auth::setup))
+        .route("/users", get(admin::list_users).post(admin::create_user))
+        .route("/users/{username}", put(admin::update_user).delete(admin::delete_user))
+        .route("/api-keys", get(admin::list_api_keys).post(admin::create_api_key))
+        .route("/api-keys/{id}", axum::routing::delete(admin::delete_api_key))
+        .route("/audit", get(audit::audit));
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
         .nest("/api/v1", api.layer(axum::extract::DefaultBodyLimit::max(ingest::MAX_BODY_BYTES)))
-        // The web UI's files and page routes; unknown /api/ paths stay JSON 404s.
+        // Every matched route passes the guard (policy::ROUTES); unknown paths reach the
+        // fallback without it: the web UI's files and page routes (public), or a JSON 404.
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard::guard))
         .fallback(web_ui::fallback)
+        .layer(middleware::from_fn_with_state(state.clone(), guard::audit))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
@@ -85,6 +105,7 @@ pub fn metrics_router(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard::guard))
         .fallback(error::not_found)
         .with_state(state)
 }

@@ -1,5 +1,6 @@
 //! The `killkrill` command line.
 
+mod admin;
 mod export;
 mod parse;
 mod query;
@@ -30,6 +31,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Search a running appliance through its REST API.
     Query(query::QueryArgs),
+    /// Manage users directly in the store (no server needed).
+    Admin(admin::AdminArgs),
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +67,15 @@ struct ServeArgs {
     /// Metrics aggregation interval in milliseconds (metrics.flush_interval_ms).
     #[arg(long, value_name = "MS")]
     metrics_flush_interval_ms: Option<u64>,
+    /// PEM certificate chain for the API; with --api-tls-key it serves HTTPS (api.tls_cert).
+    #[arg(long, value_name = "FILE")]
+    api_tls_cert: Option<PathBuf>,
+    /// PEM private key of the API certificate (api.tls_key).
+    #[arg(long, value_name = "FILE")]
+    api_tls_key: Option<PathBuf>,
+    /// Serve the API over plain HTTP on a non-loopback address (api.allow_http).
+    #[arg(long)]
+    api_allow_http: bool,
 }
 
 /// Exit status for a configuration or usage problem (a runtime failure exits 1).
@@ -76,6 +88,7 @@ pub fn main() -> ExitCode {
         Command::Parse(args) => parse::run(&args),
         Command::Export(args) => export::run(args),
         Command::Query(args) => query::run(args),
+        Command::Admin(args) => admin::run(args),
     }
 }
 
@@ -90,6 +103,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         statsd_udp: args.statsd_udp,
         influx_udp: args.influx_udp,
         metrics_flush_interval_ms: args.metrics_flush_interval_ms,
+        api_tls_cert: args.api_tls_cert,
+        api_tls_key: args.api_tls_key,
+        api_allow_http: args.api_allow_http.then_some(true),
     };
     let config = match Config::load(args.config.as_deref(), flags) {
         Ok(config) => config,

@@ -12,6 +12,11 @@ pub struct QueryArgs {
     /// The appliance's API base URL.
     #[arg(long, env = "KILLKRILL_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
     server: String,
+    /// Access token (from POST /api/v1/auth/login) or API key (kk_...), sent as
+    /// `Authorization: Bearer`; prefer the environment variable, which stays out of the
+    /// shell history and the process list.
+    #[arg(long, env = "KILLKRILL_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
     /// Print one JSON object per row instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -91,7 +96,7 @@ const SEVERITY_NAMES: [&str; 8] = ["emerg", "alert", "crit", "err", "warning", "
 
 pub fn run(args: QueryArgs) -> ExitCode {
     match args.what {
-        QueryWhat::Logs(ref filters) => match logs(&args.server, filters, args.json) {
+        QueryWhat::Logs(ref filters) => match logs(&args.server, args.token.as_deref(), filters, args.json) {
             Ok(()) => ExitCode::SUCCESS,
             Err(QueryError::Usage(message)) => {
                 eprintln!("killkrill: error: {message}");
@@ -111,7 +116,7 @@ enum QueryError {
     Failed(String),
 }
 
-fn logs(server: &str, filters: &LogFilters, json: bool) -> Result<(), QueryError> {
+fn logs(server: &str, token: Option<&str>, filters: &LogFilters, json: bool) -> Result<(), QueryError> {
     let client = reqwest::blocking::Client::new();
     let url = format!("{}/api/v1/logs", server.trim_end_matches('/'));
     let stdout = std::io::stdout();
@@ -125,11 +130,12 @@ fn logs(server: &str, filters: &LogFilters, json: bool) -> Result<(), QueryError
         if let Some(cursor) = &cursor {
             pairs.push(("cursor", cursor.clone()));
         }
-        let response = client
-            .get(&url)
-            .query(&pairs)
-            .send()
-            .map_err(|error| QueryError::Failed(format!("cannot reach {server}: {error}")))?;
+        let mut request = client.get(&url).query(&pairs);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response =
+            request.send().map_err(|error| QueryError::Failed(format!("cannot reach {server}: {error}")))?;
         let status = response.status();
         let body: Value = response
             .json()
@@ -138,6 +144,10 @@ fn logs(server: &str, filters: &LogFilters, json: bool) -> Result<(), QueryError
             let message = body["error"]["message"].as_str().unwrap_or("no message").to_owned();
             return Err(if status.as_u16() == 400 {
                 QueryError::Usage(message)
+            } else if status.as_u16() == 401 && token.is_none() {
+                QueryError::Failed(format!(
+                    "{server} answered {status}: {message} (give --token or set KILLKRILL_TOKEN)"
+                ))
             } else {
                 QueryError::Failed(format!("{server} answered {status}: {message}"))
             });

@@ -11,12 +11,14 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (1, "logs", include_str!("../../migrations/sqlite/0001_logs.sql")),
     (2, "log blocks", include_str!("../../migrations/sqlite/0002_log_blocks.sql")),
     (3, "metrics", include_str!("../../migrations/sqlite/0003_metrics.sql")),
+    (4, "auth", include_str!("../../migrations/sqlite/0004_auth.sql")),
 ];
 
 /// The PostgreSQL migrations, in order.
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "log blocks", include_str!("../../migrations/postgres/0001_log_blocks.sql")),
     (2, "metrics", include_str!("../../migrations/postgres/0002_metrics.sql")),
+    (3, "auth", include_str!("../../migrations/postgres/0003_auth.sql")),
 ];
 
 #[derive(Debug)]

@@ -2,6 +2,8 @@
 //! Handlers and the batch writer see `Arc<dyn Store>`; SQL stays in `sql`, the block
 //! format in `block`, and the search logic that both backends share in `query`.
 
+pub mod auth;
+mod auth_sql;
 pub mod block;
 pub mod metrics;
 mod metrics_sql;
@@ -15,6 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 
+pub use auth::{ApiKeyRecord, AuditRecord, AuthStore, Role, UserChange, UserRecord};
 pub use block::{BlockEncoder, EncodedBlock};
 pub use metrics::{MetricAgg, MetricQuery, MetricSeries, MetricStore, MetricValue};
 pub use query::{Cursor, LogQuery, Order, TextQuery};
@@ -138,6 +141,15 @@ pub trait Store: MetricStore + Send + Sync {
 
 /// Opens the configured backend, running migrations.
 pub async fn open(config: &StoreConfig, data_dir: &Path) -> Result<Arc<dyn Store>> {
+    Ok(open_with_auth(config, data_dir).await?.0)
+}
+
+/// Opens the configured backend, running migrations: its logs-and-metrics half and its
+/// auth half (one pool behind both).
+pub async fn open_with_auth(
+    config: &StoreConfig,
+    data_dir: &Path,
+) -> Result<(Arc<dyn Store>, Arc<dyn AuthStore>)> {
     let store = match config.db_type {
         DbType::Sqlite => SqlStore::open_sqlite(config.database_url.as_deref(), data_dir).await?,
         DbType::Postgres => {
@@ -149,7 +161,8 @@ pub async fn open(config: &StoreConfig, data_dir: &Path) -> Result<Arc<dyn Store
             SqlStore::open_postgres(url).await?
         }
     };
-    Ok(Arc::new(store))
+    let store = Arc::new(store);
+    Ok((store.clone(), store))
 }
 
 /// RFC 3339 in UTC with exactly `digits` fractional digits.

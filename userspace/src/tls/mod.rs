@@ -98,7 +98,8 @@ impl TlsServerConfig {
         self.client_auth
     }
 
-    pub(crate) fn rustls(&self) -> &Arc<ServerConfig> {
+    /// The rustls configuration (the control plane serves its API over HTTPS with it).
+    pub fn rustls(&self) -> &Arc<ServerConfig> {
         &self.config
     }
 }
