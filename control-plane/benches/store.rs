@@ -105,6 +105,7 @@ fn ingest(c: &mut Criterion) {
                     runtime
                         .block_on(run_batch_writer(
                             vec![consumer],
+                            None,
                             BlockSink::Store(store.clone()),
                             counters.clone(),
                             settings,

@@ -342,6 +342,9 @@ pub struct StoreConfig {
     pub retention_max_bytes: u64,
     /// How often retention runs, in seconds.
     pub retention_interval_s: u64,
+    /// With PostgreSQL: how often, in seconds, live settings kept by other control planes
+    /// (source lists, rate limit, retention) are looked for and applied; 0 turns it off.
+    pub runtime_config_poll_s: u64,
     /// Room for blocks the store could not take (kept in `data_dir/spool`); 0 disables the
     /// spool, and the writer then waits for the store.
     pub spool_max_bytes: u64,
@@ -474,11 +477,12 @@ pub struct CaptureSection {
     pub fill_ring_size: u32,
     /// RX ring entries per queue (power of two).
     pub rx_ring_size: u32,
-    /// Source prefixes (CIDR) whose datagrams to steered ports are dropped.
+    /// Source prefixes (CIDR) whose messages are dropped, by XDP on steered ports and by
+    /// every socket listener.
     pub deny: Vec<String>,
-    /// When non-empty, only these source prefixes (CIDR) are accepted on steered ports.
+    /// When non-empty, only these source prefixes (CIDR) are accepted (XDP and sockets).
     pub allow: Vec<String>,
-    /// Per-source limit in messages per second on steered ports; 0 turns it off.
+    /// Per-source limit in messages per second (XDP and datagram sockets); 0 turns it off.
     pub rate_limit_per_second: u64,
     /// Per-source burst in messages; 0 means the same as rate_limit_per_second.
     pub rate_limit_burst: u64,
@@ -626,6 +630,7 @@ impl Default for StoreConfig {
             retention_max_age: "30d".to_owned(),
             retention_max_bytes: 0,
             retention_interval_s: 60,
+            runtime_config_poll_s: 10,
             spool_max_bytes: 1 << 30,
         }
     }

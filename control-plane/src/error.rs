@@ -17,6 +17,14 @@ pub enum Error {
     TooLarge(String),
     #[error("bad request: {parameter}: {message}")]
     BadRequest { parameter: &'static str, message: String },
+    /// A request body field that failed validation; `field` is its path
+    /// (`listeners[1].listen`).
+    #[error("{field}: {message}")]
+    InvalidField { field: String, message: String },
+    /// The request conflicts with the current state or with what is stored (409): a port
+    /// already in use, the last admin.
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("{0}")]
     Block(#[from] crate::store::block::BlockError),
     #[error("redis: {0}")]
@@ -32,9 +40,6 @@ pub enum Error {
     /// Too many attempts (429, with Retry-After); `locked` when the account is locked.
     #[error("{message}")]
     TooManyAttempts { locked: bool, retry_after_s: u64, message: String },
-    /// The change conflicts with what is stored (409).
-    #[error("conflict: {0}")]
-    Conflict(String),
     /// The named thing does not exist (404).
     #[error("not found: {0}")]
     NotFound(String),

@@ -68,10 +68,12 @@ impl BlockSink {
 /// Batches taken off the rings for one block, with the ring each came from.
 type Taken = Vec<(usize, LogBatch)>;
 
-/// Runs until every ring's producer is gone (its listener stopped), the rings are empty
-/// and every block is committed: it never abandons an accepted batch on its own.
+/// Runs until every ring's producer is gone (its listener stopped), the rings are empty,
+/// every block is committed and no more rings can come through `feed` (the rings of
+/// listeners started while it runs): it never abandons an accepted batch on its own.
 pub async fn run_batch_writer(
     mut consumers: Vec<BatchConsumer>,
+    feed: Option<std::sync::mpsc::Receiver<BatchConsumer>>,
     sink: BlockSink,
     counters: Arc<StoreCounters>,
     settings: BlockSettings,
@@ -86,7 +88,20 @@ pub async fn run_batch_writer(
     let (done_sender, mut done) = mpsc::unbounded_channel::<(Taken, BlockEncoder)>();
     let mut in_flight = 0usize;
     let mut next_ring = 0;
+    let mut feed = feed;
     loop {
+        if let Some(receiver) = &feed {
+            loop {
+                match receiver.try_recv() {
+                    Ok(consumer) => consumers.push(consumer),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                        feed = None;
+                        break;
+                    }
+                }
+            }
+        }
         while let Ok((taken, encoder)) = done.try_recv() {
             finish_job(&mut consumers, sink.batches_counter(&counters), taken);
             encoders.push(encoder);
@@ -104,8 +119,13 @@ pub async fn run_batch_writer(
         let taken = take_waiting(&mut consumers, &mut next_ring, max_messages);
         if taken.is_empty() {
             encoders.push(encoder);
-            if in_flight == 0 && consumers.iter().all(BatchConsumer::is_finished) {
-                return Ok(());
+            if in_flight == 0 {
+                // Jobs name rings by index: only with none in flight may finished rings
+                // (of listeners stopped at run time) go, with the batches they hold.
+                consumers.retain(|consumer| !consumer.is_finished());
+                if consumers.is_empty() && feed.is_none() {
+                    return Ok(());
+                }
             }
             tokio::time::sleep(IDLE_POLL).await;
             continue;

@@ -24,13 +24,27 @@ pub struct MetricWriterCounters {
     pub write_errors: AtomicU64,
 }
 
-/// Runs until every listener is gone and its ring is empty.
+/// Runs until every listener is gone, its ring is empty and no more rings can come
+/// through `feed` (the rings of metrics listeners started while it runs).
 pub async fn run_metric_writer(
     mut consumers: Vec<MetricConsumer>,
+    mut feed: Option<std::sync::mpsc::Receiver<MetricConsumer>>,
     store: Arc<dyn Store>,
     counters: Arc<MetricWriterCounters>,
 ) {
     loop {
+        if let Some(receiver) = &feed {
+            loop {
+                match receiver.try_recv() {
+                    Ok(consumer) => consumers.push(consumer),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                        feed = None;
+                        break;
+                    }
+                }
+            }
+        }
         let mut idle = true;
         for consumer in &mut consumers {
             while let Some(batch) = consumer.pop() {
@@ -39,7 +53,8 @@ pub async fn run_metric_writer(
             }
         }
         if idle {
-            if consumers.iter().all(MetricConsumer::is_finished) {
+            consumers.retain(|consumer| !consumer.is_finished());
+            if consumers.is_empty() && feed.is_none() {
                 return;
             }
             tokio::time::sleep(IDLE_POLL).await;

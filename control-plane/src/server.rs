@@ -4,18 +4,21 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use killkrill_dataplane::batch::BatchLimits;
 use killkrill_dataplane::capture::CaptureStatus;
+use killkrill_dataplane::sources::SharedSourcePolicy;
 use killkrill_dataplane::{DataPlane, DataPlaneConfig};
 use tokio::sync::watch;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::handoff::Handoff;
+use crate::live::{LiveConfig, SharedDataPlane, StartingSettings};
 use crate::metric_writer::{MetricWriterCounters, run_metric_writer};
+use crate::runtime_config::{self, StoredOverrides};
 use crate::spool::Spool;
 use crate::telemetry::metric_pipeline::MetricPipelineCollector;
 use crate::telemetry::metrics::{Metrics, StoreCounters};
@@ -26,6 +29,27 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Runs the appliance until SIGTERM or SIGINT, then flushes what was accepted.
 pub async fn serve(config: Config) -> Result<()> {
+    let mut config = config;
+    prepare_data_dir(&config.data_dir)?;
+    let (store, auth_store) = store::open_with_auth(&config.store, &config.data_dir).await?;
+    // Settings changed live and kept in the store win over the file (docs/adr/0024).
+    let overrides = StoredOverrides::load(&*store).await?;
+    let stored_listeners = overrides.apply(&mut config)?;
+    for key in runtime_config::KEYS {
+        let stored = match key {
+            runtime_config::LISTENERS_KEY => overrides.listeners.is_some(),
+            runtime_config::CAPTURE_KEY => overrides.capture.is_some(),
+            runtime_config::SOURCES_KEY => overrides.sources.is_some(),
+            runtime_config::RATE_LIMITS_KEY => overrides.rate_limits.is_some(),
+            _ => overrides.retention.is_some(),
+        };
+        if stored {
+            tracing::info!(
+                section = key,
+                "A live setting kept in the store overrides the configuration file."
+            );
+        }
+    }
     let syslog_tls = config.syslog.tls_listener()?;
     if config.syslog.tls_address()? == crate::config::TlsListen::OffNoCertificate {
         tracing::info!(
@@ -37,8 +61,6 @@ pub async fn serve(config: Config) -> Result<()> {
         crate::config::ApiTransport::Https { cert, key } => Some(crate::tls::load_api_tls(cert, key)?),
         crate::config::ApiTransport::Http => None,
     };
-    prepare_data_dir(&config.data_dir)?;
-    let (store, auth_store) = store::open_with_auth(&config.store, &config.data_dir).await?;
     let authenticator = Arc::new(crate::auth::Authenticator {
         keys: crate::auth::JwtKeys::load(
             config.auth.jwt_secret.as_ref().map(|secret| secret.0.as_str()),
@@ -50,6 +72,21 @@ pub async fn serve(config: Config) -> Result<()> {
         store: auth_store.clone(),
     });
     crate::auth::bootstrap(auth_store.as_ref(), &config.data_dir).await?;
+    let tls_certificate = match &syslog_tls {
+        Some(_) => None,
+        None if runtime_config::tls_available(&config) => {
+            let mut syslog = config.syslog.clone();
+            syslog.tls = Some(crate::config::ListenAddress::On(crate::config::DEFAULT_SYSLOG_TLS));
+            syslog.tls_listener()?
+        }
+        None => None,
+    };
+    let (starting_sources, starting_rate_limits, starting_retention, starting_capture) =
+        runtime_config::from_config(&config)?;
+    let capture_config = config.capture.to_dataplane()?;
+    let (allow, deny) = starting_sources.validate()?;
+    let sources =
+        SharedSourcePolicy::new(runtime_config::source_policy(allow, deny, capture_config.rate_limit));
     let store_counters = Arc::new(StoreCounters::default());
     let handoff = Handoff::start(&config, store.clone(), store_counters.clone())?;
     let dataplane_config = DataPlaneConfig {
@@ -64,11 +101,13 @@ pub async fn serve(config: Config) -> Result<()> {
         },
         handoff_capacity: config.batch.handoff_capacity,
         time_zone: config.time_zone()?,
-        capture: config.capture.to_dataplane()?,
+        capture: capture_config,
         statsd_udp: config.metrics.statsd_udp.address(),
         influx_udp: config.metrics.influx_udp.address(),
         metrics: config.metrics.aggregator_settings()?,
         metrics_threads: config.metrics.receive_threads,
+        sources: sources.clone(),
+        tls_certificate,
     };
     if let Some(tls) = &dataplane_config.syslog_tls {
         tracing::info!(
@@ -79,32 +118,65 @@ pub async fn serve(config: Config) -> Result<()> {
         );
     }
     let mut dataplane = DataPlane::start(&dataplane_config)?;
+    if let Some(specs) = &stored_listeners {
+        // The file layout holds one listener per kind: the others start here.
+        dataplane.apply_listeners(specs)?;
+    }
     log_capture(dataplane.capture());
-    let mut metrics = Metrics::new(dataplane.counters().to_vec(), store_counters.clone());
+    let mut metrics = Metrics::new(dataplane.shared_counters(), store_counters.clone());
     metrics.add_capture(dataplane.capture().clone(), dataplane.xdp());
     metrics.add_handoff(handoff.counters.clone());
     let metric_writer_counters = Arc::new(MetricWriterCounters::default());
     metrics.add_metric_pipeline(MetricPipelineCollector {
-        listeners: dataplane.metric_counters().to_vec(),
+        listeners: dataplane.shared_metric_counters(),
         writer: metric_writer_counters.clone(),
     });
     let metrics = Arc::new(metrics);
+    let listeners = Arc::new(RwLock::new(dataplane.listeners().to_vec()));
+    let (retention_sender, retention_receiver) = watch::channel(config.retention()?);
+    let consumers = dataplane.take_consumers();
+    let consumer_feed = dataplane.take_consumer_feed();
+    let metric_consumers = dataplane.take_metric_consumers();
+    let metric_feed = dataplane.take_metric_feed();
+    let capture = dataplane.capture().clone();
+    let xdp = dataplane.xdp();
+    let listener_counters = dataplane.shared_counters();
+    let running_listeners = dataplane.listeners().to_vec();
+    let dataplane: SharedDataPlane = Arc::new(Mutex::new(Some(dataplane)));
+    let live = LiveConfig::new(
+        store.clone(),
+        dataplane.clone(),
+        listeners.clone(),
+        sources,
+        xdp.clone(),
+        retention_sender,
+        StartingSettings {
+            sources: starting_sources,
+            rate_limits: starting_rate_limits,
+            retention: starting_retention,
+            capture: starting_capture,
+            active_capture: capture.label().to_owned(),
+            tls_available: runtime_config::tls_available(&config),
+        },
+        overrides.listeners.clone(),
+    )?;
     let state = AppState {
         store: store.clone(),
         metrics,
         listeners_up: Arc::new(AtomicBool::new(false)),
-        listeners: Arc::new(RwLock::new(dataplane.listeners().to_vec())),
+        listeners,
         data_dir: config.data_dir.clone(),
-        listener_counters: dataplane.counters().to_vec(),
+        listener_counters,
         store_counters: store_counters.clone(),
         store_backend: match config.store.db_type {
             crate::config::DbType::Sqlite => "sqlite",
             crate::config::DbType::Postgres => "postgres",
         },
-        capture: dataplane.capture().clone(),
-        xdp: dataplane.xdp(),
+        capture,
+        xdp,
         nodes: Arc::default(),
         auth: authenticator,
+        live: Arc::new(live),
     };
 
     let (stop_sender, stop) = watch::channel(false);
@@ -128,7 +200,7 @@ pub async fn serve(config: Config) -> Result<()> {
         tracing::info!(address = %listener.local_addr()?, "Metrics listening.");
         http_servers.push(spawn_http(listener, api::metrics_router(state.clone()), stop.clone()));
     }
-    for listener in dataplane.listeners() {
+    for listener in &running_listeners {
         tracing::info!(
             listener = listener.kind.label(),
             address = %listener.local_addr,
@@ -146,11 +218,17 @@ pub async fn serve(config: Config) -> Result<()> {
     };
     let retention = tokio::spawn(enforce_retention(
         store.clone(),
-        config.retention()?,
+        retention_receiver,
         Duration::from_secs(config.store.retention_interval_s),
         store_counters.clone(),
         stop.clone(),
     ));
+    let follower = match (config.store.db_type, config.store.runtime_config_poll_s) {
+        (crate::config::DbType::Postgres, seconds) if seconds > 0 => Some(tokio::spawn(
+            follow_live_settings(state.live.clone(), Duration::from_secs(seconds), stop.clone()),
+        )),
+        _ => None,
+    };
     let spool = match config.store.spool_max_bytes {
         0 => None,
         max_bytes => {
@@ -169,17 +247,15 @@ pub async fn serve(config: Config) -> Result<()> {
     };
     let drainer = spool.clone().map(|spool| tokio::spawn(spool.drain(store.clone(), stop.clone())));
     let writer = tokio::spawn(ingest::run_batch_writer(
-        dataplane.take_consumers(),
+        consumers,
+        consumer_feed,
         handoff.sink.clone(),
         store_counters,
         block_settings,
         spool,
     ));
-    let metric_writer = tokio::spawn(run_metric_writer(
-        dataplane.take_metric_consumers(),
-        store.clone(),
-        metric_writer_counters,
-    ));
+    let metric_writer =
+        tokio::spawn(run_metric_writer(metric_consumers, metric_feed, store.clone(), metric_writer_counters));
     state.listeners_up.store(true, Ordering::Release);
     tracing::info!(version = VERSION, data_dir = %config.data_dir.display(), "Killkrill is ready.");
 
@@ -189,7 +265,12 @@ pub async fn serve(config: Config) -> Result<()> {
     let flush = async {
         // Listeners hand off their last batches while the writer keeps draining; the
         // writer ends once every listener is gone and its ring is empty.
-        let stopped = tokio::task::spawn_blocking(move || dataplane.shutdown());
+        let stopped = tokio::task::spawn_blocking(move || {
+            let taken = dataplane.lock().unwrap_or_else(PoisonError::into_inner).take();
+            if let Some(dataplane) = taken {
+                dataplane.shutdown();
+            }
+        });
         let _ = stopped.await;
         if let Ok(Err(error)) = writer.await {
             tracing::error!(error = %error, "The batch writer stopped.");
@@ -205,6 +286,9 @@ pub async fn serve(config: Config) -> Result<()> {
     }
     let _ = stop_sender.send(true);
     let _ = retention.await;
+    if let Some(follower) = follower {
+        let _ = follower.await;
+    }
     if let Some(drainer) = drainer {
         let _ = drainer.await;
     }
@@ -216,23 +300,32 @@ pub async fn serve(config: Config) -> Result<()> {
     Ok(())
 }
 
-/// Applies the retention limits now and then until shutdown. A failed pass is logged and
-/// tried again at the next tick.
+/// Applies the retention limits now and then until shutdown, and at once when they change
+/// (`PUT /api/v1/config/retention`). A failed pass is logged and tried again at the next
+/// tick.
 async fn enforce_retention(
     store: Arc<dyn store::Store>,
-    retention: store::Retention,
+    mut limits: watch::Receiver<store::Retention>,
     every: Duration,
     counters: Arc<StoreCounters>,
     mut stop: watch::Receiver<bool>,
 ) {
-    if retention == store::Retention::default() {
-        return;
-    }
     let mut ticks = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
+            changed = limits.changed() => {
+                if changed.is_err() {
+                    // The live settings are gone (shutdown): keep the last limits.
+                    let retention = *limits.borrow();
+                    limits = watch::channel(retention).1;
+                }
+            }
             _ = stop.changed() => return,
+        }
+        let retention = *limits.borrow_and_update();
+        if retention == store::Retention::default() {
+            continue;
         }
         let now = i64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX);
         match store.enforce_retention(&retention, now).await {
@@ -248,6 +341,21 @@ async fn enforce_retention(
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(error = %error, "Retention pass failed; trying again later."),
+        }
+    }
+}
+
+/// With control planes sharing one PostgreSQL: picks up the live settings the others keep.
+async fn follow_live_settings(live: Arc<LiveConfig>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(error) = live.follow_store().await {
+            tracing::warn!(error = %error, "Cannot read the live settings from the store; trying again later.");
         }
     }
 }

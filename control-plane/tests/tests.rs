@@ -11,6 +11,7 @@ mod cli;
 mod handoff;
 mod http_ingest;
 mod ingest;
+mod live_config;
 mod metrics;
 mod metrics_store;
 mod observability;

@@ -9,6 +9,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::listener::{CapturePath, ListenerKind};
 
+/// The counters of every listener kind run so far; grows when a listener of a new kind
+/// starts at run time (read for display, written rarely).
+pub type SharedListenerCounters = std::sync::Arc<std::sync::RwLock<Vec<std::sync::Arc<ListenerCounters>>>>;
+
+/// A snapshot of the shared list.
+pub fn snapshot<T: Clone>(shared: &std::sync::RwLock<Vec<T>>) -> Vec<T> {
+    shared.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+}
+
 /// What one listener has seen, accepted and dropped, and why.
 #[derive(Debug)]
 pub struct ListenerCounters {
@@ -54,6 +63,11 @@ pub struct ListenerCounters {
     /// AF_XDP: frames the kernel dropped at this listener's sockets because an RX ring was
     /// full or the fill ring had no free frame (the sockets' XDP statistics).
     pub dropped_capture_full: AtomicU64,
+    /// Socket path: messages (datagrams) dropped, and connections refused, because the
+    /// source is on the deny list or not on a non-empty allow list (`crate::sources`).
+    pub dropped_denied: AtomicU64,
+    /// Socket path: datagrams dropped because the source's token bucket was empty.
+    pub dropped_rate_limited: AtomicU64,
 }
 
 impl ListenerCounters {
@@ -79,6 +93,8 @@ impl ListenerCounters {
             tls_handshake_timeouts: AtomicU64::new(0),
             receive_errors: AtomicU64::new(0),
             dropped_capture_full: AtomicU64::new(0),
+            dropped_denied: AtomicU64::new(0),
+            dropped_rate_limited: AtomicU64::new(0),
         }
     }
 

@@ -13,6 +13,10 @@ pub enum Error {
     Spawn { listener: ListenerKind, source: std::io::Error },
     #[error("syslog-tls: {file} {path}: {message}", path = path.display())]
     Tls { file: crate::tls::TlsFile, path: std::path::PathBuf, message: String },
+    #[error("syslog-tls: no certificate is configured (set syslog.tls_cert and syslog.tls_key)")]
+    NoTlsCertificate,
+    #[error("{listener} is not a data-plane listener")]
+    NotADataPlaneListener { listener: ListenerKind },
     #[error(transparent)]
     Capture(#[from] crate::capture::CaptureError),
 }

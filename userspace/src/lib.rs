@@ -14,10 +14,11 @@ pub mod handoff;
 pub mod listener;
 pub mod metrics;
 mod runtime;
+pub mod sources;
 #[doc(hidden)]
 pub mod testing;
 pub mod tls;
 pub mod xdp;
 
 pub use error::{Error, Result};
-pub use runtime::{DataPlane, DataPlaneConfig, TlsListenerConfig};
+pub use runtime::{DataPlane, DataPlaneConfig, ListenerSpec, TlsListenerConfig};

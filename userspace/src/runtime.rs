@@ -6,7 +6,8 @@
 //! beside it; see docs/adr/0004-first-data-plane-runtime.md.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -27,8 +28,9 @@ use crate::listener::{
     BatchSink, CapturePath, ListenerInfo, ListenerKind, StopSignal, spawn_stream_listener, spawn_udp_listener,
 };
 use crate::metrics::{AggregatorSettings, MetricConsumer, MetricCounters, metric_ring};
+use crate::sources::SharedSourcePolicy;
 use crate::tls::TlsServerConfig;
-use crate::xdp::{XdpCounters, XdpSteering};
+use crate::xdp::{XdpCounters, XdpListener, XdpSteering};
 
 /// What the data plane listens on and how it batches.
 #[derive(Clone, Debug)]
@@ -57,6 +59,12 @@ pub struct DataPlaneConfig {
     /// Receive threads per metrics listener, each with its own SO_REUSEPORT socket,
     /// aggregator and ring; their points are merged at query time.
     pub metrics_threads: usize,
+    /// Allow and deny lists and rate limit on the socket path; change them at run time
+    /// through the same handle ([`DataPlane::sources`]).
+    pub sources: SharedSourcePolicy,
+    /// Certificates for syslog-tls listeners started at run time when `syslog_tls` is
+    /// `None` (its address is not used).
+    pub tls_certificate: Option<TlsListenerConfig>,
 }
 
 impl Default for DataPlaneConfig {
@@ -74,6 +82,8 @@ impl Default for DataPlaneConfig {
             influx_udp: None,
             metrics: AggregatorSettings::default(),
             metrics_threads: 1,
+            sources: SharedSourcePolicy::default(),
+            tls_certificate: None,
         }
     }
 }
@@ -100,52 +110,132 @@ fn bind_metric_sockets(kind: ListenerKind, address: SocketAddr, threads: usize) 
     Ok(sockets)
 }
 
-/// The running data plane.
-pub struct DataPlane {
-    listeners: Vec<ListenerInfo>,
-    counters: Vec<Arc<ListenerCounters>>,
-    consumers: Vec<BatchConsumer>,
-    metric_counters: Vec<Arc<MetricCounters>>,
-    metric_consumers: Vec<MetricConsumer>,
-    threads: Vec<JoinHandle<()>>,
+/// A listener the data plane can run: what it speaks and where.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenerSpec {
+    pub kind: ListenerKind,
+    pub address: SocketAddr,
+}
+
+/// A socket bound for a listener, not yet served.
+enum Bound {
+    SyslogUdp(UdpSocket),
+    Stream(std::net::TcpListener),
+    Metrics(Vec<UdpSocket>),
+}
+
+/// A socket listener and its threads (several for a metrics listener).
+struct RunningListener {
+    /// The address asked for (port 0 stays 0 here; `info` has the port bound).
+    asked: SocketAddr,
+    info: ListenerInfo,
     stop: StopSignal,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl RunningListener {
+    /// True when it serves `spec`: same kind, and the address asked for or bound.
+    fn serves(&self, spec: &ListenerSpec) -> bool {
+        self.info.kind == spec.kind && (self.asked == spec.address || self.info.local_addr == spec.address)
+    }
+
+    /// Stops accepting and reading; each thread hands off what it accepted (TCP and TLS:
+    /// the frames already read from every open connection) before it returns.
+    fn stop(&mut self) {
+        self.stop.raise();
+        for thread in self.threads.drain(..) {
+            // A listener thread that panicked has already lost its batch; nothing to add.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What every listener started now or later is built with.
+struct ListenerSettings {
+    batch: BatchLimits,
+    handoff_capacity: usize,
+    max_frame_bytes: usize,
+    time_zone: TimeZone,
+    tls: Option<TlsListenerConfig>,
+    metrics: AggregatorSettings,
+    metrics_threads: usize,
+    sources: SharedSourcePolicy,
+}
+
+/// The running data plane. Its set of socket listeners can change while it runs
+/// ([`DataPlane::apply_listeners`]); rings of listeners started later reach the writers
+/// through the feeds ([`DataPlane::take_consumer_feed`]).
+pub struct DataPlane {
+    settings: ListenerSettings,
+    /// The AF_XDP receivers' entry (first), then the socket listeners.
+    listeners: Vec<ListenerInfo>,
+    running: Vec<RunningListener>,
+    /// One set per listener kind and capture path, kept when a listener stops, so that
+    /// counters only grow and series keep their labels.
+    counters: Vec<Arc<ListenerCounters>>,
+    shared_counters: Arc<RwLock<Vec<Arc<ListenerCounters>>>>,
+    consumers: Vec<BatchConsumer>,
+    consumer_feed: Option<Sender<BatchConsumer>>,
+    consumer_feed_receiver: Option<Receiver<BatchConsumer>>,
+    metric_counters: Vec<Arc<MetricCounters>>,
+    shared_metric_counters: Arc<RwLock<Vec<Arc<MetricCounters>>>>,
+    metric_consumers: Vec<MetricConsumer>,
+    metric_feed: Option<Sender<MetricConsumer>>,
+    metric_feed_receiver: Option<Receiver<MetricConsumer>>,
     /// XDP capture, when it started; stopped before the socket listeners.
     xdp: Option<XdpCapture>,
+    xdp_info: Option<ListenerInfo>,
     capture: CaptureStatus,
 }
 
 impl DataPlane {
     /// Binds every configured listener (all or nothing) and starts their threads.
     pub fn start(config: &DataPlaneConfig) -> Result<Self> {
-        // Bind everything first, so that a bad address fails start-up before any thread runs.
-        let udp = config.syslog_udp.map(|address| bind_udp(ListenerKind::SyslogUdp, address)).transpose()?;
-        let tcp = config.syslog_tcp.map(|address| bind_tcp(ListenerKind::SyslogTcp, address)).transpose()?;
-        let tls = config
-            .syslog_tls
-            .as_ref()
-            .map(|tls| bind_tcp(ListenerKind::SyslogTls, tls.address).map(|socket| (socket, tls)))
-            .transpose()?;
-        let statsd = config
-            .statsd_udp
-            .map(|address| bind_metric_sockets(ListenerKind::StatsdUdp, address, config.metrics_threads))
-            .transpose()?;
-        let influx = config
-            .influx_udp
-            .map(|address| bind_metric_sockets(ListenerKind::InfluxUdp, address, config.metrics_threads))
-            .transpose()?;
+        let mut specs = Vec::new();
+        let mut push = |kind, address: Option<SocketAddr>| {
+            if let Some(address) = address {
+                specs.push(ListenerSpec { kind, address });
+            }
+        };
+        push(ListenerKind::SyslogUdp, config.syslog_udp);
+        push(ListenerKind::SyslogTcp, config.syslog_tcp);
+        push(ListenerKind::SyslogTls, config.syslog_tls.as_ref().map(|tls| tls.address));
+        push(ListenerKind::StatsdUdp, config.statsd_udp);
+        push(ListenerKind::InfluxUdp, config.influx_udp);
+        let (consumer_feed, consumer_feed_receiver) = channel();
+        let (metric_feed, metric_feed_receiver) = channel();
         let mut plane = Self {
+            settings: ListenerSettings {
+                batch: config.batch,
+                handoff_capacity: config.handoff_capacity,
+                max_frame_bytes: config.max_frame_bytes,
+                time_zone: config.time_zone.clone(),
+                tls: config.syslog_tls.clone().or_else(|| config.tls_certificate.clone()),
+                metrics: config.metrics,
+                metrics_threads: config.metrics_threads.max(1),
+                sources: config.sources.clone(),
+            },
             listeners: Vec::new(),
+            running: Vec::new(),
             counters: Vec::new(),
+            shared_counters: Arc::default(),
             consumers: Vec::new(),
+            consumer_feed: Some(consumer_feed),
+            consumer_feed_receiver: Some(consumer_feed_receiver),
             metric_counters: Vec::new(),
+            shared_metric_counters: Arc::default(),
             metric_consumers: Vec::new(),
-            threads: Vec::new(),
-            stop: StopSignal::default(),
+            metric_feed: Some(metric_feed),
+            metric_feed_receiver: Some(metric_feed_receiver),
             xdp: None,
+            xdp_info: None,
             capture: CaptureStatus::Socket { fallback: None },
         };
-        let options = ParseOptions { received_at: Timestamp::now(), time_zone: config.time_zone.clone() };
-        if let Some(socket) = &udp
+        // Bind everything first, so that a bad address fails start-up before any thread runs.
+        let bound = specs.iter().map(|spec| plane.bind(spec)).collect::<Result<Vec<_>>>()?;
+        let options = plane.parse_options();
+        if let Some((_, Bound::SyslogUdp(socket))) =
+            specs.iter().zip(&bound).find(|(spec, _)| spec.kind == ListenerKind::SyslogUdp)
             && config.capture.mode != CaptureMode::Socket
         {
             let address = socket
@@ -153,71 +243,123 @@ impl DataPlane {
                 .map_err(|source| crate::Error::SocketOption { listener: ListenerKind::SyslogUdp, source })?;
             plane.start_xdp(config, address, &options)?;
         }
-        if let Some(socket) = udp {
-            let (sink, counters) = plane.add_sink(ListenerKind::SyslogUdp, config);
-            let started = spawn_udp_listener(socket, sink, counters, options.clone(), plane.stop.clone());
-            plane.add_listener(started)?;
+        for (spec, bound) in specs.iter().zip(bound) {
+            let running = plane.spawn(spec, bound, true)?;
+            plane.running.push(running);
         }
-        for (kind, listener, tls) in [
-            tcp.map(|listener| (ListenerKind::SyslogTcp, listener, None)),
-            tls.map(|(listener, tls)| (ListenerKind::SyslogTls, listener, Some(tls))),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let (sink, counters) = plane.add_sink(kind, config);
-            let settings = StreamSettings {
-                max_frame_bytes: config.max_frame_bytes,
-                tls: tls.map(|tls| TlsSettings {
-                    server: tls.server.clone(),
-                    handshake_timeout: tls.handshake_timeout,
-                }),
-            };
-            let started = spawn_stream_listener(
-                kind,
-                listener,
-                settings,
-                sink,
-                counters,
-                options.clone(),
-                plane.stop.clone(),
-            );
-            plane.add_listener(started)?;
-        }
-        for (kind, sockets) in [(ListenerKind::StatsdUdp, statsd), (ListenerKind::InfluxUdp, influx)] {
-            // One set of counters for all of a listener's threads (atomics added to once per
-            // receive call), so it reads as one listener in /metrics.
-            let counters = Arc::new(ListenerCounters::new(kind, CapturePath::Socket));
-            let metric_counters = Arc::new(MetricCounters::new(kind));
-            for (index, socket) in sockets.into_iter().flatten().enumerate() {
-                if index == 0 {
-                    plane.counters.push(counters.clone());
-                    plane.metric_counters.push(metric_counters.clone());
+        plane.publish();
+        Ok(plane)
+    }
+
+    fn parse_options(&self) -> ParseOptions {
+        ParseOptions { received_at: Timestamp::now(), time_zone: self.settings.time_zone.clone() }
+    }
+
+    fn bind(&self, spec: &ListenerSpec) -> Result<Bound> {
+        Ok(match spec.kind {
+            ListenerKind::SyslogUdp => Bound::SyslogUdp(bind_udp(spec.kind, spec.address)?),
+            ListenerKind::SyslogTcp => Bound::Stream(bind_tcp(spec.kind, spec.address)?),
+            ListenerKind::SyslogTls => {
+                if self.settings.tls.is_none() {
+                    return Err(crate::Error::NoTlsCertificate);
                 }
-                let (producer, consumer) = metric_ring(config.handoff_capacity);
-                plane.metric_consumers.push(consumer);
-                let sink = MetricSink {
-                    kind,
-                    settings: config.metrics,
-                    producer,
-                    counters: counters.clone(),
-                    metric_counters: metric_counters.clone(),
-                };
-                match spawn_metrics_listener(socket, sink, plane.stop.clone()) {
-                    Ok((info, thread)) => {
-                        if index == 0 {
-                            plane.listeners.push(info);
+                Bound::Stream(bind_tcp(spec.kind, spec.address)?)
+            }
+            ListenerKind::StatsdUdp | ListenerKind::InfluxUdp => {
+                Bound::Metrics(bind_metric_sockets(spec.kind, spec.address, self.settings.metrics_threads)?)
+            }
+            ListenerKind::Http => return Err(crate::Error::NotADataPlaneListener { listener: spec.kind }),
+        })
+    }
+
+    /// Starts the threads of a bound listener. `at_start`: its rings go to the consumers
+    /// taken once; later ones go through the feeds.
+    fn spawn(&mut self, spec: &ListenerSpec, bound: Bound, at_start: bool) -> Result<RunningListener> {
+        let stop = StopSignal::default();
+        let options = self.parse_options();
+        let mut threads = Vec::new();
+        let mut info = None;
+        let result = (|| -> Result<()> {
+            match bound {
+                Bound::SyslogUdp(socket) => {
+                    let (sink, counters) = self.add_sink(spec.kind, at_start);
+                    let gate = self.settings.sources.gate();
+                    let (started, thread) =
+                        spawn_udp_listener(socket, sink, counters, options, gate, stop.clone())?;
+                    info = Some(started);
+                    threads.push(thread);
+                }
+                Bound::Stream(listener) => {
+                    let (sink, counters) = self.add_sink(spec.kind, at_start);
+                    let tls = match spec.kind {
+                        ListenerKind::SyslogTls => self.settings.tls.as_ref(),
+                        _ => None,
+                    };
+                    let settings = StreamSettings {
+                        max_frame_bytes: self.settings.max_frame_bytes,
+                        tls: tls.map(|tls| TlsSettings {
+                            server: tls.server.clone(),
+                            handshake_timeout: tls.handshake_timeout,
+                        }),
+                        gate: self.settings.sources.gate(),
+                    };
+                    let (started, thread) = spawn_stream_listener(
+                        spec.kind,
+                        listener,
+                        settings,
+                        sink,
+                        counters,
+                        options,
+                        stop.clone(),
+                    )?;
+                    info = Some(started);
+                    threads.push(thread);
+                }
+                Bound::Metrics(sockets) => {
+                    // One set of counters for all of a listener's threads (atomics added to
+                    // once per receive call), so it reads as one listener in /metrics.
+                    let counters = self.counters_for(spec.kind, CapturePath::Socket);
+                    let metric_counters = self.metric_counters_for(spec.kind);
+                    for socket in sockets {
+                        let (producer, consumer) = metric_ring(self.settings.handoff_capacity);
+                        if at_start {
+                            self.metric_consumers.push(consumer);
+                        } else if let Some(feed) = &self.metric_feed {
+                            let _ = feed.send(consumer);
                         }
-                        plane.threads.push(thread);
-                    }
-                    Err(error) => {
-                        plane.stop_threads();
-                        return Err(error);
+                        let sink = MetricSink {
+                            kind: spec.kind,
+                            settings: self.settings.metrics,
+                            producer,
+                            counters: counters.clone(),
+                            metric_counters: metric_counters.clone(),
+                            gate: self.settings.sources.gate(),
+                        };
+                        let (started, thread) = spawn_metrics_listener(socket, sink, stop.clone())?;
+                        info.get_or_insert(started);
+                        threads.push(thread);
                     }
                 }
             }
+            Ok(())
+        })();
+        let mut running = RunningListener {
+            asked: spec.address,
+            info: info.unwrap_or(ListenerInfo {
+                kind: spec.kind,
+                local_addr: spec.address,
+                capture: CapturePath::Socket,
+            }),
+            stop,
+            threads,
+        };
+        match result {
+            Ok(()) => Ok(running),
+            Err(error) => {
+                running.stop();
+                Err(error)
+            }
         }
-        Ok(plane)
     }
 
     /// Starts XDP capture of the syslog UDP port; in `auto` mode a failure leaves the
@@ -244,8 +386,7 @@ impl DataPlane {
         };
         let kind = ListenerKind::SyslogUdp;
         // One set of counters for every queue: atomics added to once per batch.
-        let counters = Arc::new(ListenerCounters::new(kind, CapturePath::AfXdp));
-        self.counters.push(counters.clone());
+        let counters = self.counters_for(kind, CapturePath::AfXdp);
         let mut consumers = Vec::new();
         let spawned = capture.spawn(
             |_queue| {
@@ -258,21 +399,122 @@ impl DataPlane {
         );
         self.consumers.extend(consumers);
         self.capture = capture.status().clone();
-        self.listeners.push(ListenerInfo { kind, local_addr: address, capture: CapturePath::AfXdp });
+        self.xdp_info = Some(ListenerInfo { kind, local_addr: address, capture: CapturePath::AfXdp });
         self.xdp = Some(capture);
         spawned.map_err(Into::into)
     }
 
-    fn add_sink(
-        &mut self,
-        kind: ListenerKind,
-        config: &DataPlaneConfig,
-    ) -> (BatchSink, Arc<ListenerCounters>) {
-        let counters = Arc::new(ListenerCounters::new(kind, CapturePath::Socket));
-        let (producer, consumer) = batch_ring(config.handoff_capacity);
+    /// The counters of `kind` on `capture`, made on first use.
+    fn counters_for(&mut self, kind: ListenerKind, capture: CapturePath) -> Arc<ListenerCounters> {
+        if let Some(counters) = self.counters.iter().find(|c| c.listener == kind && c.capture == capture) {
+            return counters.clone();
+        }
+        let counters = Arc::new(ListenerCounters::new(kind, capture));
         self.counters.push(counters.clone());
-        self.consumers.push(consumer);
-        (BatchSink::new(kind, config.batch, producer, counters.clone()), counters)
+        counters
+    }
+
+    fn metric_counters_for(&mut self, kind: ListenerKind) -> Arc<MetricCounters> {
+        if let Some(counters) = self.metric_counters.iter().find(|c| c.listener == kind) {
+            return counters.clone();
+        }
+        let counters = Arc::new(MetricCounters::new(kind));
+        self.metric_counters.push(counters.clone());
+        counters
+    }
+
+    fn add_sink(&mut self, kind: ListenerKind, at_start: bool) -> (BatchSink, Arc<ListenerCounters>) {
+        let counters = self.counters_for(kind, CapturePath::Socket);
+        let (producer, consumer) = batch_ring(self.settings.handoff_capacity);
+        if at_start {
+            self.consumers.push(consumer);
+        } else if let Some(feed) = &self.consumer_feed {
+            let _ = feed.send(consumer);
+        }
+        (BatchSink::new(kind, self.settings.batch, producer, counters.clone()), counters)
+    }
+
+    /// Rebuilds the listener list and the shared counter lists after a change.
+    fn publish(&mut self) {
+        self.listeners =
+            self.xdp_info.iter().cloned().chain(self.running.iter().map(|r| r.info.clone())).collect();
+        *self.shared_counters.write().unwrap_or_else(PoisonError::into_inner) = self.counters.clone();
+        *self.shared_metric_counters.write().unwrap_or_else(PoisonError::into_inner) =
+            self.metric_counters.clone();
+    }
+
+    /// Makes the running socket listeners the `wanted` set: starts those not running,
+    /// stops those not wanted, leaves the others alone (their sockets and connections
+    /// untouched). Every new socket is bound before anything changes, so a bind failure
+    /// (a port in use) leaves the old set running and is the error. A stopped TCP or TLS
+    /// listener stops accepting, reads what its open connections already sent, hands it
+    /// off and closes them. With XDP capture, the steered ports follow the syslog-udp
+    /// listeners.
+    pub fn apply_listeners(&mut self, wanted: &[ListenerSpec]) -> Result<()> {
+        let added: Vec<ListenerSpec> = wanted
+            .iter()
+            .filter(|spec| !self.running.iter().any(|running| running.serves(spec)))
+            .copied()
+            .collect();
+        let bound = added.iter().map(|spec| self.bind(spec)).collect::<Result<Vec<_>>>()?;
+        let mut started = Vec::new();
+        for (spec, bound) in added.iter().zip(bound) {
+            match self.spawn(spec, bound, false) {
+                Ok(running) => started.push(running),
+                Err(error) => {
+                    for mut running in started {
+                        running.stop();
+                    }
+                    self.publish();
+                    return Err(error);
+                }
+            }
+        }
+        let (kept, removed): (Vec<_>, Vec<_>) = std::mem::take(&mut self.running)
+            .into_iter()
+            .partition(|running| wanted.iter().any(|spec| running.serves(spec)));
+        self.running = kept;
+        self.running.extend(started);
+        for mut running in removed {
+            tracing::info!(
+                listener = running.info.kind.label(),
+                address = %running.info.local_addr,
+                "Listener stopping."
+            );
+            running.stop();
+        }
+        self.steer_syslog_ports();
+        self.publish();
+        Ok(())
+    }
+
+    /// Points the XDP port map at the running syslog-udp listeners' ports.
+    fn steer_syslog_ports(&mut self) {
+        let Some(capture) = &self.xdp else { return };
+        let ports: Vec<(u16, XdpListener)> = self
+            .running
+            .iter()
+            .filter(|running| running.info.kind == ListenerKind::SyslogUdp)
+            .map(|running| (running.info.local_addr.port(), XdpListener::Syslog))
+            .collect();
+        let mut steering = capture.steering().lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(error) = steering.set_ports(&ports) {
+            tracing::warn!(error = %error, "Cannot update the XDP port map; the socket listeners take the new ports.");
+        }
+        match ports.first() {
+            Some(&(port, _)) => {
+                if let Some(info) = &mut self.xdp_info {
+                    info.local_addr.set_port(port);
+                }
+            }
+            None => self.xdp_info = None,
+        }
+    }
+
+    /// The socket path's allow and deny lists and rate limit (change them here; the XDP
+    /// program's maps are changed through [`DataPlane::xdp`]).
+    pub fn sources(&self) -> &SharedSourcePolicy {
+        &self.settings.sources
     }
 
     /// Counters of the metrics listeners (samples, rejected lines, points).
@@ -280,9 +522,20 @@ impl DataPlane {
         &self.metric_counters
     }
 
+    /// The metrics listeners' counters as they change with the listener set.
+    pub fn shared_metric_counters(&self) -> Arc<RwLock<Vec<Arc<MetricCounters>>>> {
+        self.shared_metric_counters.clone()
+    }
+
     /// The consumer ends of the metrics listeners' point rings; taken once.
     pub fn take_metric_consumers(&mut self) -> Vec<MetricConsumer> {
         std::mem::take(&mut self.metric_consumers)
+    }
+
+    /// Point rings of metrics listeners started later; taken once. It disconnects when
+    /// the data plane shuts down.
+    pub fn take_metric_feed(&mut self) -> Option<Receiver<MetricConsumer>> {
+        self.metric_feed_receiver.take()
     }
 
     /// Which capture the data plane got (and why not XDP, when it fell back).
@@ -302,33 +555,30 @@ impl DataPlane {
         steering.counters().ok()
     }
 
-    fn add_listener(&mut self, started: Result<(ListenerInfo, JoinHandle<()>)>) -> Result<()> {
-        match started {
-            Ok((info, thread)) => {
-                self.listeners.push(info);
-                self.threads.push(thread);
-                Ok(())
-            }
-            Err(error) => {
-                self.stop_threads();
-                Err(error)
-            }
-        }
-    }
-
     /// The running listeners and the capture path each uses.
     pub fn listeners(&self) -> &[ListenerInfo] {
         &self.listeners
     }
 
-    /// Counters of every listener, for metrics and stats.
+    /// Counters of every listener kind run so far, for metrics and stats.
     pub fn counters(&self) -> &[Arc<ListenerCounters>] {
         &self.counters
+    }
+
+    /// The listener counters as they change with the listener set.
+    pub fn shared_counters(&self) -> Arc<RwLock<Vec<Arc<ListenerCounters>>>> {
+        self.shared_counters.clone()
     }
 
     /// The consumer ends of the hand-off rings; the control plane takes them once.
     pub fn take_consumers(&mut self) -> Vec<BatchConsumer> {
         std::mem::take(&mut self.consumers)
+    }
+
+    /// Hand-off rings of listeners started later; taken once. It disconnects when the
+    /// data plane shuts down, which tells the writer no more rings will come.
+    pub fn take_consumer_feed(&mut self) -> Option<Receiver<BatchConsumer>> {
+        self.consumer_feed_receiver.take()
     }
 
     /// Stops the listeners after they have handed off everything they accepted. The
@@ -342,16 +592,22 @@ impl DataPlane {
         // what they still hold as dropped at shutdown instead of waiting for room forever.
         self.consumers.clear();
         self.metric_consumers.clear();
+        self.consumer_feed_receiver = None;
+        self.metric_feed_receiver = None;
         // AF_XDP first: its sockets leave the map, so what arrives meanwhile goes to the
         // kernel and is read by the socket listener, which stops after.
         if let Some(capture) = &mut self.xdp {
             capture.stop();
         }
-        self.stop.raise();
-        for thread in self.threads.drain(..) {
-            // A listener thread that panicked has already lost its batch; nothing to add.
-            let _ = thread.join();
+        for running in &self.running {
+            running.stop.raise();
         }
+        for running in &mut self.running {
+            running.stop();
+        }
+        // No listener will start any more: the writers may end once the rings drain.
+        self.consumer_feed = None;
+        self.metric_feed = None;
     }
 }
 

@@ -22,10 +22,13 @@ impl IntoResponse for ApiError {
             Error::BadRequest { parameter, message } => {
                 (StatusCode::BAD_REQUEST, "bad_request", format!("{parameter}: {message}"))
             }
+            Error::InvalidField { field, message } => {
+                (StatusCode::BAD_REQUEST, "bad_request", format!("{field}: {message}"))
+            }
+            Error::Conflict(message) => (StatusCode::CONFLICT, "conflict", message.clone()),
             Error::TooLarge(message) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", message.clone()),
             Error::Unauthorized(message) => (StatusCode::UNAUTHORIZED, "unauthorized", (*message).to_owned()),
             Error::Forbidden(message) => (StatusCode::FORBIDDEN, "forbidden", message.clone()),
-            Error::Conflict(message) => (StatusCode::CONFLICT, "conflict", message.clone()),
             Error::NotFound(message) => (StatusCode::NOT_FOUND, "not_found", message.clone()),
             Error::TooManyAttempts { locked, retry_after_s, message } => {
                 let code = if *locked { "locked" } else { "rate_limited" };

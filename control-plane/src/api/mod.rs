@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod auth;
+mod config;
 pub mod error;
 pub mod guard;
 mod health;
@@ -29,7 +30,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use killkrill_dataplane::capture::CaptureStatus;
-use killkrill_dataplane::counters::ListenerCounters;
+use killkrill_dataplane::counters::SharedListenerCounters;
 use killkrill_dataplane::listener::ListenerInfo;
 use killkrill_dataplane::xdp::XdpSteering;
 use tower_http::timeout::TimeoutLayer;
@@ -48,7 +49,7 @@ pub struct AppState {
     pub listeners: Arc<RwLock<Vec<ListenerInfo>>>,
     pub data_dir: PathBuf,
     /// The data plane's per-listener counters, for `/api/v1/stats`.
-    pub listener_counters: Vec<Arc<ListenerCounters>>,
+    pub listener_counters: SharedListenerCounters,
     pub store_counters: Arc<StoreCounters>,
     /// `sqlite` or `postgres`.
     pub store_backend: &'static str,
@@ -58,6 +59,8 @@ pub struct AppState {
     pub nodes: Arc<nodes::NodeRegistry>,
     /// Users, tokens, API keys and the audit log.
     pub auth: Arc<crate::auth::Authenticator>,
+    /// The live settings (`/api/v1/config`).
+    pub live: Arc<crate::live::LiveConfig>,
 }
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -83,7 +86,13 @@ pub fn router(state: AppState) -> Router {
         .route("/users/{username}", put(admin::update_user).delete(admin::delete_user))
         .route("/api-keys", get(admin::list_api_keys).post(admin::create_api_key))
         .route("/api-keys/{id}", axum::routing::delete(admin::delete_api_key))
-        .route("/audit", get(audit::audit));
+        .route("/audit", get(audit::audit))
+        .route("/config", get(config::get_all))
+        .route("/config/listeners", get(config::get_listeners).put(config::put_listeners))
+        .route("/config/capture", get(config::get_capture).put(config::put_capture))
+        .route("/config/sources", get(config::get_sources).put(config::put_sources))
+        .route("/config/rate-limits", get(config::get_rate_limits).put(config::put_rate_limits))
+        .route("/config/retention", get(config::get_retention).put(config::put_retention));
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))

@@ -29,6 +29,8 @@ fn listener_stats(counters: &ListenerCounters) -> Value {
             "capture_ring_full": read(&counters.dropped_capture_full),
             "handoff_ring_full": read(&counters.dropped_handoff_full),
             "shutdown_store_gone": read(&counters.dropped_shutdown),
+            "denied": read(&counters.dropped_denied),
+            "rate_limited": read(&counters.dropped_rate_limited),
         },
         "frames_flagged": {
             "truncated": read(&counters.truncated_frames),
@@ -84,7 +86,7 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
     });
     Ok(Json(json!({
         "capture": capture_stats(&state.capture),
-        "listeners": state.listener_counters.iter().map(|c| listener_stats(c)).collect::<Vec<_>>(),
+        "listeners": killkrill_dataplane::counters::snapshot(&state.listener_counters).iter().map(|c| listener_stats(c)).collect::<Vec<_>>(),
         "xdp": xdp,
         "writer": {
             "stored_messages": writer.stored_messages.load(Ordering::Relaxed),

@@ -12,6 +12,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (2, "log blocks", include_str!("../../migrations/sqlite/0002_log_blocks.sql")),
     (3, "metrics", include_str!("../../migrations/sqlite/0003_metrics.sql")),
     (4, "auth", include_str!("../../migrations/sqlite/0004_auth.sql")),
+    (5, "runtime config", include_str!("../../migrations/sqlite/0005_runtime_config.sql")),
 ];
 
 /// The PostgreSQL migrations, in order.
@@ -19,6 +20,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "log blocks", include_str!("../../migrations/postgres/0001_log_blocks.sql")),
     (2, "metrics", include_str!("../../migrations/postgres/0002_metrics.sql")),
     (3, "auth", include_str!("../../migrations/postgres/0003_auth.sql")),
+    (4, "runtime config", include_str!("../../migrations/postgres/0004_runtime_config.sql")),
 ];
 
 #[derive(Debug)]

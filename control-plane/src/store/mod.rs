@@ -117,6 +117,17 @@ pub struct Removed {
     pub stored_bytes: u64,
 }
 
+/// One live setting as kept in the `runtime_config` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeConfigEntry {
+    pub key: String,
+    /// The section's JSON.
+    pub value: String,
+    /// RFC 3339, UTC.
+    pub updated_at: String,
+    pub updated_by: Option<String>,
+}
+
 /// Logs here; metrics through the [`MetricStore`] half (`store/metrics_sql.rs`).
 #[async_trait]
 pub trait Store: MetricStore + Send + Sync {
@@ -135,6 +146,19 @@ pub trait Store: MetricStore + Send + Sync {
     /// bytes fit the size limit. A block goes only when all of it may go by age, or when
     /// the size limit needs its room.
     async fn enforce_retention(&self, retention: &Retention, now_ns: i64) -> Result<Removed>;
+    /// Every live setting kept (`runtime_config`), by key.
+    async fn runtime_config(&self) -> Result<Vec<RuntimeConfigEntry>> {
+        Ok(Vec::new())
+    }
+    /// Keeps (inserts or replaces) one live setting.
+    async fn put_runtime_config(&self, _entry: &RuntimeConfigEntry) -> Result<()> {
+        Err(Error::Internal("this store keeps no live settings".to_owned()))
+    }
+    /// Forgets one live setting (the file's value applies at the next start); false when
+    /// none was kept.
+    async fn delete_runtime_config(&self, _key: &str) -> Result<bool> {
+        Ok(false)
+    }
     /// Flushes and closes the store.
     async fn close(&self);
 }

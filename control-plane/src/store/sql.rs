@@ -17,7 +17,9 @@ use sqlx::{QueryBuilder, Row};
 
 use super::block::{self, DecodedBlock, EncodedBlock, RefColumn};
 use super::query::{BlockCandidate, Cursor, LogQuery, Order};
-use super::{LogPage, Removed, Retention, SourceSeen, SourcesSeen, Store, StoreStats, StoredLog};
+use super::{
+    LogPage, Removed, Retention, RuntimeConfigEntry, SourceSeen, SourcesSeen, Store, StoreStats, StoredLog,
+};
 use crate::{Error, Result};
 
 /// Index rows read per round trip while looking for matching blocks.
@@ -442,6 +444,52 @@ impl Store for SqlStore {
             }
         }
         Ok(removed)
+    }
+
+    async fn runtime_config(&self) -> Result<Vec<RuntimeConfigEntry>> {
+        on_pool!(&self.pool, pool => {
+            let rows = sqlx::query(
+                "SELECT key, value, updated_at, updated_by FROM runtime_config ORDER BY key",
+            )
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(RuntimeConfigEntry {
+                        key: row.try_get("key")?,
+                        value: row.try_get("value")?,
+                        updated_at: row.try_get("updated_at")?,
+                        updated_by: row.try_get("updated_by")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    async fn put_runtime_config(&self, entry: &RuntimeConfigEntry) -> Result<()> {
+        on_pool!(&self.pool, pool => {
+            let mut sql = QueryBuilder::new("INSERT INTO runtime_config (key, value, updated_at, updated_by) VALUES (");
+            let mut values = sql.separated(", ");
+            values.push_bind(&entry.key);
+            values.push_bind(&entry.value);
+            values.push_bind(&entry.updated_at);
+            values.push_bind(&entry.updated_by);
+            sql.push(
+                ") ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+                 updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+            );
+            sql.build().execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    async fn delete_runtime_config(&self, key: &str) -> Result<bool> {
+        let deleted = on_pool!(&self.pool, pool => {
+            let mut sql = QueryBuilder::new("DELETE FROM runtime_config WHERE key = ");
+            sql.push_bind(key);
+            sql.build().execute(pool).await?.rows_affected()
+        });
+        Ok(deleted > 0)
     }
 
     async fn close(&self) {

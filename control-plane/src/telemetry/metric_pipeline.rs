@@ -14,20 +14,21 @@ use crate::metric_writer::MetricWriterCounters;
 
 #[derive(Debug)]
 pub struct MetricPipelineCollector {
-    pub listeners: Vec<Arc<MetricCounters>>,
+    pub listeners: Arc<std::sync::RwLock<Vec<Arc<MetricCounters>>>>,
     pub writer: Arc<MetricWriterCounters>,
 }
 
 impl prometheus_client::collector::Collector for MetricPipelineCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let read = ListenerCounters::read;
+        let listeners = killkrill_dataplane::counters::snapshot(&self.listeners);
         let per_listener = |encoder: &mut DescriptorEncoder,
                             name: &str,
                             help: &str,
                             value: &dyn Fn(&MetricCounters) -> u64|
          -> Result<(), std::fmt::Error> {
             let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for c in &self.listeners {
+            for c in &listeners {
                 ConstCounter::new(value(c))
                     .encode(metric.encode_family(&[("listener", c.listener.label())])?)?;
             }
@@ -64,7 +65,7 @@ impl prometheus_client::collector::Collector for MetricPipelineCollector {
                 None,
                 MetricType::Counter,
             )?;
-            for c in &self.listeners {
+            for c in &listeners {
                 for (reason, counter) in REJECT_REASONS.iter().zip(&c.rejected) {
                     let value = read(counter);
                     // Only reasons seen: the listener label times 29 reasons is noise.
@@ -83,7 +84,7 @@ impl prometheus_client::collector::Collector for MetricPipelineCollector {
                 None,
                 MetricType::Counter,
             )?;
-            for c in &self.listeners {
+            for c in &listeners {
                 let listener = c.listener.label();
                 for (stage, reason, counter) in [
                     ("handoff", "ring_full", &c.points_dropped_ring_full),

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use killkrill_dataplane::capture::CaptureStatus;
-use killkrill_dataplane::counters::ListenerCounters;
+use killkrill_dataplane::counters::{ListenerCounters, SharedListenerCounters};
 use killkrill_dataplane::listener::{CapturePath, ListenerKind};
 use killkrill_dataplane::xdp::XdpSteering;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -112,7 +112,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(listeners: Vec<Arc<ListenerCounters>>, store: Arc<StoreCounters>) -> Self {
+    pub fn new(listeners: SharedListenerCounters, store: Arc<StoreCounters>) -> Self {
         let mut registry = Registry::default();
         let http_requests = Family::<HttpLabels, Counter>::default();
         let http_errors = Family::<HttpLabels, Counter>::default();
@@ -235,7 +235,7 @@ impl prometheus_client::collector::Collector for CaptureCollector {
 
 #[derive(Debug)]
 struct IngestCollector {
-    listeners: Vec<Arc<ListenerCounters>>,
+    listeners: SharedListenerCounters,
     store: Arc<StoreCounters>,
 }
 
@@ -258,6 +258,7 @@ fn counter_family(
 impl prometheus_client::collector::Collector for IngestCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let read = ListenerCounters::read;
+        let listeners = killkrill_dataplane::counters::snapshot(&self.listeners);
         // AF_XDP receivers share the socket listener's name: their series carry the capture
         // path too, so the two never collide (socket series keep their old label set).
         let listener = |c: &ListenerCounters| -> Labels {
@@ -267,7 +268,7 @@ impl prometheus_client::collector::Collector for IngestCollector {
             }
         };
         let each = |f: &dyn Fn(&ListenerCounters) -> (Labels, u64)| -> Vec<(Labels, u64)> {
-            self.listeners.iter().map(|c| f(c)).collect()
+            listeners.iter().map(|c| f(c)).collect()
         };
         counter_family(
             &mut encoder,
@@ -293,7 +294,7 @@ impl prometheus_client::collector::Collector for IngestCollector {
             each(&|c| (listener(c), read(&c.parse_errors))),
         )?;
         let mut dropped = Vec::new();
-        for c in &self.listeners {
+        for c in &listeners {
             let with = |extra: [(&'static str, &'static str); 2]| -> Labels {
                 let mut labels = listener(c);
                 labels.extend(extra);
@@ -303,6 +304,13 @@ impl prometheus_client::collector::Collector for IngestCollector {
                 .push((with([("stage", "handoff"), ("reason", "ring_full")]), read(&c.dropped_handoff_full)));
             dropped
                 .push((with([("stage", "shutdown"), ("reason", "store_gone")]), read(&c.dropped_shutdown)));
+            if c.capture == CapturePath::Socket {
+                dropped.push((with([("stage", "source"), ("reason", "denied")]), read(&c.dropped_denied)));
+                dropped.push((
+                    with([("stage", "source"), ("reason", "rate_limited")]),
+                    read(&c.dropped_rate_limited),
+                ));
+            }
             if c.capture == CapturePath::AfXdp {
                 dropped.push((
                     with([("stage", "capture"), ("reason", "ring_full")]),
@@ -317,7 +325,7 @@ impl prometheus_client::collector::Collector for IngestCollector {
             dropped,
         )?;
         let mut flagged = Vec::new();
-        for c in self.listeners.iter().filter(|c| c.listener.is_stream()) {
+        for c in listeners.iter().filter(|c| c.listener.is_stream()) {
             let label = c.listener.label();
             flagged.push((vec![("listener", label), ("flag", "truncated")], read(&c.truncated_frames)));
             flagged.push((vec![("listener", label), ("flag", "incomplete")], read(&c.incomplete_frames)));
@@ -345,7 +353,7 @@ impl prometheus_client::collector::Collector for IngestCollector {
             &mut encoder,
             "killkrill_tcp_connections_closed_hopeless",
             "TCP and TLS connections closed because their framing could not be recovered",
-            self.listeners
+            listeners
                 .iter()
                 .filter(|c| c.listener.is_stream())
                 .map(|c| (listener(c), read(&c.connections_closed_hopeless))),
@@ -354,7 +362,7 @@ impl prometheus_client::collector::Collector for IngestCollector {
             &mut encoder,
             "killkrill_tcp_connections_accepted",
             "TCP and TLS connections accepted",
-            self.listeners
+            listeners
                 .iter()
                 .filter(|c| c.listener.is_stream())
                 .map(|c| (listener(c), read(&c.connections_accepted))),
@@ -366,12 +374,12 @@ impl prometheus_client::collector::Collector for IngestCollector {
                 None,
                 MetricType::Gauge,
             )?;
-            for c in self.listeners.iter().filter(|c| c.listener.is_stream()) {
+            for c in listeners.iter().filter(|c| c.listener.is_stream()) {
                 ConstGauge::new(c.connections_active() as i64).encode(metric.encode_family(&listener(c))?)?;
             }
         }
         let mut handshakes = Vec::new();
-        for c in self.listeners.iter().filter(|c| c.listener == ListenerKind::SyslogTls) {
+        for c in listeners.iter().filter(|c| c.listener == ListenerKind::SyslogTls) {
             let label = c.listener.label();
             for (outcome, counter) in [
                 ("completed", &c.tls_handshakes_completed),

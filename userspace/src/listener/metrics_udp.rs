@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::udp::MultiReceiver;
+use super::udp::{MultiReceiver, Refused};
 use super::{CapturePath, ListenerInfo, ListenerKind, StopSignal};
 use crate::counters::ListenerCounters;
 use crate::metrics::{
     Aggregator, AggregatorSettings, IngestCounts, MetricBatch, MetricCounters, MetricProducer,
 };
+use crate::sources::{SharedSourcePolicy, SourceGate};
 use crate::{Error, Result};
 
 /// Everything a metrics listener thread owns besides its socket.
@@ -21,6 +22,7 @@ pub(crate) struct MetricSink {
     pub(crate) producer: MetricProducer,
     pub(crate) counters: Arc<ListenerCounters>,
     pub(crate) metric_counters: Arc<MetricCounters>,
+    pub(crate) gate: SourceGate,
 }
 
 pub(crate) fn spawn_metrics_listener(
@@ -43,14 +45,16 @@ fn now_ns() -> i64 {
 
 struct MetricsListener {
     sink: MetricSink,
+    gate: SourceGate,
     aggregator: Aggregator,
     receiver: MultiReceiver,
 }
 
 impl MetricsListener {
-    fn new(sink: MetricSink) -> Self {
+    fn new(mut sink: MetricSink) -> Self {
         let aggregator = Aggregator::new(sink.settings, now_ns());
-        Self { sink, aggregator, receiver: MultiReceiver::new() }
+        let gate = std::mem::replace(&mut sink.gate, SharedSourcePolicy::default().gate());
+        Self { sink, gate, aggregator, receiver: MultiReceiver::new() }
     }
 
     fn run(mut self, socket: &UdpSocket, stop: &StopSignal) {
@@ -86,8 +90,14 @@ impl MetricsListener {
         };
         let mut counts = IngestCounts::default();
         let mut bytes = 0;
-        for (payload, _source) in self.receiver.datagrams(count) {
+        let mut refused = Refused::default();
+        self.gate.refresh();
+        let open = self.gate.is_open();
+        for (payload, source) in self.receiver.datagrams(count) {
             bytes += payload.len() as u64;
+            if !open && !refused.admit(&mut self.gate, source) {
+                continue;
+            }
             match self.sink.kind {
                 ListenerKind::InfluxUdp => self.aggregator.ingest_influx(payload, &mut counts),
                 _ => self.aggregator.ingest_statsd(payload, &mut counts),
@@ -97,6 +107,7 @@ impl MetricsListener {
         ListenerCounters::add(&listener.received_messages, count as u64);
         ListenerCounters::add(&listener.received_bytes, bytes);
         ListenerCounters::add(&listener.parse_errors, counts.rejected_total());
+        refused.count(listener);
         ListenerCounters::add(&metrics.lines, counts.lines);
         ListenerCounters::add(&metrics.samples, counts.samples);
         ListenerCounters::add(&metrics.ignored, counts.ignored);

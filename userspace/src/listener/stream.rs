@@ -23,6 +23,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use super::tls::TlsSession;
 use super::{BatchSink, CapturePath, ListenerInfo, ListenerKind, StopSignal, WhenFull};
 use crate::counters::ListenerCounters;
+use crate::sources::SourceGate;
 use crate::tls::TlsServerConfig;
 use crate::{Error, Result};
 
@@ -33,6 +34,8 @@ pub(crate) struct StreamSettings {
     pub(crate) max_frame_bytes: usize,
     /// TLS for every connection (syslog over TLS); `None` for plain TCP.
     pub(crate) tls: Option<TlsSettings>,
+    /// The allow and deny lists, checked when a connection opens.
+    pub(crate) gate: SourceGate,
 }
 
 pub(crate) struct TlsSettings {
@@ -205,6 +208,12 @@ impl StreamServer {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, peer)) => {
+                    if !self.settings.gate.admits_connection(peer.ip()) {
+                        // Closed before a byte is read: the sender sees a reset or EOF.
+                        ListenerCounters::add(&self.counters.dropped_denied, 1);
+                        drop(stream);
+                        continue;
+                    }
                     let transport = match &self.settings.tls {
                         None => Transport::Plain,
                         Some(tls) => match TlsSession::new(&tls.server) {

@@ -12,6 +12,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{BatchSink, CapturePath, ListenerInfo, ListenerKind, StopSignal, WhenFull};
 use crate::counters::ListenerCounters;
+use crate::sources::{SourceGate, Verdict};
 use crate::{Error, Result};
 
 /// Datagrams read per `recvmmsg` call.
@@ -70,13 +71,14 @@ pub(crate) fn spawn_udp_listener(
     sink: BatchSink,
     counters: Arc<ListenerCounters>,
     options: ParseOptions,
+    gate: SourceGate,
     stop: StopSignal,
 ) -> Result<(ListenerInfo, JoinHandle<()>)> {
     let kind = ListenerKind::SyslogUdp;
     let local_addr = socket.local_addr().map_err(|source| Error::SocketOption { listener: kind, source })?;
     let handle = std::thread::Builder::new()
         .name(kind.label().to_owned())
-        .spawn(move || receive_loop(&socket, sink, &counters, options, &stop))
+        .spawn(move || receive_loop(&socket, sink, &counters, options, gate, &stop))
         .map_err(|source| Error::Spawn { listener: kind, source })?;
     Ok((ListenerInfo { kind, local_addr, capture: CapturePath::Socket }, handle))
 }
@@ -86,6 +88,7 @@ fn receive_loop(
     mut sink: BatchSink,
     counters: &ListenerCounters,
     mut options: ParseOptions,
+    mut gate: SourceGate,
     stop: &StopSignal,
 ) {
     let mut receiver = MultiReceiver::new();
@@ -95,8 +98,14 @@ fn receive_loop(
                 options.received_at = Timestamp::now();
                 let mut bytes = 0;
                 let mut parse_errors = 0;
+                let mut refused = Refused::default();
+                gate.refresh();
+                let open = gate.is_open();
                 for (payload, source) in receiver.datagrams(count) {
                     bytes += payload.len() as u64;
+                    if !open && !refused.admit(&mut gate, source) {
+                        continue;
+                    }
                     parse_errors += u64::from(sink.batch().push_syslog(payload, None, source, &options));
                     if sink.batch().len() >= sink.limits().max_messages {
                         sink.flush_if_due(false, WhenFull::Drop);
@@ -105,6 +114,7 @@ fn receive_loop(
                 ListenerCounters::add(&counters.received_messages, count as u64);
                 ListenerCounters::add(&counters.received_bytes, bytes);
                 ListenerCounters::add(&counters.parse_errors, parse_errors);
+                refused.count(counters);
                 sink.flush_if_due(false, WhenFull::Drop);
                 true
             }
@@ -129,6 +139,35 @@ fn receive_loop(
     // What the kernel already queued was accepted by this host: read it before leaving.
     while receive(&mut sink, libc::MSG_DONTWAIT) {}
     sink.drain();
+}
+
+/// Datagrams of one receive call the source policy refused, counted once per call.
+#[derive(Default)]
+pub(crate) struct Refused {
+    denied: u64,
+    rate_limited: u64,
+}
+
+impl Refused {
+    /// True when the datagram from `source` may go on; otherwise counts why not.
+    pub(crate) fn admit(&mut self, gate: &mut SourceGate, source: SocketAddr) -> bool {
+        match gate.check(source.ip()) {
+            Verdict::Admit => true,
+            Verdict::Denied => {
+                self.denied += 1;
+                false
+            }
+            Verdict::RateLimited => {
+                self.rate_limited += 1;
+                false
+            }
+        }
+    }
+
+    pub(crate) fn count(&self, counters: &ListenerCounters) {
+        ListenerCounters::add(&counters.dropped_denied, self.denied);
+        ListenerCounters::add(&counters.dropped_rate_limited, self.rate_limited);
+    }
 }
 
 /// Buffers for one `recvmmsg` call: payloads, source addresses and the headers that

@@ -21,10 +21,10 @@ use aya::{Ebpf, EbpfLoader};
 pub use counters::XdpCounters;
 use killkrill_ebpf_common::{
     ALLOW_V4_MAP_NAME, ALLOW_V6_MAP_NAME, COUNTER_SLOTS, COUNTERS_MAP_NAME, DENY_V4_MAP_NAME,
-    DENY_V6_MAP_NAME, MAP_NAMES, MAX_PORTS, MAX_PREFIXES, MAX_QUEUES, PORTS_MAP_NAME, SETTINGS_MAP_NAME,
-    SOCKETS_MAP_NAME, XDP_PROGRAM_NAME, XdpSettings,
+    DENY_V6_MAP_NAME, MAP_NAMES, MAX_PORTS, MAX_QUEUES, PORTS_MAP_NAME, SETTINGS_MAP_NAME, SOCKETS_MAP_NAME,
+    XDP_PROGRAM_NAME, XdpSettings,
 };
-pub use killkrill_ebpf_common::{XdpListener, XdpReason};
+pub use killkrill_ebpf_common::{MAX_BURST, MAX_PREFIXES, MAX_RATE_PER_SECOND, XdpListener, XdpReason};
 pub use policy::{RateLimit, SourcePrefix, parse_prefixes};
 
 /// The compiled XDP object file (ELF), aligned as aya requires.
