@@ -48,6 +48,7 @@ export function screenshotDir() {
 }
 
 export async function screenshot(page, name) {
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: join(screenshotDir(), `${name}.png`), fullPage: false });
 }
 

@@ -31,6 +31,11 @@ async function page(viewport) {
   return opened;
 }
 
+/** Clicks a page in the navigation bar. */
+async function openFromNav(p, name) {
+  await p.locator("#main-nav").getByRole("link", { name, exact: true }).click();
+}
+
 async function storedCount(query) {
   const answer = await admin.expect(200, "GET", `/api/v1/logs?${query}`);
   return answer.count;
@@ -146,7 +151,7 @@ describe("web UI", () => {
     await waitFor("the message to be stored", async () => (await storedCount(`q=${token}`)) === 1);
     const p = await page();
     await signIn(p, appliance.url, VIEWER.username, VIEWER.password);
-    await p.getByRole("link", { name: "Search" }).click();
+    await openFromNav(p, "Search");
     await p.getByLabel("Text").fill(token);
     await p.getByLabel("Severity").fill("<=err");
     await p.getByLabel("Host").fill("auth-gw-7");
@@ -201,7 +206,7 @@ describe("web UI", () => {
   it("live tail shows a message sent after it connected", async () => {
     const p = await page();
     await signIn(p, appliance.url, VIEWER.username, VIEWER.password);
-    await p.getByRole("link", { name: "Live tail" }).click();
+    await openFromNav(p, "Live tail");
     await p.getByLabel("App").fill("tailapp");
     await p.getByRole("button", { name: "Apply" }).click();
     await waitFor("the tail to connect", async () => (await p.getByTestId("tail-status").textContent()) === "live");
@@ -225,8 +230,8 @@ describe("web UI", () => {
     });
     const p = await page();
     await signIn(p, appliance.url, VIEWER.username, VIEWER.password);
-    await p.getByRole("link", { name: "Metrics" }).click();
-    await p.getByLabel("Metric").selectOption("e2e.requests");
+    await openFromNav(p, "Metrics");
+    await p.locator('select[name="name"]').selectOption("e2e.requests");
     await p.getByRole("button", { name: "Show" }).click();
     const table = p.getByTestId("metric-series");
     await table.waitFor();
@@ -251,7 +256,7 @@ describe("web UI", () => {
     const p = await page();
     await signIn(p, appliance.url, MAINTAINER.username, MAINTAINER.password);
     assert.deepEqual(await navEntries(p), ["Dashboard", "Search", "Live tail", "Metrics", "Sources", "Settings"]);
-    await p.getByRole("link", { name: "Settings" }).click();
+    await openFromNav(p, "Settings");
     const section = p.getByTestId("settings-rate-limits");
     await section.getByRole("button", { name: "Save" }).waitFor();
     await section.getByLabel("Limit each source").check();
@@ -267,7 +272,7 @@ describe("web UI", () => {
     await section.getByLabel("Messages per second").fill("0");
     await section.getByRole("button", { name: "Save" }).click();
     await section.getByRole("alert").waitFor();
-    assert.match(await section.getByRole("alert").textContent(), /messages_per_second/);
+    assert.match(await section.getByRole("alert").textContent(), /^per_source\.messages_per_second: /);
     assert.deepEqual(await admin.expect(200, "GET", "/api/v1/config/rate-limits"), limits);
 
     // 200 messages at once from one source: at most the burst plus a few seconds' rate
@@ -280,17 +285,21 @@ describe("web UI", () => {
     const stored = await storedCount(`q=${token}&limit=1000`);
     assert.ok(stored <= 40, `the rate limit let ${stored} of 200 through`);
     const stats = await admin.expect(200, "GET", "/api/v1/stats");
-    const dropped = JSON.stringify(stats).match(/"[a-z_]*rate_limit[a-z_]*":(\d+)/g) ?? [];
+    const udp = stats.listeners.find((listener) => listener.listener === "syslog-udp");
     assert.ok(
-      dropped.some((entry) => Number(entry.split(":")[1]) >= 200 - stored),
-      `stats count the rate-limited messages: ${JSON.stringify(dropped)}`,
+      udp.dropped.rate_limited >= 200 - stored,
+      `stats count the rate-limited messages: ${JSON.stringify(udp.dropped)}, ${stored} stored`,
     );
+    // And the dashboard shows them as drops of stage source, reason rate_limited.
+    await openFromNav(p, "Dashboard");
+    await p.getByTestId("drops").locator("tr", { hasText: "rate_limited" }).waitFor();
+    assert.match(await p.getByTestId("drops").textContent(), /syslog-udp\s*source\s*rate_limited/);
   });
 
   it("an admin creates an API key, sees it once, and the key works", async () => {
     const p = await page();
     await signIn(p, appliance.url, ADMIN_USER, ADMIN_PASSWORD);
-    await p.getByRole("link", { name: "Users & keys" }).click();
+    await openFromNav(p, "Users & keys");
     const keys = p.getByTestId("api-keys");
     await keys.getByLabel("Name").fill("rack-1-agent");
     await keys.getByLabel("Role").selectOption("maintainer");
@@ -313,17 +322,45 @@ describe("web UI", () => {
   it("the audit log shows the maintainer's settings change", async () => {
     const p = await page();
     await signIn(p, appliance.url, ADMIN_USER, ADMIN_PASSWORD);
-    await p.getByRole("link", { name: "Audit log" }).click();
+    await openFromNav(p, "Audit log");
     const row = p.getByTestId("audit-table").locator("tr", { hasText: "PUT /api/v1/config/rate-limits" }).first();
     await row.waitFor();
     assert.match(await row.textContent(), new RegExp(MAINTAINER.username));
     await screenshot(p, "audit");
   });
 
+  it("an expired access token is refreshed without signing in again", async () => {
+    // A second appliance whose access tokens live 2 s.
+    const shortLived = await startAppliance({ env: { KILLKRILL_AUTH__ACCESS_TOKEN_TTL_S: "2" } });
+    try {
+      const p = await page();
+      await signIn(p, shortLived.url, ADMIN_USER, ADMIN_PASSWORD);
+      const session = () => p.evaluate(() => JSON.parse(localStorage.getItem("killkrill.session")));
+      const first = await session();
+      // The dashboard polls every 2 s: once the token has expired a poll gets 401, the UI
+      // trades the (rotating) refresh token for new tokens and carries on.
+      await waitFor("a refreshed session", async () => (await session()).accessToken !== first.accessToken, 15_000);
+      assert.notEqual((await session()).refreshToken, first.refreshToken, "refresh tokens rotate");
+      await openFromNav(p, "Search");
+      await p.getByTestId("result-count").waitFor();
+      assert.equal(await p.getByRole("alert").count(), 0);
+      assert.match(p.url(), /\/logs$/);
+      // The old refresh token no longer works.
+      const reuse = await fetch(`${shortLived.url}/api/v1/auth/refresh`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ refresh_token: first.refreshToken }),
+      });
+      assert.equal(reuse.status, 401);
+    } finally {
+      await shortLived.stop();
+    }
+  });
+
   it("sources lists the senders, and signing out ends the session", async () => {
     const p = await page();
     await signIn(p, appliance.url, VIEWER.username, VIEWER.password);
-    await p.getByRole("link", { name: "Sources" }).click();
+    await openFromNav(p, "Sources");
     await p.getByTestId("sources-table").getByRole("link", { name: "auth-gw-7" }).waitFor();
     await screenshot(p, "sources");
     await p.getByRole("button", { name: "Sign out" }).click();

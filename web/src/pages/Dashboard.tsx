@@ -27,19 +27,26 @@ interface DropRow {
   count: number;
 }
 
+/** The stats answer's drop keys as the stage and reason labels /metrics uses. */
+const DROP_LABELS: Record<string, [string, string]> = {
+  capture_ring_full: ["capture", "ring_full"],
+  handoff_ring_full: ["handoff", "ring_full"],
+  shutdown_store_gone: ["shutdown", "store_gone"],
+  denied: ["source", "denied"],
+  rate_limited: ["source", "rate_limited"],
+};
+
+function dropLabels(key: string): [string, string] {
+  return DROP_LABELS[key] ?? ["-", key];
+}
+
 /** Every drop counter in the answer, by listener, stage and reason. */
 function dropRows(stats: Stats): DropRow[] {
   const rows: DropRow[] = [];
   for (const listener of stats.listeners) {
     for (const [key, count] of Object.entries(listener.dropped)) {
-      // `handoff_ring_full` is stage `handoff`, reason `ring_full`, as in /metrics.
-      const split = key.indexOf("_");
-      rows.push({
-        where: listener.listener,
-        stage: split > 0 ? key.slice(0, split) : key,
-        reason: split > 0 ? key.slice(split + 1) : "",
-        count,
-      });
+      const [stage, reason] = dropLabels(key);
+      rows.push({ where: listener.listener, stage, reason, count });
     }
     if (listener.parse_errors) {
       rows.push({ where: listener.listener, stage: "parse", reason: "stored raw, flagged", count: listener.parse_errors });

@@ -111,6 +111,7 @@ function ListenersSection() {
       description="Where syslog and metrics are received. Saving binds new addresses and closes removed ones."
       onSubmit={() => void section.save({ listeners: rows })}
     >
+      <div className="table-scroll">
       <table className="compact editable">
         <thead>
           <tr>
@@ -150,6 +151,7 @@ function ListenersSection() {
           ))}
         </tbody>
       </table>
+      </div>
       <button type="button" onClick={() => setRows((current) => [...current, { protocol: "syslog-udp", listen: "" }])}>
         Add listener
       </button>
@@ -261,14 +263,13 @@ function RateLimitSection() {
           <input
             name="messages_per_second"
             type="number"
-            min={1}
             value={rate}
             disabled={!enabled}
             onChange={(e) => setRate(e.target.value)}
           />
         </Field>
         <Field label="Burst" hint="messages above the rate at once">
-          <input name="burst" type="number" min={1} value={burst} disabled={!enabled} onChange={(e) => setBurst(e.target.value)} />
+          <input name="burst" type="number" value={burst} disabled={!enabled} onChange={(e) => setBurst(e.target.value)} />
         </Field>
       </div>
     </SectionCard>
@@ -300,7 +301,7 @@ function RetentionSection() {
           <input name="max_age" value={maxAge} onChange={(e) => setMaxAge(e.target.value)} placeholder="30d" />
         </Field>
         <Field label="Maximum size (bytes)">
-          <input name="max_bytes" type="number" min={1} value={maxBytes} onChange={(e) => setMaxBytes(e.target.value)} />
+          <input name="max_bytes" type="number" value={maxBytes} onChange={(e) => setMaxBytes(e.target.value)} />
         </Field>
       </div>
     </SectionCard>

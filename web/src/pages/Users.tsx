@@ -182,7 +182,9 @@ function ApiKeysSection() {
   return (
     <section className="card" data-testid="api-keys">
       <h2>API keys</h2>
-      <p className="muted">For machines: node agents and scripts send it as `Authorization: Bearer kk_…`.</p>
+      <p className="muted">
+        For machines: node agents and scripts send it as <code>Authorization: Bearer kk_…</code>.
+      </p>
       <ErrorBox error={keys.error || error} />
       {created && (
         <div className="new-key" role="status">
@@ -261,7 +263,7 @@ function ApiKeysSection() {
 export function UsersPage() {
   return (
     <Page title="Users & API keys">
-      <div className="grid">
+      <div className="stack">
         <UsersSection />
         <ApiKeysSection />
       </div>
