@@ -2,8 +2,8 @@ import { defineConfig } from "vite";
 import react from "@vitejs/plugin-react";
 
 // `npm run dev` serves the UI with hot reload and sends /api/ to a running appliance
-// (KILLKRILL_API, default http://127.0.0.1:8080); the real build is embedded in the binary.
-const api = process.env.KILLKRILL_API ?? "http://127.0.0.1:8080";
+// (DEV_API_TARGET, default http://127.0.0.1:8080); the real build is embedded in the binary.
+const api = process.env.DEV_API_TARGET ?? "http://127.0.0.1:8080";
 
 export default defineConfig({
   plugins: [react()],

@@ -17,9 +17,9 @@ const START_TIMEOUT_MS = 60_000;
 export const ADMIN_USER = "admin";
 export const ADMIN_PASSWORD = "e2e-admin-Secret-1";
 
-/** The binary: KILLKRILL_BIN, else the workspace's debug build. */
+/** The binary: E2E_KILLKRILL_BIN, else the workspace's debug build. */
 export function binaryPath() {
-  if (process.env.KILLKRILL_BIN) return process.env.KILLKRILL_BIN;
+  if (process.env.E2E_KILLKRILL_BIN) return process.env.E2E_KILLKRILL_BIN;
   const target = process.env.CARGO_TARGET_DIR ?? join(here, "..", "..", "target");
   return resolve(target, "debug", "killkrill");
 }
@@ -43,8 +43,10 @@ export async function startAppliance({ extraArgs = [], adminPassword = ADMIN_PAS
     ...extraArgs,
   ];
   // Every test signs in several times from 127.0.0.1: lift the per-address login limit.
-  const env = { ...process.env, LOG_LEVEL: "info", KILLKRILL_AUTH__LOGIN_ATTEMPTS_PER_MINUTE: "1000", ...extraEnv };
-  delete env.KILLKRILL_ADMIN_PASSWORD;
+  // The appliance reads every KILLKRILL_* variable as a setting: none leaks in from the
+  // caller's environment.
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("KILLKRILL_")));
+  const env = { ...inherited, LOG_LEVEL: "info", KILLKRILL_AUTH__LOGIN_ATTEMPTS_PER_MINUTE: "1000", ...extraEnv };
   if (adminPassword !== null) env.KILLKRILL_ADMIN_PASSWORD = adminPassword;
   const child = spawn(binaryPath(), args, {
     env,

@@ -40,9 +40,9 @@ export async function signIn(page, baseUrl, username, password) {
   await page.getByRole("heading", { name: "Dashboard" }).waitFor();
 }
 
-/** The screenshot folder: KILLKRILL_SCREENSHOTS (docs/screenshots from `cargo xtask test`). */
+/** The screenshot folder: E2E_SCREENSHOTS (docs/screenshots from `cargo xtask test`). */
 export function screenshotDir() {
-  const dir = process.env.KILLKRILL_SCREENSHOTS ?? join(here, ".tmp", "screenshots");
+  const dir = process.env.E2E_SCREENSHOTS ?? join(here, ".tmp", "screenshots");
   mkdirSync(dir, { recursive: true });
   return dir;
 }

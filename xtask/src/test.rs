@@ -78,8 +78,8 @@ fn run_browser_tests() -> anyhow::Result<TestTotals> {
     command
         .current_dir(root.join("web"))
         .args(["--test", "--test-reporter=tap", "e2e/"])
-        .env("KILLKRILL_BIN", &binary)
-        .env("KILLKRILL_SCREENSHOTS", root.join("docs/screenshots"));
+        .env("E2E_KILLKRILL_BIN", &binary)
+        .env("E2E_SCREENSHOTS", root.join("docs/screenshots"));
     eprintln!("xtask: $ {}", describe(&command));
     let mut child = command.stdout(Stdio::piped()).spawn().context("cannot start node --test")?;
     let stdout = child.stdout.take().context("node --test has no stdout")?;
