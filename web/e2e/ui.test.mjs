@@ -3,7 +3,7 @@
 // each role signs in in its own browser context.
 
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { after, afterEach, before, describe, it } from "node:test";
 import {
   ADMIN_PASSWORD,
   ADMIN_USER,
@@ -23,7 +23,8 @@ const RUN = Date.now().toString(36);
 let appliance;
 let browser;
 let admin;
-const pages = [];
+/** Pages opened by the running test; closed (and checked for script errors) after it. */
+let pages = [];
 
 async function page(viewport) {
   const opened = await newPage(browser, viewport);
@@ -49,10 +50,14 @@ describe("web UI", () => {
     for (const user of [MAINTAINER, VIEWER]) await admin.expect(201, "POST", "/api/v1/users", user);
   });
 
+  afterEach(async () => {
+    const opened = pages;
+    pages = [];
+    for (const p of opened) await p.context().close();
+    for (const p of opened) assert.deepEqual(p.pageErrors.map(String), [], "the page threw no uncaught error");
+  });
+
   after(async () => {
-    for (const opened of pages) {
-      assert.deepEqual(opened.pageErrors.map(String), [], "the page threw no uncaught error");
-    }
     await browser?.close();
     await appliance?.stop();
   });
@@ -96,8 +101,9 @@ describe("web UI", () => {
     // Traffic from a few hosts while the dashboard samples, so that its chart has a line.
     const sending = (async () => {
       for (let round = 0; round < 40; round++) {
+        // A rate that changes, so that the chart shows it.
         const frames = ["edge-router-1", "core-switch-2", "db-primary"].flatMap((host, i) =>
-          Array.from({ length: 5 + i * 3 }, (_, n) =>
+          Array.from({ length: 3 + i * 3 + (round % 10) }, (_, n) =>
             rfc5424({ host, app: "e2e-load", severity: (n + i) % 8, message: `dashboard traffic ${round}.${n} ${RUN}` }),
           ),
         );

@@ -127,10 +127,10 @@ const NOT_BUILT_PAGE: &str = "<!doctype html>
 <body style=\"font-family: sans-serif; max-width: 40em; margin: 3em auto\">
 <h1>Killkrill</h1>
 <p>This binary was built without the web UI.</p>
-<p>Build it with <code>cargo xtask ui</code> (needs Node.js 20.19 or later and npm;
+<p>Build it with <code>cargo xtask ui</code> (needs Node.js 18.19 or later and npm;
 <code>cargo xtask setup</code> installs them), then build the binary again
 (<code>cargo build</code>, or <code>cargo xtask run</code>, which does both).</p>
-<p>The REST API works without it: <a href=\"/api/v1/openapi.json\">/api/v1/openapi.json</a>.</p>
+<p>The REST API under <code>/api/v1/</code> works without it.</p>
 </body></html>
 ";
 
