@@ -80,6 +80,26 @@ pub struct RetentionConfig {
     pub max_bytes: Option<u64>,
 }
 
+/// The heartbeat's API key: kept out of `Debug` output so that it cannot reach a log.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ApiKey(pub String);
+
+impl ApiKey {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(if self.0.is_empty() { "\"\"" } else { "\"<redacted>\"" })
+    }
+}
+
+/// The variable the appliance's clients share for an API key.
+pub const API_KEY_VARIABLE: &str = "KILLKRILL_API_KEY";
+
 /// Every key the agent reads (docs/configuration.md, "Node agent").
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -109,6 +129,11 @@ pub struct AgentConfig {
     pub heartbeat_interval: String,
     /// This node's name in `/api/v1/nodes`; empty: the host name.
     pub node_name: String,
+    /// A maintainer API key (`kk_...`) for the heartbeat, sent as `Authorization: Bearer`;
+    /// empty: none (the control plane then refuses the heartbeat). Environment:
+    /// KILLKRILL_API_KEY or KILLKRILL_AGENT__API_KEY; better from a Secret than a file.
+    #[serde(skip_serializing_if = "ApiKey::is_empty")]
+    pub api_key: ApiKey,
     /// The data plane's cores, rendered by the operator; not used by the agent.
     pub data_plane_cores: Vec<u32>,
     /// Rendered by the operator for the appliance; not used by the agent.
@@ -131,6 +156,7 @@ impl Default for AgentConfig {
             control_plane_url: "http://127.0.0.1:8080".to_owned(),
             heartbeat_interval: "10s".to_owned(),
             node_name: String::new(),
+            api_key: ApiKey::default(),
             data_plane_cores: Vec::new(),
             retention: RetentionConfig::default(),
         }
@@ -164,6 +190,7 @@ impl AgentConfig {
             }
             figment = figment.merge(Toml::file_exact(file));
         }
+        figment = figment.merge(Env::raw().only(&[API_KEY_VARIABLE]).map(|_| "api_key".into()));
         figment = figment.merge(Env::prefixed(ENV_PREFIX));
         let config: AgentConfig = figment.extract().map_err(|error| {
             Error::Config(error.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
@@ -303,6 +330,19 @@ mod tests {
         [retention]
         max_age_seconds = 604800
     "#;
+
+    #[test]
+    fn the_api_key_comes_from_the_environment_and_never_shows_in_debug() {
+        Jail::expect_with(|jail| {
+            jail.set_env("KILLKRILL_API_KEY", "kk_from_the_shared_variable");
+            let config = AgentConfig::load_from(None).unwrap();
+            assert_eq!(config.api_key.0, "kk_from_the_shared_variable");
+            assert!(!format!("{config:?}").contains("kk_from"), "redacted in Debug");
+            jail.set_env("KILLKRILL_AGENT__API_KEY", "kk_agent_specific");
+            assert_eq!(AgentConfig::load_from(None).unwrap().api_key.0, "kk_agent_specific");
+            Ok(())
+        });
+    }
 
     #[test]
     fn the_operators_node_toml_is_accepted_and_environment_wins() {

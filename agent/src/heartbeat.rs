@@ -1,5 +1,6 @@
 //! The heartbeat: `POST <control_plane_url>/api/v1/nodes/heartbeat` every interval with
-//! the node's name, capture mode, attachment and counters. A failure is logged once when it
+//! the node's name, capture mode, attachment and counters, authenticated with the
+//! configured maintainer API key. A failure is logged once when it
 //! starts and once when it ends, counted, and shown in `/health`; the next beat retries.
 
 use std::sync::Arc;
@@ -38,8 +39,19 @@ pub async fn run(agent: Arc<Agent>, period: Duration, mut stop: watch::Receiver<
             _ = stop.wait_for(|stop| *stop) => return,
         }
         let body = agent.heartbeat_body();
-        let outcome = match client.post(&url).json(&body).send().await {
+        // Read per beat: a configuration reload may bring a new key.
+        let api_key = agent.config().api_key;
+        let mut request = client.post(&url).json(&body);
+        if !api_key.is_empty() {
+            request = request.bearer_auth(&api_key.0);
+        }
+        let outcome = match request.send().await {
             Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) if matches!(response.status().as_u16(), 401 | 403) => Err(format!(
+                "the control plane answered {}: set api_key ({}) to a maintainer API key",
+                response.status(),
+                crate::config::API_KEY_VARIABLE
+            )),
             Ok(response) => Err(format!("the control plane answered {}", response.status())),
             Err(error) => Err(format!("cannot reach the control plane: {error}")),
         };

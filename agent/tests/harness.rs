@@ -120,11 +120,23 @@ impl Drop for AgentProcess {
 /// One HTTP/1.1 request over a fresh connection made by the calling thread (so it goes
 /// out of the namespace the thread is in); returns the status and the body.
 pub fn http(address: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
+    http_as(address, method, path, body, None)
+}
+
+/// Same, with `Authorization: Bearer <bearer>` when given.
+pub fn http_as(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    bearer: Option<&str>,
+) -> (u16, String) {
+    let authorization = bearer.map(|token| format!("Authorization: Bearer {token}\r\n")).unwrap_or_default();
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5)).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let body = body.map(Value::to_string).unwrap_or_default();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{authorization}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).unwrap();

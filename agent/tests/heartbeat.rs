@@ -9,12 +9,17 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::harness::{AGENT, AgentProcess, ConfigFile, http, wait_for};
+use super::harness::{AGENT, AgentProcess, ConfigFile, http, http_as, wait_for};
 
-/// `killkrill serve` on loopback, its API address read from its log.
+const ADMIN_PASSWORD: &str = "agent-test-admin-password";
+
+/// `killkrill serve` on loopback, its API address read from its log, with an admin made
+/// from KILLKRILL_ADMIN_PASSWORD and a maintainer API key for the agent.
 struct ControlPlane {
     child: Child,
     api: std::net::SocketAddr,
+    /// A maintainer API key.
+    key: String,
 }
 
 impl ControlPlane {
@@ -30,6 +35,7 @@ impl ControlPlane {
             .args(["--api-listen", "127.0.0.1:0", "--metrics-listen", "off"])
             .args(["--syslog-udp", "off", "--syslog-tcp", "off"])
             .env("LOG_LEVEL", "info")
+            .env("KILLKRILL_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -45,7 +51,17 @@ impl ControlPlane {
                 break;
             }
         }
-        Some(Self { child, api: api.expect("the API address in the log") })
+        let api = api.expect("the API address in the log");
+        let login = json!({ "username": "admin", "password": ADMIN_PASSWORD });
+        let (status, body) = http(api, "POST", "/api/v1/auth/login", Some(&login));
+        assert_eq!(status, 200, "{body}");
+        let access: Value = serde_json::from_str(&body).unwrap();
+        let access = access["access_token"].as_str().unwrap();
+        let request = json!({ "name": "agents", "role": "maintainer" });
+        let (status, body) = http_as(api, "POST", "/api/v1/api-keys", Some(&request), Some(access));
+        assert_eq!(status, 201, "{body}");
+        let created: Value = serde_json::from_str(&body).unwrap();
+        Some(Self { child, api, key: created["key"].as_str().unwrap().to_owned() })
     }
 }
 
@@ -56,8 +72,8 @@ impl Drop for ControlPlane {
     }
 }
 
-fn node(api: std::net::SocketAddr, name: &str) -> Option<Value> {
-    let (status, body) = http(api, "GET", "/api/v1/nodes", None);
+fn node(control_plane: &ControlPlane, name: &str) -> Option<Value> {
+    let (status, body) = http_as(control_plane.api, "GET", "/api/v1/nodes", None, Some(&control_plane.key));
     assert_eq!(status, 200, "{body}");
     let list: Value = serde_json::from_str(&body).unwrap();
     list["nodes"].as_array().unwrap().iter().find(|node| node["node_name"] == name).cloned()
@@ -73,12 +89,12 @@ fn heartbeats_list_the_node_and_it_goes_stale_when_they_stop() {
     let config = ConfigFile::new(temp.path());
     config.write(&format!(
         "capture_mode = \"socket\"\nhealth_listen = \"127.0.0.1:0\"\nnode_name = \"node-hb\"\n\
-         control_plane_url = \"http://{}\"\nheartbeat_interval = \"200ms\"\n",
-        control_plane.api
+         control_plane_url = \"http://{}\"\nheartbeat_interval = \"200ms\"\napi_key = \"{}\"\n",
+        control_plane.api, control_plane.key
     ));
     let agent = AgentProcess::start(&config.path);
-    wait_for("the node in /api/v1/nodes", || node(control_plane.api, "node-hb").is_some());
-    let listed = node(control_plane.api, "node-hb").unwrap();
+    wait_for("the node in /api/v1/nodes", || node(&control_plane, "node-hb").is_some());
+    let listed = node(&control_plane, "node-hb").unwrap();
     assert_eq!(listed["status"], "up", "{listed}");
     assert_eq!(listed["capture_mode"], "socket");
     assert_eq!(listed["attach_mode"], Value::Null);
@@ -95,10 +111,15 @@ fn heartbeats_list_the_node_and_it_goes_stale_when_they_stop() {
     let (exit, _) = agent.terminate();
     assert!(exit.success(), "{exit}");
     // Three missed 200 ms intervals.
-    wait_for("the node to go stale", || node(control_plane.api, "node-hb").unwrap()["status"] == "stale");
+    wait_for("the node to go stale", || node(&control_plane, "node-hb").unwrap()["status"] == "stale");
 
-    let (status, body) =
-        http(control_plane.api, "POST", "/api/v1/nodes/heartbeat", Some(&json!({"node_name": ""})));
+    let (status, body) = http_as(
+        control_plane.api,
+        "POST",
+        "/api/v1/nodes/heartbeat",
+        Some(&json!({"node_name": ""})),
+        Some(&control_plane.key),
+    );
     assert_eq!(status, 400, "{body}");
     let error: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(error["error"]["code"], "bad_request", "{error}");
@@ -146,4 +167,26 @@ fn a_bad_configuration_stops_the_agent_with_the_key_named() {
     assert_eq!(line["level"], "error");
     assert!(line["error"].as_str().unwrap().contains("deny"), "{line}");
     assert!(line["error"].as_str().unwrap().contains("10.0.0.0/40"), "{line}");
+}
+
+#[test]
+fn a_heartbeat_without_an_api_key_is_refused_and_says_which_setting() {
+    let temp = tempfile::tempdir().unwrap();
+    let Some(control_plane) = ControlPlane::start(&temp.path().join("data")) else {
+        eprintln!("skipped: no killkrill binary beside the agent (run `cargo build -p killkrill` first)");
+        return;
+    };
+    let config = ConfigFile::new(temp.path());
+    config.write(&format!(
+        "capture_mode = \"socket\"\nhealth_listen = \"127.0.0.1:0\"\nnode_name = \"node-nokey\"\n\
+         control_plane_url = \"http://{}\"\nheartbeat_interval = \"100ms\"\n",
+        control_plane.api
+    ));
+    let mut agent = AgentProcess::start(&config.path);
+    let line = agent
+        .wait_for_log("Heartbeat failed; retrying every interval.", Duration::from_secs(5))
+        .expect("the refusal is logged");
+    let error = line["error"].as_str().unwrap();
+    assert!(error.contains("401") && error.contains("KILLKRILL_API_KEY"), "{line}");
+    assert!(node(&control_plane, "node-nokey").is_none());
 }

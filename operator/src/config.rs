@@ -32,11 +32,15 @@ pub fn render_appliance_config(spec: &IngestorSpec) -> String {
     };
     let mut root = Table::new();
     root.insert("data_dir".into(), DATA_DIR.into());
+    // Plain HTTP inside the cluster: the pod network (NetworkPolicy) carries it, and TLS
+    // ends at the Ingress; without allow_http the appliance refuses a non-loopback API
+    // without a certificate (docs/adr/0022).
     root.insert(
         "api".into(),
         table([
             ("listen", format!("0.0.0.0:{API_PORT}").into()),
             ("metrics_listen", format!("0.0.0.0:{METRICS_PORT}").into()),
+            ("allow_http", true.into()),
         ]),
     );
     root.insert(

@@ -16,6 +16,7 @@ fn appliance_config_maps_the_syslog_listeners_and_the_api() {
     assert_eq!(config["data_dir"].as_str(), Some("/var/lib/killkrill"));
     assert_eq!(config["api"]["listen"].as_str(), Some("0.0.0.0:8080"));
     assert_eq!(config["api"]["metrics_listen"].as_str(), Some("0.0.0.0:9090"));
+    assert_eq!(config["api"]["allow_http"].as_bool(), Some(true), "the appliance refuses 0.0.0.0 otherwise");
     assert_eq!(config["syslog"]["udp"].as_str(), Some("0.0.0.0:514"));
     assert_eq!(config["syslog"]["tcp"].as_str(), Some("0.0.0.0:514"));
     assert_eq!(config["store"]["db_type"].as_str(), Some("sqlite"));
@@ -33,7 +34,7 @@ fn appliance_config_maps_the_syslog_listeners_and_the_api() {
     let mut sections: Vec<&str> = config.keys().map(String::as_str).collect();
     sections.sort_unstable();
     assert_eq!(sections, vec!["api", "capture", "data_dir", "log", "store", "syslog"]);
-    assert_eq!(keys("api"), vec!["listen", "metrics_listen"]);
+    assert_eq!(keys("api"), vec!["allow_http", "listen", "metrics_listen"]);
     assert_eq!(keys("syslog"), vec!["tcp", "udp"]);
     assert_eq!(keys("store"), vec!["db_type", "retention_max_age", "retention_max_bytes"]);
     assert_eq!(keys("capture"), vec!["interface", "mode", "pin_maps"]);

@@ -24,7 +24,24 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let root = workspace_root();
     let binary = target_dir().join("release/killkrill");
     let mut command = Command::new(binary);
-    command.current_dir(&root).arg("serve").arg("--data-dir").arg(root.join("data")).args(&args.serve_args);
-    eprintln!("xtask run: data in {}; stop with Ctrl-C", root.join("data").display());
+    // The API on loopback: plain HTTP is allowed there without TLS (docs/adr/0022); later
+    // arguments (e.g. `-- --api-listen 0.0.0.0:8080 --api-tls-cert ...`) win.
+    command
+        .current_dir(&root)
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(root.join("data"))
+        .args(["--api-listen", "127.0.0.1:8080"])
+        .args(&args.serve_args);
+    eprintln!(
+        "xtask run: data in {}; API on http://127.0.0.1:8080; stop with Ctrl-C",
+        root.join("data").display()
+    );
+    if std::env::var_os("KILLKRILL_ADMIN_PASSWORD").is_none() {
+        eprintln!(
+            "xtask run: no KILLKRILL_ADMIN_PASSWORD: on first start the log shows a one-time setup token \
+             (also in data/setup-token) for POST /api/v1/auth/setup (docs/security.md)"
+        );
+    }
     exec(&mut command)
 }

@@ -28,7 +28,7 @@ struct QueryLoad {
 }
 
 impl QueryLoad {
-    fn start(api: Option<std::net::SocketAddr>) -> Self {
+    fn start(api: Option<std::net::SocketAddr>, token: Option<String>) -> Self {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -38,7 +38,7 @@ impl QueryLoad {
             while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
                 let path = format!("/api/v1/logs?q={}&limit=100", QUERY_TERMS[index % QUERY_TERMS.len()]);
                 let started = Instant::now();
-                super::targets::http_get(api, &path)?;
+                super::targets::http_get(api, &path, token.as_deref())?;
                 latency.record(started.elapsed().as_nanos() as u64);
                 index += 1;
             }
@@ -227,7 +227,8 @@ fn measure(
         rate.map_or("full speed".to_owned(), |r| format!("{r} msgs/s")),
         duration
     );
-    let queries = (scenario.is_query() && running.api.is_some()).then(|| QueryLoad::start(running.api));
+    let queries = (scenario.is_query() && running.api.is_some())
+        .then(|| QueryLoad::start(running.api, running.api_token.clone()));
     // Query latency is measured under a steady, moderate ingest unless a rate is given.
     let rate = if scenario.is_query() { rate.or(Some(QUERY_SCENARIO_RATE)) } else { rate };
     let report = send(scenario, rate, duration, args, rig, binaries, &running, run_id)?;

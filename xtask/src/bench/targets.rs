@@ -74,6 +74,8 @@ pub struct RunningReceiver {
     pub address: SocketAddr,
     /// Killkrill's API, for its counters.
     pub api: Option<SocketAddr>,
+    /// A viewer API key for Killkrill's API (made at start from a throwaway admin).
+    pub api_token: Option<String>,
     /// Killkrill's data directory, or the peer's output file.
     pub storage: PathBuf,
     _workdir: PathBuf,
@@ -127,6 +129,8 @@ pub fn start(
                 // Short intervals: points reach the store within the run.
                 .args(["--metrics-flush-interval-ms", "1000"])
                 .env("LOG_LEVEL", "warn,killkrill::server=info")
+                // A throwaway first admin in the run's own data directory, on loopback.
+                .env("KILLKRILL_ADMIN_PASSWORD", BENCH_ADMIN_PASSWORD)
                 .env("KILLKRILL_CAPTURE__MODE", &settings.capture_mode)
                 .stdout(Stdio::piped());
             if settings.capture_mode != "socket" {
@@ -134,11 +138,13 @@ pub fn start(
             }
             let mut process = Managed::spawn("killkrill", &mut command)?;
             let api = wait_for_killkrill(&mut process)?;
+            let api_token = Some(viewer_api_key(api).context("cannot make an API key for the bench")?);
             Ok(RunningReceiver {
                 receiver,
                 process,
                 address,
                 api: Some(api),
+                api_token,
                 storage: data_dir,
                 _workdir: workdir.into(),
             })
@@ -183,6 +189,7 @@ pub fn start(
                 process,
                 address,
                 api: None,
+                api_token: None,
                 storage: output,
                 _workdir: workdir.into(),
             })
@@ -291,7 +298,7 @@ impl RunningReceiver {
     /// The capture path Killkrill reports in `/api/v1/stats` (`socket`, `xdp-native`, ...).
     pub fn killkrill_capture(&self) -> anyhow::Result<String> {
         let api = self.api.context("not Killkrill")?;
-        let text = http_get(api, "/api/v1/stats")?;
+        let text = http_get(api, "/api/v1/stats", self.api_token.as_deref())?;
         let body = text.split_once("\r\n\r\n").map_or(text.as_str(), |(_, body)| body);
         let stats: serde_json::Value = serde_json::from_str(body).context("/api/v1/stats is not JSON")?;
         stats["capture"]["path"].as_str().map(str::to_owned).context("/api/v1/stats has no capture path")
@@ -304,7 +311,7 @@ impl RunningReceiver {
     /// Sum of a Killkrill counter over the label sets whose line contains `label_text`.
     pub fn killkrill_metric_with(&self, name: &str, label_text: &str) -> anyhow::Result<u64> {
         let api = self.api.context("not Killkrill")?;
-        let text = http_get(api, "/metrics")?;
+        let text = http_get(api, "/metrics", None)?;
         Ok(text
             .lines()
             .filter(|line| line.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))
@@ -315,13 +322,53 @@ impl RunningReceiver {
     }
 }
 
-/// A minimal HTTP/1.1 GET against the appliance on loopback (xtask has no HTTP client).
-pub fn http_get(address: SocketAddr, path: &str) -> anyhow::Result<String> {
+/// The first admin's password of the appliance the bench starts (loopback, throwaway data).
+const BENCH_ADMIN_PASSWORD: &str = "bench-admin-password";
+
+/// A minimal HTTP/1.1 GET against the appliance on loopback (xtask has no HTTP client),
+/// with `Authorization: Bearer <token>` when given; the body of a 2xx answer.
+pub fn http_get(address: SocketAddr, path: &str, token: Option<&str>) -> anyhow::Result<String> {
+    let (status, body) = http_request(address, "GET", path, token, None)?;
+    anyhow::ensure!((200..300).contains(&status), "GET {path} answered {status}: {body}");
+    Ok(body)
+}
+
+/// Same for any method and an optional JSON body; the status and the body.
+fn http_request(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> anyhow::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")?;
+    let authorization = token.map(|token| format!("Authorization: Bearer {token}\r\n")).unwrap_or_default();
+    let body = body.map(serde_json::Value::to_string).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{authorization}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    let (_, body) = response.split_once("\r\n\r\n").context("malformed HTTP response")?;
-    Ok(body.to_owned())
+    let (head, body) = response.split_once("\r\n\r\n").context("malformed HTTP response")?;
+    let status = head.split(' ').nth(1).and_then(|code| code.parse().ok()).context("no HTTP status")?;
+    Ok((status, body.to_owned()))
+}
+
+/// Logs in as the bench's admin and makes a viewer API key (it does not expire mid-run as
+/// an access token would).
+fn viewer_api_key(api: SocketAddr) -> anyhow::Result<String> {
+    let login = serde_json::json!({ "username": "admin", "password": BENCH_ADMIN_PASSWORD });
+    let (status, body) = http_request(api, "POST", "/api/v1/auth/login", None, Some(&login))?;
+    anyhow::ensure!(status == 200, "login answered {status}: {body}");
+    let session: serde_json::Value = serde_json::from_str(&body)?;
+    let access = session["access_token"].as_str().context("no access_token")?;
+    let request = serde_json::json!({ "name": "bench", "role": "viewer" });
+    let (status, body) = http_request(api, "POST", "/api/v1/api-keys", Some(access), Some(&request))?;
+    anyhow::ensure!(status == 201, "API key creation answered {status}: {body}");
+    let created: serde_json::Value = serde_json::from_str(&body)?;
+    created["key"].as_str().map(str::to_owned).context("no key")
 }
