@@ -33,8 +33,6 @@ struct Current {
     rate_limit: Option<RateLimit>,
     retention: RetentionSetting,
     capture: CaptureSetting,
-    /// The listener set last applied (None: as the configuration started it).
-    listeners: Option<ListenersSetting>,
 }
 
 /// What the live settings reach.
@@ -75,7 +73,6 @@ pub struct FullConfig {
 }
 
 impl LiveConfig {
-    #[expect(clippy::too_many_arguments, reason = "wiring done once, in server.rs")]
     pub fn new(
         store: Arc<dyn Store>,
         dataplane: SharedDataPlane,
@@ -84,7 +81,6 @@ impl LiveConfig {
         xdp: Option<Arc<Mutex<XdpSteering>>>,
         retention: watch::Sender<Retention>,
         starting: StartingSettings,
-        listener_set: Option<ListenersSetting>,
     ) -> Result<Self> {
         let (allow, deny) = starting.sources.validate()?;
         let rate_limit = starting.rate_limits.validate()?;
@@ -106,7 +102,6 @@ impl LiveConfig {
                 rate_limit,
                 retention: starting.retention.normalized(),
                 capture: starting.capture.normalized(),
-                listeners: listener_set,
             }),
         })
     }
@@ -319,7 +314,8 @@ impl LiveConfig {
 
     pub async fn put_listeners(&self, setting: ListenersSetting) -> Result<ListenersSetting> {
         let specs = setting.validate(self.tls_available)?;
-        let mut current = self.current.lock().await;
+        // Held to the end: one change at a time.
+        let _current = self.current.lock().await;
         let before: Vec<ListenerSpec> = self.listeners().validate(true).unwrap_or_default();
         self.apply_listeners(specs.clone()).await?;
         let normalized = ListenersSetting::normalized(&specs);
@@ -329,7 +325,6 @@ impl LiveConfig {
             }
             return Err(error);
         }
-        current.listeners = Some(normalized);
         Ok(self.listeners())
     }
 

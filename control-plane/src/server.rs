@@ -158,7 +158,6 @@ pub async fn serve(config: Config) -> Result<()> {
             active_capture: capture.label().to_owned(),
             tls_available: runtime_config::tls_available(&config),
         },
-        overrides.listeners.clone(),
     )?;
     let state = AppState {
         store: store.clone(),
@@ -256,10 +255,11 @@ pub async fn serve(config: Config) -> Result<()> {
     ));
     let metric_writer =
         tokio::spawn(run_metric_writer(metric_consumers, metric_feed, store.clone(), metric_writer_counters));
+    let terminate = watch_signals();
     state.listeners_up.store(true, Ordering::Release);
     tracing::info!(version = VERSION, data_dir = %config.data_dir.display(), "Killkrill is ready.");
 
-    wait_for_signal().await;
+    wait_for_signal(terminate).await;
     tracing::info!("Shutting down: flushing what was accepted.");
     state.listeners_up.store(false, Ordering::Release);
     let flush = async {
@@ -435,15 +435,23 @@ fn spawn_https(
     })
 }
 
-async fn wait_for_signal() {
+/// SIGTERM watched from before "ready" is logged: a supervisor (or a test) that sends it
+/// right after must get a graceful shutdown, not the default action (exit at once).
+fn watch_signals() -> Option<tokio::signal::unix::Signal> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = match signal(SignalKind::terminate()) {
-        Ok(stream) => stream,
+    match signal(SignalKind::terminate()) {
+        Ok(stream) => Some(stream),
         Err(error) => {
             tracing::error!(error = %error, "Cannot watch SIGTERM; only SIGINT stops the process.");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+            None
         }
+    }
+}
+
+async fn wait_for_signal(terminate: Option<tokio::signal::unix::Signal>) {
+    let Some(mut terminate) = terminate else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
     };
     tokio::select! {
         _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "Signal received."),

@@ -497,3 +497,62 @@ fn runtime_config_rows_are_kept_replaced_and_deleted_on_both_backends() {
         });
     }
 }
+
+/// `killkrill runtime-config reset` forgets a kept section: the configuration applies again
+/// at the next start; `show` lists what is kept.
+#[test]
+fn a_reset_section_follows_the_configuration_again() {
+    let temp = tempfile::tempdir().unwrap();
+    let data_dir = temp.path().join("data");
+    let appliance = Appliance::start_in(&data_dir, &[]);
+    put_json(&appliance, "/api/v1/config/sources", &json!({"allow": [], "deny": ["192.0.2.0/24"]}));
+    put_json(&appliance, "/api/v1/config/retention", &json!({"max_age": "1d", "max_bytes": null}));
+    assert!(appliance.terminate().success());
+
+    let cli = |args: &[&str]| {
+        std::process::Command::new(crate::harness::BINARY)
+            .arg("runtime-config")
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .output()
+            .unwrap()
+    };
+    let shown = cli(&["show"]);
+    assert!(shown.status.success(), "{}", String::from_utf8_lossy(&shown.stderr));
+    let keys: Vec<String> = String::from_utf8(shown.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["key"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(keys, ["retention", "sources"]);
+    let reset = cli(&["reset", "sources"]);
+    assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
+    assert!(String::from_utf8_lossy(&reset.stderr).contains("sources: reset"));
+    assert_eq!(cli(&["reset", "bogus"]).status.code(), Some(2), "an unknown section is a usage error");
+
+    let appliance = Appliance::start_in(&data_dir, &[]).keeping(temp);
+    assert_eq!(appliance.get_json("/api/v1/config/sources").1, json!({"allow": [], "deny": []}));
+    assert_eq!(appliance.get_json("/api/v1/config/retention").1["max_age"], "1d", "not reset, still kept");
+}
+
+/// A statsd listener added live hands its points to the metric writer like one started
+/// with the process; the one it replaced stops.
+#[test]
+fn a_metrics_listener_added_live_stores_its_points() {
+    let temp = tempfile::tempdir().unwrap();
+    let appliance =
+        Appliance::start_in(&temp.path().join("data"), &["--metrics-flush-interval-ms", "200"]).keeping(temp);
+    let old_statsd = appliance.listener("statsd-udp").to_string();
+    let new_statsd: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut listeners: Vec<(String, String)> =
+        listeners_of(&appliance).into_iter().filter(|(_, listen)| *listen != old_statsd).collect();
+    listeners.push(("statsd-udp".into(), new_statsd.to_string()));
+    put_json(&appliance, "/api/v1/config/listeners", &listener_body(&listeners));
+    send_udp_from("127.0.0.1", new_statsd, "live.added.counter:5|c");
+    wait_until("the new listener's point stored", || {
+        let (status, names) = appliance.get_json("/api/v1/metrics/names");
+        status == 200 && names.to_string().contains("live.added.counter")
+    });
+    assert!(!listeners_of(&appliance).iter().any(|(_, listen)| *listen == old_statsd));
+}

@@ -466,3 +466,36 @@ fn without_a_certificate_tls_is_off_and_says_so() {
         .expect("the reason is logged");
     assert_eq!(line["level"], "info");
 }
+
+/// With a certificate configured but TLS off at start, `PUT /api/v1/config/listeners`
+/// starts a syslog-tls listener live, with the configured certificate.
+#[test]
+fn a_tls_listener_added_live_uses_the_configured_certificate() {
+    let certificates = Certificates::new();
+    let config = format!(
+        "[syslog]\ntls_cert = {:?}\ntls_key = {:?}\ntls = \"off\"\n",
+        certificates.path("server.pem"),
+        certificates.path("server.key"),
+    );
+    let config_path = certificates.path("killkrill.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let appliance =
+        Appliance::start_in(&certificates.path("data"), &["--config", config_path.to_str().unwrap()]);
+    assert!(!appliance.listeners.contains_key("syslog-tls"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (_, current) = appliance.get_json("/api/v1/config/listeners");
+    let mut listeners = current["listeners"].as_array().unwrap().clone();
+    listeners.push(serde_json::json!({"protocol": "syslog-tls", "listen": format!("127.0.0.1:{port}")}));
+    let response = reqwest::blocking::Client::new()
+        .put(appliance.url("/api/v1/config/listeners"))
+        .json(&serde_json::json!({ "listeners": listeners }))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200, "{}", response.text().unwrap());
+    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let frame = octet_counted("<14>1 2026-11-23T10:00:00Z router-1 sshd 42 - - livetlsword");
+    send_tls(address, certificates.client_config(None, false), frame.as_bytes()).unwrap();
+    let logs = appliance.wait_for_logs("q=livetlsword", 1);
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0]["listener"], "syslog-tls");
+}

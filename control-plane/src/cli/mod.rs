@@ -4,6 +4,7 @@ mod admin;
 mod export;
 mod parse;
 mod query;
+mod runtime_config;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +34,8 @@ enum Command {
     Query(query::QueryArgs),
     /// Manage users directly in the store (no server needed).
     Admin(admin::AdminArgs),
+    /// Show or reset the live settings kept in the store (PUT /api/v1/config/*).
+    RuntimeConfig(runtime_config::RuntimeConfigArgs),
 }
 
 #[derive(Debug, Args)]
@@ -89,6 +92,7 @@ pub fn main() -> ExitCode {
         Command::Export(args) => export::run(args),
         Command::Query(args) => query::run(args),
         Command::Admin(args) => admin::run(args),
+        Command::RuntimeConfig(args) => runtime_config::run(args),
     }
 }
 
