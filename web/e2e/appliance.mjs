@@ -101,6 +101,7 @@ export async function startAppliance({ extraArgs = [], adminPassword = ADMIN_PAS
     url,
     listeners,
     lines,
+    dataDir: join(dir, "data"),
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill("SIGTERM");

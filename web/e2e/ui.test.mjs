@@ -3,6 +3,8 @@
 // each role signs in in its own browser context.
 
 import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
 import {
   ADMIN_PASSWORD,
@@ -225,7 +227,7 @@ describe("web UI", () => {
     assert.equal(await p.locator("tr.log-row", { hasText: "not this one" }).count(), 0, "the app filter applies");
     await screenshot(p, "tail");
     await p.getByRole("button", { name: "Stop" }).click();
-    assert.equal(await p.getByTestId("tail-status").textContent(), "stopped");
+    await waitFor("the tail to stop", async () => (await p.getByTestId("tail-status").textContent()) === "stopped");
   });
 
   it("metrics explorer charts a statsd counter", async () => {
@@ -360,6 +362,31 @@ describe("web UI", () => {
       assert.equal(reuse.status, 401);
     } finally {
       await shortLived.stop();
+    }
+  });
+
+  it("on a first start without an admin password, the setup token creates the first admin", async () => {
+    const fresh = await startAppliance({ adminPassword: null });
+    try {
+      const token = (await readFile(join(fresh.dataDir, "setup-token"), "utf8")).trim();
+      const p = await page();
+      await p.goto(`${fresh.url}/`);
+      await p.waitForURL(/\/login/);
+      await p.getByRole("button", { name: /First start/ }).click();
+      await p.getByLabel("Setup token").fill(token);
+      await p.getByLabel("User name").fill("first-admin");
+      await p.getByLabel("Password").fill("first-admin-Secret-4");
+      await p.getByRole("button", { name: "Create admin and sign in" }).click();
+      await p.getByRole("heading", { name: "Dashboard" }).waitFor();
+      assert.ok((await navEntries(p)).includes("Users & keys"), "the new user is an admin");
+      const again = await fetch(`${fresh.url}/api/v1/auth/setup`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ setup_token: token, username: "second", password: "second-admin-Secret-5" }),
+      });
+      assert.equal(again.status, 409, "the token makes one admin only");
+    } finally {
+      await fresh.stop();
     }
   });
 

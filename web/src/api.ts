@@ -111,6 +111,16 @@ async function postTokens(path: string, body: unknown): Promise<TokenAnswer> {
   return (await response.json()) as TokenAnswer;
 }
 
+/** A call that needs no credentials (first-admin setup). */
+export async function sendPublic(path: string, body: unknown): Promise<void> {
+  const response = await send(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify(body),
+  });
+  if (!response.ok) throw await errorFrom(response);
+}
+
 export async function login(username: string, password: string): Promise<void> {
   const answer = await postTokens("/api/v1/auth/login", { username, password });
   saveSession({ accessToken: answer.access_token, refreshToken: answer.refresh_token });

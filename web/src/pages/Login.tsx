@@ -1,4 +1,5 @@
 import { type FormEvent, useState } from "react";
+import { ApiError, sendPublic } from "../api";
 import { useAuth } from "../auth";
 import { errorText } from "../format";
 
@@ -8,12 +9,27 @@ export function LoginPage() {
   const [password, setPassword] = useState("");
   const [error, setError] = useState<string | null>(state.status === "anonymous" ? (state.reason ?? null) : null);
   const [busy, setBusy] = useState(false);
+  // First start without KILLKRILL_ADMIN_PASSWORD: the first admin is made with the
+  // one-time setup token from the log or data_dir/setup-token.
+  const [setupMode, setSetupMode] = useState(false);
+  const [setupToken, setSetupToken] = useState("");
 
   const submit = async (event: FormEvent) => {
     event.preventDefault();
     setBusy(true);
     setError(null);
     try {
+      if (setupMode) {
+        try {
+          await sendPublic("/api/v1/auth/setup", { setup_token: setupToken.trim(), username, password });
+        } catch (failure) {
+          if (failure instanceof ApiError && failure.status === 409) {
+            setSetupMode(false);
+            throw new Error("An admin exists already: sign in.");
+          }
+          throw failure;
+        }
+      }
       await login(username, password);
     } catch (failure) {
       setError(errorText(failure));
@@ -28,6 +44,24 @@ export function LoginPage() {
         <h1>
           <img src="/favicon.svg" alt="" width={32} height={32} /> Killkrill
         </h1>
+        {setupMode && (
+          <>
+            <p className="muted">
+              Create the first admin with the one-time setup token from the appliance's log (or{" "}
+              <code>setup-token</code> in its data directory).
+            </p>
+            <label className="field">
+              <span className="field-label">Setup token</span>
+              <input
+                name="setup_token"
+                autoComplete="off"
+                value={setupToken}
+                onChange={(e) => setSetupToken(e.target.value)}
+                required
+              />
+            </label>
+          </>
+        )}
         <label className="field">
           <span className="field-label">User name</span>
           <input
@@ -44,7 +78,7 @@ export function LoginPage() {
           <input
             name="password"
             type="password"
-            autoComplete="current-password"
+            autoComplete={setupMode ? "new-password" : "current-password"}
             value={password}
             onChange={(e) => setPassword(e.target.value)}
             required
@@ -56,7 +90,10 @@ export function LoginPage() {
           </div>
         )}
         <button type="submit" className="primary" disabled={busy}>
-          {busy ? "Signing in…" : "Sign in"}
+          {busy ? "Signing in…" : setupMode ? "Create admin and sign in" : "Sign in"}
+        </button>
+        <button type="button" className="link-button" onClick={() => setSetupMode((on) => !on)}>
+          {setupMode ? "Sign in with an existing account" : "First start: create the admin with a setup token"}
         </button>
       </form>
     </div>
