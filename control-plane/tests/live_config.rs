@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use crate::harness::Appliance;
 
 fn put(appliance: &Appliance, path: &str, body: &str) -> (u16, Value) {
-    let response = reqwest::blocking::Client::new()
+    let response = appliance
+        .client()
         .put(appliance.url(path))
         .header("content-type", "application/json")
         .body(body.to_owned())

@@ -67,7 +67,7 @@ export function useLoad<T>(load: (signal: AbortSignal) => Promise<T>, deps: Depe
         if (!controller.signal.aborted) setLoading(false);
       });
     return () => controller.abort();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+    // `load` is read through a ref: only `deps` (and reload) decide when to run it again.
   }, [...deps, generation]);
   const reload = useCallback(() => setGeneration((g) => g + 1), []);
   return { data, error, loading, reload };
