@@ -15,15 +15,11 @@ export function seriesColor(index: number): string {
   return COLORS[index % COLORS.length]!;
 }
 
-/** Round tick values covering [min, max]. */
-function ticks(min: number, max: number, count: number): number[] {
-  if (max <= min) return [min];
+/** A round step that cuts [min, max] into about `count` parts. */
+function tickStep(min: number, max: number, count: number): number {
   const raw = (max - min) / count;
   const magnitude = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * magnitude).find((s) => s >= raw) ?? raw;
-  const result: number[] = [];
-  for (let value = Math.ceil(min / step) * step; value <= max + step * 1e-9; value += step) result.push(value);
-  return result;
+  return [1, 2, 2.5, 5, 10].map((m) => m * magnitude).find((s) => s >= raw) ?? raw;
 }
 
 /** Seconds for short ranges, the day for ranges over a day. */
@@ -74,14 +70,18 @@ export function LineChart(props: {
   }
   const tMin = Math.min(...all.map((p) => p.t), props.range?.[0] ?? Infinity);
   const tMax = Math.max(...all.map((p) => p.t), props.range?.[1] ?? -Infinity, tMin + 1000);
+  // The value axis starts at 0 (or below) and ends on a round tick above the highest value.
   const vMin = Math.min(0, ...all.map((p) => p.v!));
   const vMaxRaw = Math.max(...all.map((p) => p.v!));
-  const vMax = vMaxRaw <= vMin ? vMin + 1 : vMaxRaw * 1.05;
+  const top = vMaxRaw <= vMin ? vMin + 1 : vMaxRaw;
+  const step = tickStep(vMin, top, 4);
+  const vMax = Math.ceil(top / step - 1e-9) * step;
   const plotWidth = Math.max(10, width - margin.left - margin.right);
   const plotHeight = height - margin.top - margin.bottom;
   const x = (t: number) => margin.left + ((t - tMin) / (tMax - tMin)) * plotWidth;
   const y = (v: number) => margin.top + plotHeight - ((v - vMin) / (vMax - vMin)) * plotHeight;
-  const yTicks = ticks(vMin, vMax, 4);
+  const yTicks: number[] = [];
+  for (let value = Math.ceil(vMin / step) * step; value <= vMax + step * 1e-9; value += step) yTicks.push(value);
   // No more ticks than whole seconds in the range, so that labels do not repeat.
   const xTickCount = Math.max(1, Math.min(Math.floor(plotWidth / 110), Math.floor((tMax - tMin) / 1000)));
   const xTicks = Array.from({ length: xTickCount + 1 }, (_, i) => tMin + ((tMax - tMin) * i) / xTickCount);
