@@ -110,8 +110,9 @@ pub struct AuthConfig {
     pub access_token_ttl_s: u64,
     /// Lifetime of a refresh token, in seconds (each use replaces it with a new one).
     pub refresh_token_ttl_s: u64,
-    /// Login attempts per minute from one client address, and for one username.
-    pub login_attempts_per_minute: u32,
+    /// Failed logins per minute from one client address, and for one username; past it,
+    /// logins answer 429 until the minute is over.
+    pub login_failures_per_minute: u32,
     /// Consecutive failed logins that lock an account...
     pub lockout_threshold: u32,
     /// ...for this many seconds.
@@ -125,7 +126,7 @@ impl Default for AuthConfig {
             jwt_secret: None,
             access_token_ttl_s: 900,
             refresh_token_ttl_s: 7 * 86_400,
-            login_attempts_per_minute: 10,
+            login_failures_per_minute: 10,
             lockout_threshold: 5,
             lockout_s: 900,
         }
@@ -137,7 +138,7 @@ impl AuthConfig {
         for (key, value, low, high) in [
             ("auth.access_token_ttl_s", self.access_token_ttl_s, 1, 86_400),
             ("auth.refresh_token_ttl_s", self.refresh_token_ttl_s, 60, 90 * 86_400),
-            ("auth.login_attempts_per_minute", u64::from(self.login_attempts_per_minute), 1, 100_000),
+            ("auth.login_failures_per_minute", u64::from(self.login_failures_per_minute), 1, 100_000),
             ("auth.lockout_threshold", u64::from(self.lockout_threshold), 1, 1_000),
             ("auth.lockout_s", self.lockout_s, 1, 7 * 86_400),
         ] {
@@ -776,7 +777,7 @@ impl Config {
         // command-line clients' server, token and agent key.
         figment = figment.merge(
             Env::prefixed("KILLKRILL_")
-                .ignore(&["config", "admin_password", "admin_user", "server", "token", "api_key"])
+                .ignore(&["config", "admin_password", "admin_user", "server", "token", "ca_cert", "api_key"])
                 .split("__"),
         );
         figment = figment.merge(Env::raw().filter_map(|name| {
@@ -1241,5 +1242,62 @@ mod tests {
                 Ok(())
             });
         }
+    }
+
+    #[test]
+    fn auth_settings_have_safe_defaults_and_bad_ones_name_the_key() {
+        Jail::expect_with(|jail| {
+            let config = load(jail, None, FlagOverrides::default()).unwrap();
+            assert_eq!(config.auth, AuthConfig::default());
+            assert!(config.auth.metrics_public && config.auth.jwt_secret.is_none());
+            jail.set_env("KILLKRILL_AUTH__JWT_SECRET", "s3cret-s3cret-s3cret-s3cret-s3cret!");
+            jail.set_env("KILLKRILL_AUTH__ACCESS_TOKEN_TTL_S", "60");
+            // Read elsewhere (the first admin, the clients): not settings, not errors.
+            jail.set_env("KILLKRILL_ADMIN_PASSWORD", "whatever-it-is");
+            jail.set_env("KILLKRILL_TOKEN", "kk_x");
+            let config = load(jail, None, FlagOverrides::default()).unwrap();
+            assert_eq!(config.auth.access_token_ttl_s, 60);
+            assert!(!format!("{config:?}").contains("s3cret"), "the secret is redacted in Debug");
+            Ok(())
+        });
+        let cases = [
+            ("[auth]\naccess_token_ttl_s = 0\n", "auth.access_token_ttl_s"),
+            ("[auth]\nlockout_threshold = 0\n", "auth.lockout_threshold"),
+            ("[auth]\nlogin_failures_per_minute = 0\n", "auth.login_failures_per_minute"),
+            ("[auth]\njwt_secret = \"short\"\n", "auth.jwt_secret"),
+            ("[auth]\nmetrics_publik = false\n", "metrics_publik"),
+        ];
+        for (file, expected) in cases {
+            Jail::expect_with(|jail| {
+                let error = load(jail, Some(file), FlagOverrides::default()).unwrap_err().to_string();
+                assert!(error.contains(expected), "{file}: {error}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn plain_http_needs_loopback_or_allow_http_and_tls_needs_both_files() {
+        let api = |listen: &str, allow_http: bool, cert: Option<&str>, key: Option<&str>| ApiConfig {
+            listen: listen.parse().unwrap(),
+            allow_http,
+            tls_cert: cert.map(PathBuf::from),
+            tls_key: key.map(PathBuf::from),
+            ..ApiConfig::default()
+        };
+        assert_eq!(api("127.0.0.1:8080", false, None, None).transport().unwrap(), ApiTransport::Http);
+        assert_eq!(api("[::1]:8080", false, None, None).transport().unwrap(), ApiTransport::Http);
+        assert_eq!(api("off", false, None, None).transport().unwrap(), ApiTransport::Http);
+        assert_eq!(api("0.0.0.0:8080", true, None, None).transport().unwrap(), ApiTransport::Http);
+        let refused = api("0.0.0.0:8080", false, None, None).transport().unwrap_err().to_string();
+        for key in ["api.tls_cert", "api.tls_key", "api.allow_http"] {
+            assert!(refused.contains(key), "{refused}");
+        }
+        assert_eq!(
+            api("0.0.0.0:8443", false, Some("c.pem"), Some("k.pem")).transport().unwrap(),
+            ApiTransport::Https { cert: "c.pem".into(), key: "k.pem".into() }
+        );
+        let half = api("0.0.0.0:8443", false, Some("c.pem"), None).transport().unwrap_err().to_string();
+        assert!(half.contains("api.tls_key"), "{half}");
     }
 }

@@ -68,7 +68,7 @@ pub async fn serve(config: Config) -> Result<()> {
         )
         .await?,
         settings: crate::auth::AuthSettings::from_config(&config.auth),
-        limiter: crate::auth::LoginLimiter::new(config.auth.login_attempts_per_minute),
+        limiter: crate::auth::LoginLimiter::new(config.auth.login_failures_per_minute),
         store: auth_store.clone(),
     });
     crate::auth::bootstrap(auth_store.as_ref(), &config.data_dir).await?;

@@ -59,6 +59,9 @@ async fn lockout_counts_consecutive_failures(store: &dyn AuthStore) {
 }
 
 async fn tokens_keys_and_secrets_are_single_use_where_they_must_be(store: &dyn AuthStore) {
+    store.insert_refresh_token("hash-0", "ada", 7_000).await.unwrap();
+    assert_eq!(store.update_user("ada", None, Some("$changed")).await.unwrap(), UserChange::Done);
+    assert_eq!(store.take_refresh_token("hash-0").await.unwrap(), None, "a new password revokes sessions");
     store.insert_refresh_token("hash-1", "ada", 7_000).await.unwrap();
     assert_eq!(store.take_refresh_token("hash-1").await.unwrap(), Some(("ada".to_owned(), 7_000)));
     assert_eq!(store.take_refresh_token("hash-1").await.unwrap(), None);

@@ -106,7 +106,7 @@ fn every_route_answers_every_credential_as_the_policy_says() {
     let appliance = Appliance::start_with_env(
         &temp.path().join("data"),
         &[],
-        &[("KILLKRILL_AUTH__JWT_SECRET", SECRET), ("KILLKRILL_AUTH__LOGIN_ATTEMPTS_PER_MINUTE", "1000")],
+        &[("KILLKRILL_AUTH__JWT_SECRET", SECRET), ("KILLKRILL_AUTH__LOGIN_FAILURES_PER_MINUTE", "1000")],
     );
     let credentials = credentials(&appliance);
     let operations = operations(&appliance);
@@ -176,6 +176,14 @@ fn answers_say_unauthorized_or_forbidden_in_the_error_shape() {
     let body: Value = response.json().unwrap();
     assert_eq!(body["error"]["code"], "forbidden", "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("admin"), "{body}");
+    // A method a route does not take is 405, with or without credentials, and no error.
+    for bearer in [None, appliance.token.as_deref()] {
+        let mut request = reqwest::blocking::Client::new().delete(appliance.url("/api/v1/logs"));
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        assert_eq!(request.send().unwrap().status(), 405);
+    }
 }
 
 #[test]

@@ -112,7 +112,7 @@ async fn login_checked(
         return Err(Error::TooManyAttempts {
             locked: false,
             retry_after_s: wait.as_secs_f64().ceil() as u64,
-            message: "too many login attempts; try again later".to_owned(),
+            message: "too many failed logins; try again later".to_owned(),
         });
     }
     let user = auth.store.user(&request.username).await?;
@@ -138,6 +138,7 @@ async fn login_checked(
                 );
             }
         }
+        auth.limiter.record_failure(peer.ip(), &request.username, Instant::now());
         return Err(Error::Unauthorized(BAD_CREDENTIALS));
     };
     auth.store.record_login_success(&user.username, now).await?;

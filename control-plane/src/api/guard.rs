@@ -48,6 +48,14 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
         Some(Access::Role(role)) => role,
         // The web UI's files and other routes outside the API are public.
         None if !route.starts_with("/api/") => return next.run(request).await,
+        // Another method of a known route: answered as the router would, without running
+        // anything behind it.
+        None if policy::route_known(&route) => {
+            return (axum::http::StatusCode::METHOD_NOT_ALLOWED, axum::Json(serde_json::json!({
+                "error": { "code": "method_not_allowed", "message": "this route does not take that method" }
+            })))
+                .into_response();
+        }
         None => {
             tracing::error!(method = %request.method(), route, "Route has no access policy; refused.");
             return ApiError(Error::Forbidden("this route has no access policy".to_owned())).into_response();

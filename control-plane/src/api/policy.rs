@@ -89,6 +89,11 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
         .map(|policy| policy.access)
 }
 
+/// Whether the table has a row for `route` with any method.
+pub fn route_known(route: &str) -> bool {
+    ROUTES.iter().any(|policy| policy.path == route)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,15 +1,16 @@
-//! Login attempts per client address and per username, counted in memory in fixed
+//! Failed logins per client address and per username, counted in memory in fixed
 //! one-minute windows (each control plane counts its own; the stored lockout is what holds
-//! across control planes).
+//! across control planes). Only failures count, so that many people behind one proxy
+//! address can still log in, while guessing from anywhere is slowed down.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 const WINDOW: Duration = Duration::from_secs(60);
 /// Keys tracked before old windows are swept, so that a flood of names cannot grow the map
-/// without bound.
+/// past what one window of failures holds.
 const SWEEP_AT: usize = 10_000;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -24,39 +25,44 @@ pub struct LoginLimiter {
 }
 
 impl LoginLimiter {
-    /// `per_minute` attempts per address and per username.
+    /// `per_minute` failed logins per address and per username.
     pub fn new(per_minute: u32) -> Self {
         Self { per_window: per_minute.max(1), windows: Mutex::new(HashMap::new()) }
     }
 
-    /// Counts an attempt; `Err(retry_after)` when the address or the username has used its
-    /// attempts for this window (the attempt is then not counted).
+    fn keys(address: IpAddr, username: &str) -> [Key; 2] {
+        [Key::Address(address), Key::Username(username.to_owned())]
+    }
+
+    /// `Err(retry_after)` when the address or the username used up its failures for the
+    /// current window: the attempt should not even be checked.
     pub fn check(&self, address: IpAddr, username: &str, now: Instant) -> Result<(), Duration> {
-        let mut windows = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        let wait = Self::keys(address, username)
+            .iter()
+            .filter_map(|key| windows.get(key))
+            .filter(|(start, count)| now.duration_since(*start) < WINDOW && *count >= self.per_window)
+            .map(|(start, _)| WINDOW - now.duration_since(*start))
+            .max();
+        match wait {
+            Some(wait) => Err(wait),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failed login against the address and the username.
+    pub fn record_failure(&self, address: IpAddr, username: &str, now: Instant) {
+        let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
         if windows.len() >= SWEEP_AT {
             windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
         }
-        let keys = [Key::Address(address), Key::Username(username.to_owned())];
-        let mut wait = Duration::ZERO;
-        for key in &keys {
-            if let Some((start, count)) = windows.get(key)
-                && now.duration_since(*start) < WINDOW
-                && *count >= self.per_window
-            {
-                wait = wait.max(WINDOW - now.duration_since(*start));
-            }
-        }
-        if wait > Duration::ZERO {
-            return Err(wait);
-        }
-        for key in keys {
+        for key in Self::keys(address, username) {
             let entry = windows.entry(key).or_insert((now, 0));
             if now.duration_since(entry.0) >= WINDOW {
                 *entry = (now, 0);
             }
             entry.1 += 1;
         }
-        Ok(())
     }
 }
 
@@ -65,13 +71,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn attempts_past_the_limit_wait_for_the_window() {
+    fn failures_past_the_limit_wait_for_the_window() {
         let limiter = LoginLimiter::new(3);
         let start = Instant::now();
         let here: IpAddr = "192.0.2.1".parse().unwrap();
         let there: IpAddr = "192.0.2.2".parse().unwrap();
         for _ in 0..3 {
             assert!(limiter.check(here, "ada", start).is_ok());
+            limiter.record_failure(here, "ada", start);
         }
         let wait = limiter.check(here, "bob", start + Duration::from_secs(10)).unwrap_err();
         assert_eq!(wait, Duration::from_secs(50), "the address is limited");
@@ -79,5 +86,7 @@ mod tests {
         assert_eq!(wait, WINDOW, "the username is limited from anywhere");
         assert!(limiter.check(there, "bob", start).is_ok());
         assert!(limiter.check(here, "ada", start + WINDOW).is_ok(), "a new window starts");
+        limiter.record_failure(here, "ada", start + WINDOW);
+        assert!(limiter.check(here, "ada", start + WINDOW).is_ok(), "the count restarted");
     }
 }

@@ -17,6 +17,10 @@ pub struct QueryArgs {
     /// shell history and the process list.
     #[arg(long, env = "KILLKRILL_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+    /// PEM file with the CA certificate that signed an https:// server's certificate, when
+    /// the system's CAs do not include it.
+    #[arg(long, env = "KILLKRILL_CA_CERT", value_name = "FILE", global = true)]
+    ca_cert: Option<std::path::PathBuf>,
     /// Print one JSON object per row instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -96,7 +100,9 @@ const SEVERITY_NAMES: [&str; 8] = ["emerg", "alert", "crit", "err", "warning", "
 
 pub fn run(args: QueryArgs) -> ExitCode {
     match args.what {
-        QueryWhat::Logs(ref filters) => match logs(&args.server, args.token.as_deref(), filters, args.json) {
+        QueryWhat::Logs(ref filters) => match client(args.ca_cert.as_deref())
+            .and_then(|client| logs(&client, &args.server, args.token.as_deref(), filters, args.json))
+        {
             Ok(()) => ExitCode::SUCCESS,
             Err(QueryError::Usage(message)) => {
                 eprintln!("killkrill: error: {message}");
@@ -116,8 +122,26 @@ enum QueryError {
     Failed(String),
 }
 
-fn logs(server: &str, token: Option<&str>, filters: &LogFilters, json: bool) -> Result<(), QueryError> {
-    let client = reqwest::blocking::Client::new();
+/// The HTTP client: https:// servers are checked against the system's CAs, plus `ca_cert`.
+fn client(ca_cert: Option<&std::path::Path>) -> Result<reqwest::blocking::Client, QueryError> {
+    let mut builder = reqwest::blocking::Client::builder();
+    if let Some(path) = ca_cert {
+        let pem = std::fs::read(path)
+            .map_err(|error| QueryError::Usage(format!("--ca-cert {}: {error}", path.display())))?;
+        let certificate = reqwest::Certificate::from_pem(&pem)
+            .map_err(|error| QueryError::Usage(format!("--ca-cert {}: {error}", path.display())))?;
+        builder = builder.add_root_certificate(certificate);
+    }
+    builder.build().map_err(|error| QueryError::Failed(format!("cannot set up the HTTP client: {error}")))
+}
+
+fn logs(
+    client: &reqwest::blocking::Client,
+    server: &str,
+    token: Option<&str>,
+    filters: &LogFilters,
+    json: bool,
+) -> Result<(), QueryError> {
     let url = format!("{}/api/v1/logs", server.trim_end_matches('/'));
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

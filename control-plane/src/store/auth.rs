@@ -113,7 +113,8 @@ pub trait AuthStore: Send + Sync {
     async fn insert_user(&self, user: &UserRecord) -> Result<bool>;
     /// Inserts only while the store holds no user at all; false otherwise.
     async fn insert_first_user(&self, user: &UserRecord) -> Result<bool>;
-    /// Changes the role and/or the password hash; demoting the last admin is refused.
+    /// Changes the role and/or the password hash (a new password revokes the user's refresh
+    /// tokens); demoting the last admin is refused.
     async fn update_user(
         &self,
         username: &str,

@@ -134,7 +134,14 @@ impl AuthStore for SqlStore {
                 .push(" AND (role <> 'admin' OR COALESCE(")
                 .push_bind(role.map(Role::as_str))
                 .push(", 'admin') = 'admin' OR (SELECT COUNT(*) FROM auth_users WHERE role = 'admin') > 1)");
-            sql.build().execute(pool).await?.rows_affected()
+            let changed = sql.build().execute(pool).await?.rows_affected();
+            if changed == 1 && password_hash.is_some() {
+                // A new password ends the sessions made with the old one.
+                let mut tokens = QueryBuilder::new("DELETE FROM auth_refresh_tokens WHERE username = ");
+                tokens.push_bind(username);
+                tokens.build().execute(pool).await?;
+            }
+            changed
         });
         if changed == 1 { Ok(UserChange::Done) } else { self.missing_or_last_admin(username).await }
     }
