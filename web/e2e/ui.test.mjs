@@ -258,6 +258,13 @@ describe("web UI", () => {
       await p.getByTestId("not-allowed").waitFor();
       assert.match(await p.getByTestId("not-allowed").textContent(), /Not allowed.*viewer/);
     }
+    // On a phone the navigation folds behind the Menu button.
+    await p.setViewportSize({ width: 390, height: 844 });
+    await p.locator("#main-nav").waitFor({ state: "hidden" });
+    await p.getByRole("button", { name: "Menu" }).click();
+    await openFromNav(p, "Search");
+    await p.getByRole("heading", { name: "Search" }).waitFor();
+    await p.locator("#main-nav").waitFor({ state: "hidden" });
   });
 
   it("a maintainer changes the rate limit in settings and it takes effect", async () => {
