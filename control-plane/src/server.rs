@@ -221,6 +221,9 @@ pub async fn serve(config: Config) -> Result<()> {
         let listener = bind_http("api.listen", address).await?;
         let scheme = if api_tls.is_some() { "https" } else { "http" };
         tracing::info!(address = %listener.local_addr()?, scheme, "API listening.");
+        if !api::web_ui::is_built() {
+            tracing::info!("This binary has no web UI: / says how to build it (cargo xtask ui).");
+        }
         match api_tls {
             Some(tls) => {
                 http_servers.push(spawn_https(listener, tls, api::router(state.clone()), stop.clone()))

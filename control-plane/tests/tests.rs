@@ -24,3 +24,4 @@ mod rbac;
 mod shutdown;
 mod store;
 mod tls;
+mod web_ui;

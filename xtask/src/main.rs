@@ -6,6 +6,7 @@ mod fuzz;
 mod run;
 mod setup;
 mod test;
+mod ui;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,8 @@ enum Command {
     BuildEbpf,
     /// Lint the XDP program for its own target with the nightly toolchain.
     LintEbpf,
+    /// Build the web UI (web/ into web/dist, which the binary embeds).
+    Ui,
     /// Run the appliance (release build) with a local data directory.
     Run(run::RunArgs),
     /// Run every check and test of the project (what CI runs).
@@ -43,6 +46,7 @@ fn main() -> anyhow::Result<()> {
         Command::Setup(args) => setup::run(&args),
         Command::BuildEbpf => ebpf::build(),
         Command::LintEbpf => ebpf::lint(),
+        Command::Ui => ui::build(),
         Command::Run(args) => run::run(&args),
         Command::Test(args) => test::run(&args),
         Command::Bench(args) => bench::run(&args),

@@ -1,11 +1,11 @@
-//! `cargo xtask run`: the appliance in its default single-box form, from a release build,
-//! with its data in ./data.
+//! `cargo xtask run`: the appliance in its default single-box form, from a release build
+//! with the web UI built and embedded, with its data in ./data.
 
 use std::process::Command;
 
 use clap::Args;
 
-use crate::util::{cargo, exec, workspace_root};
+use crate::util::{cargo, exec, target_dir, workspace_root};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -18,9 +18,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     if !crate::setup::is_complete() {
         crate::setup::run(&crate::setup::SetupArgs { check: false })?;
     }
+    // The binary embeds web/dist, so the UI is built first.
+    crate::ui::build()?;
     exec(cargo().args(["build", "--release", "--package", "killkrill"]))?;
     let root = workspace_root();
-    let binary = root.join("target/release/killkrill");
+    let binary = target_dir().join("release/killkrill");
     let mut command = Command::new(binary);
     // The API on loopback: plain HTTP is allowed there without TLS (docs/adr/0022); later
     // arguments (e.g. `-- --api-listen 0.0.0.0:8080 --api-tls-cert ...`) win.

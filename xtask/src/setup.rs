@@ -28,6 +28,7 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("openssl", "openssl(1): certificates and s_client for the syslog-over-TLS tests"),
     ("sqlite3", "reading the embedded store in benchmarks"),
     ("systemd", "systemd-analyze verify for the unit files in deploy/systemd"),
+    ("chromium", "headless browser for the web UI's end-to-end tests (driven by playwright-core)"),
     // Libraries the benchmark peers (unpacked below, not installed) link against.
     ("libestr0", "rsyslog peer"),
     ("libfastjson4", "rsyslog peer"),
@@ -59,6 +60,7 @@ pub fn run(args: &SetupArgs) -> anyhow::Result<()> {
     crate::fuzz::ensure_cargo_fuzz(args.check, &mut missing)?;
     benchmark_peers(args.check, &mut missing)?;
     kubectl(args.check, &mut missing)?;
+    node_and_npm(args.check, &mut missing)?;
     if args.check && !missing.is_empty() {
         bail!("missing: {}; run `cargo xtask setup`", missing.join(", "));
     }
@@ -75,6 +77,7 @@ pub fn is_complete() -> bool {
         && crate::fuzz::ensure_cargo_fuzz(true, &mut missing).is_ok()
         && benchmark_peers(true, &mut missing).is_ok()
         && kubectl(true, &mut missing).is_ok()
+        && node_and_npm(true, &mut missing).is_ok()
         && missing.is_empty()
 }
 
@@ -236,6 +239,45 @@ fn benchmark_peers(check: bool, missing: &mut Vec<String>) -> anyhow::Result<()>
             }
         }
         let _ = std::fs::remove_dir_all(&download_dir);
+    }
+    Ok(())
+}
+
+/// Node.js and npm build the web UI (`cargo xtask ui`) and run its browser tests. A recent
+/// enough node may come from elsewhere (NodeSource, nvm) and then stays; Debian's
+/// `nodejs` and `npm` are installed only when node is missing or too old.
+fn node_and_npm(check: bool, missing: &mut Vec<String>) -> anyhow::Result<()> {
+    let (major, minor) = crate::ui::MIN_NODE;
+    let node_ok = crate::ui::node_is_recent_enough();
+    let npm_ok = succeeds(Command::new("npm").arg("--version"));
+    if node_ok && npm_ok {
+        if !check {
+            let version = crate::ui::node_version().map_or_else(String::new, |(a, b)| format!(" {a}.{b}"));
+            eprintln!("xtask setup: ok: node{version} and npm (web UI build and browser tests)");
+        }
+        return Ok(());
+    }
+    let packages: &[&str] = if node_ok { &["npm"] } else { &["nodejs", "npm"] };
+    if check {
+        missing.extend(packages.iter().map(|package| format!("{package} (Node.js {major}.{minor}+)")));
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "Node.js {major}.{minor}+ and npm are missing; installing Debian's {} needs root",
+            packages.join(" ")
+        );
+    }
+    eprintln!("xtask setup: installing Debian's {} for the web UI", packages.join(" "));
+    exec(Command::new("apt-get").args(["update", "-q"]))?;
+    exec(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(packages),
+    )?;
+    if !crate::ui::node_is_recent_enough() {
+        bail!("the installed node is older than {major}.{minor}, which the web UI's build needs");
     }
     Ok(())
 }

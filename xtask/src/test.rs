@@ -19,6 +19,9 @@ pub struct TestArgs {
     /// Seconds of fuzzing per parser; 0 skips.
     #[arg(long, default_value_t = 10)]
     pub fuzz_seconds: u64,
+    /// Skip the web UI's end-to-end tests in headless Chromium.
+    #[arg(long)]
+    pub no_browser_tests: bool,
 }
 
 pub fn run(args: &TestArgs) -> anyhow::Result<()> {
@@ -38,7 +41,19 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         ]))?;
         crate::ebpf::lint()?;
     }
-    let totals = run_cargo_test()?;
+    // The binary the tests start embeds web/dist.
+    crate::ui::build()?;
+    let mut totals = run_cargo_test()?;
+    if !args.no_browser_tests {
+        totals.add(&run_browser_tests()?);
+    }
+    let summary =
+        format!("summary: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
+    if totals.failed > 0 {
+        // The closing line still comes, so that CI reads the counts.
+        println!("{summary}");
+        bail!("{} browser test(s) failed", totals.failed);
+    }
     crate::fuzz::run(args.fuzz_seconds)?;
     if !args.no_bench_smoke {
         bench_smoke()?;
@@ -46,8 +61,42 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     eprintln!("xtask test: all checks and tests passed.");
     // One closing line for the whole run, in the plain form CI reads, since cargo's own
     // last line is the (empty) doc-test summary of the last crate.
-    println!("summary: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
+    println!("{summary}");
     Ok(())
+}
+
+/// The web UI's end-to-end tests (web/e2e, docs/web-ui.md): Node's test runner drives
+/// headless Chromium against the debug `killkrill` binary the cargo tests just built, and
+/// writes the screenshots in docs/screenshots.
+fn run_browser_tests() -> anyhow::Result<TestTotals> {
+    let binary = crate::util::target_dir().join("debug/killkrill");
+    if !binary.is_file() {
+        exec(cargo().args(["build", "--package", "killkrill"]))?;
+    }
+    let root = crate::util::workspace_root();
+    let mut command = std::process::Command::new("node");
+    command
+        .current_dir(root.join("web"))
+        .args(["--test", "--test-reporter=tap", "e2e/"])
+        .env("E2E_KILLKRILL_BIN", &binary)
+        .env("E2E_SCREENSHOTS", root.join("docs/screenshots"));
+    eprintln!("xtask: $ {}", describe(&command));
+    let mut child = command.stdout(Stdio::piped()).spawn().context("cannot start node --test")?;
+    let stdout = child.stdout.take().context("node --test has no stdout")?;
+    let mut totals = TestTotals::default();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading node --test output")?;
+        println!("{line}");
+        totals.add_tap_line(&line);
+    }
+    let status = child.wait().context("waiting for node --test")?;
+    if !status.success() && totals.failed == 0 {
+        bail!("node --test failed ({status}) without a failed test: see its output above");
+    }
+    if totals.passed + totals.failed == 0 {
+        bail!("the browser tests ran no test");
+    }
+    Ok(totals)
 }
 
 /// A few seconds of the benchmark rig (debug build, modest rate, no peers): the harness
@@ -85,6 +134,25 @@ struct TestTotals {
 }
 
 impl TestTotals {
+    fn add(&mut self, other: &Self) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.ignored += other.ignored;
+    }
+
+    /// Adds the closing counts of Node's TAP reporter: `# pass 7`, `# fail 0`, `# skipped 1`.
+    fn add_tap_line(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("# ") else { return };
+        let Some((kind, number)) = rest.split_once(' ') else { return };
+        let Ok(number) = number.trim().parse::<u64>() else { return };
+        match kind {
+            "pass" => self.passed += number,
+            "fail" | "cancelled" => self.failed += number,
+            "skipped" | "todo" => self.ignored += number,
+            _ => {}
+        }
+    }
+
     /// Adds a libtest summary line: `test result: ok. 6 passed; 0 failed; 1 ignored; ...`.
     fn add_summary_line(&mut self, line: &str) {
         let Some(counts) = line.strip_prefix("test result: ") else { return };
@@ -140,5 +208,25 @@ mod tests {
         );
         totals.add_summary_line("running 6 tests");
         assert_eq!(totals, TestTotals { passed: 8, failed: 3, ignored: 1 });
+    }
+
+    #[test]
+    fn node_tap_closing_counts_are_totalled() {
+        let mut totals = TestTotals::default();
+        for line in [
+            "# Subtest: search finds a message sent over UDP",
+            "ok 1 - search finds a message sent over UDP",
+            "# tests 9",
+            "# suites 1",
+            "# pass 7",
+            "# fail 1",
+            "# cancelled 1",
+            "# skipped 2",
+            "# todo 0",
+            "# duration_ms 5123.4",
+        ] {
+            totals.add_tap_line(line);
+        }
+        assert_eq!(totals, TestTotals { passed: 7, failed: 2, ignored: 2 });
     }
 }

@@ -11,6 +11,16 @@ pub fn workspace_root() -> PathBuf {
     manifest_dir.parent().map(PathBuf::from).unwrap_or(manifest_dir)
 }
 
+/// Where cargo puts what it builds: `CARGO_TARGET_DIR` when set, else `target/`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if PathBuf::from(&dir).is_absolute() => PathBuf::from(dir),
+        // Cargo reads a relative one from the directory it was started in.
+        Some(dir) => std::env::current_dir().unwrap_or_else(|_| workspace_root()).join(dir),
+        None => workspace_root().join("target"),
+    }
+}
+
 /// The cargo that runs us (so the same toolchain builds the rest).
 pub fn cargo() -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));

@@ -1,4 +1,5 @@
-//! The HTTP surface: `/health`, `/ready`, `/metrics` and the REST API under `/api/v1/`.
+//! The HTTP surface: `/health`, `/ready`, `/metrics`, the REST API under `/api/v1/` and the
+//! web UI at `/`.
 
 mod admin;
 mod audit;
@@ -17,6 +18,7 @@ pub mod policy;
 mod sources;
 mod stats;
 mod tail;
+pub mod web_ui;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -122,9 +124,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .nest("/api/v1", api.layer(axum::extract::DefaultBodyLimit::max(ingest::MAX_BODY_BYTES)))
         // Every matched route passes the guard (policy::ROUTES); unknown paths reach the
-        // fallback without it and answer 404.
+        // fallback without it: the web UI's files and page routes (public), or a JSON 404.
         .route_layer(middleware::from_fn_with_state(state.clone(), guard::guard))
-        .fallback(error::not_found)
+        .fallback(web_ui::fallback)
         .layer(middleware::from_fn_with_state(state.clone(), guard::audit))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
         .layer(middleware::from_fn_with_state(state.clone(), observe))

@@ -122,6 +122,16 @@ fn dockerfile_problems(stages: &[Stage]) -> Vec<String> {
             problems.push(format!("the build stages never mention {needed} (userspace/build.rs needs it)"));
         }
     }
+    // The binary embeds web/dist only if it exists when cargo runs (docs/adr/0026).
+    match stages.iter().find(|s| s.all("RUN").any(|run| run.contains("npm run build"))) {
+        None => problems.push("no stage builds the web UI (npm run build)".to_owned()),
+        Some(web) => {
+            let copied = build.all("COPY").any(|copy| copy.contains(&format!("--from={}", web.name)));
+            if !copied {
+                problems.push(format!("the build stage does not copy the web UI from stage {}", web.name));
+            }
+        }
+    }
     let runtime_base = |stage: &Stage| {
         let mut from = stage.from.as_str();
         while let Some(parent) = stages.iter().find(|s| s.name == from) {
@@ -199,12 +209,16 @@ fn a_root_control_plane_or_an_unpinned_base_is_reported() {
         read(&deploy_dir().join("docker/Dockerfile")).replace("HEALTHCHECK", "# HEALTHCHECK");
     let problems = dockerfile_problems(&parse_dockerfile(&without_health));
     assert_eq!(problems.iter().filter(|p| p.contains("HEALTHCHECK does not ask")).count(), TARGETS.len());
+    let without_ui =
+        read(&deploy_dir().join("docker/Dockerfile")).replace("COPY --from=web", "# COPY --from=web");
+    let problems = dockerfile_problems(&parse_dockerfile(&without_ui));
+    assert!(problems.iter().any(|p| p.contains("does not copy the web UI")), "{problems:#?}");
 }
 
 #[test]
 fn the_build_context_leaves_out_build_outputs() {
     let ignored = read(&repo_root().join(".dockerignore"));
-    for path in ["target/", ".git/", "data/"] {
+    for path in ["target/", ".git/", "data/", "web/node_modules/"] {
         assert!(ignored.lines().any(|line| line.trim() == path), ".dockerignore does not leave out {path}");
     }
 }
