@@ -6,18 +6,19 @@
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use killkrill_dataplane::capture::CaptureMode;
 use killkrill_dataplane::listener::{CapturePath, ListenerInfo};
 use killkrill_dataplane::sources::SharedSourcePolicy;
-use killkrill_dataplane::xdp::{RateLimit, SourcePrefix, XdpSteering};
-use killkrill_dataplane::{DataPlane, ListenerSpec};
+use killkrill_dataplane::xdp::{RateLimit, SourcePrefix};
+use killkrill_dataplane::{DataPlane, ListenerSpec, SharedCapture};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::runtime_config::StoredOverrides;
 use crate::runtime_config::{
     CAPTURE_KEY, CaptureSetting, CaptureView, LISTENERS_KEY, ListenersSetting, RATE_LIMITS_KEY,
     RETENTION_KEY, RateLimitsSetting, RetentionSetting, SOURCES_KEY, SourcesSetting, source_policy,
 };
+use crate::runtime_config::{CaptureModeName, StoredOverrides};
 use crate::store::{Retention, RuntimeConfigEntry, Store};
 use crate::{Error, Result};
 
@@ -42,11 +43,9 @@ pub struct LiveConfig {
     /// The running listeners as `/api/v1/stats` and `/ready` report them.
     listeners: Arc<RwLock<Vec<ListenerInfo>>>,
     sources: SharedSourcePolicy,
-    xdp: Option<Arc<Mutex<XdpSteering>>>,
+    /// The capture path and XDP program now.
+    capture: SharedCapture,
     retention: watch::Sender<Retention>,
-    /// The capture the data plane started with (`mode`, `interface`) and what it got.
-    started_capture: CaptureSetting,
-    active_capture: String,
     tls_available: bool,
     /// One change at a time, in full: the lock spans apply and store.
     current: tokio::sync::Mutex<Current>,
@@ -58,7 +57,6 @@ pub struct StartingSettings {
     pub rate_limits: RateLimitsSetting,
     pub retention: RetentionSetting,
     pub capture: CaptureSetting,
-    pub active_capture: String,
     pub tls_available: bool,
 }
 
@@ -78,7 +76,7 @@ impl LiveConfig {
         dataplane: SharedDataPlane,
         listeners: Arc<RwLock<Vec<ListenerInfo>>>,
         sources: SharedSourcePolicy,
-        xdp: Option<Arc<Mutex<XdpSteering>>>,
+        capture: SharedCapture,
         retention: watch::Sender<Retention>,
         starting: StartingSettings,
     ) -> Result<Self> {
@@ -89,10 +87,8 @@ impl LiveConfig {
             dataplane,
             listeners,
             sources,
-            xdp,
+            capture,
             retention,
-            started_capture: starting.capture.normalized(),
-            active_capture: starting.active_capture,
             tls_available: starting.tls_available,
             current: tokio::sync::Mutex::new(Current {
                 sources: SourcesSetting::normalized(&allow, &deny),
@@ -141,8 +137,9 @@ impl LiveConfig {
         CaptureView {
             mode: capture.mode,
             interface: capture.interface.clone(),
-            active: self.active_capture.clone(),
-            restart_required: capture.normalized() != self.started_capture,
+            active: self.capture.read().unwrap_or_else(PoisonError::into_inner).status.label().to_owned(),
+            // Capture changes apply at once since they can be switched live (ADR 0025).
+            restart_required: false,
         }
     }
 
@@ -177,7 +174,8 @@ impl LiveConfig {
         deny: &[SourcePrefix],
         rate_limit: Option<RateLimit>,
     ) -> Result<()> {
-        if let Some(xdp) = &self.xdp {
+        let xdp = self.capture.read().unwrap_or_else(PoisonError::into_inner).xdp.clone();
+        if let Some(xdp) = &xdp {
             let mut steering = xdp.lock().unwrap_or_else(PoisonError::into_inner);
             let map_error = |error: killkrill_dataplane::xdp::XdpError| {
                 Error::Internal(format!("updating the XDP maps: {error}"))
@@ -297,21 +295,67 @@ impl LiveConfig {
         Ok(normalized)
     }
 
-    /// Capture mode and interface are kept for the next start (docs/adr/0025).
+    /// Switches the capture live (docs/adr/0025): the XDP capture in place stops, the new
+    /// one starts with the current source lists and rate limit; then the setting is kept.
+    /// In `xdp` mode a failure to attach is a 409 and the capture before is restored.
     pub async fn put_capture(&self, setting: CaptureSetting) -> Result<CaptureView> {
         setting.validate()?;
         let normalized = setting.normalized();
         let mut current = self.current.lock().await;
-        self.keep(CAPTURE_KEY, &normalized).await?;
+        let previous = current.capture.clone();
+        if let Err(error) = self.apply_capture(&normalized, &current).await {
+            if let Err(undo) = self.apply_capture(&previous, &current).await {
+                tracing::error!(error = %undo, "Cannot restore the capture after a failed change.");
+            }
+            return Err(error);
+        }
+        if let Err(error) = self.keep(CAPTURE_KEY, &normalized).await {
+            if let Err(undo) = self.apply_capture(&previous, &current).await {
+                tracing::error!(error = %undo, "Cannot restore the capture after a failed store write.");
+            }
+            return Err(error);
+        }
         current.capture = normalized;
         let view = self.capture_view(&current.capture);
         tracing::info!(
             mode = ?view.mode,
             interface = ?view.interface,
-            restart_required = view.restart_required,
-            "Live change: capture setting kept."
+            active = view.active,
+            "Live change: capture applied."
         );
         Ok(view)
+    }
+
+    async fn apply_capture(&self, setting: &CaptureSetting, current: &Current) -> Result<()> {
+        let dataplane = self.dataplane.clone();
+        let (setting, allow, deny, rate_limit) = (
+            setting.clone(),
+            current.sources.allow.clone(),
+            current.sources.deny.clone(),
+            current.rate_limit,
+        );
+        // Stopping AF_XDP receivers joins their threads: off the async workers.
+        tokio::task::spawn_blocking(move || {
+            let mut dataplane = dataplane.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(dataplane) = dataplane.as_mut() else {
+                return Err(Error::Conflict("the appliance is shutting down".to_owned()));
+            };
+            let mut config = dataplane.capture_config().clone();
+            config.mode = match setting.mode {
+                CaptureModeName::Auto => CaptureMode::Auto,
+                CaptureModeName::Xdp => CaptureMode::Xdp,
+                CaptureModeName::Socket => CaptureMode::Socket,
+            };
+            config.interface = setting.interface.clone();
+            (config.allow, config.deny, config.rate_limit) = (allow, deny, rate_limit);
+            dataplane.apply_capture(config).map_err(|error| {
+                Error::Conflict(format!(
+                    "capture: {error}; syslog over UDP uses the socket path until a capture attaches"
+                ))
+            })
+        })
+        .await
+        .map_err(|error| Error::Internal(format!("capture change failed: {error}")))?
     }
 
     pub async fn put_listeners(&self, setting: ListenersSetting) -> Result<ListenersSetting> {

@@ -159,7 +159,7 @@ pub async fn serve(config: Config) -> Result<()> {
     }
     log_capture(dataplane.capture());
     let mut metrics = Metrics::new(dataplane.shared_counters(), store_counters.clone());
-    metrics.add_capture(dataplane.capture().clone(), dataplane.xdp());
+    metrics.add_capture(dataplane.shared_capture());
     metrics.add_handoff(handoff.counters.clone());
     let metric_writer_counters = Arc::new(MetricWriterCounters::default());
     metrics.add_metric_pipeline(MetricPipelineCollector {
@@ -173,8 +173,7 @@ pub async fn serve(config: Config) -> Result<()> {
     let consumer_feed = dataplane.take_consumer_feed();
     let metric_consumers = dataplane.take_metric_consumers();
     let metric_feed = dataplane.take_metric_feed();
-    let capture = dataplane.capture().clone();
-    let xdp = dataplane.xdp();
+    let capture = dataplane.shared_capture();
     let listener_counters = dataplane.shared_counters();
     let running_listeners = dataplane.listeners().to_vec();
     let dataplane: SharedDataPlane = Arc::new(Mutex::new(Some(dataplane)));
@@ -183,14 +182,13 @@ pub async fn serve(config: Config) -> Result<()> {
         dataplane.clone(),
         listeners.clone(),
         sources,
-        xdp.clone(),
+        capture.clone(),
         retention_sender,
         StartingSettings {
             sources: starting_sources,
             rate_limits: starting_rate_limits,
             retention: starting_retention,
             capture: starting_capture,
-            active_capture: capture.label().to_owned(),
             tls_available: runtime_config::tls_available(&config),
         },
     )?;
@@ -207,7 +205,6 @@ pub async fn serve(config: Config) -> Result<()> {
             crate::config::DbType::Postgres => "postgres",
         },
         capture,
-        xdp,
         nodes: Arc::default(),
         ingest_slots: api::IngestSlots::new(config.ingest.http_max_concurrent),
         metric_ingest: api::metrics_ingest::MetricIngest::new(config.metrics.aggregator_settings()?),

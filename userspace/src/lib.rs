@@ -22,4 +22,4 @@ pub mod tls;
 pub mod xdp;
 
 pub use error::{Error, Result};
-pub use runtime::{DataPlane, DataPlaneConfig, ListenerSpec, TlsListenerConfig};
+pub use runtime::{CaptureNow, DataPlane, DataPlaneConfig, ListenerSpec, SharedCapture, TlsListenerConfig};

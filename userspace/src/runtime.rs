@@ -165,7 +165,21 @@ struct ListenerSettings {
     metrics_threads: usize,
     sources: SharedSourcePolicy,
     journal_root: Option<std::path::PathBuf>,
+    /// The capture settings in force (`apply_capture` changes them).
+    capture: CaptureConfig,
 }
+
+/// What capture the data plane has now, for readers in other threads (stats, metrics, the
+/// live settings): replaced whole when the capture changes at run time.
+#[derive(Clone)]
+pub struct CaptureNow {
+    pub status: CaptureStatus,
+    /// The XDP program, for ports, lists, rate limits and counters; None without XDP.
+    pub xdp: Option<Arc<Mutex<XdpSteering>>>,
+}
+
+/// The shared view of [`CaptureNow`].
+pub type SharedCapture = Arc<RwLock<CaptureNow>>;
 
 /// The running data plane. Its set of socket listeners can change while it runs
 /// ([`DataPlane::apply_listeners`]); rings of listeners started later reach the writers
@@ -191,6 +205,7 @@ pub struct DataPlane {
     xdp: Option<XdpCapture>,
     xdp_info: Option<ListenerInfo>,
     capture: CaptureStatus,
+    capture_now: SharedCapture,
 }
 
 impl DataPlane {
@@ -220,6 +235,7 @@ impl DataPlane {
                 metrics_threads: config.metrics_threads.max(1),
                 sources: config.sources.clone(),
                 journal_root: config.journal_root.clone(),
+                capture: config.capture.clone(),
             },
             listeners: Vec::new(),
             running: Vec::new(),
@@ -236,6 +252,10 @@ impl DataPlane {
             xdp: None,
             xdp_info: None,
             capture: CaptureStatus::Socket { fallback: None },
+            capture_now: Arc::new(RwLock::new(CaptureNow {
+                status: CaptureStatus::Socket { fallback: None },
+                xdp: None,
+            })),
         };
         // Bind everything first, so that a bad address fails start-up before any thread runs.
         let bound = specs.iter().map(|spec| plane.bind(spec)).collect::<Result<Vec<_>>>()?;
@@ -247,7 +267,8 @@ impl DataPlane {
             let address = socket
                 .local_addr()
                 .map_err(|source| crate::Error::SocketOption { listener: ListenerKind::SyslogUdp, source })?;
-            plane.start_xdp(config, address, &options)?;
+            let capture = plane.settings.capture.clone();
+            plane.start_xdp(&capture, address, &options, true)?;
         }
         for (spec, bound) in specs.iter().zip(bound) {
             let running = plane.spawn(spec, bound, true)?;
@@ -379,18 +400,19 @@ impl DataPlane {
     /// socket listener alone and is reported in [`DataPlane::capture`].
     fn start_xdp(
         &mut self,
-        config: &DataPlaneConfig,
+        capture_config: &CaptureConfig,
         address: SocketAddr,
         options: &ParseOptions,
+        at_start: bool,
     ) -> Result<()> {
-        if config.capture.mode == CaptureMode::Auto && config.capture.interface.is_none() {
+        if capture_config.mode == CaptureMode::Auto && capture_config.interface.is_none() {
             self.capture =
                 CaptureStatus::Socket { fallback: Some("no capture interface configured".to_owned()) };
             return Ok(());
         }
-        let mut capture = match XdpCapture::open(&config.capture, address.port()) {
+        let mut capture = match XdpCapture::open(capture_config, address.port()) {
             Ok(capture) => capture,
-            Err(error) if config.capture.mode == CaptureMode::Auto => {
+            Err(error) if capture_config.mode == CaptureMode::Auto => {
                 tracing::warn!(error = %error, "XDP capture unavailable; syslog over UDP uses the socket only");
                 self.capture = CaptureStatus::Socket { fallback: Some(error.to_string()) };
                 return Ok(());
@@ -401,16 +423,23 @@ impl DataPlane {
         // One set of counters for every queue: atomics added to once per batch.
         let counters = self.counters_for(kind, CapturePath::AfXdp);
         let mut consumers = Vec::new();
+        let (handoff_capacity, batch) = (self.settings.handoff_capacity, self.settings.batch);
         let spawned = capture.spawn(
             |_queue| {
-                let (producer, consumer) = batch_ring(config.handoff_capacity);
+                let (producer, consumer) = batch_ring(handoff_capacity);
                 consumers.push(consumer);
-                BatchSink::new(kind, config.batch, producer, counters.clone())
+                BatchSink::new(kind, batch, producer, counters.clone())
             },
             &counters,
             options,
         );
-        self.consumers.extend(consumers);
+        if at_start {
+            self.consumers.extend(consumers);
+        } else if let Some(feed) = &self.consumer_feed {
+            for consumer in consumers {
+                let _ = feed.send(consumer);
+            }
+        }
         self.capture = capture.status().clone();
         self.xdp_info = Some(ListenerInfo { kind, local_addr: address, capture: CapturePath::AfXdp });
         self.xdp = Some(capture);
@@ -447,6 +476,55 @@ impl DataPlane {
         (BatchSink::new(kind, self.settings.batch, producer, counters.clone()), counters)
     }
 
+    /// Changes the capture while running (`capture.mode`, `capture.interface`, and the
+    /// lists and rate limit a new XDP program starts with): the XDP capture in place, if
+    /// any, stops first (its sockets leave the map, so the socket listener receives what
+    /// arrives meanwhile; its own program is detached once no reader holds it), then a new
+    /// one starts on the running syslog-udp listener's port. In `auto` mode a failure to
+    /// attach leaves the socket path, reported in [`DataPlane::capture`]; in `xdp` mode it
+    /// is the error, and the socket path stays.
+    pub fn apply_capture(&mut self, capture: CaptureConfig) -> Result<()> {
+        if let Some(mut running) = self.xdp.take() {
+            running.stop();
+        }
+        self.xdp_info = None;
+        let fallback = match capture.mode {
+            CaptureMode::Socket => None,
+            _ => Some("no syslog-udp listener to capture for".to_owned()),
+        };
+        self.capture = CaptureStatus::Socket { fallback };
+        let address = self
+            .running
+            .iter()
+            .find(|running| running.info.kind == ListenerKind::SyslogUdp)
+            .map(|running| running.info.local_addr);
+        let started = match address {
+            Some(address) if capture.mode != CaptureMode::Socket => {
+                let options = self.parse_options();
+                self.start_xdp(&capture, address, &options, false)
+            }
+            _ => Ok(()),
+        };
+        match &started {
+            // Every syslog-udp listener's port, not only the first one's.
+            Ok(()) => self.steer_syslog_ports(),
+            Err(error) => self.capture = CaptureStatus::Socket { fallback: Some(error.to_string()) },
+        }
+        self.settings.capture = capture;
+        self.publish();
+        started
+    }
+
+    /// The capture settings in force (what [`DataPlane::apply_capture`] was last given).
+    pub fn capture_config(&self) -> &CaptureConfig {
+        &self.settings.capture
+    }
+
+    /// The capture as it is now, kept current across [`DataPlane::apply_capture`].
+    pub fn shared_capture(&self) -> SharedCapture {
+        self.capture_now.clone()
+    }
+
     /// Rebuilds the listener list and the shared counter lists after a change.
     fn publish(&mut self) {
         self.listeners =
@@ -454,6 +532,8 @@ impl DataPlane {
         *self.shared_counters.write().unwrap_or_else(PoisonError::into_inner) = self.counters.clone();
         *self.shared_metric_counters.write().unwrap_or_else(PoisonError::into_inner) =
             self.metric_counters.clone();
+        *self.capture_now.write().unwrap_or_else(PoisonError::into_inner) =
+            CaptureNow { status: self.capture.clone(), xdp: self.xdp() };
     }
 
     /// Makes the running socket listeners the `wanted` set: starts those not running,

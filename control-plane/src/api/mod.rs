@@ -22,7 +22,7 @@ pub mod web_ui;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -30,10 +30,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post, put};
-use killkrill_dataplane::capture::CaptureStatus;
 use killkrill_dataplane::counters::SharedListenerCounters;
 use killkrill_dataplane::listener::ListenerInfo;
-use killkrill_dataplane::xdp::XdpSteering;
 use tower_http::timeout::TimeoutLayer;
 use tracing::Instrument as _;
 
@@ -54,8 +52,8 @@ pub struct AppState {
     pub store_counters: Arc<StoreCounters>,
     /// `sqlite` or `postgres`.
     pub store_backend: &'static str,
-    pub capture: CaptureStatus,
-    pub xdp: Option<Arc<Mutex<XdpSteering>>>,
+    /// The capture path and XDP program now (they change with `PUT /api/v1/config/capture`).
+    pub capture: killkrill_dataplane::SharedCapture,
     /// The node agents heard from (`/api/v1/nodes`).
     pub nodes: Arc<nodes::NodeRegistry>,
     /// Bounds the ingest requests in progress; past it, 429.

@@ -84,7 +84,8 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
     let store = state.store.stats().await?;
     let time = |nanos: Option<i64>| nanos.and_then(|nanos| rfc3339_with_digits(nanos, 9));
     let writer = &state.store_counters;
-    let xdp = state.xdp.as_ref().and_then(|xdp| {
+    let capture = state.capture.read().unwrap_or_else(PoisonError::into_inner).clone();
+    let xdp = capture.xdp.as_ref().and_then(|xdp| {
         let counters = xdp.lock().unwrap_or_else(PoisonError::into_inner).counters().ok()?;
         let mut by_listener: Map<String, Value> = Map::new();
         for (listener, reason, value) in counters.iter() {
@@ -94,7 +95,7 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
         Some(Value::Object(by_listener))
     });
     Ok(Json(json!({
-        "capture": capture_stats(&state.capture),
+        "capture": capture_stats(&capture.status),
         "listeners": killkrill_dataplane::counters::snapshot(&state.listener_counters).iter().map(|c| listener_stats(c)).collect::<Vec<_>>(),
         "xdp": xdp,
         "writer": {

@@ -2,12 +2,11 @@
 //! ingest, drop and store series, read from the data plane's counters at scrape time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 
-use killkrill_dataplane::capture::CaptureStatus;
+use killkrill_dataplane::SharedCapture;
 use killkrill_dataplane::counters::{ListenerCounters, SharedListenerCounters};
 use killkrill_dataplane::listener::{CapturePath, ListenerKind};
-use killkrill_dataplane::xdp::XdpSteering;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -135,8 +134,8 @@ impl Metrics {
     }
 
     /// Adds the capture path and, with XDP, the program's counters by listener and reason.
-    pub fn add_capture(&mut self, status: CaptureStatus, xdp: Option<Arc<Mutex<XdpSteering>>>) {
-        self.registry.register_collector(Box::new(CaptureCollector { status, xdp }));
+    pub fn add_capture(&mut self, capture: SharedCapture) {
+        self.registry.register_collector(Box::new(CaptureCollector { capture }));
     }
 
     /// Adds the Redis Streams hand-off series.
@@ -196,18 +195,19 @@ impl prometheus_client::collector::Collector for ProcessCollector {
 
 /// The capture path in use and the XDP program's counters, read at scrape time.
 struct CaptureCollector {
-    status: CaptureStatus,
-    xdp: Option<Arc<Mutex<XdpSteering>>>,
+    /// Current across live capture changes.
+    capture: SharedCapture,
 }
 
 impl std::fmt::Debug for CaptureCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CaptureCollector").field("status", &self.status).finish_non_exhaustive()
+        f.debug_struct("CaptureCollector").finish_non_exhaustive()
     }
 }
 
 impl prometheus_client::collector::Collector for CaptureCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let now = self.capture.read().unwrap_or_else(PoisonError::into_inner).clone();
         {
             let mut metric = encoder.encode_descriptor(
                 "killkrill_capture_path",
@@ -215,9 +215,9 @@ impl prometheus_client::collector::Collector for CaptureCollector {
                 None,
                 MetricType::Gauge,
             )?;
-            ConstGauge::new(1).encode(metric.encode_family(&[("path", self.status.label())])?)?;
+            ConstGauge::new(1).encode(metric.encode_family(&[("path", now.status.label())])?)?;
         }
-        let Some(xdp) = &self.xdp else { return Ok(()) };
+        let Some(xdp) = &now.xdp else { return Ok(()) };
         // A failed read (map gone) leaves the family out of this scrape rather than lying.
         let counters = xdp.lock().unwrap_or_else(PoisonError::into_inner).counters().ok();
         if let Some(counters) = counters {
