@@ -19,11 +19,7 @@ pub async fn run(agent: Arc<Agent>, period: Duration, mut stop: watch::Receiver<
         return;
     }
     let url = format!("{}{HEARTBEAT_PATH}", base.trim_end_matches('/'));
-    let client = match reqwest::Client::builder()
-        .timeout(period.min(Duration::from_secs(5)))
-        .user_agent(concat!("killkrill-agent/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
+    let client = match control_plane_client(period) {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(error = %error, "Cannot build the heartbeat client; no heartbeat.");
@@ -72,4 +68,13 @@ pub async fn run(agent: Arc<Agent>, period: Duration, mut stop: watch::Receiver<
             }
         }
     }
+}
+
+/// The HTTP client for the control plane (heartbeats and configuration polls): a request
+/// may take at most one `period`, and 5 s.
+pub(crate) fn control_plane_client(period: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(period.min(Duration::from_secs(5)))
+        .user_agent(concat!("killkrill-agent/", env!("CARGO_PKG_VERSION")))
+        .build()
 }

@@ -132,11 +132,7 @@ pub async fn run(agent: Arc<Agent>, period: Duration, mut stop: watch::Receiver<
         tracing::info!("No control_plane_url: the allow/deny lists and rate limit come from the file only.");
         return;
     }
-    let client = match reqwest::Client::builder()
-        .timeout(period.min(Duration::from_secs(5)))
-        .user_agent(concat!("killkrill-agent/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
+    let client = match crate::heartbeat::control_plane_client(period) {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(error = %error, "Cannot build the configuration client; the file's lists stay.");

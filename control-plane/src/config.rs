@@ -1103,6 +1103,17 @@ mod tests {
         });
     }
 
+    /// Each (file, text): loading the file fails with an error that contains the text.
+    fn assert_each_file_is_refused_naming(cases: &[(&str, &str)]) {
+        for (file, expected) in cases {
+            Jail::expect_with(|jail| {
+                let error = load(jail, Some(file), FlagOverrides::default()).unwrap_err().to_string();
+                assert!(error.contains(expected), "{file}: {error}");
+                Ok(())
+            });
+        }
+    }
+
     #[test]
     fn bad_capture_settings_are_errors_naming_the_key() {
         let cases = [
@@ -1114,13 +1125,7 @@ mod tests {
             ("[capture]\nqueues = 0\n", "capture.queues"),
             ("[capture]\nrate_limit_per_second = 2000000000\n", "capture.rate_limit"),
         ];
-        for (file, expected) in cases {
-            Jail::expect_with(|jail| {
-                let error = load(jail, Some(file), FlagOverrides::default()).unwrap_err().to_string();
-                assert!(error.contains(expected), "{file}: {error}");
-                Ok(())
-            });
-        }
+        assert_each_file_is_refused_naming(&cases);
     }
 
     #[test]
@@ -1157,13 +1162,7 @@ mod tests {
                 "syslog.tls_handshake_timeout_ms",
             ),
         ];
-        for (file, expected) in cases {
-            Jail::expect_with(|jail| {
-                let error = load(jail, Some(file), FlagOverrides::default()).unwrap_err().to_string();
-                assert!(error.contains(expected), "{file}: {error}");
-                Ok(())
-            });
-        }
+        assert_each_file_is_refused_naming(&cases);
     }
 
     #[test]
@@ -1250,13 +1249,7 @@ mod tests {
             ),
             ("[ingest]\nhandoff = \"kafka\"\n", "kafka"),
         ];
-        for (file, expected) in cases {
-            Jail::expect_with(|jail| {
-                let error = load(jail, Some(file), FlagOverrides::default()).unwrap_err().to_string();
-                assert!(error.contains(expected), "{file}: {error}");
-                Ok(())
-            });
-        }
+        assert_each_file_is_refused_naming(&cases);
     }
 
     #[test]
@@ -1287,13 +1280,7 @@ mod tests {
             ("[metrics]\ninflux_precision = \"h\"\n", "metrics.influx_precision"),
             ("[metrics]\nstatsd_udp = \"nowhere\"\n", "nowhere"),
         ];
-        for (file, expected) in cases {
-            Jail::expect_with(|jail| {
-                let error = load(jail, Some(file), FlagOverrides::default()).unwrap_err().to_string();
-                assert!(error.contains(expected), "{file}: {error}");
-                Ok(())
-            });
-        }
+        assert_each_file_is_refused_naming(&cases);
     }
 
     #[test]
@@ -1319,13 +1306,7 @@ mod tests {
             ("[auth]\njwt_secret = \"short\"\n", "auth.jwt_secret"),
             ("[auth]\nmetrics_publik = false\n", "metrics_publik"),
         ];
-        for (file, expected) in cases {
-            Jail::expect_with(|jail| {
-                let error = load(jail, Some(file), FlagOverrides::default()).unwrap_err().to_string();
-                assert!(error.contains(expected), "{file}: {error}");
-                Ok(())
-            });
-        }
+        assert_each_file_is_refused_naming(&cases);
     }
 
     #[test]
