@@ -29,6 +29,7 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("sqlite3", "reading the embedded store in benchmarks"),
     ("systemd", "systemd-analyze verify for the unit files in deploy/systemd"),
     ("chromium", "headless browser for the web UI's end-to-end tests (driven by playwright-core)"),
+    ("jq", "the README's quick-start examples read the login token with it"),
     // Libraries the benchmark peers (unpacked below, not installed) link against.
     ("libestr0", "rsyslog peer"),
     ("libfastjson4", "rsyslog peer"),
