@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use crate::config::{Config, FlagOverrides};
+use crate::config::FlagOverrides;
 use crate::store::{self, Role};
 
 #[derive(Debug, Args)]
@@ -48,9 +48,9 @@ pub fn run(args: AdminArgs) -> ExitCode {
         ExitCode::from(code)
     };
     let flags = FlagOverrides { data_dir: args.data_dir.clone(), ..FlagOverrides::default() };
-    let config = match Config::load(args.config.as_deref(), flags) {
+    let config = match super::load_config(args.config.as_deref(), flags) {
         Ok(config) => config,
-        Err(error) => return fail(super::EXIT_CONFIG, error.to_string()),
+        Err(exit) => return exit,
     };
     let password = match read_password(args.password_stdin) {
         Ok(password) => password,
@@ -61,11 +61,7 @@ pub fn run(args: AdminArgs) -> ExitCode {
     {
         return fail(super::EXIT_CONFIG, error.to_string().replace("bad request: ", ""));
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => return fail(1, format!("cannot start the async runtime: {error}")),
-    };
-    let created = runtime.block_on(async {
+    let created = match super::block_on(async {
         if let Err(error) = std::fs::create_dir_all(&config.data_dir) {
             return Err(crate::Error::DataDir { path: config.data_dir.clone(), message: error.to_string() });
         }
@@ -73,7 +69,10 @@ pub fn run(args: AdminArgs) -> ExitCode {
         let created = crate::auth::create_user(auth.as_ref(), &args.username, &password, args.role).await;
         store.close().await;
         created
-    });
+    }) {
+        Ok(created) => created,
+        Err(exit) => return exit,
+    };
     match created {
         Ok(true) => {
             eprintln!("killkrill: user {} created with role {}", args.username, args.role);

@@ -37,12 +37,9 @@ const PAGE: u32 = 10_000;
 
 pub fn run(args: ExportArgs) -> ExitCode {
     let flags = FlagOverrides { data_dir: args.data_dir.clone(), ..FlagOverrides::default() };
-    let config = match Config::load(args.config.as_deref(), flags) {
+    let config = match super::load_config(args.config.as_deref(), flags) {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!("killkrill: error: {error}");
-            return ExitCode::from(super::EXIT_CONFIG);
-        }
+        Err(exit) => return exit,
     };
     let text = match TextQuery::parse(args.q.as_deref().unwrap_or_default()) {
         Ok(text) => text,
@@ -51,14 +48,11 @@ pub fn run(args: ExportArgs) -> ExitCode {
             return ExitCode::from(super::EXIT_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("killkrill: error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let exported = match super::block_on(export(&config, text, args.format)) {
+        Ok(exported) => exported,
+        Err(exit) => return exit,
     };
-    match runtime.block_on(export(&config, text, args.format)) {
+    match exported {
         Ok(count) => {
             eprintln!("killkrill: exported {count} messages");
             ExitCode::SUCCESS

@@ -81,6 +81,24 @@ struct ServeArgs {
     api_allow_http: bool,
 }
 
+/// The configuration a command runs with; a bad one is said on stderr and exits 2.
+fn load_config(file: Option<&std::path::Path>, flags: FlagOverrides) -> Result<Config, ExitCode> {
+    Config::load(file, flags).map_err(|error| {
+        eprintln!("killkrill: error: {error}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+/// Runs a one-shot command's async work on a runtime of its own (the commands that read or
+/// write the store directly, without a server).
+fn block_on<F: std::future::Future>(work: F) -> Result<F::Output, ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|error| {
+        eprintln!("killkrill: error: cannot start the async runtime: {error}");
+        ExitCode::FAILURE
+    })?;
+    Ok(runtime.block_on(work))
+}
+
 /// Exit status for a configuration or usage problem (a runtime failure exits 1).
 const EXIT_CONFIG: u8 = 2;
 
@@ -111,12 +129,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         api_tls_key: args.api_tls_key,
         api_allow_http: args.api_allow_http.then_some(true),
     };
-    let config = match Config::load(args.config.as_deref(), flags) {
+    let config = match load_config(args.config.as_deref(), flags) {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!("killkrill: error: {error}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(exit) => return exit,
     };
     if let Err(error) = crate::telemetry::logging::init(&config.log.level) {
         eprintln!("killkrill: error: {error}");

@@ -61,21 +61,15 @@ impl Section {
 
 pub fn run(args: RuntimeConfigArgs) -> ExitCode {
     let flags = FlagOverrides { data_dir: args.data_dir.clone(), ..FlagOverrides::default() };
-    let config = match Config::load(args.config.as_deref(), flags) {
+    let config = match super::load_config(args.config.as_deref(), flags) {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!("killkrill: error: {error}");
-            return ExitCode::from(super::EXIT_CONFIG);
-        }
+        Err(exit) => return exit,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("killkrill: error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let done = match super::block_on(act(&config, args.action)) {
+        Ok(done) => done,
+        Err(exit) => return exit,
     };
-    match runtime.block_on(act(&config, args.action)) {
+    match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("killkrill: error: {error}");
