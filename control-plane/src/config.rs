@@ -81,6 +81,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub metrics: MetricsConfig,
     pub auth: AuthConfig,
+    pub dataplane: DataplaneSection,
 }
 
 /// A secret setting: kept out of `Debug` output so that it cannot reach a log.
@@ -156,6 +157,70 @@ impl AuthConfig {
         }
         Ok(())
     }
+}
+
+/// Which CPUs run the data plane and on what runtime (docs/runtime.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataplaneSection {
+    /// `auto` (every CPU this process may use but the first, which is left to the control
+    /// plane; all of them when there is only one) or a CPU list such as "2-5,8", which
+    /// must lie within the CPUs this process may use.
+    #[serde(deserialize_with = "cpu_list_text")]
+    pub cores: String,
+    /// `auto` (glommio where io_uring works, else pinned threads, saying why), `glommio`
+    /// (or start-up fails) or `threads`.
+    pub runtime: DataplaneRuntimeSetting,
+}
+
+/// `dataplane.runtime`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DataplaneRuntimeSetting {
+    Auto,
+    Glommio,
+    Threads,
+}
+
+impl Default for DataplaneSection {
+    fn default() -> Self {
+        Self { cores: "auto".to_owned(), runtime: DataplaneRuntimeSetting::Auto }
+    }
+}
+
+impl DataplaneSection {
+    /// The parsed `dataplane.cores`, checked against the CPUs this process may use.
+    pub fn cores(&self) -> Result<killkrill_dataplane::cores::CoreSelection, Error> {
+        use killkrill_dataplane::cores::{CoreSelection, Topology, choose_cores};
+        let invalid =
+            |message: String| Error::Config(format!("dataplane.cores = {:?}: {message}", self.cores));
+        let selection: CoreSelection = self.cores.parse().map_err(invalid)?;
+        choose_cores(&selection, &Topology::read().allowed).map_err(invalid)?;
+        Ok(selection)
+    }
+
+    pub fn runtime(&self) -> killkrill_dataplane::cores::RuntimeChoice {
+        use killkrill_dataplane::cores::RuntimeChoice;
+        match self.runtime {
+            DataplaneRuntimeSetting::Auto => RuntimeChoice::Auto,
+            DataplaneRuntimeSetting::Glommio => RuntimeChoice::Glommio,
+            DataplaneRuntimeSetting::Threads => RuntimeChoice::Threads,
+        }
+    }
+}
+
+/// A CPU list as text, or a bare number (`KILLKRILL_DATAPLANE__CORES=3` arrives as one).
+fn cpu_list_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Cpu(u64),
+        Written(String),
+    }
+    Ok(match Text::deserialize(deserializer)? {
+        Text::Cpu(cpu) => cpu.to_string(),
+        Text::Written(text) => text,
+    })
 }
 
 /// statsd and Influx listeners and their aggregation (docs/metrics.md).
@@ -623,6 +688,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             metrics: MetricsConfig::default(),
             auth: AuthConfig::default(),
+            dataplane: DataplaneSection::default(),
         }
     }
 }
@@ -754,6 +820,10 @@ pub struct FlagOverrides {
     /// `--api-allow-http`: only ever turns it on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_allow_http: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataplane_cores: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataplane_runtime: Option<DataplaneRuntimeSetting>,
 }
 
 impl FlagOverrides {
@@ -785,6 +855,12 @@ impl FlagOverrides {
         }
         if let Some(value) = self.api_allow_http {
             figment = figment.merge(Serialized::default("api.allow_http", value));
+        }
+        if let Some(value) = self.dataplane_cores {
+            figment = figment.merge(Serialized::default("dataplane.cores", value));
+        }
+        if let Some(value) = self.dataplane_runtime {
+            figment = figment.merge(Serialized::default("dataplane.runtime", value));
         }
         figment
     }
@@ -864,6 +940,7 @@ impl Config {
         self.ingest.validate(self.store.redis_url.as_deref())?;
         self.metrics.aggregator_settings()?;
         self.auth.validate()?;
+        self.dataplane.cores()?;
         Ok(())
     }
 
@@ -1279,6 +1356,37 @@ mod tests {
             ("[metrics]\nreceive_threads = 0\n", "metrics.receive_threads"),
             ("[metrics]\ninflux_precision = \"h\"\n", "metrics.influx_precision"),
             ("[metrics]\nstatsd_udp = \"nowhere\"\n", "nowhere"),
+        ];
+        assert_each_file_is_refused_naming(&cases);
+    }
+
+    #[test]
+    fn dataplane_cores_and_runtime_come_from_file_environment_and_flags() {
+        use killkrill_dataplane::cores::{CoreSelection, RuntimeChoice};
+        Jail::expect_with(|jail| {
+            let config = load(jail, None, FlagOverrides::default()).unwrap();
+            assert_eq!(config.dataplane.cores().unwrap(), CoreSelection::Auto);
+            assert_eq!(config.dataplane.runtime(), RuntimeChoice::Auto);
+            // A bare number arrives from the environment as an integer.
+            jail.set_env("KILLKRILL_DATAPLANE__CORES", "0");
+            jail.set_env("KILLKRILL_DATAPLANE__RUNTIME", "threads");
+            let config = load(jail, None, FlagOverrides::default()).unwrap();
+            assert_eq!(config.dataplane.cores().unwrap(), CoreSelection::List(vec![0]));
+            assert_eq!(config.dataplane.runtime(), RuntimeChoice::Threads);
+            let flags = FlagOverrides {
+                dataplane_cores: Some("0-0".to_owned()),
+                dataplane_runtime: Some(DataplaneRuntimeSetting::Glommio),
+                ..Default::default()
+            };
+            let config = load(jail, None, flags).unwrap();
+            assert_eq!(config.dataplane.runtime(), RuntimeChoice::Glommio);
+            Ok(())
+        });
+        let cases = [
+            ("[dataplane]\ncores = \"0-8000\"\n", "dataplane.cores"),
+            ("[dataplane]\ncores = \"two\"\n", "dataplane.cores"),
+            ("[dataplane]\ncores = \"\"\n", "dataplane.cores"),
+            ("[dataplane]\nruntime = \"tokio\"\n", "tokio"),
         ];
         assert_each_file_is_refused_naming(&cases);
     }

@@ -143,6 +143,8 @@ pub async fn serve(config: Config) -> Result<()> {
         journal_root: config.syslog.stream_journal.then(|| journal_root.clone()),
         sources: sources.clone(),
         tls_certificate,
+        cores: config.dataplane.cores()?,
+        runtime: config.dataplane.runtime(),
     };
     if let Some(tls) = &dataplane_config.syslog_tls {
         tracing::info!(
@@ -160,6 +162,7 @@ pub async fn serve(config: Config) -> Result<()> {
     log_capture(dataplane.capture());
     let mut metrics = Metrics::new(dataplane.shared_counters(), store_counters.clone());
     metrics.add_capture(dataplane.shared_capture());
+    metrics.add_runtime(dataplane.runtime().clone());
     metrics.add_handoff(handoff.counters.clone());
     let metric_writer_counters = Arc::new(MetricWriterCounters::default());
     metrics.add_metric_pipeline(MetricPipelineCollector {
@@ -176,6 +179,7 @@ pub async fn serve(config: Config) -> Result<()> {
     let capture = dataplane.shared_capture();
     let listener_counters = dataplane.shared_counters();
     let running_listeners = dataplane.listeners().to_vec();
+    let runtime = Arc::new(dataplane.runtime().clone());
     let dataplane: SharedDataPlane = Arc::new(Mutex::new(Some(dataplane)));
     let live = LiveConfig::new(
         store.clone(),
@@ -210,6 +214,7 @@ pub async fn serve(config: Config) -> Result<()> {
         metric_ingest: api::metrics_ingest::MetricIngest::new(config.metrics.aggregator_settings()?),
         auth: authenticator,
         live: Arc::new(live),
+        runtime,
     };
 
     let (stop_sender, stop) = watch::channel(false);

@@ -87,3 +87,43 @@ fn every_log_line_is_json_with_the_convention_fields() {
     assert_eq!(appliance.captures["syslog-udp"], "socket", "the capture path is reported per listener");
     assert_eq!(appliance.captures["syslog-tcp"], "socket");
 }
+
+#[test]
+fn stats_and_metrics_report_the_data_plane_runtime_and_cores() {
+    let temp = tempfile::tempdir().unwrap();
+    let appliance = Appliance::start_in(
+        &temp.path().join("data"),
+        &["--dataplane-cores", "0-1", "--dataplane-runtime", "auto"],
+    );
+    let (status, stats) = appliance.get_json("/api/v1/stats");
+    assert_eq!(status, 200, "{stats}");
+    let runtime = &stats["runtime"];
+    let cpus: Vec<u64> =
+        runtime["cores"].as_array().unwrap().iter().map(|core| core["cpu"].as_u64().unwrap()).collect();
+    assert_eq!(cpus, [0, 1], "{runtime}");
+    assert!(runtime["cores"].as_array().unwrap().iter().all(|core| core["node"].is_u64()), "{runtime}");
+    let kind = runtime["kind"].as_str().unwrap();
+    // auto: glommio where io_uring works, else threads with the reason why.
+    match kind {
+        "glommio" => assert!(runtime["fallback_reason"].is_null(), "{runtime}"),
+        "threads" => assert!(runtime["fallback_reason"].is_string(), "{runtime}"),
+        other => panic!("unknown runtime {other}"),
+    }
+    let fallback = if kind == "threads" { "true" } else { "false" };
+    let info = format!("killkrill_dataplane_runtime_info{{kind=\"{kind}\",fallback=\"{fallback}\"}}");
+    assert_eq!(appliance.metric(&info), 1.0, "{info}");
+    assert_eq!(appliance.metric("killkrill_dataplane_cores"), 2.0);
+}
+
+#[test]
+fn the_threads_runtime_asked_for_is_reported_without_a_fallback_reason() {
+    let temp = tempfile::tempdir().unwrap();
+    let appliance = Appliance::start_in(&temp.path().join("data"), &["--dataplane-runtime", "threads"]);
+    let (_, stats) = appliance.get_json("/api/v1/stats");
+    assert_eq!(stats["runtime"]["kind"], "threads", "{stats}");
+    assert!(stats["runtime"]["fallback_reason"].is_null());
+    assert_eq!(
+        appliance.metric("killkrill_dataplane_runtime_info{kind=\"threads\",fallback=\"false\"}"),
+        1.0
+    );
+}

@@ -19,6 +19,9 @@ pub enum Error {
     NoTlsCertificate,
     #[error("{listener} is not a data-plane listener")]
     NotADataPlaneListener { listener: ListenerKind },
+    /// `dataplane.cores` or `dataplane.runtime` cannot be honoured.
+    #[error("{setting}: {message}")]
+    Cores { setting: &'static str, message: String },
     #[error(transparent)]
     Capture(#[from] crate::capture::CaptureError),
 }

@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub mod capture;
+pub mod cores;
 pub mod counters;
 mod error;
 pub mod handoff;

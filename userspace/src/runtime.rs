@@ -1,9 +1,10 @@
 //! Starting and stopping the data plane.
 //!
-//! This first runtime is the portable one: a thread per listener with `recvmmsg` (UDP)
-//! and epoll (TCP), plus, when capture asks for XDP, a thread per rx queue reading an
-//! AF_XDP socket ([`crate::capture`]). The thread-per-core io_uring runtime plugs in
-//! beside it; see docs/adr/0004-first-data-plane-runtime.md.
+//! Thread per core (docs/runtime.md, docs/adr/0032-thread-per-core-runtime.md): the data
+//! plane's CPUs are settled once ([`CorePlan`]); syslog over UDP gets one SO_REUSEPORT
+//! socket per core, each served on its core's glommio executor (or pinned thread where
+//! io_uring is unavailable); each AF_XDP queue's reader runs on the core its interrupts
+//! land on; TCP and TLS listeners run pinned, spread over the cores.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -18,12 +19,13 @@ use killkrill_parsers::syslog::ParseOptions;
 use crate::Result;
 use crate::batch::BatchLimits;
 use crate::capture::{CaptureConfig, CaptureMode, CaptureStatus, XdpCapture};
+use crate::cores::{CorePlan, CoreSelection, RuntimeChoice, RuntimeStatus, format_cpu_list};
 use crate::counters::ListenerCounters;
 use crate::handoff::{BatchConsumer, batch_ring};
 use crate::listener::metrics_udp::{MetricSink, spawn_metrics_listener};
 use crate::listener::stream::{StreamSettings, TlsSettings};
 use crate::listener::tcp::bind_tcp;
-use crate::listener::udp::{bind_udp, bind_udp_with};
+use crate::listener::udp::{SyslogDatagramReader, bind_udp_with};
 use crate::listener::{
     BatchSink, CapturePath, ListenerInfo, ListenerKind, StopSignal, spawn_stream_listener, spawn_udp_listener,
 };
@@ -68,6 +70,10 @@ pub struct DataPlaneConfig {
     /// Certificates for syslog-tls listeners started at run time when `syslog_tls` is
     /// `None` (its address is not used).
     pub tls_certificate: Option<TlsListenerConfig>,
+    /// Which CPUs run the data plane (`dataplane.cores`).
+    pub cores: CoreSelection,
+    /// What runs on each of them (`dataplane.runtime`).
+    pub runtime: RuntimeChoice,
 }
 
 impl Default for DataPlaneConfig {
@@ -88,6 +94,8 @@ impl Default for DataPlaneConfig {
             journal_root: None,
             sources: SharedSourcePolicy::default(),
             tls_certificate: None,
+            cores: CoreSelection::Auto,
+            runtime: RuntimeChoice::Auto,
         }
     }
 }
@@ -103,7 +111,7 @@ pub struct TlsListenerConfig {
 
 /// `threads` sockets on one address (SO_REUSEPORT when more than one); with port 0, the
 /// first socket picks the port and the others join it.
-fn bind_metric_sockets(kind: ListenerKind, address: SocketAddr, threads: usize) -> Result<Vec<UdpSocket>> {
+fn bind_shared_sockets(kind: ListenerKind, address: SocketAddr, threads: usize) -> Result<Vec<UdpSocket>> {
     let shared = threads > 1;
     let first = bind_udp_with(kind, address, shared)?;
     let bound = first.local_addr().map_err(|source| crate::Error::SocketOption { listener: kind, source })?;
@@ -123,7 +131,8 @@ pub struct ListenerSpec {
 
 /// A socket bound for a listener, not yet served.
 enum Bound {
-    SyslogUdp(UdpSocket),
+    /// One socket per data-plane core.
+    SyslogUdp(Vec<UdpSocket>),
     Stream(std::net::TcpListener),
     Metrics(Vec<UdpSocket>),
 }
@@ -167,6 +176,10 @@ struct ListenerSettings {
     journal_root: Option<std::path::PathBuf>,
     /// The capture settings in force (`apply_capture` changes them).
     capture: CaptureConfig,
+    /// The data-plane cores and their runtime.
+    plan: CorePlan,
+    /// Stream listeners started so far: the next one goes to the next core.
+    streams_started: usize,
 }
 
 /// What capture the data plane has now, for readers in other threads (stats, metrics, the
@@ -211,6 +224,8 @@ pub struct DataPlane {
 impl DataPlane {
     /// Binds every configured listener (all or nothing) and starts their threads.
     pub fn start(config: &DataPlaneConfig) -> Result<Self> {
+        let plan = CorePlan::settle(&config.cores, config.runtime)?;
+        log_runtime(plan.status());
         let mut specs = Vec::new();
         let mut push = |kind, address: Option<SocketAddr>| {
             if let Some(address) = address {
@@ -236,6 +251,8 @@ impl DataPlane {
                 sources: config.sources.clone(),
                 journal_root: config.journal_root.clone(),
                 capture: config.capture.clone(),
+                plan,
+                streams_started: 0,
             },
             listeners: Vec::new(),
             running: Vec::new(),
@@ -260,8 +277,9 @@ impl DataPlane {
         // Bind everything first, so that a bad address fails start-up before any thread runs.
         let bound = specs.iter().map(|spec| plane.bind(spec)).collect::<Result<Vec<_>>>()?;
         let options = plane.parse_options();
-        if let Some((_, Bound::SyslogUdp(socket))) =
+        if let Some((_, Bound::SyslogUdp(sockets))) =
             specs.iter().zip(&bound).find(|(spec, _)| spec.kind == ListenerKind::SyslogUdp)
+            && let Some(socket) = sockets.first()
             && config.capture.mode != CaptureMode::Socket
         {
             let address = socket
@@ -284,7 +302,11 @@ impl DataPlane {
 
     fn bind(&self, spec: &ListenerSpec) -> Result<Bound> {
         Ok(match spec.kind {
-            ListenerKind::SyslogUdp => Bound::SyslogUdp(bind_udp(spec.kind, spec.address)?),
+            ListenerKind::SyslogUdp => Bound::SyslogUdp(bind_shared_sockets(
+                spec.kind,
+                spec.address,
+                self.settings.plan.cores().len(),
+            )?),
             ListenerKind::SyslogTcp => Bound::Stream(bind_tcp(spec.kind, spec.address)?),
             ListenerKind::SyslogTls => {
                 if self.settings.tls.is_none() {
@@ -293,7 +315,7 @@ impl DataPlane {
                 Bound::Stream(bind_tcp(spec.kind, spec.address)?)
             }
             ListenerKind::StatsdUdp | ListenerKind::InfluxUdp => {
-                Bound::Metrics(bind_metric_sockets(spec.kind, spec.address, self.settings.metrics_threads)?)
+                Bound::Metrics(bind_shared_sockets(spec.kind, spec.address, self.settings.metrics_threads)?)
             }
             ListenerKind::Http => return Err(crate::Error::NotADataPlaneListener { listener: spec.kind }),
         })
@@ -308,13 +330,27 @@ impl DataPlane {
         let mut info = None;
         let result = (|| -> Result<()> {
             match bound {
-                Bound::SyslogUdp(socket) => {
-                    let (sink, counters) = self.add_sink(spec.kind, at_start);
-                    let gate = self.settings.sources.gate();
-                    let (started, thread) =
-                        spawn_udp_listener(socket, sink, counters, options, gate, stop.clone())?;
-                    info = Some(started);
-                    threads.push(thread);
+                Bound::SyslogUdp(sockets) => {
+                    // One socket per core, each with its own batch and ring: shared nothing.
+                    for (index, socket) in sockets.into_iter().enumerate() {
+                        let (sink, counters) = self.add_sink(spec.kind, at_start);
+                        let reader = SyslogDatagramReader::new(
+                            sink,
+                            counters,
+                            options.clone(),
+                            self.settings.sources.gate(),
+                        );
+                        let core = self.settings.plan.core_for(index);
+                        let (started, thread) = spawn_udp_listener(
+                            socket,
+                            reader,
+                            stop.clone(),
+                            core,
+                            self.settings.plan.kind(),
+                        )?;
+                        info.get_or_insert(started);
+                        threads.push(thread);
+                    }
                 }
                 Bound::Stream(listener) => {
                     let (sink, counters) = self.add_sink(spec.kind, at_start);
@@ -337,6 +373,8 @@ impl DataPlane {
                             }),
                             gate: self.settings.sources.gate(),
                         };
+                    let core = self.settings.plan.core_for(self.settings.streams_started);
+                    self.settings.streams_started += 1;
                     let (started, thread) = spawn_stream_listener(
                         spec.kind,
                         listener,
@@ -345,6 +383,7 @@ impl DataPlane {
                         counters,
                         options,
                         stop.clone(),
+                        core,
                     )?;
                     info = Some(started);
                     threads.push(thread);
@@ -424,12 +463,15 @@ impl DataPlane {
         let counters = self.counters_for(kind, CapturePath::AfXdp);
         let mut consumers = Vec::new();
         let (handoff_capacity, batch) = (self.settings.handoff_capacity, self.settings.batch);
+        let plan = &self.settings.plan;
+        let interface = capture_config.interface.clone().unwrap_or_default();
         let spawned = capture.spawn(
             |_queue| {
                 let (producer, consumer) = batch_ring(handoff_capacity);
                 consumers.push(consumer);
                 BatchSink::new(kind, batch, producer, counters.clone())
             },
+            |queue| plan.queue_cores(&interface, queue + 1)[queue as usize],
             &counters,
             options,
         );
@@ -631,6 +673,11 @@ impl DataPlane {
         self.metric_feed_receiver.take()
     }
 
+    /// The runtime and cores the data plane runs on.
+    pub fn runtime(&self) -> &RuntimeStatus {
+        self.settings.plan.status()
+    }
+
     /// Which capture the data plane got (and why not XDP, when it fell back).
     pub fn capture(&self) -> &CaptureStatus {
         &self.capture
@@ -707,5 +754,23 @@ impl DataPlane {
 impl Drop for DataPlane {
     fn drop(&mut self) {
         self.stop_threads();
+    }
+}
+
+/// Says at start-up which cores and runtime the data plane got, and why not glommio.
+fn log_runtime(status: &RuntimeStatus) {
+    let cpus: Vec<usize> = status.cores.iter().map(|core| core.cpu).collect();
+    match &status.fallback_reason {
+        None => tracing::info!(
+            runtime = status.kind.label(),
+            cores = %format_cpu_list(&cpus),
+            "Data plane runs thread per core."
+        ),
+        Some(reason) => tracing::warn!(
+            runtime = status.kind.label(),
+            cores = %format_cpu_list(&cpus),
+            reason = %reason,
+            "glommio cannot run here; the data plane uses pinned threads instead."
+        ),
     }
 }

@@ -63,6 +63,8 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Authenticator>,
     /// The live settings (`/api/v1/config`).
     pub live: Arc<crate::live::LiveConfig>,
+    /// The data plane's runtime and cores, settled at start-up.
+    pub runtime: Arc<killkrill_dataplane::cores::RuntimeStatus>,
 }
 
 /// How many ingest requests (`POST /api/v1/logs`, `/metrics`, `/prom/write`) may be in

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use axum::Json;
 use axum::extract::State;
 use killkrill_dataplane::capture::{CaptureStatus, XdpProgram};
+use killkrill_dataplane::cores::RuntimeStatus;
 use killkrill_dataplane::counters::ListenerCounters;
 use killkrill_dataplane::listener::ListenerKind;
 use serde_json::{Map, Value, json};
@@ -75,6 +76,15 @@ fn capture_stats(status: &CaptureStatus) -> Value {
     }
 }
 
+/// The data plane's runtime: `glommio` or `threads`, why not glommio, and its cores.
+fn runtime_stats(status: &RuntimeStatus) -> Value {
+    json!({
+        "kind": status.kind.label(),
+        "fallback_reason": status.fallback_reason,
+        "cores": status.cores.iter().map(|core| json!({ "cpu": core.cpu, "node": core.node })).collect::<Vec<_>>(),
+    })
+}
+
 /// Intake, drops, capture path and store figures (docs/api.md shows the shape).
 #[utoipa::path(get, path = "/api/v1/stats", responses(
     (status = 200, description = "Counters by listener and stage, capture path, store figures", body = Object),
@@ -96,6 +106,7 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
     });
     Ok(Json(json!({
         "capture": capture_stats(&capture.status),
+        "runtime": runtime_stats(&state.runtime),
         "listeners": killkrill_dataplane::counters::snapshot(&state.listener_counters).iter().map(|c| listener_stats(c)).collect::<Vec<_>>(),
         "xdp": xdp,
         "writer": {

@@ -79,6 +79,12 @@ struct ServeArgs {
     /// Serve the API over plain HTTP on a non-loopback address (api.allow_http).
     #[arg(long)]
     api_allow_http: bool,
+    /// Data-plane CPUs: "auto" or a list such as "2-5,8" (dataplane.cores).
+    #[arg(long, value_name = "CPUS")]
+    dataplane_cores: Option<String>,
+    /// Data-plane runtime: auto, glommio or threads (dataplane.runtime).
+    #[arg(long, value_name = "KIND")]
+    dataplane_runtime: Option<crate::config::DataplaneRuntimeSetting>,
 }
 
 /// The configuration a command runs with; a bad one is said on stderr and exits 2.
@@ -128,6 +134,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         api_tls_cert: args.api_tls_cert,
         api_tls_key: args.api_tls_key,
         api_allow_http: args.api_allow_http.then_some(true),
+        dataplane_cores: args.dataplane_cores,
+        dataplane_runtime: args.dataplane_runtime,
     };
     let config = match load_config(args.config.as_deref(), flags) {
         Ok(config) => config,

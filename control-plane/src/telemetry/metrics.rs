@@ -138,6 +138,11 @@ impl Metrics {
         self.registry.register_collector(Box::new(CaptureCollector { capture }));
     }
 
+    /// Adds the data plane's runtime and core count (fixed for the process's life).
+    pub fn add_runtime(&mut self, status: killkrill_dataplane::cores::RuntimeStatus) {
+        self.registry.register_collector(Box::new(RuntimeCollector { status }));
+    }
+
     /// Adds the Redis Streams hand-off series.
     pub fn add_handoff(&mut self, counters: Arc<HandoffCounters>) {
         self.registry.register_collector(Box::new(HandoffCollector { counters }));
@@ -230,6 +235,37 @@ impl prometheus_client::collector::Collector for CaptureCollector {
                 }),
             )?;
         }
+        Ok(())
+    }
+}
+
+/// `killkrill_dataplane_runtime_info` and `killkrill_dataplane_cores`.
+#[derive(Debug)]
+struct RuntimeCollector {
+    status: killkrill_dataplane::cores::RuntimeStatus,
+}
+
+impl prometheus_client::collector::Collector for RuntimeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        {
+            let mut metric = encoder.encode_descriptor(
+                "killkrill_dataplane_runtime_info",
+                "1 for the data plane's runtime (glommio or threads); fallback is true when auto could not use glommio",
+                None,
+                MetricType::Gauge,
+            )?;
+            let fallback = if self.status.fallback_reason.is_some() { "true" } else { "false" };
+            ConstGauge::new(1).encode(
+                metric.encode_family(&[("kind", self.status.kind.label()), ("fallback", fallback)])?,
+            )?;
+        }
+        let metric = ConstGauge::new(self.status.cores.len() as i64);
+        metric.encode(encoder.encode_descriptor(
+            "killkrill_dataplane_cores",
+            "CPUs the data plane runs on",
+            None,
+            MetricType::Gauge,
+        )?)?;
         Ok(())
     }
 }

@@ -216,15 +216,21 @@ impl XskReceiver {
     }
 }
 
-/// Starts the receive loop of `receiver` on its own thread.
+/// Starts the receive loop of `receiver` on its own thread, pinned to `core` (the one its
+/// queue's interrupts land on) and named for both (`afxdp-q0@3`).
 pub(crate) fn spawn_receiver(
     mut receiver: XskReceiver,
     mut sink: BatchSink,
     counters: Arc<ListenerCounters>,
     mut options: ParseOptions,
     stop: StopSignal,
+    core: crate::cores::Core,
 ) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name(format!("afxdp-q{}", receiver.queue)).spawn(move || {
+    let name = crate::cores::thread_name(&format!("afxdp-q{}", receiver.queue), core);
+    std::thread::Builder::new().name(name).spawn(move || {
+        if let Err(error) = crate::cores::pin::enter_core(core) {
+            tracing::warn!(queue = receiver.queue, cpu = core.cpu, error = %error, "Cannot pin the AF_XDP receiver to its core.");
+        }
         let mut last_statistics = Instant::now();
         while !stop.is_raised() {
             if receiver.receive(&mut sink, &counters, &mut options) == 0 {

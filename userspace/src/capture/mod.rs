@@ -355,10 +355,12 @@ impl XdpCapture {
         }
     }
 
-    /// Starts one thread per queue; `sink_for` gives each its batch sink.
+    /// Starts one thread per queue; `sink_for` gives each its batch sink, `core_for` the
+    /// data-plane core it is pinned to.
     pub(crate) fn spawn(
         &mut self,
         mut sink_for: impl FnMut(u32) -> BatchSink,
+        core_for: impl Fn(u32) -> crate::cores::Core,
         counters: &Arc<ListenerCounters>,
         options: &ParseOptions,
     ) -> Result<(), CaptureError> {
@@ -370,6 +372,7 @@ impl XdpCapture {
                 counters.clone(),
                 options.clone(),
                 self.stop.clone(),
+                core_for(queue),
             )
             .map_err(|source| CaptureError::Spawn { queue, source })?;
             self.threads.push(thread);

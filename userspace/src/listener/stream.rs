@@ -22,6 +22,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 
 use super::tls::TlsSession;
 use super::{BatchSink, CapturePath, ListenerInfo, ListenerKind, StopSignal, WhenFull};
+use crate::cores::{Core, thread_name};
 use crate::counters::ListenerCounters;
 use crate::journal::{JournalWriter, RecordKind};
 use crate::sources::SourceGate;
@@ -47,7 +48,9 @@ pub(crate) struct TlsSettings {
     pub(crate) handshake_timeout: Duration,
 }
 
-/// Starts the thread serving `listener` (already bound) as `kind`.
+/// Starts the thread serving `listener` (already bound) as `kind`, pinned to `core` and
+/// named for it (`syslog-tcp@2`).
+#[expect(clippy::too_many_arguments, reason = "one call site, each argument a different part")]
 pub(crate) fn spawn_stream_listener(
     kind: ListenerKind,
     listener: std::net::TcpListener,
@@ -56,6 +59,7 @@ pub(crate) fn spawn_stream_listener(
     counters: Arc<ListenerCounters>,
     options: ParseOptions,
     stop: StopSignal,
+    core: Core,
 ) -> Result<(ListenerInfo, JoinHandle<()>)> {
     let option_error = |source| Error::SocketOption { listener: kind, source };
     let local_addr = listener.local_addr().map_err(option_error)?;
@@ -93,8 +97,13 @@ pub(crate) fn spawn_stream_listener(
         next_connection_id: 0,
     };
     let handle = std::thread::Builder::new()
-        .name(kind.label().to_owned())
-        .spawn(move || server.run(&stop))
+        .name(thread_name(kind.label(), core))
+        .spawn(move || {
+            if let Err(error) = crate::cores::pin::enter_core(core) {
+                tracing::warn!(listener = kind.label(), cpu = core.cpu, error = %error, "Cannot pin the listener to its core.");
+            }
+            server.run(&stop)
+        })
         .map_err(|source| Error::Spawn { listener: kind, source })?;
     Ok((ListenerInfo { kind, local_addr, capture: CapturePath::Socket }, handle))
 }

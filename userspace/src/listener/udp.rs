@@ -1,4 +1,5 @@
-//! Syslog over UDP through an ordinary socket, read with `recvmmsg` in batches.
+//! Syslog over UDP through ordinary sockets, one per data-plane core (SO_REUSEPORT), each
+//! read with non-blocking `recvmmsg` in batches after its core's runtime says it is readable.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -11,6 +12,8 @@ use killkrill_parsers::syslog::ParseOptions;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{BatchSink, CapturePath, ListenerInfo, ListenerKind, StopSignal, WhenFull};
+use crate::cores::shard::{self, CoreIo, DatagramWaiter};
+use crate::cores::{Core, RuntimeKind, thread_name};
 use crate::counters::ListenerCounters;
 use crate::sources::{SourceGate, Verdict};
 use crate::{Error, Result};
@@ -23,12 +26,8 @@ const DATAGRAM_BUFFER_BYTES: usize = 64 * 1024;
 /// force it (root), and a bigger buffer rides out bursts while a batch is handed off.
 const RECEIVE_BUFFER_BYTES: usize = 8 << 20;
 
-pub(crate) fn bind_udp(kind: ListenerKind, address: SocketAddr) -> Result<UdpSocket> {
-    bind_udp_with(kind, address, false)
-}
-
-/// As [`bind_udp`], with SO_REUSEPORT: several sockets on one port, the kernel spreading
-/// senders over them by flow hash (one receive thread each).
+/// Binds a UDP listener socket; with `reuse_port`, SO_REUSEPORT: several sockets on one
+/// port, the kernel spreading senders over them by flow hash (one per core).
 pub(crate) fn bind_udp_with(kind: ListenerKind, address: SocketAddr, reuse_port: bool) -> Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(address), Type::DGRAM, Some(Protocol::UDP))
         .map_err(|source| Error::Bind { listener: kind, address, source })?;
@@ -66,79 +65,127 @@ fn force_receive_buffer(socket: &Socket, bytes: usize) {
     };
 }
 
+/// Serves one syslog UDP socket on `core`: a thread named `syslog-udp@<cpu>`, pinned there,
+/// running [`serve_syslog_socket`] on the core's runtime.
 pub(crate) fn spawn_udp_listener(
     socket: UdpSocket,
+    reader: SyslogDatagramReader,
+    stop: StopSignal,
+    core: Core,
+    runtime: RuntimeKind,
+) -> Result<(ListenerInfo, JoinHandle<()>)> {
+    let kind = ListenerKind::SyslogUdp;
+    let local_addr = socket.local_addr().map_err(|source| Error::SocketOption { listener: kind, source })?;
+    let handle = shard::spawn_on_core(thread_name(kind.label(), core), core, runtime, move |io| async move {
+        let waiter = match io.datagram_waiter(&socket) {
+            Ok(waiter) => waiter,
+            Err(error) => {
+                tracing::warn!(error = %error, "Cannot wait on the socket through the executor; polling instead.");
+                match CoreIo::Blocking.datagram_waiter(&socket) {
+                    Ok(waiter) => waiter,
+                    Err(_) => return,
+                }
+            }
+        };
+        serve_syslog_socket(&socket, reader, &waiter, &stop).await;
+    })
+    .map_err(|source| Error::Spawn { listener: kind, source })?;
+    Ok((ListenerInfo { kind, local_addr, capture: CapturePath::Socket }, handle))
+}
+
+/// The per-socket receive loop: wait until the socket is readable (or the open batch is
+/// due), drain it with non-blocking `recvmmsg`, close batches by size or age. Any
+/// receiver that takes a socket and a [`SyslogDatagramReader`] can replace it.
+pub(crate) async fn serve_syslog_socket(
+    socket: &UdpSocket,
+    mut reader: SyslogDatagramReader,
+    waiter: &DatagramWaiter,
+    stop: &StopSignal,
+) {
+    while !stop.is_raised() {
+        // A full call means more may be queued: read again before waiting.
+        while reader.receive(socket, libc::MSG_DONTWAIT) == DATAGRAMS_PER_CALL {}
+        reader.sink.flush_if_due(false, WhenFull::Drop);
+        if let Err(error) = waiter.readable(reader.sink.wait_budget()).await {
+            reader.receive_failed(&error);
+        }
+    }
+    // What the kernel already queued was accepted by this host: read it before leaving.
+    while reader.receive(socket, libc::MSG_DONTWAIT) > 0 {}
+    reader.sink.drain();
+}
+
+/// One socket's receive state: buffers, batch, counters, parse options and source gate.
+pub(crate) struct SyslogDatagramReader {
+    receiver: MultiReceiver,
     sink: BatchSink,
     counters: Arc<ListenerCounters>,
     options: ParseOptions,
     gate: SourceGate,
-    stop: StopSignal,
-) -> Result<(ListenerInfo, JoinHandle<()>)> {
-    let kind = ListenerKind::SyslogUdp;
-    let local_addr = socket.local_addr().map_err(|source| Error::SocketOption { listener: kind, source })?;
-    let handle = std::thread::Builder::new()
-        .name(kind.label().to_owned())
-        .spawn(move || receive_loop(&socket, sink, &counters, options, gate, &stop))
-        .map_err(|source| Error::Spawn { listener: kind, source })?;
-    Ok((ListenerInfo { kind, local_addr, capture: CapturePath::Socket }, handle))
 }
 
-fn receive_loop(
-    socket: &UdpSocket,
-    mut sink: BatchSink,
-    counters: &ListenerCounters,
-    mut options: ParseOptions,
-    mut gate: SourceGate,
-    stop: &StopSignal,
-) {
-    let mut receiver = MultiReceiver::new();
-    let mut receive = |sink: &mut BatchSink, flags: libc::c_int| -> bool {
-        match receiver.receive(socket, flags) {
+impl SyslogDatagramReader {
+    pub(crate) fn new(
+        sink: BatchSink,
+        counters: Arc<ListenerCounters>,
+        options: ParseOptions,
+        gate: SourceGate,
+    ) -> Self {
+        Self { receiver: MultiReceiver::new(), sink, counters, options, gate }
+    }
+
+    /// One `recvmmsg` call: parses what it read into the batch. Returns how many
+    /// datagrams it read (0 when none were waiting, or on an error, which is counted).
+    pub(crate) fn receive(&mut self, socket: &UdpSocket, flags: libc::c_int) -> usize {
+        match self.receiver.receive(socket, flags) {
             Ok(count) => {
-                options.received_at = Timestamp::now();
-                let mut bytes = 0;
-                let mut parse_errors = 0;
-                let mut refused = Refused::default();
-                gate.refresh();
-                let open = gate.is_open();
-                for (payload, source) in receiver.datagrams(count) {
-                    bytes += payload.len() as u64;
-                    if !open && !refused.admit(&mut gate, source) {
-                        continue;
-                    }
-                    parse_errors += u64::from(sink.batch().push_syslog(payload, None, source, &options));
-                    if sink.batch().len() >= sink.limits().max_messages {
-                        sink.flush_if_due(false, WhenFull::Drop);
-                    }
-                }
-                ListenerCounters::add(&counters.received_messages, count as u64);
-                ListenerCounters::add(&counters.received_bytes, bytes);
-                ListenerCounters::add(&counters.parse_errors, parse_errors);
-                refused.count(counters);
-                sink.flush_if_due(false, WhenFull::Drop);
-                true
+                self.accept(count);
+                count
             }
             Err(error) => {
-                if !matches!(
-                    error.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) {
-                    ListenerCounters::add(&counters.receive_errors, 1);
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                sink.flush_if_due(false, WhenFull::Drop);
-                false
+                self.receive_failed(&error);
+                self.sink.flush_if_due(false, WhenFull::Drop);
+                0
             }
         }
-    };
-    while !stop.is_raised() {
-        receive(&mut sink, libc::MSG_WAITFORONE);
     }
-    // What the kernel already queued was accepted by this host: read it before leaving.
-    while receive(&mut sink, libc::MSG_DONTWAIT) {}
-    sink.drain();
+
+    fn accept(&mut self, count: usize) {
+        let Self { receiver, sink, counters, options, gate } = self;
+        options.received_at = Timestamp::now();
+        let mut bytes = 0;
+        let mut parse_errors = 0;
+        let mut refused = Refused::default();
+        gate.refresh();
+        let open = gate.is_open();
+        for (payload, source) in receiver.datagrams(count) {
+            bytes += payload.len() as u64;
+            if !open && !refused.admit(gate, source) {
+                continue;
+            }
+            parse_errors += u64::from(sink.batch().push_syslog(payload, None, source, options));
+            if sink.batch().len() >= sink.limits().max_messages {
+                sink.flush_if_due(false, WhenFull::Drop);
+            }
+        }
+        ListenerCounters::add(&counters.received_messages, count as u64);
+        ListenerCounters::add(&counters.received_bytes, bytes);
+        ListenerCounters::add(&counters.parse_errors, parse_errors);
+        refused.count(counters);
+        sink.flush_if_due(false, WhenFull::Drop);
+    }
+
+    /// Counts a receive error other than "nothing waiting"; backs off a little so that a
+    /// persistent error does not spin the core.
+    fn receive_failed(&mut self, error: &std::io::Error) {
+        if !matches!(
+            error.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
+        ) {
+            ListenerCounters::add(&self.counters.receive_errors, 1);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }
 
 /// Datagrams of one receive call the source policy refused, counted once per call.
@@ -274,7 +321,7 @@ mod tests {
 
     #[test]
     fn receive_buffer_passes_rmem_max_when_privileged() {
-        let socket = bind_udp(ListenerKind::SyslogUdp, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let socket = bind_udp_with(ListenerKind::SyslogUdp, "127.0.0.1:0".parse().unwrap(), false).unwrap();
         let size = socket2::SockRef::from(&socket).recv_buffer_size().unwrap();
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
