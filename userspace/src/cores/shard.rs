@@ -76,10 +76,19 @@ pub fn resolve_runtime(
         return Ok((RuntimeKind::Threads, None));
     }
     let problem = io_uring_unavailable().map_or_else(|| probe_executor(first_core).err(), Some);
-    match (problem, choice) {
-        (None, _) => Ok((RuntimeKind::Glommio, None)),
-        (Some(why), RuntimeChoice::Glommio) => Err(why),
-        (Some(why), _) => Ok((RuntimeKind::Threads, Some(why))),
+    decide_runtime(choice, problem)
+}
+
+/// The runtime for `choice`, given what stops glommio here (None: nothing).
+fn decide_runtime(
+    choice: RuntimeChoice,
+    problem: Option<String>,
+) -> Result<(RuntimeKind, Option<String>), String> {
+    match (choice, problem) {
+        (RuntimeChoice::Threads, _) => Ok((RuntimeKind::Threads, None)),
+        (_, None) => Ok((RuntimeKind::Glommio, None)),
+        (RuntimeChoice::Glommio, Some(why)) => Err(why),
+        (RuntimeChoice::Auto, Some(why)) => Ok((RuntimeKind::Threads, Some(why))),
     }
 }
 
@@ -213,6 +222,15 @@ mod tests {
             resolve_runtime(RuntimeChoice::Threads, last_core()).unwrap(),
             (RuntimeKind::Threads, None)
         );
+    }
+
+    #[test]
+    fn auto_falls_back_with_the_reason_and_glommio_asked_for_fails_with_it() {
+        let why = || Some("io_uring_setup is not permitted".to_owned());
+        assert_eq!(decide_runtime(RuntimeChoice::Auto, why()).unwrap(), (RuntimeKind::Threads, why()));
+        assert_eq!(decide_runtime(RuntimeChoice::Glommio, why()).unwrap_err(), why().unwrap());
+        assert_eq!(decide_runtime(RuntimeChoice::Auto, None).unwrap(), (RuntimeKind::Glommio, None));
+        assert_eq!(decide_runtime(RuntimeChoice::Threads, None).unwrap(), (RuntimeKind::Threads, None));
     }
 
     #[test]
