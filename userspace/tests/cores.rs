@@ -23,10 +23,11 @@ fn threads() -> Vec<(libc::pid_t, String)> {
         .collect()
 }
 
-/// The CPUs each thread named `name` may run on (other tests in this binary may run
-/// data planes too: every thread of that name must be pinned alike).
-/// A new thread names itself once it runs, so this waits (up to 10 s) for one to appear.
-fn cpus_of(name: &str) -> Vec<Vec<usize>> {
+/// The CPUs each thread named `name` may run on, once every such thread is pinned to
+/// `cpu` or 10 s have passed. Other tests in this binary may run data planes too, so every
+/// thread of that name must be pinned alike; and a new thread has its name before it runs
+/// its first line, the pinning, so this waits for the condition rather than looking once.
+fn cpus_of(name: &str, cpu: usize) -> Vec<Vec<usize>> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let found: Vec<Vec<usize>> = threads()
@@ -34,7 +35,8 @@ fn cpus_of(name: &str) -> Vec<Vec<usize>> {
             .filter(|(_, thread)| thread == name)
             .filter_map(|(tid, _)| thread_cpus(tid).ok())
             .collect();
-        if !found.is_empty() || Instant::now() >= deadline {
+        let pinned = !found.is_empty() && found.iter().all(|cpus| cpus == &[cpu]);
+        if pinned || Instant::now() >= deadline {
             return found;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -64,11 +66,11 @@ fn pinned_threads_receive_from_many_source_ports(runtime: RuntimeChoice) -> Runt
     assert_eq!(status.cores.iter().map(|core| core.cpu).collect::<Vec<_>>(), [0, 1]);
     for cpu in [0, 1] {
         let name = format!("syslog-udp@{cpu}");
-        let pinned = cpus_of(&name);
+        let pinned = cpus_of(&name, cpu);
         assert!(!pinned.is_empty(), "no thread {name}; threads: {:?}", threads());
         assert!(pinned.iter().all(|cpus| cpus == &[cpu]), "{name} pinned to CPU {cpu}: {pinned:?}");
     }
-    let tcp = cpus_of("syslog-tcp@0");
+    let tcp = cpus_of("syslog-tcp@0", 0);
     assert!(
         !tcp.is_empty() && tcp.iter().all(|cpus| cpus == &[0]),
         "TCP on the first data-plane core: {tcp:?} {:?}",
