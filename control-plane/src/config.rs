@@ -118,6 +118,10 @@ pub struct AuthConfig {
     pub lockout_threshold: u32,
     /// ...for this many seconds.
     pub lockout_s: u64,
+    /// Seconds a verified API key is remembered, so that busy clients do not cost a store
+    /// look-up per request; 0 turns it off. A key deleted on another control plane of the
+    /// same store keeps working here for at most this long (docs/adr/0035).
+    pub api_key_cache_s: u64,
 }
 
 impl Default for AuthConfig {
@@ -130,6 +134,7 @@ impl Default for AuthConfig {
             login_failures_per_minute: 10,
             lockout_threshold: 5,
             lockout_s: 900,
+            api_key_cache_s: 5,
         }
     }
 }
@@ -142,6 +147,7 @@ impl AuthConfig {
             ("auth.login_failures_per_minute", u64::from(self.login_failures_per_minute), 1, 100_000),
             ("auth.lockout_threshold", u64::from(self.lockout_threshold), 1, 1_000),
             ("auth.lockout_s", self.lockout_s, 1, 7 * 86_400),
+            ("auth.api_key_cache_s", self.api_key_cache_s, 0, 300),
         ] {
             if !(low..=high).contains(&value) {
                 return Err(Error::Config(format!("{key} = {value} is out of range ({low} to {high})")));

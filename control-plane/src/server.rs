@@ -69,6 +69,9 @@ pub async fn serve(config: Config) -> Result<()> {
         .await?,
         settings: crate::auth::AuthSettings::from_config(&config.auth),
         limiter: crate::auth::LoginLimiter::new(config.auth.login_failures_per_minute),
+        api_key_cache: crate::auth::key_cache::ApiKeyCache::new(std::time::Duration::from_secs(
+            config.auth.api_key_cache_s,
+        )),
         store: auth_store.clone(),
     });
     crate::auth::bootstrap(auth_store.as_ref(), &config.data_dir).await?;

@@ -57,6 +57,8 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     crate::fuzz::run(args.fuzz_seconds)?;
     if !args.no_bench_smoke {
         bench_smoke()?;
+        // The scale benchmark's three phases on 200,000 messages (no root needed).
+        crate::bench::scale::smoke()?;
     }
     eprintln!("xtask test: all checks and tests passed.");
     // One closing line for the whole run, in the plain form CI reads, since cargo's own

@@ -291,6 +291,8 @@ pub async fn delete_api_key(State(state): State<AppState>, Path(id): Path<String
     let note = AuditNote { actor: None, detail: Some(format!("api_key id: {id}")) };
     let result = async {
         if state.auth.store.delete_api_key(&id).await? {
+            // Requests after this answer must not find the key remembered.
+            state.auth.api_key_cache.remove_id(&id);
             Ok(())
         } else {
             Err(Error::NotFound(format!("no API key {id}")))

@@ -93,19 +93,30 @@ pub async fn authenticate(auth: &Authenticator, headers: &HeaderMap) -> Result<P
         .ok_or(Error::Unauthorized("the Authorization header must be `Bearer <token>`"))?;
     if token.starts_with(API_KEY_PREFIX) {
         let hash = sha256_hex(token);
-        let Some((key, stored)) = auth.store.api_key_by_hash(&hash).await? else {
-            return Err(Error::Unauthorized("invalid API key"));
+        // A key the store confirmed moments ago (docs/adr/0035); only confirmed keys are
+        // kept, so a wrong key always reaches the store.
+        let key = match auth.api_key_cache.get(&hash) {
+            Some(key) => key,
+            None => {
+                let generation = auth.api_key_cache.generation();
+                let Some((key, stored)) = auth.store.api_key_by_hash(&hash).await? else {
+                    return Err(Error::Unauthorized("invalid API key"));
+                };
+                // The lookup found it by hash already; compare again in constant time so
+                // that nothing depends on how the store compares.
+                if !constant_time_eq(&stored, &hash) {
+                    return Err(Error::Unauthorized("invalid API key"));
+                }
+                auth.api_key_cache.insert(&hash, key.clone(), generation);
+                key
+            }
         };
-        // The lookup found it by hash already; compare again in constant time so that
-        // nothing depends on how the store compares.
-        if !constant_time_eq(&stored, &hash) {
-            return Err(Error::Unauthorized("invalid API key"));
-        }
         let now = now_ns();
-        if key.last_used_ns.is_none_or(|used| now - used > KEY_TOUCH_INTERVAL_NS)
-            && let Err(error) = auth.store.touch_api_key(&key.id, now).await
-        {
-            tracing::warn!(error = %error, "Cannot record when an API key was used.");
+        if key.last_used_ns.is_none_or(|used| now - used > KEY_TOUCH_INTERVAL_NS) {
+            auth.api_key_cache.touched(&hash, now);
+            if let Err(error) = auth.store.touch_api_key(&key.id, now).await {
+                tracing::warn!(error = %error, "Cannot record when an API key was used.");
+            }
         }
         return Ok(Principal { name: key.name, role: key.role, kind: PrincipalKind::ApiKey });
     }

@@ -3,6 +3,7 @@
 //! first admin. HTTP lives in `api::auth` and `api::guard`; storage in `store::auth`.
 
 mod bootstrap;
+pub mod key_cache;
 mod limiter;
 pub mod secrets;
 pub mod tokens;
@@ -94,6 +95,8 @@ pub struct Authenticator {
     pub keys: JwtKeys,
     pub settings: AuthSettings,
     pub limiter: LoginLimiter,
+    /// API keys the store confirmed recently (`auth.api_key_cache_s`).
+    pub api_key_cache: key_cache::ApiKeyCache,
 }
 
 /// The parts of `auth.*` that requests need, in their units.

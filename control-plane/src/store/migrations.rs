@@ -13,6 +13,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (3, "metrics", include_str!("../../migrations/sqlite/0003_metrics.sql")),
     (4, "auth", include_str!("../../migrations/sqlite/0004_auth.sql")),
     (5, "runtime config", include_str!("../../migrations/sqlite/0005_runtime_config.sql")),
+    (6, "log block totals", include_str!("../../migrations/sqlite/0006_log_block_totals.sql")),
 ];
 
 /// The PostgreSQL migrations, in order.
@@ -21,6 +22,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (2, "metrics", include_str!("../../migrations/postgres/0002_metrics.sql")),
     (3, "auth", include_str!("../../migrations/postgres/0003_auth.sql")),
     (4, "runtime config", include_str!("../../migrations/postgres/0004_runtime_config.sql")),
+    (5, "log block totals", include_str!("../../migrations/postgres/0005_log_block_totals.sql")),
 ];
 
 #[derive(Debug)]

@@ -5,6 +5,7 @@
 pub mod auth;
 mod auth_sql;
 pub mod block;
+mod block_cache;
 pub mod metrics;
 mod metrics_sql;
 mod migrations;

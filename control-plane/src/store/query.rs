@@ -185,6 +185,19 @@ pub struct Plan {
     token_hashes: Vec<u64>,
 }
 
+impl Plan {
+    /// Whether pruning reads the block's host, app and source filter.
+    pub fn needs_field_filter(&self) -> bool {
+        !self.host_hashes.is_empty() || !self.app_hashes.is_empty() || self.source_hash.is_some()
+    }
+
+    /// Whether pruning reads the block's word filter (tens of kilobytes a block: a query
+    /// without words should not fetch them).
+    pub fn needs_token_filter(&self) -> bool {
+        !self.token_hashes.is_empty()
+    }
+}
+
 impl LogQuery {
     pub fn plan(&self) -> Plan {
         let hash_all = |kind, values: &[String]| {
@@ -243,8 +256,9 @@ impl LogQuery {
             wanted.is_empty()
                 || value.is_some_and(|value| wanted.iter().any(|w| w.eq_ignore_ascii_case(value)))
         };
-        if !one_of(&self.hosts, block.text(RefColumn::Hostname, row))
-            || !one_of(&self.apps, block.text(RefColumn::AppName, row))
+        // Looked up only when asked for: most searches have neither filter.
+        if (!self.hosts.is_empty() && !one_of(&self.hosts, block.text(RefColumn::Hostname, row)))
+            || (!self.apps.is_empty() && !one_of(&self.apps, block.text(RefColumn::AppName, row)))
         {
             return false;
         }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,14 +17,17 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row};
 
 use super::block::{self, DecodedBlock, EncodedBlock, RefColumn};
-use super::query::{BlockCandidate, Cursor, LogQuery, Order};
+use super::block_cache::{self, BlockCache};
+use super::query::{BlockCandidate, Cursor, LogQuery, Order, Plan};
 use super::{
     LogPage, MetricStore as _, Removed, Retention, RuntimeConfigEntry, SourceSeen, SourcesSeen, Store,
     StoreStats, StoredLog,
 };
 use crate::{Error, Result};
 
-/// Index rows read per round trip while looking for matching blocks.
+/// Index rows read per round trip while looking for matching blocks: few at first (a
+/// page of the newest messages is usually in the first blocks), more each round after.
+const FIRST_ROUND_CANDIDATES: i64 = 16;
 const CANDIDATES_PER_ROUND: i64 = 256;
 
 pub(super) enum Pool {
@@ -44,6 +48,8 @@ pub(super) use on_pool;
 
 pub struct SqlStore {
     pub(super) pool: Pool,
+    /// Blocks decoded by recent searches (`store/block_cache.rs`).
+    decoded: Arc<BlockCache>,
 }
 
 impl SqlStore {
@@ -61,7 +67,7 @@ impl SqlStore {
         .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         super::migrations::sqlite().await?.run(&pool).await?;
-        Ok(Self { pool: Pool::Sqlite(pool) })
+        Ok(Self { pool: Pool::Sqlite(pool), decoded: Arc::default() })
     }
 
     pub async fn open_postgres(url: &str) -> Result<Self> {
@@ -73,15 +79,24 @@ impl SqlStore {
             .connect_with(options)
             .await?;
         super::migrations::postgres().await?.run(&pool).await?;
-        Ok(Self { pool: Pool::Postgres(pool) })
+        Ok(Self { pool: Pool::Postgres(pool), decoded: Arc::default() })
     }
 
-    async fn candidates(&self, query: &LogQuery, after: Option<(i64, i64)>) -> Result<Vec<BlockCandidate>> {
+    async fn candidates(
+        &self,
+        query: &LogQuery,
+        plan: &Plan,
+        after: Option<(i64, i64)>,
+        limit: i64,
+    ) -> Result<Vec<BlockCandidate>> {
+        // Filters pruning will not read stay in the table.
+        let field_filter = if plan.needs_field_filter() { "field_filter" } else { "NULL AS field_filter" };
+        let token_filter = if plan.needs_token_filter() { "token_filter" } else { "NULL AS token_filter" };
         on_pool!(&self.pool, pool => {
-            let mut sql = QueryBuilder::new(
-                "SELECT seq, min_received_ns, max_received_ns, field_filter, token_filter \
+            let mut sql = QueryBuilder::new(format!(
+                "SELECT seq, min_received_ns, max_received_ns, {field_filter}, {token_filter} \
                  FROM log_blocks WHERE 1 = 1",
-            );
+            ));
             if let Some(start) = query.start_ns {
                 sql.push(" AND max_received_ns >= ").push_bind(start);
             }
@@ -117,7 +132,7 @@ impl SqlStore {
                     .push("))");
             }
             sql.push(format_args!(" ORDER BY {bound_column} {direction}, seq {direction} LIMIT "))
-                .push_bind(CANDIDATES_PER_ROUND);
+                .push_bind(limit);
             let rows = sql.build().fetch_all(pool).await?;
             rows.iter()
                 .map(|row| {
@@ -125,8 +140,8 @@ impl SqlStore {
                         seq: row.try_get("seq")?,
                         min_received_ns: row.try_get("min_received_ns")?,
                         max_received_ns: row.try_get("max_received_ns")?,
-                        field_filter: row.try_get("field_filter")?,
-                        token_filter: row.try_get("token_filter")?,
+                        field_filter: row.try_get::<Option<Vec<u8>>, _>("field_filter")?.unwrap_or_default(),
+                        token_filter: row.try_get::<Option<Vec<u8>>, _>("token_filter")?.unwrap_or_default(),
                     })
                 })
                 .collect::<Result<Vec<_>>>()
@@ -172,22 +187,80 @@ fn stored_log(block: &DecodedBlock, row: usize, id: i64) -> StoredLog {
     }
 }
 
-/// Decodes a block and returns its matching rows (off the async threads: a block is
-/// about a megabyte of zstd).
-async fn matching_rows(query: LogQuery, seq: i64, payload: Vec<u8>) -> Result<Vec<(RowKey, StoredLog)>> {
+/// Decodes a block off the async threads (a block is about a megabyte of zstd) and
+/// returns its matching rows: only the `wanted` best in the query's order, since no page
+/// needs more from one block, and only those become `StoredLog`s.
+fn matching_rows(
+    query: LogQuery,
+    seq: i64,
+    block: BlockSource,
+    wanted: usize,
+) -> tokio::task::JoinHandle<Result<Vec<(RowKey, StoredLog)>>> {
     tokio::task::spawn_blocking(move || {
-        let block = block::decode(&payload)?;
-        let mut found = Vec::new();
-        for row in 0..block.len() {
-            let id = (seq << 16) | row as i64;
-            if query.matches(&block, row, id) {
-                found.push(((block.received_ns[row], id), stored_log(&block, row, id)));
+        let block = match block {
+            BlockSource::Decoded(block) => block,
+            BlockSource::Payload(payload, cache) => {
+                let decoded = Arc::new(block::decode(&payload)?);
+                cache.insert(seq, decoded.clone(), block_cache::body_bytes(&payload));
+                decoded
+            }
+        };
+        let wanted = wanted.max(1);
+        // Best first in the query's order.
+        let order = query.order;
+        let best_first = move |a: &(RowKey, usize), b: &(RowKey, usize)| match order {
+            Order::Descending => b.0.cmp(&a.0),
+            Order::Ascending => a.0.cmp(&b.0),
+        };
+        let keep_best = |matched: &mut Vec<(RowKey, usize)>| {
+            if matched.len() > wanted {
+                matched.select_nth_unstable_by(wanted - 1, best_first);
+                matched.truncate(wanted);
+            }
+        };
+        // Rows lie roughly in arrival order: walking them best first lets the worst row
+        // kept so far rule out the rest by their key alone, before any filter runs.
+        let rows: Box<dyn Iterator<Item = usize>> = match order {
+            Order::Descending => Box::new((0..block.len()).rev()),
+            Order::Ascending => Box::new(0..block.len()),
+        };
+        let mut matched: Vec<(RowKey, usize)> = Vec::new();
+        let mut worst_kept: Option<(RowKey, usize)> = None;
+        for row in rows {
+            let key = (block.received_ns[row], (seq << 16) | row as i64);
+            if worst_kept.is_some_and(|worst| best_first(&(key, row), &worst).is_ge()) {
+                continue;
+            }
+            if !query.matches(&block, row, key.1) {
+                continue;
+            }
+            matched.push((key, row));
+            if matched.len() >= 2 * wanted {
+                keep_best(&mut matched);
+                worst_kept = matched.get(wanted - 1).copied();
             }
         }
-        Ok(found)
+        keep_best(&mut matched);
+        Ok(matched.into_iter().map(|(key, row)| (key, stored_log(&block, row, key.1))).collect())
     })
-    .await
-    .map_err(|error| Error::Internal(format!("block decoder stopped: {error}")))?
+}
+
+/// A block to search: decoded already, or its payload and where to keep it once decoded.
+enum BlockSource {
+    Decoded(Arc<DecodedBlock>),
+    Payload(Vec<u8>, Arc<BlockCache>),
+}
+
+/// Blocks decoded at once by one search: the decoding of one overlaps the reading of the
+/// next, and several cores share a search that must read many blocks.
+fn decoders_per_query() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from).clamp(2, 8)
+}
+
+async fn joined(
+    job: tokio::task::JoinHandle<Result<Vec<(RowKey, StoredLog)>>>,
+) -> Result<Vec<(RowKey, StoredLog)>> {
+    job.await.map_err(|error| Error::Internal(format!("block decoder stopped: {error}")))?
 }
 
 #[async_trait]
@@ -238,9 +311,13 @@ impl Store for SqlStore {
             Order::Ascending => a.cmp(b),
         };
         let mut found: Vec<(RowKey, StoredLog)> = Vec::new();
+        let mut decoding = std::collections::VecDeque::new();
+        let decoders = decoders_per_query();
+        let mut decoded = 0usize;
         let mut after = None;
+        let mut round_limit = FIRST_ROUND_CANDIDATES;
         'rounds: loop {
-            let candidates = self.candidates(query, after).await?;
+            let candidates = self.candidates(query, &plan, after, round_limit).await?;
             let Some(last) = candidates.last() else { break };
             after = Some(match query.order {
                 Order::Descending => (last.max_received_ns, last.seq),
@@ -264,12 +341,31 @@ impl Store for SqlStore {
                 if !query.may_match(&plan, &candidate) {
                     continue;
                 }
-                let Some(payload) = self.payload(candidate.seq).await? else { continue };
-                found.extend(matching_rows(query.clone(), candidate.seq, payload).await?);
+                let source = match self.decoded.get(candidate.seq) {
+                    Some(block) => BlockSource::Decoded(block),
+                    None => match self.payload(candidate.seq).await? {
+                        Some(payload) => BlockSource::Payload(payload, self.decoded.clone()),
+                        None => continue,
+                    },
+                };
+                decoding.push_back(matching_rows(query.clone(), candidate.seq, source, wanted));
+                // The first block alone (it often fills the page: no work wasted on a
+                // busy server); after it, several at once. The stopping rule above judges
+                // by the rows found so far; blocks still decoding can only better them,
+                // so it stays right (a few blocks more than needed may be decoded).
+                while decoding.len() >= if decoded == 0 { 1 } else { decoders } {
+                    let Some(job) = decoding.pop_front() else { break };
+                    found.extend(joined(job).await?);
+                    decoded += 1;
+                }
             }
-            if (round_len as i64) < CANDIDATES_PER_ROUND {
+            if (round_len as i64) < round_limit {
                 break;
             }
+            round_limit = (round_limit * 4).min(CANDIDATES_PER_ROUND);
+        }
+        for job in decoding {
+            found.extend(joined(job).await?);
         }
         found.sort_by(|a, b| better(&a.0, &b.0));
         let has_more = found.len() > query.limit as usize;
@@ -289,7 +385,7 @@ impl Store for SqlStore {
         let mut truncated = false;
         let mut after = None;
         'rounds: loop {
-            let candidates = self.candidates(&query, after).await?;
+            let candidates = self.candidates(&query, &plan, after, CANDIDATES_PER_ROUND).await?;
             let Some(last) = candidates.last() else { break };
             after = Some((last.max_received_ns, last.seq));
             let round_len = candidates.len();

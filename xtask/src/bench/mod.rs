@@ -5,6 +5,7 @@
 mod micro;
 mod netns;
 mod process;
+pub mod scale;
 mod scenario;
 mod targets;
 
@@ -29,6 +30,9 @@ pub struct BenchArgs {
 enum MicroCommand {
     /// The criterion benchmarks of the parsers.
     Micro(micro::MicroArgs),
+    /// A store of N messages (default 100 million): fill it, then search latency or API
+    /// request rate through `killkrill serve` on it.
+    Scale(Box<scale::ScaleArgs>),
 }
 
 #[derive(Args, Clone)]
@@ -107,8 +111,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    if let Some(MicroCommand::Micro(micro)) = &args.micro {
-        return micro::run(micro);
+    match &args.micro {
+        Some(MicroCommand::Micro(micro)) => return micro::run(micro),
+        Some(MicroCommand::Scale(scale)) => return scale::run(scale),
+        None => {}
     }
     run_scenarios(&args.scenarios)
 }

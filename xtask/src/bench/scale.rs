@@ -1,0 +1,106 @@
+//! `cargo xtask bench scale <fill|query|api>`: the scale benchmark (docs/performance.md,
+//! "Scale"). Builds the appliance and the `scale` example of the killkrill package, then
+//! runs the example, which fills a store of N messages through the Store API (reusing a
+//! matching fill) and measures searches and the API's request rate through
+//! `killkrill serve` on it.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use crate::util::{cargo, exec, target_dir};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Phase {
+    /// Build (or reuse) the store only.
+    Fill,
+    /// Selective and broad search latency (p50, p99, max).
+    Query,
+    /// Requests per second of a simple authenticated query.
+    Api,
+}
+
+#[derive(Args, Clone)]
+pub struct ScaleArgs {
+    pub phase: Phase,
+    /// Messages in the store.
+    #[arg(long, default_value_t = 100_000_000)]
+    pub messages: u64,
+    /// Where the store lives; a fill with the same size and format is reused.
+    #[arg(long, default_value = "/work/scale-data")]
+    pub data_dir: PathBuf,
+    /// How the fill groups messages into blocks: arrival (as the batch writer does) or
+    /// host-groups (split by host, as a host-grouping writer would).
+    #[arg(long, default_value = "arrival")]
+    pub layout: String,
+    /// Searches of each kind (query).
+    #[arg(long, default_value_t = 300)]
+    pub iterations: u64,
+    /// Keep-alive connections (api).
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Seconds the clients run (api).
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Debug builds (fast to build; for smoke runs, never for figures).
+    #[arg(long)]
+    pub debug_build: bool,
+}
+
+impl ScaleArgs {
+    /// A few seconds' worth: 200,000 messages, debug builds (`cargo xtask test`).
+    pub fn smoke(phase: Phase, data_dir: PathBuf) -> Self {
+        Self {
+            phase,
+            messages: 200_000,
+            data_dir,
+            layout: "arrival".into(),
+            iterations: 10,
+            connections: 8,
+            seconds: 2,
+            debug_build: true,
+        }
+    }
+}
+
+pub fn run(args: &ScaleArgs) -> anyhow::Result<()> {
+    let profile = |command: &mut std::process::Command| {
+        if !args.debug_build {
+            command.arg("--release");
+        }
+    };
+    let mut build = cargo();
+    build.args(["build", "--package", "killkrill", "--bin", "killkrill", "--example", "scale"]);
+    profile(&mut build);
+    exec(&mut build)?;
+    let dir = target_dir().join(if args.debug_build { "debug" } else { "release" });
+    let phase = match args.phase {
+        Phase::Fill => vec!["fill".to_owned()],
+        Phase::Query => vec!["query".to_owned(), "--iterations".to_owned(), args.iterations.to_string()],
+        Phase::Api => vec![
+            "api".to_owned(),
+            "--connections".to_owned(),
+            args.connections.to_string(),
+            "--seconds".to_owned(),
+            args.seconds.to_string(),
+        ],
+    };
+    exec(
+        std::process::Command::new(dir.join("examples/scale"))
+            .arg("--data-dir")
+            .arg(&args.data_dir)
+            .args(["--messages", &args.messages.to_string(), "--layout", &args.layout])
+            .arg("--killkrill")
+            .arg(dir.join("killkrill"))
+            .args(phase),
+    )
+}
+
+/// The smoke run of `cargo xtask test`: all three phases on a small store.
+pub fn smoke() -> anyhow::Result<()> {
+    let data_dir = target_dir().join("bench-smoke/scale");
+    for phase in [Phase::Fill, Phase::Query, Phase::Api] {
+        run(&ScaleArgs::smoke(phase, data_dir.clone()))?;
+    }
+    Ok(())
+}
