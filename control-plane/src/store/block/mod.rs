@@ -413,6 +413,7 @@ impl BlockEncoder {
 /// A decompressed block, column by column.
 #[derive(Debug)]
 pub struct DecodedBlock {
+    format_version: u8,
     body: Vec<u8>,
     dictionary: Vec<Range<usize>>,
     pub received_ns: Vec<i64>,
@@ -458,9 +459,9 @@ pub fn decode(payload: &[u8]) -> Result<DecodedBlock, BlockError> {
 
 fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
     let mut reader = Reader::new(&body);
-    let version = reader.u8()?;
-    if version != FORMAT_VERSION {
-        return Err(BlockError::UnknownVersion(version));
+    let format_version = reader.u8()?;
+    if format_version != FORMAT_VERSION {
+        return Err(BlockError::UnknownVersion(format_version));
     }
     let count = reader.len()?;
     if count > MAX_ROWS {
@@ -559,6 +560,7 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
         .map(|range| std::str::from_utf8(&body[range.clone()]).ok().and_then(|text| text.parse().ok()))
         .collect();
     Ok(DecodedBlock {
+        format_version,
         dictionary,
         received_ns,
         source,
@@ -583,6 +585,11 @@ fn optional_u8(value: u8) -> Option<u8> {
 }
 
 impl DecodedBlock {
+    /// The body format the block was written in.
+    pub fn format_version(&self) -> u8 {
+        self.format_version
+    }
+
     pub fn len(&self) -> usize {
         self.received_ns.len()
     }
