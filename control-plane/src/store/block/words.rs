@@ -5,7 +5,7 @@
 //! Syslog text is mostly the same few thousand words in varying order. Given the text,
 //! zstd has to find each word again as a match (an offset and a length, two or three bytes
 //! per word); given one-byte codes, its entropy coder spends about the bits the word's
-//! frequency calls for, and it compresses a third of the bytes, so it is faster too. The
+//! frequency calls for, and it has fewer bytes to compress. The
 //! cutting is the one the token filter uses ([`filter::tokens`]), so each word is hashed
 //! once per block for the filter instead of once per occurrence.
 //!
