@@ -4,13 +4,14 @@
 //!
 //! Messages come from the load generator's realistic mixes (RFC 5424 with structured
 //! data, RFC 3164 from several vendors, 80 to 1,500 bytes, thousands of hosts).
-//! Run with `cargo xtask bench micro store`.
+//! Run with `cargo xtask bench micro store`; set `KILLKRILL_BENCH_POSTGRES_URL` to include
+//! PostgreSQL.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use killkrill::config::StoreConfig;
+use killkrill::config::{DbType, StoreConfig};
 use killkrill::ingest::{BlockSettings, BlockSink, run_batch_writer};
 use killkrill::store::{self, BlockEncoder, LogQuery, Store, TextQuery};
 use killkrill::telemetry::metrics::StoreCounters;
@@ -77,46 +78,101 @@ fn encode(c: &mut Criterion) {
     group.finish();
 }
 
-/// Replays prepared batches through the batch writer into a fresh SQLite file; a message
-/// counts once its block is committed.
+/// Replays `MESSAGES` prepared messages through the batch writer into `store`; a message
+/// counts once its block is committed. Returns the time from the first batch taken to the
+/// last block committed.
+fn replay(
+    runtime: &tokio::runtime::Runtime,
+    store: Arc<dyn Store>,
+    batches: Vec<LogBatch>,
+    settings: BlockSettings,
+) -> Duration {
+    let messages: usize = batches.iter().map(LogBatch::len).sum();
+    let (mut producer, consumer) = batch_ring(batches.len());
+    for batch in batches {
+        assert!(producer.push(batch).is_ok());
+    }
+    drop(producer);
+    let counters = Arc::new(StoreCounters::default());
+    let started = Instant::now();
+    runtime
+        .block_on(run_batch_writer(
+            vec![consumer],
+            None,
+            BlockSink::Store(store),
+            counters.clone(),
+            settings,
+            None,
+        ))
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(counters.stored_messages.load(std::sync::atomic::Ordering::Relaxed), messages as u64);
+    elapsed
+}
+
+const INGEST_MESSAGES: usize = 262_144;
+
+/// The store's defaults (`store.*` in configuration.md) at a given zstd level.
+fn writer_settings(level: i32) -> BlockSettings {
+    let defaults = StoreConfig::default();
+    BlockSettings {
+        max_messages: defaults.block_max_messages,
+        compression_level: level,
+        encoders: std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+    }
+}
+
+/// Durable ingest into a fresh SQLite file per iteration.
 fn ingest(c: &mut Criterion) {
-    const MESSAGES: usize = 262_144;
     let runtime = runtime();
     let mut group = c.benchmark_group("store/durable_ingest");
     group.sample_size(10).measurement_time(Duration::from_secs(20));
-    group.throughput(Throughput::Elements(MESSAGES as u64));
+    group.throughput(Throughput::Elements(INGEST_MESSAGES as u64));
     for level in [1, 3] {
         group.bench_function(format!("sqlite_zstd_{level}"), |b| {
             b.iter_custom(|iterations| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iterations {
-                    let (batches, _) = prepared_batches(MESSAGES);
+                    let (batches, _) = prepared_batches(INGEST_MESSAGES);
                     let dir = tempfile::tempdir().unwrap();
                     let store = runtime.block_on(store::open(&StoreConfig::default(), dir.path())).unwrap();
-                    let (mut producer, consumer) = batch_ring(batches.len());
-                    for batch in batches {
-                        assert!(producer.push(batch).is_ok());
-                    }
-                    drop(producer);
-                    let counters = Arc::new(StoreCounters::default());
-                    let settings =
-                        BlockSettings { max_messages: 16_384, compression_level: level, encoders: 2 };
-                    let started = Instant::now();
-                    runtime
-                        .block_on(run_batch_writer(
-                            vec![consumer],
-                            None,
-                            BlockSink::Store(store.clone()),
-                            counters.clone(),
-                            settings,
-                            None,
-                        ))
-                        .unwrap();
-                    total += started.elapsed();
-                    assert_eq!(
-                        counters.stored_messages.load(std::sync::atomic::Ordering::Relaxed),
-                        MESSAGES as u64
-                    );
+                    total += replay(&runtime, store.clone(), batches, writer_settings(level));
+                    runtime.block_on(store.close());
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Durable ingest into the PostgreSQL database at `KILLKRILL_BENCH_POSTGRES_URL` (skipped
+/// without it), emptied before each iteration. The server should run with its durable
+/// defaults (`fsync`, `synchronous_commit` on), or the figure is not "committed".
+fn ingest_postgres(c: &mut Criterion) {
+    let Ok(url) = std::env::var("KILLKRILL_BENCH_POSTGRES_URL") else {
+        eprintln!("store/durable_ingest/postgres: skipped, KILLKRILL_BENCH_POSTGRES_URL is not set");
+        return;
+    };
+    let runtime = runtime();
+    let config =
+        StoreConfig { db_type: DbType::Postgres, database_url: Some(url.clone()), ..StoreConfig::default() };
+    let mut group = c.benchmark_group("store/durable_ingest");
+    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group.throughput(Throughput::Elements(INGEST_MESSAGES as u64));
+    for level in [1, 3] {
+        group.bench_function(format!("postgres_zstd_{level}"), |b| {
+            b.iter_custom(|iterations| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iterations {
+                    let (batches, _) = prepared_batches(INGEST_MESSAGES);
+                    let store = runtime.block_on(store::open(&config, std::path::Path::new("."))).unwrap();
+                    runtime.block_on(async {
+                        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+                        sqlx::query("TRUNCATE log_blocks").execute(&pool).await.unwrap();
+                        pool.close().await;
+                    });
+                    total += replay(&runtime, store.clone(), batches, writer_settings(level));
                     runtime.block_on(store.close());
                 }
                 total
@@ -187,5 +243,5 @@ fn query(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, encode, ingest, query);
+criterion_group!(benches, encode, ingest, ingest_postgres, query);
 criterion_main!(benches);

@@ -18,7 +18,7 @@ pub fn tokens(text: &[u8]) -> impl Iterator<Item = &[u8]> {
     text.split(|byte| !is_token_byte(*byte)).filter(|token| !token.is_empty())
 }
 
-fn is_token_byte(byte: u8) -> bool {
+pub fn is_token_byte(byte: u8) -> bool {
     TOKEN_BYTES[usize::from(byte)]
 }
 

@@ -2,7 +2,7 @@
 //! an index row (time range, severity and facility masks, Bloom filters over hosts, apps,
 //! source addresses and message words) that lets a query skip the block unread.
 //!
-//! Body layout, format version 1 (all integers LEB128 varints unless noted; "ref" is 0
+//! Body layout, format version 2 (all integers LEB128 varints unless noted; "ref" is 0
 //! for none or 1 + an index into the dictionary):
 //!
 //! ```text
@@ -13,16 +13,23 @@
 //! count × u8 facility | count × u8 severity | count × u8 version (255 = none)
 //! count × u8 event time digits (255 = none) | per present event time: delta to received_ns (zigzag)
 //! count × ref hostname | app | procid | msgid | parse error | frame flag
-//! count × structured-data length (0 = none, else len + 1) | count × message length
+//! count × structured-data length (0 = none, else len + 1)
 //! count × raw length (0 = none, else len + 1)
-//! structured data bytes | message bytes | raw bytes
+//! structured data bytes | raw bytes
+//! messages: words and separators as codes into a ranked piece dictionary (`words.rs`)
 //! ```
 //!
 //! Columns of one kind sit together and the text comes last, so zstd sees similar bytes
 //! side by side; that, and the dictionaries, is most of the compression.
+//!
+//! Version 1 (written until 2026-12) differs only at the end: after the refs come
+//! count × structured-data length, count × message length, count × raw length, then the
+//! structured data, message and raw bytes. Both are read; only version 2 is written
+//! (ADR 0036; `tests/fixtures/log_block_v1.zst` keeps a version-1 block under test).
 
 pub mod filter;
 mod varint;
+mod words;
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
@@ -37,7 +44,9 @@ use thiserror::Error;
 use varint::{Reader, put_i64, put_u64};
 
 /// The body format written by this build.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
+/// The oldest body format this build still reads.
+pub const OLDEST_FORMAT_VERSION: u8 = 1;
 /// Row numbers live in the low 16 bits of a message id.
 pub const MAX_ROWS: usize = 1 << 16;
 /// A decompressed body larger than this is refused as damaged (a block holds at most
@@ -105,6 +114,7 @@ pub struct BlockEncoder {
     field_filter: filter::FilterBuilder,
     token_filter: filter::FilterBuilder,
     address_text: String,
+    messages: words::MessageCoder,
 }
 
 #[derive(Default)]
@@ -120,8 +130,9 @@ struct Columns {
     event_digits: Vec<u8>,
     event_delta: Vec<u8>,
     refs: [Vec<u8>; 6],
-    lengths: [Vec<u8>; 3],
-    texts: [Vec<u8>; 3],
+    /// Structured data, then the raw frame.
+    lengths: [Vec<u8>; 2],
+    texts: [Vec<u8>; 2],
 }
 
 impl Columns {
@@ -183,6 +194,7 @@ impl BlockEncoder {
             field_filter: filter::FilterBuilder::default(),
             token_filter: filter::FilterBuilder::default(),
             address_text: String::new(),
+            messages: words::MessageCoder::default(),
         })
     }
 
@@ -253,6 +265,7 @@ impl BlockEncoder {
         self.addresses.clear();
         self.field_filter.clear();
         self.token_filter.clear();
+        self.messages.clear();
         let mut count = 0usize;
         let mut min_received = i64::MAX;
         let mut max_received = i64::MIN;
@@ -341,22 +354,16 @@ impl BlockEncoder {
             let raw = entry.raw();
             raw_bytes += raw.len() as u64;
             put_u64(&mut self.columns.lengths[0], structured_data.map_or(0, |sd| sd.len() as u64 + 1));
-            put_u64(&mut self.columns.lengths[1], message.len() as u64);
             if let Some(sd) = structured_data {
                 self.columns.texts[0].extend_from_slice(sd.as_bytes());
             }
-            self.columns.texts[1].extend_from_slice(message);
             if flagged {
-                put_u64(&mut self.columns.lengths[2], raw.len() as u64 + 1);
-                self.columns.texts[2].extend_from_slice(raw);
+                put_u64(&mut self.columns.lengths[1], raw.len() as u64 + 1);
+                self.columns.texts[1].extend_from_slice(raw);
             } else {
-                put_u64(&mut self.columns.lengths[2], 0);
+                put_u64(&mut self.columns.lengths[1], 0);
             }
-            for token in filter::tokens(message) {
-                if filter::is_indexed(token) {
-                    self.token_filter.insert(filter::token_hash(token));
-                }
-            }
+            self.messages.push(message, &mut self.token_filter);
         }
         if count == 0 {
             min_received = 0;
@@ -390,6 +397,7 @@ impl BlockEncoder {
         for column in columns.refs.iter().chain(&columns.lengths).chain(&columns.texts) {
             body.extend_from_slice(column);
         }
+        self.messages.write(body);
         let payload = self.compressor.compress(body).map_err(BlockError::Compression)?;
         Ok(EncodedBlock {
             summary: BlockSummary {
@@ -413,6 +421,7 @@ impl BlockEncoder {
 /// A decompressed block, column by column.
 #[derive(Debug)]
 pub struct DecodedBlock {
+    format_version: u8,
     body: Vec<u8>,
     dictionary: Vec<Range<usize>>,
     pub received_ns: Vec<i64>,
@@ -426,6 +435,8 @@ pub struct DecodedBlock {
     event: Vec<Option<(i64, u8)>>,
     refs: [Vec<u32>; 6],
     structured_data: Vec<Option<Range<usize>>>,
+    /// Every message's text, back to back, and where each lies.
+    messages: Vec<u8>,
     message: Vec<Range<usize>>,
     raw: Vec<Option<Range<usize>>>,
     /// Parsed source addresses, one per dictionary entry that is an address.
@@ -458,9 +469,9 @@ pub fn decode(payload: &[u8]) -> Result<DecodedBlock, BlockError> {
 
 fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
     let mut reader = Reader::new(&body);
-    let version = reader.u8()?;
-    if version != FORMAT_VERSION {
-        return Err(BlockError::UnknownVersion(version));
+    let format_version = reader.u8()?;
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&format_version) {
+        return Err(BlockError::UnknownVersion(format_version));
     }
     let count = reader.len()?;
     if count > MAX_ROWS {
@@ -523,13 +534,13 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
             column.push(if reference == 0 { 0 } else { dictionary_index(reference - 1)? + 1 });
         }
     }
-    let mut lengths: [Vec<usize>; 3] = Default::default();
-    for column in &mut lengths {
-        column.reserve(count);
+    let read_lengths = |reader: &mut Reader<'_>| {
+        let mut column = Vec::with_capacity(count);
         for _ in 0..count {
             column.push(reader.len()?);
         }
-    }
+        Ok::<_, BlockError>(column)
+    };
     let optional_ranges = |lengths: &[usize], reader: &mut Reader<'_>| {
         let mut ranges = Vec::with_capacity(lengths.len());
         for &len in lengths {
@@ -543,14 +554,28 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
         }
         Ok::<_, BlockError>(ranges)
     };
-    let structured_data = optional_ranges(&lengths[0], &mut reader)?;
-    let mut message = Vec::with_capacity(count);
-    for &len in &lengths[1] {
-        let start = reader.position();
-        reader.take(len)?;
-        message.push(start..start + len);
+    let (structured_data, messages, message, raw);
+    if format_version == 1 {
+        let sd_lengths = read_lengths(&mut reader)?;
+        let message_lengths = read_lengths(&mut reader)?;
+        let raw_lengths = read_lengths(&mut reader)?;
+        structured_data = optional_ranges(&sd_lengths, &mut reader)?;
+        let mut ranges = Vec::with_capacity(count);
+        let mut text = Vec::new();
+        for len in message_lengths {
+            let start = text.len();
+            text.extend_from_slice(reader.take(len)?);
+            ranges.push(start..text.len());
+        }
+        (messages, message) = (text, ranges);
+        raw = optional_ranges(&raw_lengths, &mut reader)?;
+    } else {
+        let sd_lengths = read_lengths(&mut reader)?;
+        let raw_lengths = read_lengths(&mut reader)?;
+        structured_data = optional_ranges(&sd_lengths, &mut reader)?;
+        raw = optional_ranges(&raw_lengths, &mut reader)?;
+        (messages, message) = words::read(&mut reader, count)?;
     }
-    let raw = optional_ranges(&lengths[2], &mut reader)?;
     if reader.position() != body.len() {
         return Err(BlockError::Damaged("trailing bytes"));
     }
@@ -559,6 +584,7 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
         .map(|range| std::str::from_utf8(&body[range.clone()]).ok().and_then(|text| text.parse().ok()))
         .collect();
     Ok(DecodedBlock {
+        format_version,
         dictionary,
         received_ns,
         source,
@@ -571,6 +597,7 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
         event,
         refs,
         structured_data,
+        messages,
         message,
         raw,
         addresses,
@@ -583,6 +610,11 @@ fn optional_u8(value: u8) -> Option<u8> {
 }
 
 impl DecodedBlock {
+    /// The body format the block was written in.
+    pub fn format_version(&self) -> u8 {
+        self.format_version
+    }
+
     pub fn len(&self) -> usize {
         self.received_ns.len()
     }
@@ -647,7 +679,7 @@ impl DecodedBlock {
     }
 
     pub fn message(&self, row: usize) -> &[u8] {
-        &self.body[self.message[row].clone()]
+        &self.messages[self.message[row].clone()]
     }
 
     pub fn raw(&self, row: usize) -> Option<&[u8]> {

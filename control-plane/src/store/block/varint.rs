@@ -30,6 +30,10 @@ impl<'a> Reader<'a> {
         self.position
     }
 
+    pub(super) fn remaining(&self) -> usize {
+        self.bytes.len() - self.position
+    }
+
     pub(super) fn u8(&mut self) -> Result<u8, BlockError> {
         let byte = *self.bytes.get(self.position).ok_or(BlockError::Damaged("body ends early"))?;
         self.position += 1;
