@@ -311,8 +311,9 @@ impl DataPlane {
                 Bound::SyslogUdp(socket) => {
                     let (sink, counters) = self.add_sink(spec.kind, at_start);
                     let gate = self.settings.sources.gate();
+                    let receive = self.settings.capture.socket_receive;
                     let (started, thread) =
-                        spawn_udp_listener(socket, sink, counters, options, gate, stop.clone())?;
+                        spawn_udp_listener(socket, sink, counters, options, gate, receive, stop.clone())?;
                     info = Some(started);
                     threads.push(thread);
                 }
@@ -368,6 +369,7 @@ impl DataPlane {
                             counters: counters.clone(),
                             metric_counters: metric_counters.clone(),
                             gate: self.settings.sources.gate(),
+                            receive: self.settings.capture.socket_receive,
                         };
                         let (started, thread) = spawn_metrics_listener(socket, sink, stop.clone())?;
                         info.get_or_insert(started);
@@ -383,6 +385,7 @@ impl DataPlane {
                 kind: spec.kind,
                 local_addr: spec.address,
                 capture: CapturePath::Socket,
+                socket_receive: None,
             }),
             stop,
             threads,
@@ -441,7 +444,12 @@ impl DataPlane {
             }
         }
         self.capture = capture.status().clone();
-        self.xdp_info = Some(ListenerInfo { kind, local_addr: address, capture: CapturePath::AfXdp });
+        self.xdp_info = Some(ListenerInfo {
+            kind,
+            local_addr: address,
+            capture: CapturePath::AfXdp,
+            socket_receive: None,
+        });
         self.xdp = Some(capture);
         spawned.map_err(Into::into)
     }
@@ -510,6 +518,7 @@ impl DataPlane {
             Ok(()) => self.steer_syslog_ports(),
             Err(error) => self.capture = CaptureStatus::Socket { fallback: Some(error.to_string()) },
         }
+        // Listeners started from now on read their sockets the new way.
         self.settings.capture = capture;
         self.publish();
         started

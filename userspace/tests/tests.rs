@@ -2,4 +2,5 @@
 //! program run by the kernel through BPF_PROG_TEST_RUN.
 mod listeners;
 mod metric_listeners;
+mod socket_receive;
 mod xdp;

@@ -129,6 +129,8 @@ pub struct CaptureConfig {
     pub agent: AgentPins,
     /// The agent's pin folder (a bpffs directory).
     pub pin_dir: PathBuf,
+    /// How UDP socket listeners read their sockets (`capture.socket_receive`).
+    pub socket_receive: crate::listener::udp_receive::SocketReceive,
 }
 
 impl Default for CaptureConfig {
@@ -143,6 +145,7 @@ impl Default for CaptureConfig {
             rate_limit: None,
             agent: AgentPins::default(),
             pin_dir: PathBuf::from(DEFAULT_AGENT_PIN_DIR),
+            socket_receive: crate::listener::udp_receive::SocketReceive::default(),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Syslog over UDP through an ordinary socket, read with `recvmmsg` in batches.
+//! Syslog over UDP through an ordinary socket, read in batches with `recvmmsg` or io_uring
+//! ([`super::udp_receive`]).
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -10,6 +11,7 @@ use jiff::Timestamp;
 use killkrill_parsers::syslog::ParseOptions;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::udp_receive::{self, SocketReceive, UdpReceiver};
 use super::{BatchSink, CapturePath, ListenerInfo, ListenerKind, StopSignal, WhenFull};
 use crate::counters::ListenerCounters;
 use crate::sources::{SourceGate, Verdict};
@@ -17,8 +19,6 @@ use crate::{Error, Result};
 
 /// Datagrams read per `recvmmsg` call.
 const DATAGRAMS_PER_CALL: usize = 64;
-/// Largest UDP payload (65,507 bytes over IPv4) rounded up.
-const DATAGRAM_BUFFER_BYTES: usize = 64 * 1024;
 /// Asked-for kernel receive buffer; the kernel caps it at net.core.rmem_max unless we may
 /// force it (root), and a bigger buffer rides out bursts while a batch is handed off.
 const RECEIVE_BUFFER_BYTES: usize = 8 << 20;
@@ -72,59 +72,60 @@ pub(crate) fn spawn_udp_listener(
     counters: Arc<ListenerCounters>,
     options: ParseOptions,
     gate: SourceGate,
+    receive: SocketReceive,
     stop: StopSignal,
 ) -> Result<(ListenerInfo, JoinHandle<()>)> {
     let kind = ListenerKind::SyslogUdp;
     let local_addr = socket.local_addr().map_err(|source| Error::SocketOption { listener: kind, source })?;
+    let (receiver, choice) = udp_receive::receiver_for(kind, receive, &socket);
+    counters.set_socket_receive(&choice);
     let handle = std::thread::Builder::new()
         .name(kind.label().to_owned())
-        .spawn(move || receive_loop(&socket, sink, &counters, options, gate, &stop))
+        .spawn(move || receive_loop(&socket, receiver, sink, &counters, options, gate, &stop))
         .map_err(|source| Error::Spawn { listener: kind, source })?;
-    Ok((ListenerInfo { kind, local_addr, capture: CapturePath::Socket }, handle))
+    let info = ListenerInfo { kind, local_addr, capture: CapturePath::Socket, socket_receive: Some(choice) };
+    Ok((info, handle))
 }
 
 fn receive_loop(
     socket: &UdpSocket,
+    mut receiver: UdpReceiver,
     mut sink: BatchSink,
     counters: &ListenerCounters,
     mut options: ParseOptions,
     mut gate: SourceGate,
     stop: &StopSignal,
 ) {
-    let mut receiver = MultiReceiver::new();
-    let mut receive = |sink: &mut BatchSink, flags: libc::c_int| -> bool {
-        match receiver.receive(socket, flags) {
-            Ok(count) => {
-                options.received_at = Timestamp::now();
-                let mut bytes = 0;
-                let mut parse_errors = 0;
-                let mut refused = Refused::default();
-                gate.refresh();
-                let open = gate.is_open();
-                for (payload, source) in receiver.datagrams(count) {
-                    bytes += payload.len() as u64;
-                    if !open && !refused.admit(&mut gate, source) {
-                        continue;
-                    }
-                    parse_errors += u64::from(sink.batch().push_syslog(payload, None, source, &options));
-                    if sink.batch().len() >= sink.limits().max_messages {
-                        sink.flush_if_due(false, WhenFull::Drop);
-                    }
-                }
-                ListenerCounters::add(&counters.received_messages, count as u64);
+    udp_receive::enable_or_fall_back(&mut receiver, ListenerKind::SyslogUdp);
+    let mut receive = |sink: &mut BatchSink, wait: bool| -> bool {
+        options.received_at = Timestamp::now();
+        let mut bytes = 0;
+        let mut parse_errors = 0;
+        let mut refused = Refused::default();
+        gate.refresh();
+        let open = gate.is_open();
+        let received = receiver.receive(socket, wait, |payload, source, _| {
+            bytes += payload.len() as u64;
+            if !open && !refused.admit(&mut gate, source) {
+                return;
+            }
+            parse_errors += u64::from(sink.batch().push_syslog(payload, None, source, &options));
+            if sink.batch().len() >= sink.limits().max_messages {
+                sink.flush_if_due(false, WhenFull::Drop);
+            }
+        });
+        match received {
+            Ok(received) => {
+                ListenerCounters::add(&counters.received_messages, received.datagrams as u64);
                 ListenerCounters::add(&counters.received_bytes, bytes);
                 ListenerCounters::add(&counters.parse_errors, parse_errors);
+                ListenerCounters::add(&counters.truncated_frames, received.truncated);
                 refused.count(counters);
                 sink.flush_if_due(false, WhenFull::Drop);
                 true
             }
             Err(error) => {
-                if !matches!(
-                    error.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) {
+                if !udp_receive::is_idle(&error) {
                     ListenerCounters::add(&counters.receive_errors, 1);
                     std::thread::sleep(Duration::from_millis(1));
                 }
@@ -134,10 +135,10 @@ fn receive_loop(
         }
     };
     while !stop.is_raised() {
-        receive(&mut sink, libc::MSG_WAITFORONE);
+        receive(&mut sink, true);
     }
     // What the kernel already queued was accepted by this host: read it before leaving.
-    while receive(&mut sink, libc::MSG_DONTWAIT) {}
+    while receive(&mut sink, false) {}
     sink.drain();
 }
 
@@ -174,6 +175,7 @@ impl Refused {
 /// point at them. Boxed slices never move, so the raw pointers stay valid.
 pub(crate) struct MultiReceiver {
     payloads: Box<[u8]>,
+    datagram_bytes: usize,
     addresses: Box<[libc::sockaddr_storage]>,
     /// Only read by the kernel, through the headers' pointers.
     _iovecs: Box<[libc::iovec]>,
@@ -184,14 +186,17 @@ pub(crate) struct MultiReceiver {
 unsafe impl Send for MultiReceiver {}
 
 impl MultiReceiver {
-    pub(crate) fn new() -> Self {
-        let mut payloads = vec![0u8; DATAGRAMS_PER_CALL * DATAGRAM_BUFFER_BYTES].into_boxed_slice();
+    /// Room for `DATAGRAMS_PER_CALL` datagrams of `datagram_bytes` each (longer ones are
+    /// cut, and flagged MSG_TRUNC by the kernel).
+    pub(crate) fn new(datagram_bytes: usize) -> Self {
+        let datagram_bytes = datagram_bytes.max(1);
+        let mut payloads = vec![0u8; DATAGRAMS_PER_CALL * datagram_bytes].into_boxed_slice();
         // SAFETY: sockaddr_storage, iovec and mmsghdr are plain C structs for which
         // all-zero bytes are a valid value.
         let mut addresses: Box<[libc::sockaddr_storage]> =
             (0..DATAGRAMS_PER_CALL).map(|_| unsafe { std::mem::zeroed() }).collect();
         let mut iovecs: Box<[libc::iovec]> = payloads
-            .chunks_exact_mut(DATAGRAM_BUFFER_BYTES)
+            .chunks_exact_mut(datagram_bytes)
             .map(|chunk| libc::iovec { iov_base: chunk.as_mut_ptr().cast(), iov_len: chunk.len() })
             .collect();
         let headers: Box<[libc::mmsghdr]> = iovecs
@@ -206,13 +211,14 @@ impl MultiReceiver {
                 header
             })
             .collect();
-        Self { payloads, addresses, _iovecs: iovecs, headers }
+        Self { payloads, datagram_bytes, addresses, _iovecs: iovecs, headers }
     }
 
     pub(crate) fn receive(&mut self, socket: &UdpSocket, flags: libc::c_int) -> std::io::Result<usize> {
         for header in self.headers.iter_mut() {
             header.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             header.msg_len = 0;
+            header.msg_hdr.msg_flags = 0;
         }
         // SAFETY: every header points at live buffers owned by self with their true sizes.
         let count = unsafe {
@@ -230,17 +236,39 @@ impl MultiReceiver {
         Ok(count as usize)
     }
 
-    pub(crate) fn datagrams(&self, count: usize) -> impl Iterator<Item = (&[u8], SocketAddr)> {
-        self.headers[..count].iter().zip(self.addresses.iter()).enumerate().map(
+    /// The datagrams of the last call: payload, source, and whether it was cut.
+    pub(crate) fn datagrams(&self, count: usize) -> impl Iterator<Item = (&[u8], SocketAddr, bool)> {
+        let size = self.datagram_bytes;
+        self.headers[..count.min(self.headers.len())].iter().zip(self.addresses.iter()).enumerate().map(
             move |(index, (header, address))| {
-                let start = index * DATAGRAM_BUFFER_BYTES;
-                let len = (header.msg_len as usize).min(DATAGRAM_BUFFER_BYTES);
-                let source = socket_addr(address)
-                    .unwrap_or(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)));
-                (&self.payloads[start..start + len], source)
+                let start = index * size;
+                let len = (header.msg_len as usize).min(size);
+                let source = socket_addr(address).unwrap_or(UNKNOWN_SOURCE);
+                let truncated = header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+                (&self.payloads[start..start + len], source, truncated)
             },
         )
     }
+}
+
+/// Where a datagram whose source the kernel did not say came from.
+const UNKNOWN_SOURCE: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+
+/// The source address in the first bytes of a `sockaddr_storage` (io_uring's
+/// `recvmsg_out` name field, which may be shorter than the whole structure).
+pub(crate) fn socket_addr_from_bytes(bytes: &[u8]) -> SocketAddr {
+    // SAFETY: sockaddr_storage is a plain C struct for which all-zero bytes are valid.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let length = bytes.len().min(std::mem::size_of::<libc::sockaddr_storage>());
+    // SAFETY: copies at most the structure's size from a slice at least that long.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            length,
+        )
+    };
+    socket_addr(&storage).unwrap_or(UNKNOWN_SOURCE)
 }
 
 /// Reads the source address the kernel wrote for a datagram.
