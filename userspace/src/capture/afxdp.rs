@@ -1,5 +1,8 @@
 //! One AF_XDP socket per rx queue: its UMEM, fill ring and RX ring, read on its own
-//! thread into the same batches, hand-off and counters as the UDP socket listener.
+//! thread into the same batches, hand-off and counters as the UDP socket listeners:
+//! syslog datagrams into a log batch, statsd and Influx datagrams into the queue's own
+//! aggregators (the same [`MetricIngest`] the metrics socket listener uses), chosen by
+//! the datagram's destination port ([`PortTable`]).
 //!
 //! Frames go back on the fill ring as soon as their payload is copied into the batch
 //! arena. The socket binds with `need_wakeup`, zero-copy where the driver has it and copy
@@ -17,10 +20,21 @@ use killkrill_parsers::syslog::ParseOptions;
 use xdpilone::{DeviceQueue, IfInfo, RingRx, Socket, SocketConfig, Umem, UmemConfig, User};
 
 use super::frame::udp_datagram;
+use super::ports::{PortTable, PortView};
 use super::umem::UmemArea;
 use super::{AfXdpSettings, BindMode, CaptureError};
 use crate::counters::ListenerCounters;
+use crate::listener::metrics_udp::{MetricIngest, now_ns};
 use crate::listener::{BatchSink, StopSignal, WhenFull};
+use crate::xdp::XdpListener;
+
+/// Where one queue's receiver puts what it reads, by listener.
+pub(crate) struct QueueSinks {
+    pub(crate) syslog: BatchSink,
+    pub(crate) syslog_counters: Arc<ListenerCounters>,
+    pub(crate) statsd: MetricIngest,
+    pub(crate) influx: MetricIngest,
+}
 
 /// Descriptors read per pass over the RX ring.
 const FRAMES_PER_PASS: u32 = 64;
@@ -154,24 +168,22 @@ impl XskReceiver {
         }
     }
 
-    /// Reads what the RX ring holds into the batch; returns the frames read.
-    fn receive(
-        &mut self,
-        sink: &mut BatchSink,
-        counters: &ListenerCounters,
-        options: &mut ParseOptions,
-    ) -> u32 {
+    /// Reads what the RX ring holds into the batch and the aggregators; returns the frames
+    /// read.
+    fn receive(&mut self, sinks: &mut QueueSinks, ports: &PortView, options: &mut ParseOptions) -> u32 {
         if self.rx.available() == 0 {
             return 0;
         }
         options.received_at = Timestamp::now();
         let (mut frames, mut messages, mut bytes, mut parse_errors, mut unreadable) =
             (0u32, 0u64, 0u64, 0u64, 0u64);
+        let sink = &mut sinks.syslog;
         let mut reader = self.rx.receive(FRAMES_PER_PASS);
         while let Some(desc) = reader.read() {
             frames += 1;
-            match self.area.frame(desc.addr, desc.len).and_then(udp_datagram) {
-                Some(datagram) => {
+            let datagram = self.area.frame(desc.addr, desc.len).and_then(udp_datagram);
+            match datagram.map(|datagram| (ports.listener(datagram.destination_port), datagram)) {
+                Some((Some(XdpListener::Syslog), datagram)) => {
                     messages += 1;
                     bytes += datagram.payload.len() as u64;
                     parse_errors +=
@@ -180,8 +192,11 @@ impl XskReceiver {
                         sink.flush_if_due(false, WhenFull::Drop);
                     }
                 }
-                // The program steers only whole UDP datagrams; count anything else.
-                None => unreadable += 1,
+                Some((Some(XdpListener::Statsd), datagram)) => sinks.statsd.ingest(datagram.payload, false),
+                Some((Some(XdpListener::Influx), datagram)) => sinks.influx.ingest(datagram.payload, false),
+                // The program steers only whole UDP datagrams, to ports in the table; count
+                // anything else (a port unsteered while its frames were in the ring).
+                _ => unreadable += 1,
             }
             // Copied into the arena: the frame can go back to the kernel.
             self.free.push(desc.addr - desc.addr % u64::from(self.frame_size));
@@ -189,6 +204,9 @@ impl XskReceiver {
         reader.release();
         drop(reader);
         self.refill();
+        sinks.statsd.count_batch();
+        sinks.influx.count_batch();
+        let counters = &sinks.syslog_counters;
         ListenerCounters::add(&counters.received_messages, messages);
         ListenerCounters::add(&counters.received_bytes, bytes);
         ListenerCounters::add(&counters.parse_errors, parse_errors);
@@ -219,26 +237,35 @@ impl XskReceiver {
 /// Starts the receive loop of `receiver` on its own thread.
 pub(crate) fn spawn_receiver(
     mut receiver: XskReceiver,
-    mut sink: BatchSink,
-    counters: Arc<ListenerCounters>,
+    mut sinks: QueueSinks,
+    ports: Arc<PortTable>,
     mut options: ParseOptions,
     stop: StopSignal,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name(format!("afxdp-q{}", receiver.queue)).spawn(move || {
         let mut last_statistics = Instant::now();
+        let mut view = PortView::default();
         while !stop.is_raised() {
-            if receiver.receive(&mut sink, &counters, &mut options) == 0 {
-                receiver.wait(sink.wait_budget());
-                sink.flush_if_due(false, WhenFull::Drop);
+            view.refresh(&ports);
+            if receiver.receive(&mut sinks, &view, &mut options) == 0 {
+                receiver.wait(sinks.syslog.wait_budget());
+                sinks.syslog.flush_if_due(false, WhenFull::Drop);
             }
+            sinks.statsd.flush_if_due();
+            sinks.influx.flush_if_due();
             if last_statistics.elapsed() >= STATISTICS_INTERVAL {
-                receiver.report_kernel_drops(&counters);
+                // The kernel's drops are the socket's, not a listener's: they go with syslog.
+                receiver.report_kernel_drops(&sinks.syslog_counters);
                 last_statistics = Instant::now();
             }
         }
         // The runtime unregistered the socket before stopping: read what already arrived.
-        while receiver.receive(&mut sink, &counters, &mut options) > 0 {}
-        receiver.report_kernel_drops(&counters);
-        sink.drain();
+        view.refresh(&ports);
+        while receiver.receive(&mut sinks, &view, &mut options) > 0 {}
+        receiver.report_kernel_drops(&sinks.syslog_counters);
+        sinks.syslog.drain();
+        let now = now_ns();
+        sinks.statsd.flush(now, true);
+        sinks.influx.flush(now, true);
     })
 }
