@@ -460,7 +460,7 @@ impl IngestConfig {
     }
 }
 
-/// How syslog over UDP is taken off the wire (docs/capture.md).
+/// How syslog, statsd and Influx over UDP are taken off the wire (docs/capture.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CaptureModeSetting {

@@ -189,10 +189,14 @@ impl MetricsListener {
     /// One receive call; false when nothing was read.
     fn receive(&mut self, socket: &UdpSocket, wait: bool) -> bool {
         let mut refused = Refused::default();
-        self.gate.refresh();
-        let open = self.gate.is_open();
+        // Looked at once the batch has arrived, not before the wait (see udp.rs).
+        let mut open = None;
         let (ingest, gate) = (&mut self.ingest, &mut self.gate);
         let received = self.receiver.receive(socket, wait, |payload, source, truncated| {
+            let open = *open.get_or_insert_with(|| {
+                gate.refresh();
+                gate.is_open()
+            });
             if !open && !refused.admit(gate, source) {
                 ingest.note(payload, truncated);
                 return;

@@ -102,10 +102,15 @@ fn receive_loop(
         let mut bytes = 0;
         let mut parse_errors = 0;
         let mut refused = Refused::default();
-        gate.refresh();
-        let open = gate.is_open();
+        // Looked at once the batch has arrived, not before the wait: a policy changed while
+        // the thread slept applies to what it wakes up for.
+        let mut open = None;
         let received = receiver.receive(socket, wait, |payload, source, _| {
             bytes += payload.len() as u64;
+            let open = *open.get_or_insert_with(|| {
+                gate.refresh();
+                gate.is_open()
+            });
             if !open && !refused.admit(&mut gate, source) {
                 return;
             }
