@@ -9,7 +9,7 @@
 //! the payload. See docs/adr/0033-io-uring-socket-receive.md.
 
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
@@ -97,7 +97,7 @@ impl UringReceiver {
     /// (longer datagrams are cut and reported truncated). Fails where io_uring is not
     /// allowed (`kernel.io_uring_disabled`, a seccomp profile: EPERM or ENOSYS) or too old
     /// for provided-buffer rings (5.19).
-    pub(crate) fn new(socket: &UdpSocket, datagram_bytes: usize) -> io::Result<Self> {
+    pub(crate) fn new(socket: &impl AsRawFd, datagram_bytes: usize) -> io::Result<Self> {
         // The receiving thread is the only one that submits: a single-issuer ring with
         // deferred task work runs completions only when that thread asks for them. It is
         // made disabled so that the thread that will use it can enable it (and become
@@ -271,8 +271,8 @@ pub(crate) fn probe() -> io::Result<()> {
     }
     // SAFETY: socketpair just returned these descriptors; each is owned once.
     let (receiving, sending) = unsafe {
-        use std::os::fd::FromRawFd;
-        (UdpSocket::from_raw_fd(fds[0]), UdpSocket::from_raw_fd(fds[1]))
+        use std::os::fd::{FromRawFd, OwnedFd};
+        (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
     };
     let mut receiver = UringReceiver::new(&receiving, 64)?;
     receiver.enable()?;
