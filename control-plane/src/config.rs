@@ -531,7 +531,7 @@ impl IngestConfig {
     }
 }
 
-/// How syslog over UDP is taken off the wire (docs/capture.md).
+/// How syslog, statsd and Influx over UDP are taken off the wire (docs/capture.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CaptureModeSetting {
@@ -575,6 +575,19 @@ pub struct CaptureSection {
     pub agent: AgentPinsSetting,
     /// The bpffs folder where the node agent pins its program (its `bpf_pin_dir`).
     pub pin_dir: PathBuf,
+    /// How UDP socket listeners (syslog, statsd, Influx) read their sockets: `auto`
+    /// (default: the method measured faster, recvmmsg here), `recvmmsg` or `io_uring`
+    /// (multishot receive; recvmmsg, with a warning, where io_uring is unavailable).
+    pub socket_receive: SocketReceiveSetting,
+}
+
+/// `capture.socket_receive` (docs/adr/0033-io-uring-socket-receive.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SocketReceiveSetting {
+    Auto,
+    Recvmmsg,
+    IoUring,
 }
 
 /// `capture.agent` (docs/adr/0028-serve-on-agent-pins.md).
@@ -603,6 +616,7 @@ impl Default for CaptureSection {
             rate_limit_burst: 0,
             agent: AgentPinsSetting::Auto,
             pin_dir: PathBuf::from(killkrill_dataplane::capture::DEFAULT_AGENT_PIN_DIR),
+            socket_receive: SocketReceiveSetting::Auto,
         }
     }
 }
@@ -611,6 +625,7 @@ impl CaptureSection {
     /// The data plane's view of this section; errors name the key.
     pub fn to_dataplane(&self) -> Result<killkrill_dataplane::capture::CaptureConfig, Error> {
         use killkrill_dataplane::capture::{AfXdpSettings, AgentPins, CaptureConfig, CaptureMode};
+        use killkrill_dataplane::listener::udp_receive::SocketReceive;
         use killkrill_dataplane::xdp::{RateLimit, parse_prefixes};
         let mode = match self.mode {
             CaptureModeSetting::Auto => CaptureMode::Auto,
@@ -670,6 +685,11 @@ impl CaptureSection {
                 AgentPinsSetting::Ignore => AgentPins::Ignore,
             },
             pin_dir: self.pin_dir.clone(),
+            socket_receive: match self.socket_receive {
+                SocketReceiveSetting::Auto => SocketReceive::Auto,
+                SocketReceiveSetting::Recvmmsg => SocketReceive::Recvmmsg,
+                SocketReceiveSetting::IoUring => SocketReceive::IoUring,
+            },
         })
     }
 }
@@ -1173,12 +1193,16 @@ mod tests {
             assert_eq!(config.capture.interface, None);
             jail.set_env("KILLKRILL_CAPTURE__INTERFACE", "eth7");
             jail.set_env("KILLKRILL_CAPTURE__DENY", "[\"10.0.0.0/8\"]");
-            let file = "[capture]\nmode = \"xdp\"\nrx_ring_size = 4096\nrate_limit_per_second = 100\n";
+            let file = "[capture]\nmode = \"xdp\"\nrx_ring_size = 4096\nrate_limit_per_second = 100\nsocket_receive = \"recvmmsg\"\n";
             let config = load(jail, Some(file), FlagOverrides::default()).unwrap();
             let capture = config.capture.to_dataplane().unwrap();
             assert_eq!(capture.mode, killkrill_dataplane::capture::CaptureMode::Xdp);
             assert_eq!(capture.interface.as_deref(), Some("eth7"));
             assert_eq!(capture.af_xdp.rx_ring_size, 4096);
+            assert_eq!(
+                capture.socket_receive,
+                killkrill_dataplane::listener::udp_receive::SocketReceive::Recvmmsg
+            );
             assert_eq!(capture.deny, ["10.0.0.0/8"]);
             let limit = capture.rate_limit.unwrap();
             assert_eq!((limit.per_second, limit.burst), (100, 100), "burst defaults to the rate");

@@ -102,7 +102,7 @@ impl LiveConfig {
         })
     }
 
-    /// The running socket listeners (the AF_XDP receivers share the syslog-udp entry),
+    /// The running socket listeners (the AF_XDP receivers share the UDP listeners' entries),
     /// by protocol and address so that the order does not depend on the history.
     pub fn listeners(&self) -> ListenersSetting {
         let running = self.listeners.read().unwrap_or_else(PoisonError::into_inner);

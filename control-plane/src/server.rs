@@ -246,6 +246,7 @@ pub async fn serve(config: Config) -> Result<()> {
             listener = listener.kind.label(),
             address = %listener.local_addr,
             capture = listener.capture.label(),
+            socket_receive = listener.socket_receive.as_ref().map_or("", |choice| choice.method.label()),
             "Listener started."
         );
     }
@@ -401,7 +402,7 @@ fn log_capture(status: &CaptureStatus) {
                 attach = attach.label(),
                 queues = queues.len(),
                 af_xdp_bind = bind,
-                "Capture: XDP steers syslog over UDP to AF_XDP; the socket listener takes what it passes."
+                "Capture: XDP steers syslog, statsd and Influx over UDP to AF_XDP; the socket listeners take what it passes."
             );
         }
         CaptureStatus::Xdp { interface, attach, queues, program: XdpProgram::Agent { pin_dir } } => {
@@ -415,7 +416,7 @@ fn log_capture(status: &CaptureStatus) {
                 attach = attach.label(),
                 queues = queues.len(),
                 af_xdp_bind = bind,
-                "Capture: the node agent's XDP program steers syslog over UDP to our AF_XDP sockets; the socket listener takes what it passes."
+                "Capture: the node agent's XDP program steers syslog, statsd and Influx over UDP to our AF_XDP sockets; the socket listeners take what it passes."
             );
         }
         CaptureStatus::Socket { fallback: Some(reason) } => {

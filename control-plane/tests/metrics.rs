@@ -258,3 +258,53 @@ fn several_receive_threads_each_flush_and_their_points_merge() {
         "merged at query time"
     );
 }
+
+#[test]
+fn stats_say_how_each_udp_socket_listener_reads_its_socket() {
+    let method_of = |appliance: &Appliance, label: &str| -> (String, Value) {
+        let (status, stats) = appliance.get_json("/api/v1/stats");
+        assert_eq!(status, 200, "{stats}");
+        let listener = stats["listeners"]
+            .as_array()
+            .and_then(|listeners| {
+                listeners.iter().find(|l| l["listener"] == label && l["capture"] == "socket").cloned()
+            })
+            .unwrap_or_else(|| panic!("no {label} socket listener in {stats}"));
+        (
+            listener["socket_receive"].as_str().unwrap_or_default().to_owned(),
+            listener["socket_receive_fallback"].clone(),
+        )
+    };
+    let labels = ["syslog-udp", "statsd-udp", "influx-udp"];
+    let appliance = start();
+    for label in labels {
+        assert_eq!(method_of(&appliance, label), ("recvmmsg".to_owned(), Value::Null), "{label}: auto");
+    }
+    assert!(appliance.terminate().success());
+
+    let temp = tempfile::tempdir().unwrap();
+    let appliance = Appliance::start_with_env(
+        &temp.path().join("data"),
+        &[],
+        &[("KILLKRILL_CAPTURE__SOCKET_RECEIVE", "io_uring")],
+    );
+    let io_uring_works = killkrill_dataplane::listener::udp_receive::probe_io_uring().is_ok();
+    for label in labels {
+        let (method, fallback) = method_of(&appliance, label);
+        if io_uring_works {
+            assert_eq!((method.as_str(), &fallback), ("io_uring", &Value::Null), "{label}");
+        } else {
+            assert_eq!(method, "recvmmsg", "{label}");
+            assert!(
+                fallback.as_str().is_some_and(|reason| reason.contains("io_uring")),
+                "{label}: {fallback}"
+            );
+        }
+    }
+    // Datagrams read through io_uring are stored like any others.
+    let target = appliance.listener("statsd-udp");
+    send(target, &["uring.hits:3|c".to_owned()]);
+    let (value, _) = wait_for_value(&appliance, "name=uring.hits&agg=sum", |sum| sum >= 3.0);
+    assert_eq!(value, 3.0);
+    assert!(appliance.terminate().success());
+}

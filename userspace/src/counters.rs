@@ -7,6 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::listener::udp_receive::ReceiveChoice;
 use crate::listener::{CapturePath, ListenerKind};
 
 /// The counters of every listener kind run so far; grows when a listener of a new kind
@@ -35,7 +36,8 @@ pub struct ListenerCounters {
     pub dropped_shutdown: AtomicU64,
     /// Batches handed to the control plane.
     pub handed_off_batches: AtomicU64,
-    /// TCP: frames cut to the maximum frame size (kept, truncated).
+    /// TCP: frames cut to the maximum frame size; UDP: datagrams longer than the receive
+    /// buffer (kept, truncated).
     pub truncated_frames: AtomicU64,
     /// TCP: frames cut short by the end of their connection (kept).
     pub incomplete_frames: AtomicU64,
@@ -71,6 +73,9 @@ pub struct ListenerCounters {
     pub dropped_denied: AtomicU64,
     /// Socket path: datagrams dropped because the source's token bucket was empty.
     pub dropped_rate_limited: AtomicU64,
+    /// UDP socket listeners: the receive method the listener runs with now, and why not
+    /// io_uring when it was wanted (set when a listener of this kind starts).
+    pub socket_receive: std::sync::Mutex<Option<ReceiveChoice>>,
 }
 
 impl ListenerCounters {
@@ -99,7 +104,17 @@ impl ListenerCounters {
             journal_errors: AtomicU64::new(0),
             dropped_denied: AtomicU64::new(0),
             dropped_rate_limited: AtomicU64::new(0),
+            socket_receive: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The receive method in force (see [`Self::socket_receive`]).
+    pub fn socket_receive(&self) -> Option<ReceiveChoice> {
+        self.socket_receive.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    pub(crate) fn set_socket_receive(&self, choice: &ReceiveChoice) {
+        *self.socket_receive.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(choice.clone());
     }
 
     /// Adds `value` to `counter`; the single-writer discipline makes relaxed enough.

@@ -18,11 +18,11 @@ use killkrill_parsers::syslog::ParseOptions;
 
 use crate::Result;
 use crate::batch::BatchLimits;
-use crate::capture::{CaptureConfig, CaptureMode, CaptureStatus, XdpCapture};
+use crate::capture::{CaptureConfig, CaptureMode, CaptureStatus, QueueSinks, XdpCapture};
 use crate::cores::{CorePlan, CoreSelection, RuntimeChoice, RuntimeStatus, format_cpu_list};
 use crate::counters::ListenerCounters;
 use crate::handoff::{BatchConsumer, batch_ring};
-use crate::listener::metrics_udp::{MetricSink, spawn_metrics_listener};
+use crate::listener::metrics_udp::{MetricIngest, MetricSink, spawn_metrics_listener};
 use crate::listener::stream::{StreamSettings, TlsSettings};
 use crate::listener::tcp::bind_tcp;
 use crate::listener::udp::{SyslogDatagramReader, bind_udp_with};
@@ -216,7 +216,8 @@ pub struct DataPlane {
     metric_feed_receiver: Option<Receiver<MetricConsumer>>,
     /// XDP capture, when it started; stopped before the socket listeners.
     xdp: Option<XdpCapture>,
-    xdp_info: Option<ListenerInfo>,
+    /// One entry per listener kind whose port XDP steers.
+    xdp_info: Vec<ListenerInfo>,
     capture: CaptureStatus,
     capture_now: SharedCapture,
 }
@@ -267,7 +268,7 @@ impl DataPlane {
             metric_feed: Some(metric_feed),
             metric_feed_receiver: Some(metric_feed_receiver),
             xdp: None,
-            xdp_info: None,
+            xdp_info: Vec::new(),
             capture: CaptureStatus::Socket { fallback: None },
             capture_now: Arc::new(RwLock::new(CaptureNow {
                 status: CaptureStatus::Socket { fallback: None },
@@ -277,16 +278,26 @@ impl DataPlane {
         // Bind everything first, so that a bad address fails start-up before any thread runs.
         let bound = specs.iter().map(|spec| plane.bind(spec)).collect::<Result<Vec<_>>>()?;
         let options = plane.parse_options();
-        if let Some((_, Bound::SyslogUdp(sockets))) =
-            specs.iter().zip(&bound).find(|(spec, _)| spec.kind == ListenerKind::SyslogUdp)
-            && let Some(socket) = sockets.first()
-            && config.capture.mode != CaptureMode::Socket
-        {
-            let address = socket
-                .local_addr()
-                .map_err(|source| crate::Error::SocketOption { listener: ListenerKind::SyslogUdp, source })?;
+        let steered = specs
+            .iter()
+            .zip(&bound)
+            .filter_map(|(spec, bound)| {
+                let socket = match bound {
+                    Bound::SyslogUdp(sockets) => sockets.first()?,
+                    Bound::Metrics(sockets) => sockets.first()?,
+                    Bound::Stream(_) => return None,
+                };
+                Some(
+                    socket
+                        .local_addr()
+                        .map(|address| (spec.kind, address))
+                        .map_err(|source| crate::Error::SocketOption { listener: spec.kind, source }),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if !steered.is_empty() && config.capture.mode != CaptureMode::Socket {
             let capture = plane.settings.capture.clone();
-            plane.start_xdp(&capture, address, &options, true)?;
+            plane.start_xdp(&capture, &steered, &options, true)?;
         }
         for (spec, bound) in specs.iter().zip(bound) {
             let running = plane.spawn(spec, bound, true)?;
@@ -335,6 +346,8 @@ impl DataPlane {
                     for (index, socket) in sockets.into_iter().enumerate() {
                         let (sink, counters) = self.add_sink(spec.kind, at_start);
                         let reader = SyslogDatagramReader::new(
+                            &socket,
+                            self.settings.capture.socket_receive,
                             sink,
                             counters,
                             options.clone(),
@@ -407,6 +420,7 @@ impl DataPlane {
                             counters: counters.clone(),
                             metric_counters: metric_counters.clone(),
                             gate: self.settings.sources.gate(),
+                            receive: self.settings.capture.socket_receive,
                         };
                         let (started, thread) = spawn_metrics_listener(socket, sink, stop.clone())?;
                         info.get_or_insert(started);
@@ -422,6 +436,7 @@ impl DataPlane {
                 kind: spec.kind,
                 local_addr: spec.address,
                 capture: CapturePath::Socket,
+                socket_receive: None,
             }),
             stop,
             threads,
@@ -435,12 +450,13 @@ impl DataPlane {
         }
     }
 
-    /// Starts XDP capture of the syslog UDP port; in `auto` mode a failure leaves the
-    /// socket listener alone and is reported in [`DataPlane::capture`].
+    /// Starts XDP capture of the `steered` UDP listeners' ports (syslog, statsd, Influx);
+    /// in `auto` mode a failure leaves the socket listeners alone and is reported in
+    /// [`DataPlane::capture`].
     fn start_xdp(
         &mut self,
         capture_config: &CaptureConfig,
-        address: SocketAddr,
+        steered: &[(ListenerKind, SocketAddr)],
         options: &ParseOptions,
         at_start: bool,
     ) -> Result<()> {
@@ -449,41 +465,64 @@ impl DataPlane {
                 CaptureStatus::Socket { fallback: Some("no capture interface configured".to_owned()) };
             return Ok(());
         }
-        let mut capture = match XdpCapture::open(capture_config, address.port()) {
+        let ports = steered_ports(steered);
+        let mut capture = match XdpCapture::open(capture_config, &ports) {
             Ok(capture) => capture,
             Err(error) if capture_config.mode == CaptureMode::Auto => {
-                tracing::warn!(error = %error, "XDP capture unavailable; syslog over UDP uses the socket only");
+                tracing::warn!(error = %error, "XDP capture unavailable; UDP listeners use their sockets only");
                 self.capture = CaptureStatus::Socket { fallback: Some(error.to_string()) };
                 return Ok(());
             }
             Err(error) => return Err(error.into()),
         };
-        let kind = ListenerKind::SyslogUdp;
-        // One set of counters for every queue: atomics added to once per batch.
-        let counters = self.counters_for(kind, CapturePath::AfXdp);
+        // One set of counters per listener for every queue: atomics added to once per batch.
+        let syslog_counters = self.counters_for(ListenerKind::SyslogUdp, CapturePath::AfXdp);
+        let metric_sides = [ListenerKind::StatsdUdp, ListenerKind::InfluxUdp]
+            .map(|kind| (kind, self.counters_for(kind, CapturePath::AfXdp), self.metric_counters_for(kind)));
         let mut consumers = Vec::new();
-        let (handoff_capacity, batch) = (self.settings.handoff_capacity, self.settings.batch);
+        let mut metric_consumers = Vec::new();
+        let (handoff_capacity, batch, metrics) =
+            (self.settings.handoff_capacity, self.settings.batch, self.settings.metrics);
         let plan = &self.settings.plan;
         let interface = capture_config.interface.clone().unwrap_or_default();
         let spawned = capture.spawn(
             |_queue| {
                 let (producer, consumer) = batch_ring(handoff_capacity);
                 consumers.push(consumer);
-                BatchSink::new(kind, batch, producer, counters.clone())
+                // Each queue aggregates on its own, like each metrics socket thread; the
+                // control plane merges the points.
+                let [statsd, influx] = metric_sides.clone().map(|(kind, counters, metric_counters)| {
+                    let (producer, consumer) = metric_ring(handoff_capacity);
+                    metric_consumers.push(consumer);
+                    MetricIngest::new(kind, metrics, producer, counters, metric_counters)
+                });
+                QueueSinks {
+                    syslog: BatchSink::new(ListenerKind::SyslogUdp, batch, producer, syslog_counters.clone()),
+                    syslog_counters: syslog_counters.clone(),
+                    statsd,
+                    influx,
+                }
             },
             |queue| plan.queue_cores(&interface, queue + 1)[queue as usize],
-            &counters,
             options,
         );
         if at_start {
             self.consumers.extend(consumers);
-        } else if let Some(feed) = &self.consumer_feed {
-            for consumer in consumers {
-                let _ = feed.send(consumer);
+            self.metric_consumers.extend(metric_consumers);
+        } else {
+            if let Some(feed) = &self.consumer_feed {
+                for consumer in consumers {
+                    let _ = feed.send(consumer);
+                }
+            }
+            if let Some(feed) = &self.metric_feed {
+                for consumer in metric_consumers {
+                    let _ = feed.send(consumer);
+                }
             }
         }
         self.capture = capture.status().clone();
-        self.xdp_info = Some(ListenerInfo { kind, local_addr: address, capture: CapturePath::AfXdp });
+        self.xdp_info = xdp_infos(steered);
         self.xdp = Some(capture);
         spawned.map_err(Into::into)
     }
@@ -529,29 +568,25 @@ impl DataPlane {
         if let Some(mut running) = self.xdp.take() {
             running.stop();
         }
-        self.xdp_info = None;
+        self.xdp_info.clear();
         let fallback = match capture.mode {
             CaptureMode::Socket => None,
-            _ => Some("no syslog-udp listener to capture for".to_owned()),
+            _ => Some("no UDP listener to capture for".to_owned()),
         };
         self.capture = CaptureStatus::Socket { fallback };
-        let address = self
-            .running
-            .iter()
-            .find(|running| running.info.kind == ListenerKind::SyslogUdp)
-            .map(|running| running.info.local_addr);
-        let started = match address {
-            Some(address) if capture.mode != CaptureMode::Socket => {
-                let options = self.parse_options();
-                self.start_xdp(&capture, address, &options, false)
-            }
-            _ => Ok(()),
+        let steered = self.steerable();
+        let started = if !steered.is_empty() && capture.mode != CaptureMode::Socket {
+            let options = self.parse_options();
+            self.start_xdp(&capture, &steered, &options, false)
+        } else {
+            Ok(())
         };
         match &started {
-            // Every syslog-udp listener's port, not only the first one's.
-            Ok(()) => self.steer_syslog_ports(),
+            // Every UDP listener's port, not only the first one's of each kind.
+            Ok(()) => self.steer_ports(),
             Err(error) => self.capture = CaptureStatus::Socket { fallback: Some(error.to_string()) },
         }
+        // Listeners started from now on read their sockets the new way.
         self.settings.capture = capture;
         self.publish();
         started
@@ -618,32 +653,29 @@ impl DataPlane {
             );
             running.stop();
         }
-        self.steer_syslog_ports();
+        self.steer_ports();
         self.publish();
         Ok(())
     }
 
-    /// Points the XDP port map at the running syslog-udp listeners' ports.
-    fn steer_syslog_ports(&mut self) {
-        let Some(capture) = &self.xdp else { return };
-        let ports: Vec<(u16, XdpListener)> = self
-            .running
+    /// The running UDP listeners XDP can steer: syslog, statsd and Influx.
+    fn steerable(&self) -> Vec<(ListenerKind, SocketAddr)> {
+        self.running
             .iter()
-            .filter(|running| running.info.kind == ListenerKind::SyslogUdp)
-            .map(|running| (running.info.local_addr.port(), XdpListener::Syslog))
-            .collect();
-        let mut steering = capture.steering().lock().unwrap_or_else(PoisonError::into_inner);
-        if let Err(error) = steering.set_ports(&ports) {
+            .filter(|running| xdp_listener(running.info.kind).is_some())
+            .map(|running| (running.info.kind, running.info.local_addr))
+            .collect()
+    }
+
+    /// Points the XDP port map (and the receivers' port table) at the running UDP
+    /// listeners' ports: a live change takes effect without reloading the program.
+    fn steer_ports(&mut self) {
+        let Some(capture) = &self.xdp else { return };
+        let steered = self.steerable();
+        if let Err(error) = capture.steer(&steered_ports(&steered)) {
             tracing::warn!(error = %error, "Cannot update the XDP port map; the socket listeners take the new ports.");
         }
-        match ports.first() {
-            Some(&(port, _)) => {
-                if let Some(info) = &mut self.xdp_info {
-                    info.local_addr.set_port(port);
-                }
-            }
-            None => self.xdp_info = None,
-        }
+        self.xdp_info = xdp_infos(&steered);
     }
 
     /// The socket path's allow and deny lists and rate limit (change them here; the XDP
@@ -749,6 +781,32 @@ impl DataPlane {
         self.consumer_feed = None;
         self.metric_feed = None;
     }
+}
+
+/// The XDP program's name for a listener kind it can steer.
+fn xdp_listener(kind: ListenerKind) -> Option<XdpListener> {
+    match kind {
+        ListenerKind::SyslogUdp => Some(XdpListener::Syslog),
+        ListenerKind::StatsdUdp => Some(XdpListener::Statsd),
+        ListenerKind::InfluxUdp => Some(XdpListener::Influx),
+        _ => None,
+    }
+}
+
+fn steered_ports(steered: &[(ListenerKind, SocketAddr)]) -> Vec<(u16, XdpListener)> {
+    steered.iter().filter_map(|&(kind, address)| Some((address.port(), xdp_listener(kind)?))).collect()
+}
+
+/// One AF_XDP entry per steered listener kind (the first listener's address of each), in
+/// a fixed order: syslog, statsd, Influx.
+fn xdp_infos(steered: &[(ListenerKind, SocketAddr)]) -> Vec<ListenerInfo> {
+    [ListenerKind::SyslogUdp, ListenerKind::StatsdUdp, ListenerKind::InfluxUdp]
+        .into_iter()
+        .filter_map(|kind| {
+            let &(_, local_addr) = steered.iter().find(|(steered_kind, _)| *steered_kind == kind)?;
+            Some(ListenerInfo { kind, local_addr, capture: CapturePath::AfXdp, socket_receive: None })
+        })
+        .collect()
 }
 
 impl Drop for DataPlane {

@@ -3,4 +3,5 @@
 mod cores;
 mod listeners;
 mod metric_listeners;
+mod socket_receive;
 mod xdp;

@@ -45,6 +45,10 @@ fn listener_stats(counters: &ListenerCounters) -> Value {
             "closed_hopeless": read(&counters.connections_closed_hopeless),
         },
     });
+    if let Some(choice) = counters.socket_receive() {
+        stats["socket_receive"] = json!(choice.method.label());
+        stats["socket_receive_fallback"] = json!(choice.fallback);
+    }
     if counters.listener == ListenerKind::SyslogTls {
         stats["tls_handshakes"] = json!({
             "completed": read(&counters.tls_handshakes_completed),

@@ -362,8 +362,16 @@ impl prometheus_client::collector::Collector for IngestCollector {
             dropped,
         )?;
         let mut flagged = Vec::new();
-        for c in listeners.iter().filter(|c| c.listener.is_stream()) {
+        for c in &listeners {
             let label = c.listener.label();
+            if !c.listener.is_stream() {
+                // Datagrams longer than the receive buffer (socket path only).
+                if c.capture == CapturePath::Socket && c.listener != ListenerKind::Http {
+                    flagged
+                        .push((vec![("listener", label), ("flag", "truncated")], read(&c.truncated_frames)));
+                }
+                continue;
+            }
             flagged.push((vec![("listener", label), ("flag", "truncated")], read(&c.truncated_frames)));
             flagged.push((vec![("listener", label), ("flag", "incomplete")], read(&c.incomplete_frames)));
             flagged.push((vec![("listener", label), ("flag", "framing_error")], read(&c.framing_errors)));
@@ -371,7 +379,7 @@ impl prometheus_client::collector::Collector for IngestCollector {
         counter_family(
             &mut encoder,
             "killkrill_frames_flagged",
-            "TCP and TLS frames kept with a framing flag",
+            "TCP and TLS frames kept with a framing flag; UDP datagrams cut to the receive buffer",
             flagged,
         )?;
         counter_family(

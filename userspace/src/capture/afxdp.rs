@@ -1,5 +1,8 @@
 //! One AF_XDP socket per rx queue: its UMEM, fill ring and RX ring, read on its own
-//! thread into the same batches, hand-off and counters as the UDP socket listener.
+//! thread into the same batches, hand-off and counters as the UDP socket listeners:
+//! syslog datagrams into a log batch, statsd and Influx datagrams into the queue's own
+//! aggregators (the same [`MetricIngest`] the metrics socket listener uses), chosen by
+//! the datagram's destination port ([`PortTable`]).
 //!
 //! Frames go back on the fill ring as soon as their payload is copied into the batch
 //! arena. The socket binds with `need_wakeup`, zero-copy where the driver has it and copy
@@ -17,10 +20,76 @@ use killkrill_parsers::syslog::ParseOptions;
 use xdpilone::{DeviceQueue, IfInfo, RingRx, Socket, SocketConfig, Umem, UmemConfig, User};
 
 use super::frame::udp_datagram;
+use super::ports::{PortTable, PortView};
 use super::umem::UmemArea;
 use super::{AfXdpSettings, BindMode, CaptureError};
 use crate::counters::ListenerCounters;
+use crate::listener::metrics_udp::{MetricIngest, now_ns};
 use crate::listener::{BatchSink, StopSignal, WhenFull};
+use crate::xdp::XdpListener;
+
+/// Where one queue's receiver puts what it reads, by listener.
+pub(crate) struct QueueSinks {
+    pub(crate) syslog: BatchSink,
+    pub(crate) syslog_counters: Arc<ListenerCounters>,
+    pub(crate) statsd: MetricIngest,
+    pub(crate) influx: MetricIngest,
+}
+
+/// What one pass read for syslog (and could not read at all), counted once per pass.
+#[derive(Default)]
+struct SyslogTally {
+    messages: u64,
+    bytes: u64,
+    parse_errors: u64,
+    unreadable: u64,
+}
+
+impl QueueSinks {
+    /// Sends the datagram in one frame to its listener's path, by destination port.
+    fn take_frame(
+        &mut self,
+        frame: Option<&[u8]>,
+        ports: &PortView,
+        options: &ParseOptions,
+        tally: &mut SyslogTally,
+    ) {
+        let Some(datagram) = frame.and_then(udp_datagram) else {
+            // The program steers only whole UDP datagrams; count anything else.
+            tally.unreadable += 1;
+            return;
+        };
+        match ports.listener(datagram.destination_port) {
+            Some(XdpListener::Syslog) => {
+                let sink = &mut self.syslog;
+                tally.messages += 1;
+                tally.bytes += datagram.payload.len() as u64;
+                tally.parse_errors +=
+                    u64::from(sink.batch().push_syslog(datagram.payload, None, datagram.source, options));
+                if sink.batch().len() >= sink.limits().max_messages {
+                    sink.flush_if_due(false, WhenFull::Drop);
+                }
+            }
+            Some(XdpListener::Statsd) => self.statsd.ingest(datagram.payload, false),
+            Some(XdpListener::Influx) => self.influx.ingest(datagram.payload, false),
+            // A port unsteered while its frames waited in the ring: counted, not parsed as
+            // some other listener's protocol.
+            _ => tally.unreadable += 1,
+        }
+    }
+
+    /// Adds a pass's counts to the counters and hands the batch off when it is due.
+    fn end_pass(&mut self, tally: &SyslogTally) {
+        self.statsd.count_batch();
+        self.influx.count_batch();
+        let counters = &self.syslog_counters;
+        ListenerCounters::add(&counters.received_messages, tally.messages);
+        ListenerCounters::add(&counters.received_bytes, tally.bytes);
+        ListenerCounters::add(&counters.parse_errors, tally.parse_errors);
+        ListenerCounters::add(&counters.receive_errors, tally.unreadable);
+        self.syslog.flush_if_due(false, WhenFull::Drop);
+    }
+}
 
 /// Descriptors read per pass over the RX ring.
 const FRAMES_PER_PASS: u32 = 64;
@@ -154,46 +223,26 @@ impl XskReceiver {
         }
     }
 
-    /// Reads what the RX ring holds into the batch; returns the frames read.
-    fn receive(
-        &mut self,
-        sink: &mut BatchSink,
-        counters: &ListenerCounters,
-        options: &mut ParseOptions,
-    ) -> u32 {
+    /// Reads what the RX ring holds into the batch and the aggregators; returns the frames
+    /// read.
+    fn receive(&mut self, sinks: &mut QueueSinks, ports: &PortView, options: &mut ParseOptions) -> u32 {
         if self.rx.available() == 0 {
             return 0;
         }
         options.received_at = Timestamp::now();
-        let (mut frames, mut messages, mut bytes, mut parse_errors, mut unreadable) =
-            (0u32, 0u64, 0u64, 0u64, 0u64);
+        let mut frames = 0u32;
+        let mut tally = SyslogTally::default();
         let mut reader = self.rx.receive(FRAMES_PER_PASS);
         while let Some(desc) = reader.read() {
             frames += 1;
-            match self.area.frame(desc.addr, desc.len).and_then(udp_datagram) {
-                Some(datagram) => {
-                    messages += 1;
-                    bytes += datagram.payload.len() as u64;
-                    parse_errors +=
-                        u64::from(sink.batch().push_syslog(datagram.payload, None, datagram.source, options));
-                    if sink.batch().len() >= sink.limits().max_messages {
-                        sink.flush_if_due(false, WhenFull::Drop);
-                    }
-                }
-                // The program steers only whole UDP datagrams; count anything else.
-                None => unreadable += 1,
-            }
-            // Copied into the arena: the frame can go back to the kernel.
+            sinks.take_frame(self.area.frame(desc.addr, desc.len), ports, options, &mut tally);
+            // Copied into the arena (or folded into an aggregator): the frame can go back.
             self.free.push(desc.addr - desc.addr % u64::from(self.frame_size));
         }
         reader.release();
         drop(reader);
         self.refill();
-        ListenerCounters::add(&counters.received_messages, messages);
-        ListenerCounters::add(&counters.received_bytes, bytes);
-        ListenerCounters::add(&counters.parse_errors, parse_errors);
-        ListenerCounters::add(&counters.receive_errors, unreadable);
-        sink.flush_if_due(false, WhenFull::Drop);
+        sinks.end_pass(&tally);
         frames
     }
 
@@ -220,8 +269,8 @@ impl XskReceiver {
 /// queue's interrupts land on) and named for both (`afxdp-q0@3`).
 pub(crate) fn spawn_receiver(
     mut receiver: XskReceiver,
-    mut sink: BatchSink,
-    counters: Arc<ListenerCounters>,
+    mut sinks: QueueSinks,
+    ports: Arc<PortTable>,
     mut options: ParseOptions,
     stop: StopSignal,
     core: crate::cores::Core,
@@ -232,19 +281,130 @@ pub(crate) fn spawn_receiver(
             tracing::warn!(queue = receiver.queue, cpu = core.cpu, error = %error, "Cannot pin the AF_XDP receiver to its core.");
         }
         let mut last_statistics = Instant::now();
+        let mut view = PortView::default();
         while !stop.is_raised() {
-            if receiver.receive(&mut sink, &counters, &mut options) == 0 {
-                receiver.wait(sink.wait_budget());
-                sink.flush_if_due(false, WhenFull::Drop);
+            view.refresh(&ports);
+            if receiver.receive(&mut sinks, &view, &mut options) == 0 {
+                receiver.wait(sinks.syslog.wait_budget());
+                sinks.syslog.flush_if_due(false, WhenFull::Drop);
             }
+            sinks.statsd.flush_if_due();
+            sinks.influx.flush_if_due();
             if last_statistics.elapsed() >= STATISTICS_INTERVAL {
-                receiver.report_kernel_drops(&counters);
+                // The kernel's drops are the socket's, not a listener's: they go with syslog.
+                receiver.report_kernel_drops(&sinks.syslog_counters);
                 last_statistics = Instant::now();
             }
         }
         // The runtime unregistered the socket before stopping: read what already arrived.
-        while receiver.receive(&mut sink, &counters, &mut options) > 0 {}
-        receiver.report_kernel_drops(&counters);
-        sink.drain();
+        view.refresh(&ports);
+        while receiver.receive(&mut sinks, &view, &mut options) > 0 {}
+        receiver.report_kernel_drops(&sinks.syslog_counters);
+        sinks.syslog.drain();
+        let now = now_ns();
+        sinks.statsd.flush(now, true);
+        sinks.influx.flush(now, true);
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::batch::BatchLimits;
+    use crate::capture::ports::PortTable;
+    use crate::handoff::batch_ring;
+    use crate::listener::{CapturePath, ListenerKind};
+    use crate::metrics::{AggregatorSettings, MetricConsumer, MetricCounters, metric_ring};
+
+    /// An Ethernet/IPv4/UDP frame from 192.0.2.9:40000 to `port`.
+    fn frame(port: u16, payload: &[u8]) -> Vec<u8> {
+        let mut frame = vec![0; 12];
+        frame.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0]);
+        frame.extend_from_slice(&[192, 0, 2, 9, 10, 0, 0, 2]);
+        frame.extend_from_slice(&40000u16.to_be_bytes());
+        frame.extend_from_slice(&port.to_be_bytes());
+        frame.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        frame.extend_from_slice(&[0, 0]);
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    fn ingest(kind: ListenerKind) -> (MetricIngest, MetricConsumer, Arc<ListenerCounters>) {
+        let (producer, consumer) = metric_ring(4);
+        let counters = Arc::new(ListenerCounters::new(kind, CapturePath::AfXdp));
+        let settings =
+            AggregatorSettings { interval: Duration::from_secs(3600), ..AggregatorSettings::default() };
+        let ingest = MetricIngest::new(
+            kind,
+            settings,
+            producer,
+            counters.clone(),
+            Arc::new(MetricCounters::new(kind)),
+        );
+        (ingest, consumer, counters)
+    }
+
+    #[test]
+    fn frames_go_to_the_listener_of_their_port() {
+        let (producer, _consumer) = batch_ring(4);
+        let syslog_counters = Arc::new(ListenerCounters::new(ListenerKind::SyslogUdp, CapturePath::AfXdp));
+        let (statsd, mut statsd_points, statsd_counters) = ingest(ListenerKind::StatsdUdp);
+        let (influx, mut influx_points, influx_counters) = ingest(ListenerKind::InfluxUdp);
+        let mut sinks = QueueSinks {
+            syslog: BatchSink::new(
+                ListenerKind::SyslogUdp,
+                BatchLimits::default(),
+                producer,
+                syslog_counters.clone(),
+            ),
+            syslog_counters: syslog_counters.clone(),
+            statsd,
+            influx,
+        };
+        let table = PortTable::new(&[(514, XdpListener::Syslog), (8125, XdpListener::Statsd)]);
+        let mut ports = PortView::default();
+        ports.refresh(&table);
+        let options = ParseOptions::default();
+        let mut tally = SyslogTally::default();
+        let frames = [
+            frame(514, b"<13>1 2026-11-23T10:00:00Z host app - - - hello"),
+            frame(8125, b"af.hits:2|c\naf.hits:3|c"),
+            frame(8089, b"af_cpu usage=1"),
+        ];
+        for frame in &frames {
+            sinks.take_frame(Some(frame), &ports, &options, &mut tally);
+        }
+        sinks.take_frame(Some(&frames[0][..20]), &ports, &options, &mut tally);
+        sinks.end_pass(&tally);
+        assert_eq!(sinks.syslog.batch().len(), 1);
+        let read = ListenerCounters::read;
+        assert_eq!(read(&syslog_counters.received_messages), 1);
+        assert_eq!(
+            read(&syslog_counters.receive_errors),
+            2,
+            "the influx port is not steered; one frame is cut"
+        );
+        assert_eq!(read(&statsd_counters.received_messages), 1);
+        assert_eq!(read(&influx_counters.received_messages), 0);
+
+        // Influx is steered live: the next pass sees it.
+        table.set(&[(514, XdpListener::Syslog), (8125, XdpListener::Statsd), (8089, XdpListener::Influx)]);
+        ports.refresh(&table);
+        let mut tally = SyslogTally::default();
+        sinks.take_frame(Some(&frames[2]), &ports, &options, &mut tally);
+        sinks.end_pass(&tally);
+        assert_eq!(read(&influx_counters.received_messages), 1);
+
+        let now = crate::listener::metrics_udp::now_ns();
+        sinks.statsd.flush(now, true);
+        sinks.influx.flush(now, true);
+        let statsd_batch = statsd_points.pop().expect("statsd points");
+        assert_eq!(statsd_batch.listener, ListenerKind::StatsdUdp);
+        let hits: f64 = statsd_batch.points.iter().filter(|p| p.name == "af.hits").map(|p| p.sum).sum();
+        assert_eq!(hits, 5.0);
+        let influx_batch = influx_points.pop().expect("influx points");
+        assert!(influx_batch.points.iter().any(|p| p.name == "af_cpu.usage" && p.sum == 1.0));
+    }
 }

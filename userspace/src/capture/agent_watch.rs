@@ -23,7 +23,8 @@ const CHECK_INTERVAL: Duration = Duration::from_millis(250);
 pub(super) struct Registration {
     pub pin_dir: PathBuf,
     pub interface: String,
-    pub port: u16,
+    /// The ports we steer, and whose listener each is.
+    pub ports: Vec<(u16, XdpListener)>,
     /// A duplicate of each queue's socket descriptor: the map holds the socket, so any
     /// descriptor of it registers it.
     pub sockets: Vec<(u32, OwnedFd)>,
@@ -96,7 +97,7 @@ fn watch(registration: Registration, mut known: Option<(u64, u64)>, stop: &StopS
 
 fn register_again(registration: &Registration) -> Result<(), crate::xdp::XdpError> {
     let mut fresh = XdpSteering::open_pinned(&registration.pin_dir)?;
-    let added = fresh.add_ports(&[(registration.port, XdpListener::Syslog)])?;
+    let added = fresh.add_ports(&registration.ports)?;
     for (queue, socket) in &registration.sockets {
         fresh.register_socket(*queue, socket.as_fd())?;
     }

@@ -1,13 +1,15 @@
-//! Capture through XDP and AF_XDP: the XDP program steers the syslog UDP port to one
-//! AF_XDP socket per rx queue, each read on its own thread into the same batches and
-//! hand-off as the socket listener, which keeps running beside it and receives whatever
-//! the program passes (no socket for a queue, fragments, during restarts).
+//! Capture through XDP and AF_XDP: the XDP program steers the UDP ports of the syslog,
+//! statsd and Influx listeners to one AF_XDP socket per rx queue, each read on its own
+//! thread into the same batches and aggregators as the socket listeners, which keep
+//! running beside it and receive whatever the program passes (no socket for a queue,
+//! fragments, during restarts).
 //!
 //! See docs/capture.md and docs/adr/0010-af-xdp-capture.md.
 
 mod afxdp;
 mod agent_watch;
 mod frame;
+mod ports;
 mod umem;
 
 use std::path::{Path, PathBuf};
@@ -17,9 +19,9 @@ use std::thread::JoinHandle;
 pub use frame::{UdpDatagram, udp_datagram};
 use killkrill_parsers::syslog::ParseOptions;
 
-use crate::counters::ListenerCounters;
-use crate::listener::{BatchSink, StopSignal};
+use crate::listener::StopSignal;
 use crate::xdp::{AttachMode, AttachPolicy, RateLimit, XdpError, XdpListener, XdpSteering, parse_prefixes};
+pub(crate) use afxdp::QueueSinks;
 
 /// How the data plane takes UDP syslog off the wire.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -129,6 +131,8 @@ pub struct CaptureConfig {
     pub agent: AgentPins,
     /// The agent's pin folder (a bpffs directory).
     pub pin_dir: PathBuf,
+    /// How UDP socket listeners read their sockets (`capture.socket_receive`).
+    pub socket_receive: crate::listener::udp_receive::SocketReceive,
 }
 
 impl Default for CaptureConfig {
@@ -143,6 +147,7 @@ impl Default for CaptureConfig {
             rate_limit: None,
             agent: AgentPins::default(),
             pin_dir: PathBuf::from(DEFAULT_AGENT_PIN_DIR),
+            socket_receive: crate::listener::udp_receive::SocketReceive::default(),
         }
     }
 }
@@ -240,6 +245,8 @@ pub(crate) struct XdpCapture {
     added_ports: Arc<Mutex<Vec<u16>>>,
     /// With the agent's program: registers us again when its maps are made anew.
     watch: Option<agent_watch::AgentWatch>,
+    /// Which listener each steered port belongs to, for the receivers.
+    ports: Arc<ports::PortTable>,
     /// Set once stop() ran, so Drop does not repeat it.
     stopped: bool,
 }
@@ -247,7 +254,8 @@ pub(crate) struct XdpCapture {
 impl XdpCapture {
     /// Loads and configures the program, opens an AF_XDP socket per rx queue, registers
     /// them and attaches (native, then generic). Receiving starts with [`Self::spawn`].
-    pub(crate) fn open(config: &CaptureConfig, syslog_port: u16) -> Result<Self, CaptureError> {
+    /// `ports`: the UDP ports to steer and whose listener each is.
+    pub(crate) fn open(config: &CaptureConfig, ports: &[(u16, XdpListener)]) -> Result<Self, CaptureError> {
         let interface = config
             .interface
             .as_deref()
@@ -259,7 +267,7 @@ impl XdpCapture {
             AgentPins::Require => wait_for_agent(&config.pin_dir, interface, AGENT_PIN_WAIT),
         };
         if let Some(attach) = agent_attach {
-            return Self::open_on_agent(config, interface, attach, syslog_port);
+            return Self::open_on_agent(config, interface, attach, ports);
         }
         if config.agent == AgentPins::Require {
             return Err(CaptureError::Settings(format!(
@@ -271,10 +279,10 @@ impl XdpCapture {
         steering.set_deny_list(&parse_prefixes(&config.deny)?)?;
         steering.set_allow_list(&parse_prefixes(&config.allow)?)?;
         steering.set_rate_limit(config.rate_limit)?;
-        steering.set_ports(&[(syslog_port, XdpListener::Syslog)])?;
+        steering.set_ports(ports)?;
         let receivers = open_receivers(config, interface, &mut steering)?;
         let attach = steering.attach(interface, AttachPolicy::NativeThenGeneric)?;
-        Ok(Self::assemble(steering, receivers, interface, attach, XdpProgram::Own, Vec::new()))
+        Ok(Self::assemble(steering, receivers, interface, attach, XdpProgram::Own, Vec::new(), ports))
     }
 
     /// Uses the program the node agent attached and pinned: opens its maps, adds the
@@ -285,7 +293,7 @@ impl XdpCapture {
         config: &CaptureConfig,
         interface: &str,
         attach: AttachMode,
-        syslog_port: u16,
+        ports: &[(u16, XdpListener)],
     ) -> Result<Self, CaptureError> {
         let mut steering = XdpSteering::open_pinned(&config.pin_dir)?;
         if !config.deny.is_empty() || !config.allow.is_empty() || config.rate_limit.is_some() {
@@ -294,7 +302,7 @@ impl XdpCapture {
                 "capture.allow, capture.deny and the rate limit are not applied: the node agent's lists and limit are in force."
             );
         }
-        let added_ports = steering.add_ports(&[(syslog_port, XdpListener::Syslog)])?;
+        let added_ports = steering.add_ports(ports)?;
         let receivers = match open_receivers(config, interface, &mut steering) {
             Ok(receivers) => receivers,
             Err(error) => {
@@ -313,11 +321,11 @@ impl XdpCapture {
             sockets.push((receiver.queue(), socket.map_err(|error| socket_error(receiver.queue(), error))?));
         }
         let program = XdpProgram::Agent { pin_dir: config.pin_dir.clone() };
-        let mut capture = Self::assemble(steering, receivers, interface, attach, program, added_ports);
+        let mut capture = Self::assemble(steering, receivers, interface, attach, program, added_ports, ports);
         let registration = agent_watch::Registration {
             pin_dir: config.pin_dir.clone(),
             interface: interface.to_owned(),
-            port: syslog_port,
+            ports: ports.to_vec(),
             sockets,
             steering: capture.steering.clone(),
             added_ports: capture.added_ports.clone(),
@@ -335,6 +343,7 @@ impl XdpCapture {
         attach: AttachMode,
         program: XdpProgram,
         added_ports: Vec<u16>,
+        ports: &[(u16, XdpListener)],
     ) -> Self {
         let status = CaptureStatus::Xdp {
             interface: interface.to_owned(),
@@ -351,25 +360,25 @@ impl XdpCapture {
             status,
             added_ports: Arc::new(Mutex::new(added_ports)),
             watch: None,
+            ports: Arc::new(ports::PortTable::new(ports)),
             stopped: false,
         }
     }
 
-    /// Starts one thread per queue; `sink_for` gives each its batch sink, `core_for` the
-    /// data-plane core it is pinned to.
+    /// Starts one thread per queue; `sinks_for` gives each its batch sink and aggregators,
+    /// `core_for` the data-plane core it is pinned to.
     pub(crate) fn spawn(
         &mut self,
-        mut sink_for: impl FnMut(u32) -> BatchSink,
+        mut sinks_for: impl FnMut(u32) -> QueueSinks,
         core_for: impl Fn(u32) -> crate::cores::Core,
-        counters: &Arc<ListenerCounters>,
         options: &ParseOptions,
     ) -> Result<(), CaptureError> {
         for receiver in self.receivers.drain(..) {
             let queue = receiver.queue();
             let thread = afxdp::spawn_receiver(
                 receiver,
-                sink_for(queue),
-                counters.clone(),
+                sinks_for(queue),
+                self.ports.clone(),
                 options.clone(),
                 self.stop.clone(),
                 core_for(queue),
@@ -386,6 +395,31 @@ impl XdpCapture {
 
     pub(crate) fn steering(&self) -> &Arc<Mutex<XdpSteering>> {
         &self.steering
+    }
+
+    /// Steers `ports` (a live change of the listeners): the program's ports map and the
+    /// receivers' table. With the node agent's program only the ports we added change.
+    pub(crate) fn steer(&self, ports: &[(u16, XdpListener)]) -> Result<(), XdpError> {
+        let mut steering = self.steering.lock().unwrap_or_else(PoisonError::into_inner);
+        if steering.owns_program() {
+            steering.set_ports(ports)?;
+        } else {
+            // Ports found in the agent's map stay the agent's: only those we put there are
+            // ours to move and, at stop, to remove.
+            let mut added = self.added_ports.lock().unwrap_or_else(PoisonError::into_inner);
+            let before = steering.ports()?;
+            steering.replace_own_ports(&added, ports)?;
+            *added = ports
+                .iter()
+                .map(|&(port, _)| port)
+                .filter(|port| added.contains(port) || !before.iter().any(|(steered, _)| steered == port))
+                .collect();
+        }
+        // What the map now holds (the agent's ports too), so that every steered frame
+        // finds its listener.
+        let steered = steering.ports().unwrap_or_else(|_| ports.to_vec());
+        self.ports.set(&steered);
+        Ok(())
     }
 
     /// Unregisters the sockets first, so that what arrives from now on goes to the kernel

@@ -1,18 +1,20 @@
-//! statsd and Influx over UDP: datagrams read with `recvmmsg` in batches, folded into
-//! the listener's own aggregator, and flushed as points once per interval.
+//! statsd and Influx over UDP: datagrams read in batches (`recvmmsg` or io_uring, see
+//! [`super::udp_receive`]), folded into the listener's own aggregator, and flushed as
+//! points once per interval.
 
 use std::net::UdpSocket;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::udp::{MultiReceiver, Refused};
+use super::udp::Refused;
+use super::udp_receive::{self, SocketReceive, UdpReceiver};
 use super::{CapturePath, ListenerInfo, ListenerKind, StopSignal};
 use crate::counters::ListenerCounters;
 use crate::metrics::{
     Aggregator, AggregatorSettings, IngestCounts, MetricBatch, MetricCounters, MetricProducer,
 };
-use crate::sources::{SharedSourcePolicy, SourceGate};
+use crate::sources::SourceGate;
 use crate::{Error, Result};
 
 /// Everything a metrics listener thread owns besides its socket.
@@ -23,6 +25,8 @@ pub(crate) struct MetricSink {
     pub(crate) counters: Arc<ListenerCounters>,
     pub(crate) metric_counters: Arc<MetricCounters>,
     pub(crate) gate: SourceGate,
+    /// How the socket is read (`capture.socket_receive`).
+    pub(crate) receive: SocketReceive,
 }
 
 pub(crate) fn spawn_metrics_listener(
@@ -32,82 +36,81 @@ pub(crate) fn spawn_metrics_listener(
 ) -> Result<(ListenerInfo, JoinHandle<()>)> {
     let kind = sink.kind;
     let local_addr = socket.local_addr().map_err(|source| Error::SocketOption { listener: kind, source })?;
+    let (receiver, choice) = udp_receive::receiver_for(kind, sink.receive, &socket);
+    sink.counters.set_socket_receive(&choice);
     let handle = std::thread::Builder::new()
         .name(kind.label().to_owned())
-        .spawn(move || MetricsListener::new(sink).run(&socket, &stop))
+        .spawn(move || MetricsListener::new(sink, receiver).run(&socket, &stop))
         .map_err(|source| Error::Spawn { listener: kind, source })?;
-    Ok((ListenerInfo { kind, local_addr, capture: CapturePath::Socket }, handle))
+    let info = ListenerInfo { kind, local_addr, capture: CapturePath::Socket, socket_receive: Some(choice) };
+    Ok((info, handle))
 }
 
-fn now_ns() -> i64 {
+pub(crate) fn now_ns() -> i64 {
     i64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX)
 }
 
-struct MetricsListener {
-    sink: MetricSink,
-    gate: SourceGate,
+/// The part of a metrics listener that does not care how datagrams arrive: the
+/// aggregator, the counters and the point ring. The socket listener and the AF_XDP
+/// receivers (for steered statsd and Influx ports) both feed one of these per thread.
+pub(crate) struct MetricIngest {
+    kind: ListenerKind,
     aggregator: Aggregator,
-    receiver: MultiReceiver,
+    producer: MetricProducer,
+    counters: Arc<ListenerCounters>,
+    metric_counters: Arc<MetricCounters>,
+    /// What the current receive batch has read, added to the counters by `count_batch`.
+    counts: IngestCounts,
+    datagrams: u64,
+    bytes: u64,
+    truncated: u64,
 }
 
-impl MetricsListener {
-    fn new(mut sink: MetricSink) -> Self {
-        let aggregator = Aggregator::new(sink.settings, now_ns());
-        let gate = std::mem::replace(&mut sink.gate, SharedSourcePolicy::default().gate());
-        Self { sink, gate, aggregator, receiver: MultiReceiver::new() }
+impl MetricIngest {
+    pub(crate) fn new(
+        kind: ListenerKind,
+        settings: AggregatorSettings,
+        producer: MetricProducer,
+        counters: Arc<ListenerCounters>,
+        metric_counters: Arc<MetricCounters>,
+    ) -> Self {
+        Self {
+            kind,
+            aggregator: Aggregator::new(settings, now_ns()),
+            producer,
+            counters,
+            metric_counters,
+            counts: IngestCounts::default(),
+            datagrams: 0,
+            bytes: 0,
+            truncated: 0,
+        }
     }
 
-    fn run(mut self, socket: &UdpSocket, stop: &StopSignal) {
-        while !stop.is_raised() {
-            self.receive(socket, libc::MSG_WAITFORONE);
-            let now = now_ns();
-            if self.aggregator.is_due(now) {
-                self.flush(now, false);
-            }
+    /// Folds one datagram's lines into the aggregator.
+    pub(crate) fn ingest(&mut self, payload: &[u8], truncated: bool) {
+        self.note(payload, truncated);
+        match self.kind {
+            ListenerKind::InfluxUdp => self.aggregator.ingest_influx(payload, &mut self.counts),
+            _ => self.aggregator.ingest_statsd(payload, &mut self.counts),
         }
-        // What the kernel already queued was accepted by this host: read it, then hand
-        // off the interval so far.
-        while self.receive(socket, libc::MSG_DONTWAIT) {}
-        self.flush(now_ns(), true);
     }
 
-    /// One `recvmmsg` call; false when nothing was read.
-    fn receive(&mut self, socket: &UdpSocket, flags: libc::c_int) -> bool {
-        let count = match self.receiver.receive(socket, flags) {
-            Ok(count) => count,
-            Err(error) => {
-                if !matches!(
-                    error.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) {
-                    ListenerCounters::add(&self.sink.counters.receive_errors, 1);
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                return false;
-            }
-        };
-        let mut counts = IngestCounts::default();
-        let mut bytes = 0;
-        let mut refused = Refused::default();
-        self.gate.refresh();
-        let open = self.gate.is_open();
-        for (payload, source) in self.receiver.datagrams(count) {
-            bytes += payload.len() as u64;
-            if !open && !refused.admit(&mut self.gate, source) {
-                continue;
-            }
-            match self.sink.kind {
-                ListenerKind::InfluxUdp => self.aggregator.ingest_influx(payload, &mut counts),
-                _ => self.aggregator.ingest_statsd(payload, &mut counts),
-            }
-        }
-        let (listener, metrics) = (&self.sink.counters, &self.sink.metric_counters);
-        ListenerCounters::add(&listener.received_messages, count as u64);
-        ListenerCounters::add(&listener.received_bytes, bytes);
+    /// Counts a datagram received but not ingested (refused by the source policy).
+    pub(crate) fn note(&mut self, payload: &[u8], truncated: bool) {
+        self.datagrams += 1;
+        self.bytes += payload.len() as u64;
+        self.truncated += u64::from(truncated);
+    }
+
+    /// Adds what the batch read to the counters (once per receive call, not per datagram).
+    pub(crate) fn count_batch(&mut self) {
+        let counts = std::mem::take(&mut self.counts);
+        let (listener, metrics) = (&self.counters, &self.metric_counters);
+        ListenerCounters::add(&listener.received_messages, std::mem::take(&mut self.datagrams));
+        ListenerCounters::add(&listener.received_bytes, std::mem::take(&mut self.bytes));
+        ListenerCounters::add(&listener.truncated_frames, std::mem::take(&mut self.truncated));
         ListenerCounters::add(&listener.parse_errors, counts.rejected_total());
-        refused.count(listener);
         ListenerCounters::add(&metrics.lines, counts.lines);
         ListenerCounters::add(&metrics.samples, counts.samples);
         ListenerCounters::add(&metrics.ignored, counts.ignored);
@@ -115,37 +118,101 @@ impl MetricsListener {
         for (counter, value) in metrics.rejected.iter().zip(counts.rejected) {
             ListenerCounters::add(counter, value);
         }
-        count > 0
+    }
+
+    /// Hands the interval off when it is over.
+    pub(crate) fn flush_if_due(&mut self) {
+        let now = now_ns();
+        if self.aggregator.is_due(now) {
+            self.flush(now, false);
+        }
     }
 
     /// Hands the interval's points off. A full ring drops them, counted, unless this is
     /// the last flush at shutdown, which waits for room while the control plane consumes.
-    fn flush(&mut self, now: i64, last: bool) {
+    pub(crate) fn flush(&mut self, now: i64, last: bool) {
         let points = self.aggregator.flush(now);
         if points.is_empty() {
             return;
         }
         let count = points.len() as u64;
-        let mut batch = MetricBatch { listener: self.sink.kind, points };
+        let mut batch = MetricBatch { listener: self.kind, points };
         loop {
-            match self.sink.producer.push(batch) {
+            match self.producer.push(batch) {
                 Ok(()) => {
-                    ListenerCounters::add(&self.sink.metric_counters.points_flushed, count);
-                    ListenerCounters::add(&self.sink.counters.handed_off_batches, 1);
+                    ListenerCounters::add(&self.metric_counters.points_flushed, count);
+                    ListenerCounters::add(&self.counters.handed_off_batches, 1);
                     return;
                 }
-                Err(returned) if last && !self.sink.producer.is_abandoned() => {
+                Err(returned) if last && !self.producer.is_abandoned() => {
                     batch = returned;
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 Err(_) if last => {
-                    ListenerCounters::add(&self.sink.metric_counters.points_dropped_shutdown, count);
+                    ListenerCounters::add(&self.metric_counters.points_dropped_shutdown, count);
                     return;
                 }
                 Err(_) => {
-                    ListenerCounters::add(&self.sink.metric_counters.points_dropped_ring_full, count);
+                    ListenerCounters::add(&self.metric_counters.points_dropped_ring_full, count);
                     return;
                 }
+            }
+        }
+    }
+}
+
+struct MetricsListener {
+    ingest: MetricIngest,
+    gate: SourceGate,
+    receiver: UdpReceiver,
+}
+
+impl MetricsListener {
+    fn new(sink: MetricSink, receiver: UdpReceiver) -> Self {
+        let ingest =
+            MetricIngest::new(sink.kind, sink.settings, sink.producer, sink.counters, sink.metric_counters);
+        Self { ingest, gate: sink.gate, receiver }
+    }
+
+    fn run(mut self, socket: &UdpSocket, stop: &StopSignal) {
+        udp_receive::enable_or_fall_back(&mut self.receiver, self.ingest.kind);
+        while !stop.is_raised() {
+            self.receive(socket, true);
+            self.ingest.flush_if_due();
+        }
+        // What the kernel already queued was accepted by this host: read it, then hand
+        // off the interval so far.
+        while self.receive(socket, false) {}
+        self.ingest.flush(now_ns(), true);
+    }
+
+    /// One receive call; false when nothing was read.
+    fn receive(&mut self, socket: &UdpSocket, wait: bool) -> bool {
+        let mut refused = Refused::default();
+        // Looked at once the batch has arrived, not before the wait (see udp.rs).
+        let mut open = None;
+        let (ingest, gate) = (&mut self.ingest, &mut self.gate);
+        let received = self.receiver.receive(socket, wait, |payload, source, truncated| {
+            let open = *open.get_or_insert_with(|| {
+                gate.refresh();
+                gate.is_open()
+            });
+            if !open && !refused.admit(gate, source) {
+                ingest.note(payload, truncated);
+                return;
+            }
+            ingest.ingest(payload, truncated);
+        });
+        self.ingest.count_batch();
+        refused.count(&self.ingest.counters);
+        match received {
+            Ok(received) => received.datagrams > 0,
+            Err(error) => {
+                if !udp_receive::is_idle(&error) {
+                    ListenerCounters::add(&self.ingest.counters.receive_errors, 1);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                false
             }
         }
     }

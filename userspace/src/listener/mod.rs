@@ -5,6 +5,8 @@ pub(crate) mod stream;
 pub(crate) mod tcp;
 mod tls;
 pub(crate) mod udp;
+pub mod udp_receive;
+mod udp_uring;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -82,6 +84,9 @@ pub struct ListenerInfo {
     /// The bound address (the chosen port when 0 was asked for).
     pub local_addr: SocketAddr,
     pub capture: CapturePath,
+    /// UDP socket listeners: how the socket is read, and why not io_uring when it was
+    /// wanted (the first thread's, when several share the port). None for the others.
+    pub socket_receive: Option<udp_receive::ReceiveChoice>,
 }
 
 /// How often an idle listener wakes to check for shutdown and old batches.

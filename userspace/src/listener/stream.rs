@@ -105,7 +105,7 @@ pub(crate) fn spawn_stream_listener(
             server.run(&stop)
         })
         .map_err(|source| Error::Spawn { listener: kind, source })?;
-    Ok((ListenerInfo { kind, local_addr, capture: CapturePath::Socket }, handle))
+    Ok((ListenerInfo { kind, local_addr, capture: CapturePath::Socket, socket_receive: None }, handle))
 }
 
 /// How a connection's bytes come off its socket.

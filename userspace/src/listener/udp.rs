@@ -1,5 +1,5 @@
 //! Syslog over UDP through ordinary sockets, one per data-plane core (SO_REUSEPORT), each
-//! read with non-blocking `recvmmsg` in batches after its core's runtime says it is readable.
+//! read in batches with `recvmmsg` or io_uring ([`super::udp_receive`]).
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -11,6 +11,7 @@ use jiff::Timestamp;
 use killkrill_parsers::syslog::ParseOptions;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::udp_receive::{self, ReceiveChoice, ReceiveMethod, SocketReceive, UdpReceiver};
 use super::{BatchSink, CapturePath, ListenerInfo, ListenerKind, StopSignal, WhenFull};
 use crate::cores::shard::{self, CoreIo, DatagramWaiter};
 use crate::cores::{Core, RuntimeKind, thread_name};
@@ -20,8 +21,6 @@ use crate::{Error, Result};
 
 /// Datagrams read per `recvmmsg` call.
 const DATAGRAMS_PER_CALL: usize = 64;
-/// Largest UDP payload (65,507 bytes over IPv4) rounded up.
-const DATAGRAM_BUFFER_BYTES: usize = 64 * 1024;
 /// Asked-for kernel receive buffer; the kernel caps it at net.core.rmem_max unless we may
 /// force it (root), and a bigger buffer rides out bursts while a batch is handed off.
 const RECEIVE_BUFFER_BYTES: usize = 8 << 20;
@@ -76,7 +75,17 @@ pub(crate) fn spawn_udp_listener(
 ) -> Result<(ListenerInfo, JoinHandle<()>)> {
     let kind = ListenerKind::SyslogUdp;
     let local_addr = socket.local_addr().map_err(|source| Error::SocketOption { listener: kind, source })?;
+    let socket_receive = Some(reader.choice.clone());
     let handle = shard::spawn_on_core(thread_name(kind.label(), core), core, runtime, move |io| async move {
+        let mut reader = reader;
+        // On this thread: io_uring makes the receiving thread its ring's only issuer.
+        udp_receive::enable_or_fall_back(&mut reader.receiver, kind);
+        if reader.receiver.method() == ReceiveMethod::IoUring {
+            // The multishot receive is its own event loop: it waits in the ring rather than
+            // on the executor, which would race it for the same datagrams.
+            serve_syslog_socket_on_ring(&socket, reader, &stop);
+            return;
+        }
         let waiter = match io.datagram_waiter(&socket) {
             Ok(waiter) => waiter,
             Err(error) => {
@@ -90,7 +99,7 @@ pub(crate) fn spawn_udp_listener(
         serve_syslog_socket(&socket, reader, &waiter, &stop).await;
     })
     .map_err(|source| Error::Spawn { listener: kind, source })?;
-    Ok((ListenerInfo { kind, local_addr, capture: CapturePath::Socket }, handle))
+    Ok((ListenerInfo { kind, local_addr, capture: CapturePath::Socket, socket_receive }, handle))
 }
 
 /// The per-socket receive loop: wait until the socket is readable (or the open batch is
@@ -104,20 +113,32 @@ pub(crate) async fn serve_syslog_socket(
 ) {
     while !stop.is_raised() {
         // A full call means more may be queued: read again before waiting.
-        while reader.receive(socket, libc::MSG_DONTWAIT) == DATAGRAMS_PER_CALL {}
+        while reader.receive(socket, false) == DATAGRAMS_PER_CALL {}
         reader.sink.flush_if_due(false, WhenFull::Drop);
         if let Err(error) = waiter.readable(reader.sink.wait_budget()).await {
             reader.receive_failed(&error);
         }
     }
     // What the kernel already queued was accepted by this host: read it before leaving.
-    while reader.receive(socket, libc::MSG_DONTWAIT) > 0 {}
+    while reader.receive(socket, false) > 0 {}
     reader.sink.drain();
 }
 
-/// One socket's receive state: buffers, batch, counters, parse options and source gate.
+/// The io_uring variant of [`serve_syslog_socket`]: the ring waits (at most
+/// [`udp_receive::RECEIVE_WAIT`]) for the first completion of each call.
+fn serve_syslog_socket_on_ring(socket: &UdpSocket, mut reader: SyslogDatagramReader, stop: &StopSignal) {
+    while !stop.is_raised() {
+        reader.receive(socket, true);
+    }
+    while reader.receive(socket, false) > 0 {}
+    reader.sink.drain();
+}
+
+/// One socket's receive state: receiver, batch, counters, parse options and source gate.
 pub(crate) struct SyslogDatagramReader {
-    receiver: MultiReceiver,
+    receiver: UdpReceiver,
+    /// Which receive method the listener got, and why not the one asked for.
+    choice: ReceiveChoice,
     sink: BatchSink,
     counters: Arc<ListenerCounters>,
     options: ParseOptions,
@@ -125,22 +146,56 @@ pub(crate) struct SyslogDatagramReader {
 }
 
 impl SyslogDatagramReader {
+    /// A reader for `socket` by the receive method `setting` asks for (falling back to
+    /// `recvmmsg`, logged, when io_uring is unavailable).
     pub(crate) fn new(
+        socket: &UdpSocket,
+        setting: SocketReceive,
         sink: BatchSink,
         counters: Arc<ListenerCounters>,
         options: ParseOptions,
         gate: SourceGate,
     ) -> Self {
-        Self { receiver: MultiReceiver::new(), sink, counters, options, gate }
+        let (receiver, choice) = udp_receive::receiver_for(ListenerKind::SyslogUdp, setting, socket);
+        counters.set_socket_receive(&choice);
+        Self { receiver, choice, sink, counters, options, gate }
     }
 
-    /// One `recvmmsg` call: parses what it read into the batch. Returns how many
-    /// datagrams it read (0 when none were waiting, or on an error, which is counted).
-    pub(crate) fn receive(&mut self, socket: &UdpSocket, flags: libc::c_int) -> usize {
-        match self.receiver.receive(socket, flags) {
-            Ok(count) => {
-                self.accept(count);
-                count
+    /// One receive call (waiting for the first datagram only when `wait`): parses what it
+    /// read into the batch. Returns how many datagrams it read (0 when none were waiting,
+    /// or on an error, which is counted).
+    pub(crate) fn receive(&mut self, socket: &UdpSocket, wait: bool) -> usize {
+        let Self { receiver, sink, counters, options, gate, .. } = self;
+        options.received_at = Timestamp::now();
+        let mut bytes = 0;
+        let mut parse_errors = 0;
+        let mut refused = Refused::default();
+        // Looked at once the batch has arrived, not before the wait: a policy changed while
+        // the thread slept applies to what it wakes up for.
+        let mut open = None;
+        let received = receiver.receive(socket, wait, |payload, source, _| {
+            bytes += payload.len() as u64;
+            let open = *open.get_or_insert_with(|| {
+                gate.refresh();
+                gate.is_open()
+            });
+            if !open && !refused.admit(gate, source) {
+                return;
+            }
+            parse_errors += u64::from(sink.batch().push_syslog(payload, None, source, options));
+            if sink.batch().len() >= sink.limits().max_messages {
+                sink.flush_if_due(false, WhenFull::Drop);
+            }
+        });
+        match received {
+            Ok(received) => {
+                ListenerCounters::add(&counters.received_messages, received.datagrams as u64);
+                ListenerCounters::add(&counters.received_bytes, bytes);
+                ListenerCounters::add(&counters.parse_errors, parse_errors);
+                ListenerCounters::add(&counters.truncated_frames, received.truncated);
+                refused.count(counters);
+                sink.flush_if_due(false, WhenFull::Drop);
+                received.datagrams
             }
             Err(error) => {
                 self.receive_failed(&error);
@@ -150,38 +205,10 @@ impl SyslogDatagramReader {
         }
     }
 
-    fn accept(&mut self, count: usize) {
-        let Self { receiver, sink, counters, options, gate } = self;
-        options.received_at = Timestamp::now();
-        let mut bytes = 0;
-        let mut parse_errors = 0;
-        let mut refused = Refused::default();
-        gate.refresh();
-        let open = gate.is_open();
-        for (payload, source) in receiver.datagrams(count) {
-            bytes += payload.len() as u64;
-            if !open && !refused.admit(gate, source) {
-                continue;
-            }
-            parse_errors += u64::from(sink.batch().push_syslog(payload, None, source, options));
-            if sink.batch().len() >= sink.limits().max_messages {
-                sink.flush_if_due(false, WhenFull::Drop);
-            }
-        }
-        ListenerCounters::add(&counters.received_messages, count as u64);
-        ListenerCounters::add(&counters.received_bytes, bytes);
-        ListenerCounters::add(&counters.parse_errors, parse_errors);
-        refused.count(counters);
-        sink.flush_if_due(false, WhenFull::Drop);
-    }
-
     /// Counts a receive error other than "nothing waiting"; backs off a little so that a
     /// persistent error does not spin the core.
     fn receive_failed(&mut self, error: &std::io::Error) {
-        if !matches!(
-            error.kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
-        ) {
+        if !udp_receive::is_idle(error) {
             ListenerCounters::add(&self.counters.receive_errors, 1);
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -221,6 +248,7 @@ impl Refused {
 /// point at them. Boxed slices never move, so the raw pointers stay valid.
 pub(crate) struct MultiReceiver {
     payloads: Box<[u8]>,
+    datagram_bytes: usize,
     addresses: Box<[libc::sockaddr_storage]>,
     /// Only read by the kernel, through the headers' pointers.
     _iovecs: Box<[libc::iovec]>,
@@ -231,14 +259,17 @@ pub(crate) struct MultiReceiver {
 unsafe impl Send for MultiReceiver {}
 
 impl MultiReceiver {
-    pub(crate) fn new() -> Self {
-        let mut payloads = vec![0u8; DATAGRAMS_PER_CALL * DATAGRAM_BUFFER_BYTES].into_boxed_slice();
+    /// Room for `DATAGRAMS_PER_CALL` datagrams of `datagram_bytes` each (longer ones are
+    /// cut, and flagged MSG_TRUNC by the kernel).
+    pub(crate) fn new(datagram_bytes: usize) -> Self {
+        let datagram_bytes = datagram_bytes.max(1);
+        let mut payloads = vec![0u8; DATAGRAMS_PER_CALL * datagram_bytes].into_boxed_slice();
         // SAFETY: sockaddr_storage, iovec and mmsghdr are plain C structs for which
         // all-zero bytes are a valid value.
         let mut addresses: Box<[libc::sockaddr_storage]> =
             (0..DATAGRAMS_PER_CALL).map(|_| unsafe { std::mem::zeroed() }).collect();
         let mut iovecs: Box<[libc::iovec]> = payloads
-            .chunks_exact_mut(DATAGRAM_BUFFER_BYTES)
+            .chunks_exact_mut(datagram_bytes)
             .map(|chunk| libc::iovec { iov_base: chunk.as_mut_ptr().cast(), iov_len: chunk.len() })
             .collect();
         let headers: Box<[libc::mmsghdr]> = iovecs
@@ -253,13 +284,14 @@ impl MultiReceiver {
                 header
             })
             .collect();
-        Self { payloads, addresses, _iovecs: iovecs, headers }
+        Self { payloads, datagram_bytes, addresses, _iovecs: iovecs, headers }
     }
 
     pub(crate) fn receive(&mut self, socket: &UdpSocket, flags: libc::c_int) -> std::io::Result<usize> {
         for header in self.headers.iter_mut() {
             header.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             header.msg_len = 0;
+            header.msg_hdr.msg_flags = 0;
         }
         // SAFETY: every header points at live buffers owned by self with their true sizes.
         let count = unsafe {
@@ -277,17 +309,39 @@ impl MultiReceiver {
         Ok(count as usize)
     }
 
-    pub(crate) fn datagrams(&self, count: usize) -> impl Iterator<Item = (&[u8], SocketAddr)> {
-        self.headers[..count].iter().zip(self.addresses.iter()).enumerate().map(
+    /// The datagrams of the last call: payload, source, and whether it was cut.
+    pub(crate) fn datagrams(&self, count: usize) -> impl Iterator<Item = (&[u8], SocketAddr, bool)> {
+        let size = self.datagram_bytes;
+        self.headers[..count.min(self.headers.len())].iter().zip(self.addresses.iter()).enumerate().map(
             move |(index, (header, address))| {
-                let start = index * DATAGRAM_BUFFER_BYTES;
-                let len = (header.msg_len as usize).min(DATAGRAM_BUFFER_BYTES);
-                let source = socket_addr(address)
-                    .unwrap_or(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)));
-                (&self.payloads[start..start + len], source)
+                let start = index * size;
+                let len = (header.msg_len as usize).min(size);
+                let source = socket_addr(address).unwrap_or(UNKNOWN_SOURCE);
+                let truncated = header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+                (&self.payloads[start..start + len], source, truncated)
             },
         )
     }
+}
+
+/// Where a datagram whose source the kernel did not say came from.
+const UNKNOWN_SOURCE: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+
+/// The source address in the first bytes of a `sockaddr_storage` (io_uring's
+/// `recvmsg_out` name field, which may be shorter than the whole structure).
+pub(crate) fn socket_addr_from_bytes(bytes: &[u8]) -> SocketAddr {
+    // SAFETY: sockaddr_storage is a plain C struct for which all-zero bytes are valid.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let length = bytes.len().min(std::mem::size_of::<libc::sockaddr_storage>());
+    // SAFETY: copies at most the structure's size from a slice at least that long.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            length,
+        )
+    };
+    socket_addr(&storage).unwrap_or(UNKNOWN_SOURCE)
 }
 
 /// Reads the source address the kernel wrote for a datagram.

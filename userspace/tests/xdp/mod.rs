@@ -2,5 +2,6 @@
 //! and steering to AF_XDP on a veth pair in namespaces of its own.
 mod fallback;
 mod frames;
+mod metrics;
 mod netns;
 mod verdicts;

@@ -1,4 +1,5 @@
-//! `cargo xtask bench micro`: the criterion benchmarks of the parsers and the store.
+//! `cargo xtask bench micro`: the criterion benchmarks of the parsers, the store and the
+//! UDP socket receive methods (recvmmsg against io_uring, on loopback).
 
 use clap::Args;
 
@@ -14,9 +15,12 @@ pub struct MicroArgs {
 }
 
 pub fn run(args: &MicroArgs) -> anyhow::Result<()> {
-    for package in
-        [&["--package", "killkrill-parsers", "--features", "json"][..], &["--package", "killkrill"]]
-    {
+    for package in [
+        &["--package", "killkrill-parsers", "--features", "json"][..],
+        &["--package", "killkrill"],
+        // Only this one of the data plane's: xdp_replay needs root and a veth rig.
+        &["--package", "killkrill-dataplane", "--bench", "udp_receive"],
+    ] {
         let mut command = cargo();
         command.arg("bench").args(package).arg("--");
         if let Some(filter) = &args.filter {
