@@ -15,9 +15,7 @@ use crate::harness::Appliance;
 fn serve_with_xdp_capture_stores_syslog_from_the_wire_and_counts_it() {
     let Some(rig) = rig_or_skip() else { return };
     let temp = tempfile::tempdir().unwrap();
-    let config = temp.path().join("killkrill.toml");
-    std::fs::write(&config, format!("[capture]\nmode = \"xdp\"\ninterface = \"{}\"\n", rig.appliance_if))
-        .unwrap();
+    let config = crate::harness::xdp_config(temp.path(), &rig.appliance_if);
     // The appliance process and every HTTP client thread start inside the namespace.
     let _inside = rig.enter(&rig.appliance);
     let appliance = Appliance::start_in(&temp.path().join("data"), &["--config", config.to_str().unwrap()]);
@@ -80,9 +78,7 @@ fn serve_with_xdp_capture_stores_syslog_from_the_wire_and_counts_it() {
 fn serve_with_xdp_capture_takes_statsd_and_influx_from_the_wire() {
     let Some(rig) = rig_or_skip() else { return };
     let temp = tempfile::tempdir().unwrap();
-    let config = temp.path().join("killkrill.toml");
-    std::fs::write(&config, format!("[capture]\nmode = \"xdp\"\ninterface = \"{}\"\n", rig.appliance_if))
-        .unwrap();
+    let config = crate::harness::xdp_config(temp.path(), &rig.appliance_if);
     let _inside = rig.enter(&rig.appliance);
     let appliance = Appliance::start_in(
         &temp.path().join("data"),

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -296,4 +296,12 @@ pub fn logger(args: &[&str], message: &str) {
     let output =
         Command::new("logger").args(args).arg(message).output().expect("logger(1) is installed by setup");
     assert!(output.status.success(), "logger failed: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Writes, in `dir`, a config file that captures with XDP on `interface` (a veth rig's
+/// appliance side), and returns its path for `--config`.
+pub fn xdp_config(dir: &Path, interface: &str) -> PathBuf {
+    let config = dir.join("killkrill.toml");
+    std::fs::write(&config, format!("[capture]\nmode = \"xdp\"\ninterface = \"{interface}\"\n")).unwrap();
+    config
 }

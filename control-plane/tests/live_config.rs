@@ -380,9 +380,7 @@ fn live_changes_reach_the_xdp_maps() {
     use killkrill_dataplane::testing::{APPLIANCE_V4, PEER_V4, rig_or_skip};
     let Some(rig) = rig_or_skip() else { return };
     let temp = tempfile::tempdir().unwrap();
-    let config = temp.path().join("killkrill.toml");
-    std::fs::write(&config, format!("[capture]\nmode = \"xdp\"\ninterface = \"{}\"\n", rig.appliance_if))
-        .unwrap();
+    let config = crate::harness::xdp_config(temp.path(), &rig.appliance_if);
     let _inside = rig.enter(&rig.appliance);
     let appliance = Appliance::start_in(&temp.path().join("data"), &["--config", config.to_str().unwrap()]);
     assert_eq!(appliance.get_json("/api/v1/config/capture").1["active"], "xdp-native");
