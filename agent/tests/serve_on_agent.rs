@@ -41,6 +41,14 @@ fn pinned_counter(pin_dir: &Path, reason: XdpReason) -> u64 {
     counters.get(&counter_index(XdpListener::Syslog, reason), 0).unwrap().iter().sum()
 }
 
+/// The ports serve puts in the agent's map: its syslog port, and its statsd and Influx
+/// listeners on their default ports (every UDP listener is steered).
+fn steered_ports(syslog: u16) -> Vec<u16> {
+    let mut ports = vec![syslog, 8125, 8089];
+    ports.sort_unstable();
+    ports
+}
+
 fn pinned_ports(pin_dir: &Path) -> Vec<u16> {
     let data = aya::maps::MapData::from_pin(pin_dir.join(PORTS_MAP_NAME)).expect("the pinned ports");
     let map = aya::maps::Map::HashMap(data);
@@ -288,7 +296,7 @@ fn serve_uses_the_agents_pinned_program_and_the_kernel_path_covers_its_absence()
     assert_eq!(capture["capture"], "xdp-native", "{capture}");
     assert_eq!(capture["summary"], "xdp-native (agent)", "{capture}");
     assert_eq!(capture["program"], "agent");
-    assert_eq!(pinned_ports(&pin_dir), vec![port], "serve registered its port in the agent's map");
+    assert_eq!(pinned_ports(&pin_dir), steered_ports(port), "serve registered its ports in the agent's map");
     let stats = serve.get("/api/v1/stats");
     assert_eq!(stats["capture"]["summary"], "xdp-native (agent)", "{stats}");
     assert_eq!(stats["capture"]["program"], "agent");
@@ -323,7 +331,7 @@ fn serve_uses_the_agents_pinned_program_and_the_kernel_path_covers_its_absence()
     assert!(pinned_counter(&pin_dir, XdpReason::Redirected) >= redirected_at_restart + 200);
 
     // The port stays at a clean stop: the killed serve added it, this one found it.
-    assert_eq!(pinned_ports(&pin_dir), vec![port]);
+    assert_eq!(pinned_ports(&pin_dir), steered_ports(port));
 
     // 4. The agent restarts with detach: pins and program go, serve's socket listener takes
     // the traffic; the new agent makes new maps and serve registers in them by itself.
@@ -343,7 +351,7 @@ fn serve_uses_the_agents_pinned_program_and_the_kernel_path_covers_its_absence()
     let redirected_before = pinned_counter(&pin_dir, XdpReason::Redirected);
     assert!(serve.wait_for_stored("newagentword", 200) >= 200, "AF_XDP receives in the new maps");
     assert!(pinned_counter(&pin_dir, XdpReason::Redirected) >= redirected_before + 200);
-    assert_eq!(pinned_ports(&pin_dir), vec![port], "serve added its port to the new maps");
+    assert_eq!(pinned_ports(&pin_dir), steered_ports(port), "serve added its port to the new maps");
     assert_eq!(serve.get("/api/v1/stats")["capture"]["summary"], "xdp-native (agent)");
 
     // 5. A clean stop takes serve's socket out of the map before it closes: what follows
