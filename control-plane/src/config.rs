@@ -426,6 +426,43 @@ pub struct StoreConfig {
     /// Room for blocks the store could not take (kept in `data_dir/spool`); 0 disables the
     /// spool, and the writer then waits for the store.
     pub spool_max_bytes: u64,
+    /// Background compaction of older log blocks by host (`[store.compaction]`).
+    pub compaction: CompactionConfig,
+}
+
+/// `[store.compaction]`: blocks older than `after` are written again grouped by host, so a
+/// search for one host decodes a few small blocks (docs/storage.md, ADR 0037).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompactionConfig {
+    /// false turns compaction off (blocks stay as the writer cut them).
+    pub enabled: bool,
+    /// Blocks whose newest message is younger than this are left alone (a duration,
+    /// e.g. "2m"; a bare number is seconds).
+    #[serde(deserialize_with = "duration_text")]
+    pub after: String,
+    /// Blocks that began within one window of receive time are compacted together.
+    #[serde(deserialize_with = "duration_text")]
+    pub window: String,
+    /// Messages per compacted block, about (1 to 65,536).
+    pub block_messages: usize,
+    /// zstd level of compacted blocks (1 to 22).
+    pub zstd_level: i32,
+    /// How often, in seconds, compaction looks for blocks old enough.
+    pub interval_s: u64,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            after: "2m".to_owned(),
+            window: "60s".to_owned(),
+            block_messages: 2_048,
+            zstd_level: 9,
+            interval_s: 10,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -762,6 +799,7 @@ impl Default for StoreConfig {
             retention_interval_s: 60,
             runtime_config_poll_s: 10,
             spool_max_bytes: 1 << 30,
+            compaction: CompactionConfig::default(),
         }
     }
 }
@@ -967,6 +1005,7 @@ impl Config {
         self.metrics.aggregator_settings()?;
         self.auth.validate()?;
         self.dataplane.cores()?;
+        self.compaction()?;
         Ok(())
     }
 
@@ -987,6 +1026,45 @@ impl Config {
             max_bytes: (self.store.retention_max_bytes > 0)
                 .then(|| i64::try_from(self.store.retention_max_bytes).unwrap_or(i64::MAX)),
         })
+    }
+
+    /// The compaction settings, checked (None when compaction is off).
+    pub fn compaction(&self) -> Result<Option<crate::store::compaction::CompactionSettings>, Error> {
+        let config = &self.store.compaction;
+        if !config.enabled {
+            return Ok(None);
+        }
+        let duration = |name: &str, text: &str| {
+            parse_duration_ns(text)
+                .map_err(|message| Error::Config(format!("store.compaction.{name} = {text:?}: {message}")))
+        };
+        let after_ns = duration("after", &config.after)?;
+        let window_ns = duration("window", &config.window)?;
+        if window_ns <= 0 {
+            return Err(Error::Config("store.compaction.window must be longer than 0".to_owned()));
+        }
+        if !(1..=crate::store::block::MAX_ROWS).contains(&config.block_messages) {
+            return Err(Error::Config(format!(
+                "store.compaction.block_messages = {} must be 1 to {}",
+                config.block_messages,
+                crate::store::block::MAX_ROWS
+            )));
+        }
+        if !(1..=22).contains(&config.zstd_level) {
+            return Err(Error::Config(format!(
+                "store.compaction.zstd_level = {} must be 1 to 22",
+                config.zstd_level
+            )));
+        }
+        if config.interval_s == 0 {
+            return Err(Error::Config("store.compaction.interval_s must be at least 1".to_owned()));
+        }
+        Ok(Some(crate::store::compaction::CompactionSettings {
+            after_ns,
+            window_ns,
+            block_messages: config.block_messages,
+            zstd_level: config.zstd_level,
+        }))
     }
 
     /// The parsed `syslog.time_zone`.

@@ -175,6 +175,7 @@ pub async fn serve(config: Config) -> Result<()> {
     let metrics = Arc::new(metrics);
     let listeners = Arc::new(RwLock::new(dataplane.listeners().to_vec()));
     let (retention_sender, retention_receiver) = watch::channel(config.retention()?);
+    let compaction_settings = config.compaction()?;
     let consumers = dataplane.take_consumers();
     let consumer_feed = dataplane.take_consumer_feed();
     let metric_consumers = dataplane.take_metric_consumers();
@@ -211,6 +212,7 @@ pub async fn serve(config: Config) -> Result<()> {
             crate::config::DbType::Sqlite => "sqlite",
             crate::config::DbType::Postgres => "postgres",
         },
+        compaction_enabled: compaction_settings.is_some(),
         capture,
         nodes: Arc::default(),
         ingest_slots: api::IngestSlots::new(config.ingest.http_max_concurrent),
@@ -265,6 +267,15 @@ pub async fn serve(config: Config) -> Result<()> {
         store_counters.clone(),
         stop.clone(),
     ));
+    let compaction = compaction_settings.map(|settings| {
+        tokio::spawn(compact_in_background(
+            store.clone(),
+            settings,
+            Duration::from_secs(config.store.compaction.interval_s),
+            store_counters.clone(),
+            stop.clone(),
+        ))
+    });
     let follower = match (config.store.db_type, config.store.runtime_config_poll_s) {
         (crate::config::DbType::Postgres, seconds) if seconds > 0 => Some(tokio::spawn(
             follow_live_settings(state.live.clone(), Duration::from_secs(seconds), stop.clone()),
@@ -313,6 +324,9 @@ pub async fn serve(config: Config) -> Result<()> {
     }
     let _ = stop_sender.send(true);
     let _ = retention.await;
+    if let Some(compaction) = compaction {
+        let _ = compaction.await;
+    }
     if let Some(follower) = follower {
         let _ = follower.await;
     }
@@ -325,6 +339,77 @@ pub async fn serve(config: Config) -> Result<()> {
     store.close().await;
     tracing::info!("Stopped.");
     Ok(())
+}
+
+/// Compacts log blocks old enough now and then until shutdown (ADR 0037). A pass stops
+/// between windows when shutdown begins; a failed pass is counted, logged and tried again
+/// at the next tick (the transaction leaves the old blocks or the new ones, never both).
+async fn compact_in_background(
+    store: Arc<dyn store::Store>,
+    settings: store::compaction::CompactionSettings,
+    every: Duration,
+    counters: Arc<StoreCounters>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = i64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX);
+        let stopping = stop.clone();
+        let started = std::time::Instant::now();
+        let mut counted = store::compaction::Compacted::default();
+        // Counted window by window, so /metrics moves during a long first pass.
+        let pass = store::compaction::compact_pending(store.as_ref(), &settings, now, |total| {
+            count_compaction(&counters, total, &counted);
+            counted = *total;
+            !*stopping.borrow()
+        })
+        .await;
+        counters.compaction_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        match pass {
+            Ok((done, elapsed)) => {
+                count_compaction(&counters, &done, &counted);
+                if done.windows > 0 {
+                    tracing::info!(
+                        windows = done.windows,
+                        blocks_read = done.blocks_read,
+                        blocks_written = done.blocks_written,
+                        messages = done.messages,
+                        bytes_read = done.bytes_read,
+                        bytes_written = done.bytes_written,
+                        undecodable_blocks = done.undecodable_blocks,
+                        seconds = elapsed.as_secs_f64(),
+                        "Compacted log blocks by host."
+                    );
+                }
+            }
+            Err(error) => {
+                counters.compaction_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %error, "Compaction failed; it is tried again later.");
+            }
+        }
+    }
+}
+
+/// Adds what a compaction pass did since `counted` to the counters.
+fn count_compaction(
+    counters: &StoreCounters,
+    total: &store::compaction::Compacted,
+    counted: &store::compaction::Compacted,
+) {
+    counters.compaction_windows.fetch_add(total.windows - counted.windows, Ordering::Relaxed);
+    counters.compaction_blocks_read.fetch_add(total.blocks_read - counted.blocks_read, Ordering::Relaxed);
+    counters
+        .compaction_blocks_written
+        .fetch_add(total.blocks_written - counted.blocks_written, Ordering::Relaxed);
+    counters.compaction_messages.fetch_add(total.messages - counted.messages, Ordering::Relaxed);
+    counters
+        .compaction_undecodable_blocks
+        .fetch_add(total.undecodable_blocks - counted.undecodable_blocks, Ordering::Relaxed);
 }
 
 /// Applies the retention limits now and then until shutdown, and at once when they change

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::harness::Appliance;
 
 /// Sends RFC 5424 datagrams: (host, app, PRI, text).
-fn send(appliance: &Appliance, messages: &[(&str, &str, u8, String)]) {
+pub(crate) fn send(appliance: &Appliance, messages: &[(&str, &str, u8, String)]) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let target = appliance.listener("syslog-udp");
     for (host, app, pri, text) in messages {
@@ -117,7 +117,7 @@ fn stats_count_what_was_received_and_stored() {
 }
 
 /// Opens the live tail and forwards each `data:` line (one JSON message) to a channel.
-fn open_tail(appliance: &Appliance, filters: &str) -> std::sync::mpsc::Receiver<Value> {
+pub(crate) fn open_tail(appliance: &Appliance, filters: &str) -> std::sync::mpsc::Receiver<Value> {
     use std::io::BufRead as _;
     let response = reqwest::blocking::Client::builder()
         .timeout(None)

@@ -8,6 +8,7 @@ mod auth;
 mod auth_store;
 mod capture;
 mod cli;
+mod compaction;
 mod handoff;
 mod http_ingest;
 mod http_metrics;

@@ -52,6 +52,8 @@ pub struct AppState {
     pub store_counters: Arc<StoreCounters>,
     /// `sqlite` or `postgres`.
     pub store_backend: &'static str,
+    /// Whether background compaction runs (`store.compaction.enabled`).
+    pub compaction_enabled: bool,
     /// The capture path and XDP program now (they change with `PUT /api/v1/config/capture`).
     pub capture: killkrill_dataplane::SharedCapture,
     /// The node agents heard from (`/api/v1/nodes`).

@@ -137,6 +137,17 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
             "compression_ratio": if store.stored_bytes > 0 { store.raw_bytes as f64 / store.stored_bytes as f64 } else { 0.0 },
             "oldest_received_at": time(store.oldest_received_ns),
             "newest_received_at": time(store.newest_received_ns),
+            "compacted_blocks": store.compacted_blocks,
+        },
+        "compaction": {
+            "enabled": state.compaction_enabled,
+            "windows": writer.compaction_windows.load(Ordering::Relaxed),
+            "blocks_read": writer.compaction_blocks_read.load(Ordering::Relaxed),
+            "blocks_written": writer.compaction_blocks_written.load(Ordering::Relaxed),
+            "messages": writer.compaction_messages.load(Ordering::Relaxed),
+            "undecodable_blocks": writer.compaction_undecodable_blocks.load(Ordering::Relaxed),
+            "errors": writer.compaction_errors.load(Ordering::Relaxed),
+            "seconds": writer.compaction_micros.load(Ordering::Relaxed) as f64 / 1e6,
         },
     })))
 }

@@ -14,6 +14,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (4, "auth", include_str!("../../migrations/sqlite/0004_auth.sql")),
     (5, "runtime config", include_str!("../../migrations/sqlite/0005_runtime_config.sql")),
     (6, "log block totals", include_str!("../../migrations/sqlite/0006_log_block_totals.sql")),
+    (7, "log block compaction", include_str!("../../migrations/sqlite/0007_log_block_compaction.sql")),
 ];
 
 /// The PostgreSQL migrations, in order.
@@ -23,6 +24,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (3, "auth", include_str!("../../migrations/postgres/0003_auth.sql")),
     (4, "runtime config", include_str!("../../migrations/postgres/0004_runtime_config.sql")),
     (5, "log block totals", include_str!("../../migrations/postgres/0005_log_block_totals.sql")),
+    (6, "log block compaction", include_str!("../../migrations/postgres/0006_log_block_compaction.sql")),
 ];
 
 #[derive(Debug)]

@@ -6,6 +6,7 @@ pub mod auth;
 mod auth_sql;
 pub mod block;
 mod block_cache;
+pub mod compaction;
 pub mod metrics;
 mod metrics_sql;
 mod migrations;
@@ -75,6 +76,20 @@ pub struct StoreStats {
     pub stored_bytes: i64,
     pub oldest_received_ns: Option<i64>,
     pub newest_received_ns: Option<i64>,
+    /// Blocks written by compaction (docs/adr/0037).
+    pub compacted_blocks: i64,
+}
+
+/// The index row of a block that compaction may rewrite.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockMeta {
+    pub seq: i64,
+    pub block_id: String,
+    pub min_received_ns: i64,
+    pub max_received_ns: i64,
+    pub message_count: i64,
+    pub raw_bytes: i64,
+    pub stored_bytes: i64,
 }
 
 /// A sender seen in the searched window: one hostname from one address.
@@ -151,6 +166,27 @@ pub trait Store: MetricStore + Send + Sync {
     /// bytes fit the size limit. A block goes only when all of it may go by age, or when
     /// the size limit needs its room.
     async fn enforce_retention(&self, retention: &Retention, now_ns: i64) -> Result<Removed>;
+    /// Blocks as the writer cut them (not compacted yet) whose newest message is older than
+    /// `before_ns`, oldest first (`store/compaction.rs`).
+    async fn compaction_candidates(&self, _before_ns: i64, _limit: i64) -> Result<Vec<BlockMeta>> {
+        Ok(Vec::new())
+    }
+    /// The compressed body of one block (None when it is gone).
+    async fn block_payload(&self, _seq: i64) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+    /// In one transaction: removes the `old` blocks, keeps their ids as retired (a
+    /// redelivery of one is then not stored again), and inserts `new` as compacted
+    /// blocks. False, with nothing changed, when any old block is gone or compacted
+    /// already (retention or another control plane got there first).
+    async fn replace_blocks(&self, _old: &[BlockMeta], _new: &[EncodedBlock]) -> Result<bool> {
+        Err(Error::Internal("this store cannot compact".to_owned()))
+    }
+    /// Marks a block compaction could not decode, so that it is left as it is and not
+    /// tried again.
+    async fn mark_undecodable(&self, _seq: i64) -> Result<()> {
+        Ok(())
+    }
     /// Every live setting kept (`runtime_config`), by key.
     async fn runtime_config(&self) -> Result<Vec<RuntimeConfigEntry>> {
         Ok(Vec::new())

@@ -20,8 +20,8 @@ use super::block::{self, DecodedBlock, EncodedBlock, RefColumn};
 use super::block_cache::{self, BlockCache};
 use super::query::{BlockCandidate, Cursor, LogQuery, Order, Plan};
 use super::{
-    LogPage, MetricStore as _, Removed, Retention, RuntimeConfigEntry, SourceSeen, SourcesSeen, Store,
-    StoreStats, StoredLog,
+    BlockMeta, LogPage, MetricStore as _, Removed, Retention, RuntimeConfigEntry, SourceSeen, SourcesSeen,
+    Store, StoreStats, StoredLog,
 };
 use crate::{Error, Result};
 
@@ -110,7 +110,10 @@ impl SqlStore {
                 sql.push(" AND (facility_mask & ").push_bind(i64::from(mask)).push(") <> 0");
             }
             if let Some((low, high)) = query.block_seqs {
+                // Blocks committed since a look (the live tail): compaction's blocks hold
+                // old messages under new sequence numbers, never new ones (ADR 0037).
                 sql.push(" AND seq > ").push_bind(low).push(" AND seq <= ").push_bind(high);
+                sql.push(" AND compacted <> 1");
             }
             let (bound_column, comparison, direction) = match query.order {
                 Order::Descending => ("max_received_ns", "<", "DESC"),
@@ -156,6 +159,44 @@ impl SqlStore {
             row.map(|row| row.try_get::<Vec<u8>, _>("payload")).transpose().map_err(Error::from)
         })
     }
+}
+
+/// The statement that stores one block: skipped when a block with the same id is stored,
+/// or was stored and then compacted away (`retired_block_ids`), so a redelivered block is
+/// stored once. A macro, so that the same text builds for either pool.
+macro_rules! insert_block_statement {
+    ($encoded:expr, $compacted:expr) => {{
+        let encoded: &EncodedBlock = $encoded;
+        let summary = &encoded.summary;
+        let stored_bytes =
+            (encoded.payload.len() + summary.field_filter.len() + summary.token_filter.len()) as i64;
+        let mut sql = QueryBuilder::new(
+            "INSERT INTO log_blocks (block_id, format_version, min_received_ns, max_received_ns, \
+             message_count, severity_mask, facility_mask, parse_error_count, raw_bytes, stored_bytes, \
+             field_filter, token_filter, payload, compacted) SELECT ",
+        );
+        let mut values = sql.separated(", ");
+        values
+            .push_bind(summary.block_id.as_str())
+            .push_bind(i64::from(summary.format_version))
+            .push_bind(summary.min_received_ns)
+            .push_bind(summary.max_received_ns)
+            .push_bind(i64::from(summary.message_count))
+            .push_bind(i64::from(summary.severity_mask))
+            .push_bind(i64::from(summary.facility_mask))
+            .push_bind(i64::from(summary.parse_error_count))
+            .push_bind(i64::try_from(summary.raw_bytes).unwrap_or(i64::MAX))
+            .push_bind(stored_bytes)
+            .push_bind(summary.field_filter.as_slice())
+            .push_bind(summary.token_filter.as_slice())
+            .push_bind(encoded.payload.as_slice())
+            .push_bind($compacted);
+        // SQLite needs the WHERE to read ON CONFLICT as the upsert clause.
+        sql.push(" WHERE NOT EXISTS (SELECT 1 FROM retired_block_ids WHERE block_id = ")
+            .push_bind(summary.block_id.as_str())
+            .push(") ON CONFLICT (block_id) DO NOTHING");
+        sql
+    }};
 }
 
 /// Sort key of a result row: receive time, then id.
@@ -271,33 +312,8 @@ impl Store for SqlStore {
     }
 
     async fn insert_block(&self, encoded: &EncodedBlock) -> Result<bool> {
-        let summary = &encoded.summary;
-        let stored_bytes =
-            (encoded.payload.len() + summary.field_filter.len() + summary.token_filter.len()) as i64;
         on_pool!(&self.pool, pool => {
-            let mut sql = QueryBuilder::new(
-                "INSERT INTO log_blocks (block_id, format_version, min_received_ns, max_received_ns, \
-                 message_count, severity_mask, facility_mask, parse_error_count, raw_bytes, stored_bytes, \
-                 field_filter, token_filter, payload) VALUES (",
-            );
-            let mut values = sql.separated(", ");
-            values
-                .push_bind(summary.block_id.as_str())
-                .push_bind(i64::from(summary.format_version))
-                .push_bind(summary.min_received_ns)
-                .push_bind(summary.max_received_ns)
-                .push_bind(i64::from(summary.message_count))
-                .push_bind(i64::from(summary.severity_mask))
-                .push_bind(i64::from(summary.facility_mask))
-                .push_bind(i64::from(summary.parse_error_count))
-                .push_bind(i64::try_from(summary.raw_bytes).unwrap_or(i64::MAX))
-                .push_bind(stored_bytes)
-                .push_bind(summary.field_filter.as_slice())
-                .push_bind(summary.token_filter.as_slice())
-                .push_bind(encoded.payload.as_slice());
-            // The same block delivered twice (a retried hand-off) is stored once.
-            sql.push(") ON CONFLICT (block_id) DO NOTHING");
-            let result = sql.build().execute(pool).await?;
+            let result = insert_block_statement!(encoded, 0i64).build().execute(pool).await?;
             Ok(result.rows_affected() == 1)
         })
     }
@@ -459,7 +475,9 @@ impl Store for SqlStore {
                 "SELECT COUNT(*) AS blocks, CAST(COALESCE(SUM(message_count), 0) AS BIGINT) AS messages, \
                  CAST(COALESCE(SUM(raw_bytes), 0) AS BIGINT) AS raw_bytes, \
                  CAST(COALESCE(SUM(stored_bytes), 0) AS BIGINT) AS stored_bytes, \
-                 MIN(min_received_ns) AS oldest, MAX(max_received_ns) AS newest FROM log_blocks",
+                 MIN(min_received_ns) AS oldest, MAX(max_received_ns) AS newest, \
+                 CAST(COALESCE(SUM(CASE WHEN compacted = 1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS compacted \
+                 FROM log_blocks",
             )
             .fetch_one(pool)
             .await?;
@@ -470,6 +488,7 @@ impl Store for SqlStore {
                 stored_bytes: row.try_get("stored_bytes")?,
                 oldest_received_ns: row.try_get("oldest")?,
                 newest_received_ns: row.try_get("newest")?,
+                compacted_blocks: row.try_get("compacted")?,
             })
         })
     }
@@ -494,6 +513,10 @@ impl Store for SqlStore {
                 );
                 sql.push_bind(cutoff).push(" RETURNING message_count, stored_bytes");
                 let rows = sql.build().fetch_all(pool).await?;
+                // A redelivered block this old would be removed again at once.
+                let mut retired = QueryBuilder::new("DELETE FROM retired_block_ids WHERE max_received_ns < ");
+                retired.push_bind(cutoff);
+                retired.build().execute(pool).await?;
                 for row in rows {
                     removed.blocks += 1;
                     removed.messages += row.try_get::<i64, _>("message_count")? as u64;
@@ -544,6 +567,76 @@ impl Store for SqlStore {
             }
         }
         Ok(removed)
+    }
+
+    async fn compaction_candidates(&self, before_ns: i64, limit: i64) -> Result<Vec<BlockMeta>> {
+        on_pool!(&self.pool, pool => {
+            let mut sql = QueryBuilder::new(
+                "SELECT seq, block_id, min_received_ns, max_received_ns, message_count, raw_bytes, stored_bytes \
+                 FROM log_blocks WHERE compacted = 0 AND max_received_ns < ",
+            );
+            sql.push_bind(before_ns).push(" ORDER BY min_received_ns ASC, seq ASC LIMIT ").push_bind(limit);
+            let rows = sql.build().fetch_all(pool).await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(BlockMeta {
+                        seq: row.try_get("seq")?,
+                        block_id: row.try_get("block_id")?,
+                        min_received_ns: row.try_get("min_received_ns")?,
+                        max_received_ns: row.try_get("max_received_ns")?,
+                        message_count: row.try_get("message_count")?,
+                        raw_bytes: row.try_get("raw_bytes")?,
+                        stored_bytes: row.try_get("stored_bytes")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    async fn block_payload(&self, seq: i64) -> Result<Option<Vec<u8>>> {
+        self.payload(seq).await
+    }
+
+    async fn replace_blocks(&self, old: &[BlockMeta], new: &[EncodedBlock]) -> Result<bool> {
+        if old.is_empty() {
+            return Ok(false);
+        }
+        on_pool!(&self.pool, pool => {
+            let mut transaction = pool.begin().await?;
+            let mut sql = QueryBuilder::new("DELETE FROM log_blocks WHERE compacted = 0 AND seq IN (");
+            let mut list = sql.separated(", ");
+            for block in old {
+                list.push_bind(block.seq);
+            }
+            sql.push(")");
+            let deleted = sql.build().execute(&mut *transaction).await?.rows_affected();
+            if deleted != old.len() as u64 {
+                transaction.rollback().await?;
+                return Ok(false);
+            }
+            for chunk in old.chunks(256) {
+                let mut sql = QueryBuilder::new("INSERT INTO retired_block_ids (block_id, max_received_ns) ");
+                sql.push_values(chunk, |mut values, block| {
+                    values.push_bind(block.block_id.as_str()).push_bind(block.max_received_ns);
+                });
+                sql.push(" ON CONFLICT (block_id) DO NOTHING");
+                sql.build().execute(&mut *transaction).await?;
+            }
+            for block in new {
+                insert_block_statement!(block, 1i64).build().execute(&mut *transaction).await?;
+            }
+            transaction.commit().await?;
+            Ok(true)
+        })
+    }
+
+    async fn mark_undecodable(&self, seq: i64) -> Result<()> {
+        on_pool!(&self.pool, pool => {
+            let mut sql = QueryBuilder::new("UPDATE log_blocks SET compacted = 2 WHERE compacted = 0 AND seq = ");
+            sql.push_bind(seq);
+            sql.build().execute(pool).await?;
+        });
+        Ok(())
     }
 
     async fn runtime_config(&self) -> Result<Vec<RuntimeConfigEntry>> {

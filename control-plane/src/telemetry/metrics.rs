@@ -60,6 +60,15 @@ pub struct StoreCounters {
     pub committed: tokio::sync::Notify,
     /// Failed store writes; the batch is retried, not dropped.
     pub write_errors: AtomicU64,
+    /// Compaction (ADR 0037): windows done, blocks read and written, messages rewritten,
+    /// blocks left as they were because they could not be decoded, time spent.
+    pub compaction_windows: AtomicU64,
+    pub compaction_blocks_read: AtomicU64,
+    pub compaction_blocks_written: AtomicU64,
+    pub compaction_messages: AtomicU64,
+    pub compaction_undecodable_blocks: AtomicU64,
+    pub compaction_errors: AtomicU64,
+    pub compaction_micros: AtomicU64,
 }
 
 impl StoreCounters {
@@ -508,10 +517,43 @@ impl prometheus_client::collector::Collector for IngestCollector {
                 "Store writes that failed and were retried",
                 &store.write_errors,
             ),
+            (
+                "killkrill_compaction_windows",
+                "Windows of log blocks compacted by host",
+                &store.compaction_windows,
+            ),
+            (
+                "killkrill_compaction_blocks_read",
+                "Log blocks compaction replaced",
+                &store.compaction_blocks_read,
+            ),
+            (
+                "killkrill_compaction_blocks_written",
+                "Host-grouped log blocks compaction wrote",
+                &store.compaction_blocks_written,
+            ),
+            ("killkrill_compaction_messages", "Messages compaction rewrote", &store.compaction_messages),
+            (
+                "killkrill_compaction_undecodable_blocks",
+                "Log blocks compaction could not decode and left as they were",
+                &store.compaction_undecodable_blocks,
+            ),
+            (
+                "killkrill_compaction_errors",
+                "Compaction passes that stopped on a store error (tried again later)",
+                &store.compaction_errors,
+            ),
         ] {
             let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             ConstCounter::new(counter.load(Ordering::Relaxed)).encode(metric)?;
         }
+        let metric = encoder.encode_descriptor(
+            "killkrill_compaction_seconds",
+            "Time spent compacting log blocks",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(store.compaction_micros.load(Ordering::Relaxed) as f64 / 1e6).encode(metric)?;
         for (name, help, gauge) in [
             ("killkrill_spool_blocks", "Log blocks waiting in the spool", &store.spool_blocks),
             ("killkrill_spool_bytes", "Bytes waiting in the spool", &store.spool_bytes),

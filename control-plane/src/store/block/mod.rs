@@ -28,6 +28,7 @@
 //! (ADR 0036; `tests/fixtures/log_block_v1.zst` keeps a version-1 block under test).
 
 pub mod filter;
+mod reencode;
 mod varint;
 mod words;
 
@@ -41,6 +42,7 @@ use killkrill_parsers::syslog::SyslogFormat;
 use rustc_hash::FxHashMap;
 use thiserror::Error;
 
+pub use reencode::RowRef;
 use varint::{Reader, put_i64, put_u64};
 
 /// The body format written by this build.

@@ -1,0 +1,190 @@
+//! Rows of decoded blocks written again as new blocks: compaction (`store/compaction.rs`)
+//! regroups the rows of several blocks by host. Every field is carried over exactly as
+//! stored; the dictionary entries of the old blocks are interned once per block, not once
+//! per row.
+
+use rustc_hash::FxHashMap;
+
+use super::varint::{put_i64, put_u64};
+use super::{
+    BlockEncoder, BlockError, BlockSummary, DecodedBlock, EncodedBlock, FACILITY_NONE_BIT, FORMAT_VERSION,
+    MAX_ROWS, NONE_U8, ROLE_APP, ROLE_HOST, SEVERITY_NONE_BIT, filter,
+};
+
+/// One row of one of the decoded blocks handed to [`BlockEncoder::encode_rows`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowRef {
+    /// Index into the `blocks` slice.
+    pub block: u32,
+    pub row: u32,
+}
+
+impl BlockEncoder {
+    /// Encodes `rows` of `blocks` (at most [`MAX_ROWS`], in the order given) into one block,
+    /// field for field as the messages were first stored. `raw_bytes` is the summary's
+    /// figure: a block keeps the frames of flagged rows only, so the size of the others
+    /// is carried over from the old index rows by the caller.
+    pub fn encode_rows(
+        &mut self,
+        blocks: &[&DecodedBlock],
+        rows: &[RowRef],
+        raw_bytes: u64,
+    ) -> Result<EncodedBlock, BlockError> {
+        if rows.len() > MAX_ROWS {
+            return Err(BlockError::TooManyRows);
+        }
+        self.dictionary.clear();
+        self.dictionary_bytes.clear();
+        self.dictionary_order.clear();
+        self.dictionary_roles.clear();
+        self.columns.clear();
+        self.addresses.clear();
+        self.field_filter.clear();
+        self.token_filter.clear();
+        self.messages.clear();
+        // (old block, old dictionary index) -> new dictionary index.
+        let mut interned: FxHashMap<(u32, u32), u32> = FxHashMap::default();
+        let mut min_received = i64::MAX;
+        let mut max_received = i64::MIN;
+        let mut previous_received: Option<i64> = None;
+        let mut base_received = 0i64;
+        let mut severity_mask = 0u32;
+        let mut facility_mask = 0u32;
+        let mut parse_error_count = 0u32;
+        for &RowRef { block: which, row } in rows {
+            let block = *blocks.get(which as usize).ok_or(BlockError::Damaged("row of an unknown block"))?;
+            let row = row as usize;
+            if row >= block.len() {
+                return Err(BlockError::Damaged("row out of range"));
+            }
+            let mut intern = |encoder: &mut Self, index: u32| -> u32 {
+                *interned.entry((which, index)).or_insert_with(|| encoder.intern(block.entry(index)))
+            };
+            let received = block.received_ns[row];
+            min_received = min_received.min(received);
+            max_received = max_received.max(received);
+            let previous = *previous_received.get_or_insert_with(|| {
+                base_received = received;
+                received
+            });
+            put_i64(&mut self.columns.received, received.wrapping_sub(previous));
+            previous_received = Some(received);
+
+            let source_index = match block.source_ip(row) {
+                Some(ip) => self.address_index(ip),
+                None => {
+                    // Not an address (never written by this build): kept as text.
+                    let index = intern(self, block.source[row]);
+                    self.field_filter
+                        .insert(filter::field_hash(filter::FIELD_SOURCE, block.entry(block.source[row])));
+                    index
+                }
+            };
+            put_u64(&mut self.columns.source, u64::from(source_index));
+            put_u64(&mut self.columns.port, u64::from(block.port[row]));
+            let listener = intern(self, block.listener[row]);
+            put_u64(&mut self.columns.listener, u64::from(listener));
+            let format = intern(self, block.format[row]);
+            put_u64(&mut self.columns.format, u64::from(format));
+
+            let (facility, severity) = (block.facility[row], block.severity[row]);
+            self.columns.facility.push(facility);
+            self.columns.severity.push(severity);
+            self.columns.version.push(block.version[row]);
+            let severity_bit =
+                if severity == NONE_U8 { SEVERITY_NONE_BIT } else { u32::from(severity.min(7)) };
+            let facility_bit =
+                if facility == NONE_U8 { FACILITY_NONE_BIT } else { u32::from(facility.min(23)) };
+            severity_mask |= 1 << severity_bit;
+            facility_mask |= 1 << facility_bit;
+            match block.event[row] {
+                Some((nanos, digits)) => {
+                    self.columns.event_digits.push(digits.min(9));
+                    put_i64(&mut self.columns.event_delta, nanos.wrapping_sub(received));
+                }
+                None => self.columns.event_digits.push(NONE_U8),
+            }
+
+            for column in 0..self.columns.refs.len() {
+                let reference = block.refs[column][row];
+                let index = (reference != 0).then(|| intern(self, reference - 1));
+                put_u64(&mut self.columns.refs[column], index.map_or(0, |index| u64::from(index) + 1));
+                let role = match column {
+                    0 => Some((ROLE_HOST, filter::FIELD_HOST)),
+                    1 => Some((ROLE_APP, filter::FIELD_APP)),
+                    _ => None,
+                };
+                if let (Some(index), Some((role, kind))) = (index, role) {
+                    let value = &self.dictionary_bytes[self.dictionary_order[index as usize].clone()];
+                    let roles = &mut self.dictionary_roles[index as usize];
+                    if *roles & role == 0 {
+                        *roles |= role;
+                        self.field_filter.insert(filter::field_hash(kind, value));
+                    }
+                }
+            }
+            let flagged = block.refs[4][row] != 0 || block.refs[5][row] != 0;
+            parse_error_count += u32::from(flagged);
+            for (slot, text) in [&block.structured_data[row], &block.raw[row]].into_iter().enumerate() {
+                match text {
+                    Some(range) => {
+                        put_u64(&mut self.columns.lengths[slot], range.len() as u64 + 1);
+                        self.columns.texts[slot].extend_from_slice(&block.body[range.clone()]);
+                    }
+                    None => put_u64(&mut self.columns.lengths[slot], 0),
+                }
+            }
+            self.messages.push(block.message(row), &mut self.token_filter);
+        }
+        if rows.is_empty() {
+            min_received = 0;
+            max_received = 0;
+        }
+        let body = &mut self.body;
+        body.clear();
+        body.push(FORMAT_VERSION);
+        put_u64(body, rows.len() as u64);
+        put_u64(body, self.dictionary_order.len() as u64);
+        for range in &self.dictionary_order {
+            put_u64(body, range.len() as u64);
+            body.extend_from_slice(&self.dictionary_bytes[range.clone()]);
+        }
+        put_i64(body, base_received);
+        let columns = &self.columns;
+        for column in [
+            &columns.received,
+            &columns.source,
+            &columns.port,
+            &columns.listener,
+            &columns.format,
+            &columns.facility,
+            &columns.severity,
+            &columns.version,
+            &columns.event_digits,
+            &columns.event_delta,
+        ] {
+            body.extend_from_slice(column);
+        }
+        for column in columns.refs.iter().chain(&columns.lengths).chain(&columns.texts) {
+            body.extend_from_slice(column);
+        }
+        self.messages.write(body);
+        let payload = self.compressor.compress(body).map_err(BlockError::Compression)?;
+        Ok(EncodedBlock {
+            summary: BlockSummary {
+                block_id: format!("{:032x}", rand::random::<u128>()),
+                format_version: FORMAT_VERSION,
+                min_received_ns: min_received,
+                max_received_ns: max_received,
+                message_count: rows.len() as u32,
+                severity_mask,
+                facility_mask,
+                parse_error_count,
+                raw_bytes,
+                field_filter: self.field_filter.finish(),
+                token_filter: self.token_filter.finish(),
+            },
+            payload,
+        })
+    }
+}
