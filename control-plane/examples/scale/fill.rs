@@ -57,7 +57,11 @@ pub fn fill(data_dir: &Path, messages: u64, layout: Layout, level: i32) -> anyho
         && marker["layout"].as_str() == Some(layout_name.as_str())
         && marker["complete"].as_bool() == Some(true)
     {
-        eprintln!("scale fill: reusing {} ({messages} messages, {layout_name})", data_dir.display());
+        let compacted = if marker["compacted"].is_object() { ", compacted by host" } else { "" };
+        eprintln!(
+            "scale fill: reusing {} ({messages} messages, {layout_name}{compacted})",
+            data_dir.display()
+        );
         return Ok(filled);
     }
     // A partial or different fill: start again from an empty directory.

@@ -1,7 +1,8 @@
-//! The scale benchmark (`cargo xtask bench scale <fill|query|api>`, docs/performance.md
-//! "Scale"): a store of N messages, then search latency and API request rate through
-//! the real HTTP API of `killkrill serve` on it.
+//! The scale benchmark (`cargo xtask bench scale <fill|compact|query|api>`,
+//! docs/performance.md "Scale"): a store of N messages, optionally compacted by host, then
+//! search latency and API request rate through the real HTTP API of `killkrill serve` on it.
 
+mod compact;
 mod corpus;
 mod fill;
 mod queries;
@@ -37,6 +38,21 @@ struct Args {
 enum Phase {
     /// Build (or reuse) the store.
     Fill,
+    /// Compact the store by host, as `killkrill serve` does in the background.
+    Compact {
+        /// Data younger than this (seconds before the end of the filled day) stays as cut.
+        #[arg(long, default_value_t = 120)]
+        after_s: i64,
+        /// Blocks that began within one window of receive time are compacted together.
+        #[arg(long, default_value_t = 60)]
+        window_s: i64,
+        /// Messages per compacted block, about.
+        #[arg(long, default_value_t = 2_048)]
+        block_messages: usize,
+        /// zstd level of compacted blocks.
+        #[arg(long, default_value_t = 9)]
+        compact_level: i32,
+    },
     /// Selective and broad search latency.
     Query {
         #[arg(long, default_value_t = 300)]
@@ -63,6 +79,15 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match args.phase {
         Phase::Fill => {}
+        Phase::Compact { after_s, window_s, block_messages, compact_level } => {
+            let settings = killkrill::store::compaction::CompactionSettings {
+                after_ns: after_s * 1_000_000_000,
+                window_ns: window_s * 1_000_000_000,
+                block_messages,
+                zstd_level: compact_level,
+            };
+            compact::compact(&args.data_dir, &filled, settings)?;
+        }
         Phase::Query { iterations } => {
             let appliance = serve()?;
             for latencies in runtime.block_on(queries::run_queries(&appliance, &filled, iterations))? {

@@ -34,6 +34,9 @@ impl Appliance {
             .args(["--statsd-udp", "127.0.0.1:0", "--influx-udp", "127.0.0.1:0"])
             .env("KILLKRILL_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("LOG_LEVEL", "warn,killkrill::server=info")
+            // The store is measured as the fill (and the compact phase) left it: background
+            // compaction would rewrite it during the measurement.
+            .env("KILLKRILL_STORE__COMPACTION__ENABLED", "false")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -1,7 +1,8 @@
-//! `cargo xtask bench scale <fill|query|api>`: the scale benchmark (docs/performance.md,
-//! "Scale"). Builds the appliance and the `scale` example of the killkrill package, then
-//! runs the example, which fills a store of N messages through the Store API (reusing a
-//! matching fill) and measures searches and the API's request rate through
+//! `cargo xtask bench scale <fill|compact|query|api>`: the scale benchmark
+//! (docs/performance.md, "Scale"). Builds the appliance and the `scale` example of the
+//! killkrill package, then runs the example, which fills a store of N messages through the
+//! Store API (reusing a matching fill), compacts it by host as `killkrill serve` does in
+//! the background, and measures searches and the API's request rate through
 //! `killkrill serve` on it.
 
 use std::path::PathBuf;
@@ -14,6 +15,8 @@ use crate::util::{cargo, exec, target_dir};
 pub enum Phase {
     /// Build (or reuse) the store only.
     Fill,
+    /// Compact the filled store by host (ADR 0037): throughput and size before and after.
+    Compact,
     /// Selective and broad search latency (p50, p99, max).
     Query,
     /// Requests per second of a simple authenticated query.
@@ -42,6 +45,15 @@ pub struct ScaleArgs {
     /// Seconds the clients run (api).
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// Compaction window in seconds of receive time (compact).
+    #[arg(long, default_value_t = 60)]
+    pub window_s: i64,
+    /// Messages per compacted block, about (compact).
+    #[arg(long, default_value_t = 2_048)]
+    pub block_messages: usize,
+    /// zstd level of compacted blocks (compact).
+    #[arg(long, default_value_t = 9)]
+    pub compact_level: i32,
     /// Debug builds (fast to build; for smoke runs, never for figures).
     #[arg(long)]
     pub debug_build: bool,
@@ -58,6 +70,9 @@ impl ScaleArgs {
             iterations: 10,
             connections: 8,
             seconds: 2,
+            window_s: 60,
+            block_messages: 2_048,
+            compact_level: 9,
             debug_build: true,
         }
     }
@@ -76,6 +91,15 @@ pub fn run(args: &ScaleArgs) -> anyhow::Result<()> {
     let dir = target_dir().join(if args.debug_build { "debug" } else { "release" });
     let phase = match args.phase {
         Phase::Fill => vec!["fill".to_owned()],
+        Phase::Compact => vec![
+            "compact".to_owned(),
+            "--window-s".to_owned(),
+            args.window_s.to_string(),
+            "--block-messages".to_owned(),
+            args.block_messages.to_string(),
+            "--compact-level".to_owned(),
+            args.compact_level.to_string(),
+        ],
         Phase::Query => vec!["query".to_owned(), "--iterations".to_owned(), args.iterations.to_string()],
         Phase::Api => vec![
             "api".to_owned(),
@@ -96,10 +120,10 @@ pub fn run(args: &ScaleArgs) -> anyhow::Result<()> {
     )
 }
 
-/// The smoke run of `cargo xtask test`: all three phases on a small store.
+/// The smoke run of `cargo xtask test`: every phase on a small store.
 pub fn smoke() -> anyhow::Result<()> {
     let data_dir = target_dir().join("bench-smoke/scale");
-    for phase in [Phase::Fill, Phase::Query, Phase::Api] {
+    for phase in [Phase::Fill, Phase::Compact, Phase::Query, Phase::Api] {
         run(&ScaleArgs::smoke(phase, data_dir.clone()))?;
     }
     Ok(())
