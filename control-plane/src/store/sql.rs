@@ -97,11 +97,21 @@ impl SqlStore {
                 "SELECT seq, min_received_ns, max_received_ns, {field_filter}, {token_filter} \
                  FROM log_blocks WHERE 1 = 1",
             ));
+            // The bound on the column the rows are read in order of goes to its index; the
+            // other is written `+column` so that SQLite's planner cannot pick an index on it
+            // (log_blocks_totals starts with both columns and looks attractive): that plan
+            // reads every block of the range and sorts them, 250 ms for a day of 100 M
+            // messages in 50,000 compacted blocks, where the ordered index read stops
+            // after a page (ADR 0037). `+x` is a no-op for PostgreSQL.
+            let (max_column, min_column) = match query.order {
+                Order::Descending => ("max_received_ns", "+min_received_ns"),
+                Order::Ascending => ("+max_received_ns", "min_received_ns"),
+            };
             if let Some(start) = query.start_ns {
-                sql.push(" AND max_received_ns >= ").push_bind(start);
+                sql.push(format_args!(" AND {max_column} >= ")).push_bind(start);
             }
             if let Some(end) = query.end_ns {
-                sql.push(" AND min_received_ns < ").push_bind(end);
+                sql.push(format_args!(" AND {min_column} < ")).push_bind(end);
             }
             if let Some(mask) = query.severity_mask {
                 sql.push(" AND (severity_mask & ").push_bind(i64::from(mask)).push(") <> 0");
@@ -121,8 +131,8 @@ impl SqlStore {
             };
             if let Some(cursor) = query.cursor {
                 match query.order {
-                    Order::Descending => sql.push(" AND min_received_ns <= ").push_bind(cursor.received_ns),
-                    Order::Ascending => sql.push(" AND max_received_ns >= ").push_bind(cursor.received_ns),
+                    Order::Descending => sql.push(" AND +min_received_ns <= ").push_bind(cursor.received_ns),
+                    Order::Ascending => sql.push(" AND +max_received_ns >= ").push_bind(cursor.received_ns),
                 };
             }
             if let Some((bound, seq)) = after {

@@ -45,6 +45,10 @@ pub struct ScaleArgs {
     /// Seconds the clients run (api).
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// Data younger than this many seconds before the end of the filled day stays as cut
+    /// (compact; the appliance's `store.compaction.after`).
+    #[arg(long, default_value_t = 120)]
+    pub after_s: i64,
     /// Compaction window in seconds of receive time (compact).
     #[arg(long, default_value_t = 60)]
     pub window_s: i64,
@@ -70,6 +74,7 @@ impl ScaleArgs {
             iterations: 10,
             connections: 8,
             seconds: 2,
+            after_s: 120,
             window_s: 60,
             block_messages: 2_048,
             compact_level: 9,
@@ -93,6 +98,8 @@ pub fn run(args: &ScaleArgs) -> anyhow::Result<()> {
         Phase::Fill => vec!["fill".to_owned()],
         Phase::Compact => vec![
             "compact".to_owned(),
+            "--after-s".to_owned(),
+            args.after_s.to_string(),
             "--window-s".to_owned(),
             args.window_s.to_string(),
             "--block-messages".to_owned(),
