@@ -32,7 +32,7 @@ pub struct BlockSettings {
     /// A block takes the batches waiting, up to this many messages.
     pub max_messages: usize,
     pub compression_level: i32,
-    /// Blocks encoded and committed at the same time.
+    /// Blocks encoded at the same time (up to twice as many may be committing).
     pub encoders: usize,
 }
 

@@ -27,6 +27,7 @@
 //! structured data, message and raw bytes. Both are read; only version 2 is written
 //! (ADR 0036; `tests/fixtures/log_block_v1.zst` keeps a version-1 block under test).
 
+mod cut;
 pub mod filter;
 mod varint;
 mod words;

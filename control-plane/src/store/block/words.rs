@@ -23,10 +23,11 @@
 //!
 //! The encoder looks up every piece of every message, so the lookup is most of its cost
 //! (ADR 0039). Pieces of up to [`SHORT_PIECE`] bytes (nearly all of them) are keyed by
-//! their bytes packed into two 64-bit words held in the table entry itself, with the
-//! piece's occurrence count beside them: a lookup hashes two words, compares two words and
-//! touches one cache line, with no pointer into a byte arena. Longer pieces keep their
-//! 64-bit hash in the entry and compare bytes only when it matches.
+//! their bytes packed into two 64-bit words held in the table entry itself: a lookup
+//! hashes two words and compares two words, with no pointer into a byte arena. A small
+//! direct-mapped cache of the last piece per hash slot sits in front of the table, so the
+//! few hundred words that make up most of the text are found in L1 without a probe.
+//! Longer pieces keep their 64-bit hash in the entry and compare bytes only when it matches.
 
 use std::ops::Range;
 
@@ -34,6 +35,7 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 use xxhash_rust::xxh3::xxh3_64;
 
+use super::cut::ByteClasses;
 use super::filter::{self, FilterBuilder};
 use super::varint::{Reader, put_u64};
 use super::{BlockError, MAX_BODY_BYTES};
@@ -43,27 +45,38 @@ const LITERAL: u32 = u32::MAX;
 /// Pieces up to this many bytes are keyed by value (the 16th byte of the key holds the length).
 const SHORT_PIECE: usize = 15;
 
+/// Slots of the direct-mapped cache in front of the short-piece table (24 KiB: stays in L1).
+const RECENT_SLOTS: usize = 1024;
+
 /// A piece of at most [`SHORT_PIECE`] bytes: its bytes and length are its key.
 #[derive(Clone, Copy)]
 struct ShortPiece {
     key: [u64; 2],
     index: u32,
-    count: u32,
 }
+
+/// A key no piece has (its length byte is past [`SHORT_PIECE`]): marks an empty cache slot.
+const NO_PIECE: ShortPiece = ShortPiece { key: [u64::MAX; 2], index: u32::MAX };
 
 /// A longer piece: its bytes live in the arena, its hash in the entry.
 #[derive(Clone, Copy)]
 struct LongPiece {
     hash: u64,
     index: u32,
-    count: u32,
 }
 
 /// Cuts messages into pieces and writes the version-2 message section.
 #[derive(Default)]
 pub(super) struct MessageCoder {
+    /// Token and digit bits of the message being cut.
+    classes: ByteClasses,
     short: HashTable<ShortPiece>,
+    /// The last short piece seen per slot (by the hash's top bits): the few hundred words
+    /// that make up most of the text are found here without probing the table.
+    recent: Vec<ShortPiece>,
     long: HashTable<LongPiece>,
+    /// Per piece: its occurrences so far.
+    counts: Vec<u32>,
     /// Every distinct piece, back to back, and where each one lies (by piece index, which
     /// is the order of first occurrence).
     bytes: Vec<u8>,
@@ -85,7 +98,6 @@ pub(super) struct MessageCoder {
     common: [Option<u32>; 2],
     common_repeats: [u32; 2],
     /// Scratch for the final ranking.
-    counts: Vec<u32>,
     codes: Vec<u32>,
     ranked: Vec<u64>,
 }
@@ -93,7 +105,10 @@ pub(super) struct MessageCoder {
 impl MessageCoder {
     pub(super) fn clear(&mut self) {
         self.short.clear();
+        self.recent.clear();
+        self.recent.resize(RECENT_SLOTS, NO_PIECE);
         self.long.clear();
+        self.counts.clear();
         self.bytes.clear();
         self.ranges.clear();
         self.first_seen.clear();
@@ -109,26 +124,19 @@ impl MessageCoder {
 
     /// Adds one message; its words go into `token_filter` the first time the block sees them.
     pub(super) fn push(&mut self, message: &[u8], token_filter: &mut FilterBuilder) {
+        self.classes.classify(message);
         let mut position = 0;
         let mut words = 0u64;
         loop {
             let start = position;
-            position += message[start..].iter().take_while(|&&byte| !filter::is_token_byte(byte)).count();
+            position = self.classes.next_token(start);
             self.separator(message, start, position);
             if position == message.len() {
                 break;
             }
             let start = position;
-            let mut all_digits = true;
-            position += message[start..]
-                .iter()
-                .take_while(|&&byte| {
-                    // Called on the byte that ends the word too, which is never a digit.
-                    let token = filter::is_token_byte(byte);
-                    all_digits &= !token || byte.is_ascii_digit();
-                    token
-                })
-                .count();
+            position = self.classes.word_end(start);
+            let all_digits = self.classes.all_digits(start, position);
             self.word(message, start..position, all_digits, token_filter);
             words += 1;
         }
@@ -192,19 +200,30 @@ impl MessageCoder {
         token_filter: Option<&mut FilterBuilder>,
     ) -> u32 {
         let next = self.ranges.len() as u32;
-        let is_new = if range.len() <= SHORT_PIECE {
+        if range.len() <= SHORT_PIECE {
             let key = short_key(message, range.clone());
             let hash = short_hash(key);
-            match self.short.entry(hash, |piece| piece.key == key, |piece| short_hash(piece.key)) {
-                Entry::Occupied(mut found) => {
-                    let piece = found.get_mut();
-                    piece.count += 1;
-                    return piece.index;
+            let slot = (hash >> (64 - RECENT_SLOTS.trailing_zeros())) as usize;
+            if let Some(recent) = self.recent.get(slot)
+                && recent.key == key
+            {
+                self.counts[recent.index as usize] += 1;
+                return recent.index;
+            }
+            let index = match self.short.entry(hash, |piece| piece.key == key, |piece| short_hash(piece.key))
+            {
+                Entry::Occupied(found) => found.get().index,
+                Entry::Vacant(vacant) => {
+                    vacant.insert(ShortPiece { key, index: next });
+                    next
                 }
-                Entry::Vacant(slot) => {
-                    slot.insert(ShortPiece { key, index: next, count: 1 });
-                    true
-                }
+            };
+            if let Some(recent) = self.recent.get_mut(slot) {
+                *recent = ShortPiece { key, index };
+            }
+            if index != next {
+                self.counts[index as usize] += 1;
+                return index;
             }
         } else {
             let piece = &message[range.clone()];
@@ -215,18 +234,17 @@ impl MessageCoder {
                 entry.hash == hash && bytes[stored.start as usize..stored.end as usize] == *piece
             };
             match self.long.entry(hash, equal, |entry| entry.hash) {
-                Entry::Occupied(mut found) => {
-                    let entry = found.get_mut();
-                    entry.count += 1;
-                    return entry.index;
+                Entry::Occupied(found) => {
+                    let index = found.get().index;
+                    self.counts[index as usize] += 1;
+                    return index;
                 }
-                Entry::Vacant(slot) => {
-                    slot.insert(LongPiece { hash, index: next, count: 1 });
-                    true
+                Entry::Vacant(vacant) => {
+                    vacant.insert(LongPiece { hash, index: next });
                 }
             }
-        };
-        debug_assert!(is_new);
+        }
+        self.counts.push(1);
         let piece = &message[range];
         let start = self.bytes.len() as u32;
         self.bytes.extend_from_slice(piece);
@@ -241,14 +259,6 @@ impl MessageCoder {
     /// Appends the message section (layout in the module documentation) to `body`.
     pub(super) fn write(&mut self, body: &mut Vec<u8>) {
         let pieces = self.ranges.len();
-        self.counts.clear();
-        self.counts.resize(pieces, 0);
-        for piece in self.short.iter() {
-            self.counts[piece.index as usize] = piece.count;
-        }
-        for piece in self.long.iter() {
-            self.counts[piece.index as usize] = piece.count;
-        }
         for (common, repeats) in self.common.iter().zip(self.common_repeats) {
             if let Some(index) = common {
                 self.counts[*index as usize] += repeats;
