@@ -409,8 +409,8 @@ pub struct StoreConfig {
     pub block_max_messages: usize,
     /// zstd level for log blocks: 1 is fastest; higher levels trade ingest CPU for disk.
     pub compression_level: i32,
-    /// Log blocks encoded (compressed) and committed at the same time; 0 means one per
-    /// available core.
+    /// Log blocks encoded (compressed) at the same time, each encoder starting its next
+    /// block while the last one commits; 0 means one per available core.
     pub encoders: usize,
     /// Log blocks whose newest message is older than this are removed: a number and a
     /// unit (s, m, h, d, w), e.g. "30d"; "0" keeps everything (a bare number is seconds).

@@ -32,7 +32,7 @@ pub struct BlockSettings {
     /// A block takes the batches waiting, up to this many messages.
     pub max_messages: usize,
     pub compression_level: i32,
-    /// Blocks encoded and committed at the same time.
+    /// Blocks encoded at the same time (up to twice as many may be committing).
     pub encoders: usize,
 }
 
@@ -91,7 +91,14 @@ pub async fn run_batch_writer(
         encoders
             .push(BlockEncoder::new(settings.compression_level).map_err(|e| Error::Internal(e.to_string()))?);
     }
-    let (done_sender, mut done) = mpsc::unbounded_channel::<(Taken, BlockEncoder)>();
+    let encoder_count = encoders.len();
+    // An encoder comes back as soon as its block is encoded, so it can start the next
+    // block while the previous one commits: on a machine with as many encoders as cores,
+    // no core idles while a commit waits on the store. The batches come back once their
+    // block is committed; at most two blocks per encoder are on their way at once.
+    let max_jobs = 2 * encoder_count;
+    let (encoder_sender, mut encoders_back) = mpsc::unbounded_channel::<BlockEncoder>();
+    let (done_sender, mut done) = mpsc::unbounded_channel::<Taken>();
     let mut in_flight = 0usize;
     let mut next_ring = 0;
     let mut feed = feed;
@@ -108,23 +115,26 @@ pub async fn run_batch_writer(
                 }
             }
         }
-        while let Ok((taken, encoder)) = done.try_recv() {
+        while let Ok(taken) = done.try_recv() {
             finish_job(&mut consumers, sink.batches_counter(&counters), taken);
-            encoders.push(encoder);
             in_flight -= 1;
         }
-        let Some(encoder) = encoders.pop() else {
-            // Every encoder is busy: wait for one.
-            if let Some((taken, encoder)) = done.recv().await {
-                finish_job(&mut consumers, sink.batches_counter(&counters), taken);
-                encoders.push(encoder);
-                in_flight -= 1;
+        while let Ok(encoder) = encoders_back.try_recv() {
+            encoders.push(encoder);
+        }
+        if in_flight >= max_jobs || encoders.is_empty() {
+            // Every encoder is busy, or enough blocks wait on the store: wait for either.
+            tokio::select! {
+                Some(taken) = done.recv() => {
+                    finish_job(&mut consumers, sink.batches_counter(&counters), taken);
+                    in_flight -= 1;
+                }
+                Some(encoder) = encoders_back.recv() => encoders.push(encoder),
             }
             continue;
-        };
+        }
         let taken = take_waiting(&mut consumers, &mut next_ring, max_messages);
         if taken.is_empty() {
-            encoders.push(encoder);
             if in_flight == 0 {
                 // Jobs name rings by index: only with none in flight may finished rings
                 // (of listeners stopped at run time) go, with the batches they hold.
@@ -136,23 +146,30 @@ pub async fn run_batch_writer(
             tokio::time::sleep(IDLE_POLL).await;
             continue;
         }
+        let Some(encoder) = encoders.pop() else {
+            continue;
+        };
         in_flight += 1;
-        let (sink, counters, done_sender, spool) =
-            (sink.clone(), counters.clone(), done_sender.clone(), spool.clone());
+        let (sink, counters, done_sender, encoder_sender, spool) =
+            (sink.clone(), counters.clone(), done_sender.clone(), encoder_sender.clone(), spool.clone());
         let level = settings.compression_level;
         tokio::spawn(async move {
-            let done = match encode(encoder, taken, &counters).await {
+            let taken = match encode(encoder, taken, &counters).await {
                 Some((encoder, taken, block)) => {
+                    let _ = encoder_sender.send(encoder);
                     sink.deliver(&counters, &block, spool.as_deref()).await;
-                    (taken, encoder)
+                    taken
                 }
                 // A bug in the encoder took the batches with it; keep the writer going.
                 None => match BlockEncoder::new(level) {
-                    Ok(encoder) => (Vec::new(), encoder),
+                    Ok(encoder) => {
+                        let _ = encoder_sender.send(encoder);
+                        Vec::new()
+                    }
                     Err(_) => return,
                 },
             };
-            let _ = done_sender.send(done);
+            let _ = done_sender.send(taken);
         });
     }
 }

@@ -38,8 +38,13 @@ static TOKEN_BYTES: [bool; 256] = {
 /// timestamps) are nearly all distinct and would only grow the filter; a search for one
 /// still works, it just cannot skip blocks.
 pub fn is_indexed(token: &[u8]) -> bool {
-    let all_digits = token.iter().all(u8::is_ascii_digit);
-    token.len() <= 32 && !(all_digits && token.len() > 5)
+    is_indexed_shape(token.len(), token.iter().all(u8::is_ascii_digit))
+}
+
+/// [`is_indexed`] for a token whose length and digits-only-ness the caller already knows
+/// (the block encoder learns both while cutting the message).
+pub fn is_indexed_shape(len: usize, all_digits: bool) -> bool {
+    len <= 32 && !(all_digits && len > 5)
 }
 
 /// The hash of a lower-cased token, as used both when building and when probing.

@@ -27,6 +27,7 @@
 //! structured data, message and raw bytes. Both are read; only version 2 is written
 //! (ADR 0036; `tests/fixtures/log_block_v1.zst` keeps a version-1 block under test).
 
+mod cut;
 pub mod filter;
 mod reencode;
 mod varint;
@@ -102,8 +103,8 @@ pub struct EncodedBlock {
 /// Builds blocks, keeping its buffers and compression context between blocks.
 pub struct BlockEncoder {
     compressor: zstd::bulk::Compressor<'static>,
-    /// Dictionary lookup: entries by hash, compared against the arena.
-    dictionary: HashTable<u32>,
+    /// Dictionary lookup: each entry's hash and index, compared against the arena.
+    dictionary: HashTable<(u64, u32)>,
     /// Every dictionary value, back to back, and where each one lies.
     dictionary_bytes: Vec<u8>,
     dictionary_order: Vec<Range<usize>>,
@@ -203,8 +204,10 @@ impl BlockEncoder {
     fn intern(&mut self, value: &[u8]) -> u32 {
         let hash = xxhash_rust::xxh3::xxh3_64(value);
         let (bytes, order) = (&self.dictionary_bytes, &self.dictionary_order);
-        let equal = |&index: &u32| bytes[order[index as usize].clone()] == *value;
-        if let Some(&index) = self.dictionary.find(hash, equal) {
+        // The stored hash first: the bytes are read only for the entry that matches.
+        let equal =
+            |&(stored, index): &(u64, u32)| stored == hash && bytes[order[index as usize].clone()] == *value;
+        if let Some(&(_, index)) = self.dictionary.find(hash, equal) {
             return index;
         }
         let index = self.dictionary_order.len() as u32;
@@ -212,10 +215,7 @@ impl BlockEncoder {
         self.dictionary_bytes.extend_from_slice(value);
         self.dictionary_order.push(start..self.dictionary_bytes.len());
         self.dictionary_roles.push(0);
-        let (bytes, order) = (&self.dictionary_bytes, &self.dictionary_order);
-        self.dictionary.insert_unique(hash, index, |&index| {
-            xxhash_rust::xxh3::xxh3_64(&bytes[order[index as usize].clone()])
-        });
+        self.dictionary.insert_unique(hash, (hash, index), |&(stored, _)| stored);
         index
     }
 

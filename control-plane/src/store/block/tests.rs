@@ -329,4 +329,96 @@ fn rows_of_several_blocks_make_one() {
     assert!(BlockEncoder::new(1).unwrap().encode_rows(&[&first], &out_of_range, 0).is_err());
     let past_the_end = [RowRef { block: 0, row: first.len() as u32 }];
     assert!(BlockEncoder::new(1).unwrap().encode_rows(&[&first], &past_the_end, 0).is_err());
+/// The speed work on the encoder (ADR 0039) keeps format 2 byte for byte: the frozen
+/// fixture's body is exactly what this build writes for the same messages.
+#[test]
+fn the_encoder_still_writes_the_frozen_format_2_bytes() {
+    let fixture = std::fs::read(fixture_path(2)).unwrap();
+    let frozen = zstd::bulk::decompress(&fixture, 1 << 30).unwrap();
+    let block = BlockEncoder::new(3).unwrap().encode(varied_batch().iter()).unwrap();
+    let written = zstd::bulk::decompress(&block.payload, 1 << 30).unwrap();
+    assert!(written == frozen, "format 2 body changed ({} bytes, frozen {})", written.len(), frozen.len());
+}
+
+/// Pieces around the table's boundaries: 15 and 16 bytes (short and long keys), 32 and
+/// 33 (indexed or not), numbers of five and six digits and with leading zeros,
+/// separators that differ only in trailing zero bytes, non-UTF-8 bytes, empty messages,
+/// and pieces that end a message (no 16 bytes left to load).
+fn edge_messages() -> Vec<Vec<u8>> {
+    let mut messages: Vec<Vec<u8>> = vec![
+        Vec::new(),
+        b" ".to_vec(),
+        b"a".to_vec(),
+        b"7 07 007 0007 00007 000007 12345 123456 99999 100000".to_vec(),
+        b"x\0y x\0\0y x\0\0\0y \0 \0\0".to_vec(),
+        b"\xff\xfe \xc3( \x80\x80 ok".to_vec(),
+        b"fifteen-bytes!! 123456789012345 1234567890123456 abcdefghijklmno abcdefghijklmnop".to_vec(),
+        format!("{} {} {}", "w".repeat(32), "w".repeat(33), "v".repeat(5000)).into_bytes(),
+        b"\t\r\n  ,;:=[](){}<>\"' end".to_vec(),
+        b"abcdefghijklmno".to_vec(),
+        b"abcdefghijklmnop".to_vec(),
+        b"==============,".to_vec(),
+        b"===============,".to_vec(),
+    ];
+    // Each once more, so that some pieces get codes and the rest stay literals.
+    messages.extend(messages.clone());
+    messages.push(b"only-once-here 424242 x".to_vec());
+    messages
+}
+
+#[test]
+fn pieces_at_every_boundary_round_trip() {
+    let limits = BatchLimits { max_messages: 1 << 16, max_bytes: 64 << 20, ..BatchLimits::default() };
+    let mut batch = LogBatch::new(ListenerKind::SyslogTcp, &limits);
+    for (index, message) in edge_messages().iter().enumerate() {
+        let mut frame = b"<13>1 2023-11-14T22:13:20Z host app - - - ".to_vec();
+        frame.extend_from_slice(message);
+        let options = ParseOptions {
+            received_at: jiff::Timestamp::from_nanosecond(1_700_000_000_000_000_000 + index as i128).unwrap(),
+            ..ParseOptions::default()
+        };
+        batch.push_syslog(&frame, None, "192.0.2.1:514".parse::<SocketAddr>().unwrap(), &options);
+    }
+    let block = BlockEncoder::new(1).unwrap().encode(batch.iter()).unwrap();
+    let decoded = decode(&block.payload).unwrap();
+    assert_rows_equal(&decoded, &batch);
+    // Indexed words are in the token filter, long numbers and long words are not.
+    let has = |word: &[u8]| filter::may_contain(&block.summary.token_filter, filter::token_hash(word));
+    for word in [&b"abcdefghijklmnop"[..], b"abcdefghijklmno", b"00007", b"12345", &[b'w'; 32]] {
+        assert!(has(word), "{}", String::from_utf8_lossy(word));
+    }
+}
+
+/// Blocks of the load generator's mix: `count` messages with fixed receive times.
+fn generator_batch(count: usize) -> LogBatch {
+    use killkrill_perf::mix::{MessageMix, MixKind};
+    let mut mix = MessageMix::new(MixKind::Mixed, 7, 1);
+    let limits = BatchLimits { max_messages: 1 << 16, max_bytes: 1 << 30, ..BatchLimits::default() };
+    let mut batch = LogBatch::new(ListenerKind::SyslogUdp, &limits);
+    let mut frame = Vec::new();
+    for seq in 0..count {
+        frame.clear();
+        mix.write_message(seq as u64, 0, &mut frame);
+        let options = ParseOptions {
+            received_at: jiff::Timestamp::from_nanosecond(1_700_000_000_000_000_000 + seq as i128 * 1_000)
+                .unwrap(),
+            ..ParseOptions::default()
+        };
+        let device = seq % 997;
+        let source = format!("10.0.{}.{}:514", device / 250, device % 250).parse::<SocketAddr>().unwrap();
+        batch.push_syslog(&frame, None, source, &options);
+    }
+    batch
+}
+
+/// A full block (65,536 rows) of realistic traffic round-trips; one row more is refused.
+#[test]
+fn a_full_block_of_generator_traffic_round_trips() {
+    let batch = generator_batch(MAX_ROWS);
+    let block = BlockEncoder::new(1).unwrap().encode(batch.iter()).unwrap();
+    assert_eq!(block.summary.message_count as usize, MAX_ROWS);
+    assert_rows_equal(&decode(&block.payload).unwrap(), &batch);
+    let one = generator_batch(1);
+    let too_many = batch.iter().chain(one.iter());
+    assert!(matches!(BlockEncoder::new(1).unwrap().encode(too_many), Err(BlockError::TooManyRows)));
 }

@@ -20,200 +20,303 @@
 //! separators are often empty. Numbers longer than five digits and words longer than 32
 //! bytes (ids, hashes, timestamps) are always literals: they rarely repeat, and they are
 //! not in the token filter either.
+//!
+//! The encoder looks up every piece of every message, so the lookup is most of its cost
+//! (ADR 0039). Pieces of up to [`SHORT_PIECE`] bytes (nearly all of them) are keyed by
+//! their bytes packed into two 64-bit words held in the table entry itself: a lookup
+//! hashes two words and compares two words, with no pointer into a byte arena. A small
+//! direct-mapped cache of the last piece per hash slot sits in front of the table, so the
+//! few hundred words that make up most of the text are found in L1 without a probe.
+//! Longer pieces keep their 64-bit hash in the entry and compare bytes only when it matches.
 
 use std::ops::Range;
 
 use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 use xxhash_rust::xxh3::xxh3_64;
 
+use super::cut::ByteClasses;
 use super::filter::{self, FilterBuilder};
 use super::varint::{Reader, put_u64};
 use super::{BlockError, MAX_BODY_BYTES};
 
-/// Piece index of an occurrence that was never looked up (always a literal).
+/// Piece index of a word that was never looked up (always a literal).
 const LITERAL: u32 = u32::MAX;
+/// Pieces up to this many bytes are keyed by value (the 16th byte of the key holds the length).
+const SHORT_PIECE: usize = 15;
+
+/// Slots of the direct-mapped cache in front of the short-piece table (24 KiB: stays in L1).
+const RECENT_SLOTS: usize = 1024;
+
+/// A piece of at most [`SHORT_PIECE`] bytes: its bytes and length are its key.
+#[derive(Clone, Copy)]
+struct ShortPiece {
+    key: [u64; 2],
+    index: u32,
+}
+
+/// A key no piece has (its length byte is past [`SHORT_PIECE`]): marks an empty cache slot.
+const NO_PIECE: ShortPiece = ShortPiece { key: [u64::MAX; 2], index: u32::MAX };
+
+/// A longer piece: its bytes live in the arena, its hash in the entry.
+#[derive(Clone, Copy)]
+struct LongPiece {
+    hash: u64,
+    index: u32,
+}
 
 /// Cuts messages into pieces and writes the version-2 message section.
 #[derive(Default)]
 pub(super) struct MessageCoder {
-    table: HashTable<u32>,
-    hashes: Vec<u64>,
-    /// Every distinct piece, back to back, and where each one lies.
+    /// Token and digit bits of the message being cut.
+    classes: ByteClasses,
+    short: HashTable<ShortPiece>,
+    /// The last short piece seen per slot (by the hash's top bits): the few hundred words
+    /// that make up most of the text are found here without probing the table.
+    recent: Vec<ShortPiece>,
+    long: HashTable<LongPiece>,
+    /// Per piece: its occurrences so far.
+    counts: Vec<u32>,
+    /// Every distinct piece, back to back, and where each one lies (by piece index, which
+    /// is the order of first occurrence).
     bytes: Vec<u8>,
     ranges: Vec<Range<u32>>,
-    counts: Vec<u32>,
+    /// Per piece: the position of its first occurrence among all pieces of the block.
+    first_seen: Vec<u64>,
     /// Per message: its word count.
     word_counts: Vec<u8>,
-    /// Every piece in message order: its index, or `LITERAL` with its bytes in `literals`.
-    occurrences: Vec<u32>,
-    /// Bytes of the pieces that are literals without a lookup, in message order.
+    /// Every separator in message order: its piece index.
+    separators: Vec<u32>,
+    /// Every word in message order: its piece index, or `LITERAL`.
+    words: Vec<u32>,
+    /// Bytes of the words never looked up, in message order, with their positions.
     literals: Vec<u8>,
     literal_ranges: Vec<Range<u32>>,
-    /// Piece indexes of the empty separator and of one space, once seen.
+    literal_positions: Vec<u64>,
+    /// Piece indexes of the empty separator and of one space once seen, and how often
+    /// they occurred after that (they skip the table).
     common: [Option<u32>; 2],
+    common_repeats: [u32; 2],
     /// Scratch for the final ranking.
     codes: Vec<u32>,
-    ranked: Vec<u32>,
+    ranked: Vec<u64>,
 }
 
 impl MessageCoder {
     pub(super) fn clear(&mut self) {
-        self.table.clear();
-        self.hashes.clear();
+        self.short.clear();
+        self.recent.clear();
+        self.recent.resize(RECENT_SLOTS, NO_PIECE);
+        self.long.clear();
+        self.counts.clear();
         self.bytes.clear();
         self.ranges.clear();
-        self.counts.clear();
+        self.first_seen.clear();
         self.word_counts.clear();
-        self.occurrences.clear();
+        self.separators.clear();
+        self.words.clear();
         self.literals.clear();
         self.literal_ranges.clear();
+        self.literal_positions.clear();
         self.common = [None; 2];
+        self.common_repeats = [0; 2];
     }
 
     /// Adds one message; its words go into `token_filter` the first time the block sees them.
     pub(super) fn push(&mut self, message: &[u8], token_filter: &mut FilterBuilder) {
+        self.classes.classify(message);
         let mut position = 0;
         let mut words = 0u64;
         loop {
             let start = position;
-            while position < message.len() && !filter::is_token_byte(message[position]) {
-                position += 1;
-            }
-            self.separator(&message[start..position]);
+            position = self.classes.next_token(start);
+            self.separator(message, start, position);
             if position == message.len() {
                 break;
             }
             let start = position;
-            while position < message.len() && filter::is_token_byte(message[position]) {
-                position += 1;
-            }
-            self.word(&message[start..position], token_filter);
+            position = self.classes.word_end(start);
+            let all_digits = self.classes.all_digits(start, position);
+            self.word(message, start..position, all_digits, token_filter);
             words += 1;
         }
         put_u64(&mut self.word_counts, words);
     }
 
-    fn separator(&mut self, separator: &[u8]) {
-        // Nearly every separator is nothing or a space: those skip the hash.
-        let slot = match separator {
-            b"" => 0,
-            b" " => 1,
+    /// Position of the next piece among all pieces of the block, in message order.
+    fn next_position(&self) -> u64 {
+        (self.separators.len() + self.words.len()) as u64
+    }
+
+    fn separator(&mut self, message: &[u8], start: usize, end: usize) {
+        // Nearly every separator is nothing or a space: those skip the table.
+        let slot = match end - start {
+            0 => 0,
+            1 if message[start] == b' ' => 1,
             _ => {
-                let index = self.lookup(separator, None);
-                self.occurrences.push(index);
+                let index = self.lookup(message, start..end, None);
+                self.separators.push(index);
                 return;
             }
         };
         let index = match self.common[slot] {
             Some(index) => {
-                self.counts[index as usize] += 1;
+                self.common_repeats[slot] += 1;
                 index
             }
             None => {
-                let index = self.lookup(separator, None);
+                let index = self.lookup(message, start..end, None);
                 self.common[slot] = Some(index);
                 index
             }
         };
-        self.occurrences.push(index);
+        self.separators.push(index);
     }
 
-    fn word(&mut self, word: &[u8], token_filter: &mut FilterBuilder) {
-        if !filter::is_indexed(word) {
+    fn word(
+        &mut self,
+        message: &[u8],
+        range: Range<usize>,
+        all_digits: bool,
+        token_filter: &mut FilterBuilder,
+    ) {
+        if !filter::is_indexed_shape(range.len(), all_digits) {
             let start = self.literals.len() as u32;
-            self.literals.extend_from_slice(word);
+            self.literals.extend_from_slice(&message[range]);
             self.literal_ranges.push(start..self.literals.len() as u32);
-            self.occurrences.push(LITERAL);
+            self.literal_positions.push(self.next_position());
+            self.words.push(LITERAL);
             return;
         }
-        let index = self.lookup(word, Some(token_filter));
-        self.occurrences.push(index);
+        let index = self.lookup(message, range, Some(token_filter));
+        self.words.push(index);
     }
 
-    /// The piece's index, counting this occurrence; a new word goes into the filter.
-    fn lookup(&mut self, piece: &[u8], token_filter: Option<&mut FilterBuilder>) -> u32 {
-        let hash = xxh3_64(piece);
-        let (bytes, ranges) = (&self.bytes, &self.ranges);
-        let equal = |&index: &u32| {
-            let range = &ranges[index as usize];
-            bytes[range.start as usize..range.end as usize] == *piece
-        };
-        if let Some(&index) = self.table.find(hash, equal) {
-            self.counts[index as usize] += 1;
-            return index;
+    /// The index of `message[range]`, counting this occurrence; a new word goes into the filter.
+    fn lookup(
+        &mut self,
+        message: &[u8],
+        range: Range<usize>,
+        token_filter: Option<&mut FilterBuilder>,
+    ) -> u32 {
+        let next = self.ranges.len() as u32;
+        if range.len() <= SHORT_PIECE {
+            let key = short_key(message, range.clone());
+            let hash = short_hash(key);
+            let slot = (hash >> (64 - RECENT_SLOTS.trailing_zeros())) as usize;
+            if let Some(recent) = self.recent.get(slot)
+                && recent.key == key
+            {
+                self.counts[recent.index as usize] += 1;
+                return recent.index;
+            }
+            let index = match self.short.entry(hash, |piece| piece.key == key, |piece| short_hash(piece.key))
+            {
+                Entry::Occupied(found) => found.get().index,
+                Entry::Vacant(vacant) => {
+                    vacant.insert(ShortPiece { key, index: next });
+                    next
+                }
+            };
+            if let Some(recent) = self.recent.get_mut(slot) {
+                *recent = ShortPiece { key, index };
+            }
+            if index != next {
+                self.counts[index as usize] += 1;
+                return index;
+            }
+        } else {
+            let piece = &message[range.clone()];
+            let hash = xxh3_64(piece);
+            let (bytes, ranges) = (&self.bytes, &self.ranges);
+            let equal = |entry: &LongPiece| {
+                let stored = &ranges[entry.index as usize];
+                entry.hash == hash && bytes[stored.start as usize..stored.end as usize] == *piece
+            };
+            match self.long.entry(hash, equal, |entry| entry.hash) {
+                Entry::Occupied(found) => {
+                    let index = found.get().index;
+                    self.counts[index as usize] += 1;
+                    return index;
+                }
+                Entry::Vacant(vacant) => {
+                    vacant.insert(LongPiece { hash, index: next });
+                }
+            }
         }
-        let index = self.ranges.len() as u32;
+        self.counts.push(1);
+        let piece = &message[range];
         let start = self.bytes.len() as u32;
         self.bytes.extend_from_slice(piece);
         self.ranges.push(start..self.bytes.len() as u32);
-        self.counts.push(1);
-        self.hashes.push(hash);
-        let hashes = &self.hashes;
-        self.table.insert_unique(hash, index, |&index| hashes[index as usize]);
+        self.first_seen.push(self.next_position());
         if let Some(token_filter) = token_filter {
             token_filter.insert(filter::token_hash(piece));
         }
-        index
+        next
     }
 
     /// Appends the message section (layout in the module documentation) to `body`.
     pub(super) fn write(&mut self, body: &mut Vec<u8>) {
-        // Pieces seen twice or more get codes, the most frequent the smallest.
+        let pieces = self.ranges.len();
+        for (common, repeats) in self.common.iter().zip(self.common_repeats) {
+            if let Some(index) = common {
+                self.counts[*index as usize] += repeats;
+            }
+        }
+        // Pieces seen twice or more get codes, the most frequent the smallest, ties in
+        // order of first occurrence: one sort of (inverted count, index) packed in a u64.
         self.ranked.clear();
-        self.ranked.extend((0..self.counts.len() as u32).filter(|&index| self.counts[index as usize] > 1));
-        let counts = &self.counts;
-        self.ranked.sort_unstable_by_key(|&index| (std::cmp::Reverse(counts[index as usize]), index));
+        self.ranked.extend(
+            self.counts
+                .iter()
+                .enumerate()
+                .filter(|&(_, &count)| count > 1)
+                .map(|(index, &count)| (u64::from(u32::MAX - count) << 32) | index as u64),
+        );
+        self.ranked.sort_unstable();
         self.codes.clear();
-        self.codes.resize(self.counts.len(), 0);
-        for (rank, &index) in self.ranked.iter().enumerate() {
-            self.codes[index as usize] = rank as u32 + 1;
+        self.codes.resize(pieces, 0);
+        for (rank, &key) in self.ranked.iter().enumerate() {
+            self.codes[key as u32 as usize] = rank as u32 + 1;
         }
 
         body.extend_from_slice(&self.word_counts);
-        // Separators at even positions of each message's run, words at odd ones; the
-        // word counts say where each message's run ends.
-        let mut reader = Reader::new(&self.word_counts);
-        let mut runs = Vec::new();
-        let mut position = 0usize;
-        while let Ok(words) = reader.u64() {
-            let len = 2 * words as usize + 1;
-            runs.push(position..position + len);
-            position += len;
+        body.reserve(self.separators.len() + self.words.len());
+        for &index in &self.separators {
+            put_code(body, self.codes[index as usize]);
         }
-        for parity in [0, 1] {
-            for run in &runs {
-                for occurrence in self.occurrences[run.clone()].iter().skip(parity).step_by(2) {
-                    let code = match *occurrence {
-                        LITERAL => 0,
-                        index => self.codes[index as usize],
-                    };
-                    put_u64(body, u64::from(code));
-                }
-            }
+        for &index in &self.words {
+            put_code(body, if index == LITERAL { 0 } else { self.codes[index as usize] });
         }
         put_u64(body, self.ranked.len() as u64);
-        for &index in &self.ranked {
-            put_u64(body, self.ranges[index as usize].len() as u64);
+        for &key in &self.ranked {
+            put_u64(body, self.ranges[key as u32 as usize].len() as u64);
         }
-        for &index in &self.ranked {
-            let range = &self.ranges[index as usize];
+        for &key in &self.ranked {
+            let range = &self.ranges[key as u32 as usize];
             body.extend_from_slice(&self.bytes[range.start as usize..range.end as usize]);
         }
-        // Literals in message order (the order of `occurrences`, which is the order the
-        // reader rebuilds messages in): looked-up pieces seen once, and words never looked up.
-        let mut unlooked = self.literal_ranges.iter();
+        // Literals in message order (the order the reader rebuilds messages in): pieces
+        // seen once, which lie in order of first occurrence, merged by position with the
+        // words never looked up.
+        let mut once = (0..pieces).filter(|&index| self.counts[index] == 1).peekable();
+        let mut unlooked = self.literal_positions.iter().zip(&self.literal_ranges).peekable();
         let mut literals: Vec<&[u8]> = Vec::new();
-        for &occurrence in &self.occurrences {
-            let range = match occurrence {
-                LITERAL => match unlooked.next() {
-                    Some(range) => range,
-                    None => continue,
-                },
-                index if self.codes[index as usize] == 0 => &self.ranges[index as usize],
-                _ => continue,
+        loop {
+            let take_piece = match (once.peek(), unlooked.peek()) {
+                (Some(&index), Some(&(&position, _))) => self.first_seen[index] < position,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
             };
-            let source = if occurrence == LITERAL { &self.literals } else { &self.bytes };
-            literals.push(&source[range.start as usize..range.end as usize]);
+            let piece = if take_piece {
+                let range = once.next().map(|index| &self.ranges[index]);
+                range.map(|range| &self.bytes[range.start as usize..range.end as usize])
+            } else {
+                unlooked.next().map(|(_, range)| &self.literals[range.start as usize..range.end as usize])
+            };
+            literals.extend(piece);
         }
         for piece in &literals {
             put_u64(body, piece.len() as u64);
@@ -222,6 +325,40 @@ impl MessageCoder {
             body.extend_from_slice(piece);
         }
     }
+}
+
+/// A code as a varint; nearly all fit one byte.
+#[inline]
+fn put_code(body: &mut Vec<u8>, code: u32) {
+    if code < 0x80 {
+        body.push(code as u8);
+    } else {
+        put_u64(body, u64::from(code));
+    }
+}
+
+/// The key of a piece of at most [`SHORT_PIECE`] bytes: its bytes, zero-padded, with the
+/// length in the last byte (so pieces that differ only in trailing zero bytes differ).
+#[inline]
+fn short_key(message: &[u8], range: Range<usize>) -> [u64; 2] {
+    let len = range.len();
+    debug_assert!(len <= SHORT_PIECE);
+    let mut chunk = [0u8; 16];
+    match message.get(range.start..range.start + 16) {
+        // One unaligned load, masked to the piece; the piece is mid-message.
+        Some(window) => chunk.copy_from_slice(window),
+        None => chunk[..len].copy_from_slice(&message[range]),
+    }
+    let value = u128::from_le_bytes(chunk) & ((1u128 << (8 * len)) - 1) | ((len as u128) << 120);
+    [value as u64, (value >> 64) as u64]
+}
+
+/// A folded multiply of the two key words (as in wyhash and foldhash): every key bit
+/// reaches both the low bits (bucket) and the high bits (tag) the table uses.
+#[inline]
+fn short_hash(key: [u64; 2]) -> u64 {
+    let product = u128::from(key[0] ^ 0x243f_6a88_85a3_08d3) * u128::from(key[1] ^ 0x1319_8a2e_0370_7344);
+    (product as u64) ^ ((product >> 64) as u64)
 }
 
 /// Reads the message section: every message's text, back to back, and where each lies.
