@@ -482,6 +482,7 @@ impl Store for SqlStore {
         // share that read (store/shared_reads.rs).
         let first_seqs = match self.first_rounds.join(query) {
             Turn::Lead(mut leader) => {
+                leader.turn().await;
                 let seqs = Arc::new(self.first_round_seqs(query, || leader.close()).await?);
                 leader.publish(seqs.clone());
                 seqs
