@@ -200,7 +200,7 @@ pub async fn serve(config: Config) -> Result<()> {
             tls_available: runtime_config::tls_available(&config),
         },
     )?;
-    let state = AppState {
+    let state = AppState::new(api::AppStateFields {
         store: store.clone(),
         metrics,
         listeners_up: Arc::new(AtomicBool::new(false)),
@@ -220,7 +220,7 @@ pub async fn serve(config: Config) -> Result<()> {
         auth: authenticator,
         live: Arc::new(live),
         runtime,
-    };
+    });
 
     let (stop_sender, stop) = watch::channel(false);
     let mut http_servers = Vec::new();

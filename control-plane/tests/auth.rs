@@ -264,10 +264,16 @@ fn api_keys_are_shown_once_carry_their_role_and_die_when_deleted() {
     assert!(listed["last_used_at"].is_string(), "{listed}");
     assert!(!list.to_string().contains(&key[10..]));
 
+    // A search repeated (its answer kept by the store's answer cache) ...
+    for _ in 0..2 {
+        assert_eq!(get(&appliance, "/api/v1/logs?limit=10", &key).0, 200);
+    }
     let (status, _) =
         send(&appliance, reqwest::Method::DELETE, &format!("/api/v1/api-keys/{id}"), Some(admin), None);
     assert_eq!(status, 204);
     assert_eq!(get(&appliance, "/api/v1/stats", &key).0, 401);
+    // ... is refused like everything else once the key is gone.
+    assert_eq!(get(&appliance, "/api/v1/logs?limit=10", &key).0, 401);
     let (status, _) =
         send(&appliance, reqwest::Method::DELETE, &format!("/api/v1/api-keys/{id}"), Some(admin), None);
     assert_eq!(status, 404);

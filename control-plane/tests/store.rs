@@ -313,6 +313,12 @@ async fn paging_while_ingesting(store: Arc<dyn Store>) {
         loop {
             let query = LogQuery { limit: 45, order, cursor, ..LogQuery::default() };
             let page = store.query_logs(&query).await.unwrap();
+            // The API's path (with its answer cache) gives the same page, asked once or twice.
+            for _ in 0..2 {
+                let shared = store.query_logs_shared(&query).await.unwrap();
+                assert_eq!(shared.page.logs, page.logs, "{order:?}: the shared page differs");
+                assert_eq!(shared.page.next_cursor, page.next_cursor);
+            }
             seen.extend(seqs(&page.logs));
             // More, newer data arrives between pages.
             let more: Vec<Sent> = (next_seq..next_seq + 30).map(message).collect();
@@ -424,4 +430,78 @@ async fn retention_by_age_and_size_on_both_backends() {
     retention_removes_what_it_should(open_sqlite(dir.path()).await).await;
     let server = PostgresServer::start();
     retention_removes_what_it_should(open_postgres(server.create_database("retention")).await).await;
+}
+
+/// The answer cache behind `query_logs_shared` (store/answer_cache.rs, docs/adr/0038): a
+/// repeated search is answered from it (the same shared page) only while the blocks that
+/// settled it are unchanged. New blocks, blocks removed by retention, and blocks written
+/// through another handle on the same database (another process) show at once.
+async fn repeated_searches_see_every_change(reader: Arc<dyn Store>, writer: Arc<dyn Store>) {
+    let minute = 60_000_000_000i64;
+    let block_of = |block: i64| -> Vec<Sent> {
+        (0..100)
+            .map(|n| Sent {
+                received_ns: BASE_NS + block * minute + n,
+                ..sent_message(block as usize * 100 + n as usize)
+            })
+            .collect()
+    };
+    for block in 0..3 {
+        insert(&*writer, &block_of(block)).await;
+    }
+    let newest = LogQuery { limit: 10, ..LogQuery::default() };
+    let oldest = LogQuery { limit: 10, order: Order::Ascending, ..LogQuery::default() };
+    let errors = LogQuery { limit: 5, text: text("error"), ..LogQuery::default() };
+    let first = reader.query_logs_shared(&newest).await.unwrap();
+    assert_eq!(seqs(&first.page.logs), (290..300).rev().collect::<Vec<_>>());
+    let again = reader.query_logs_shared(&newest).await.unwrap();
+    assert!(Arc::ptr_eq(&first, &again), "an unchanged store answers a repeat from the cache");
+    let old = reader.query_logs_shared(&oldest).await.unwrap();
+    assert_eq!(seqs(&old.page.logs), (0..10).collect::<Vec<_>>());
+    let found = reader.query_logs_shared(&errors).await.unwrap();
+    assert_eq!(found.page.logs, reader.query_logs(&errors).await.unwrap().logs);
+
+    // A new block, written through the other handle: the newest rows change at once.
+    insert(&*writer, &block_of(3)).await;
+    let fresh = reader.query_logs_shared(&newest).await.unwrap();
+    assert_eq!(seqs(&fresh.page.logs), (390..400).rev().collect::<Vec<_>>(), "new data is seen");
+    assert_eq!(
+        reader.query_logs_shared(&errors).await.unwrap().page.logs,
+        reader.query_logs(&errors).await.unwrap().logs
+    );
+    // The oldest rows are the same (searched again: the new block is among the 16 index
+    // rows of its first round).
+    assert_eq!(
+        seqs(&reader.query_logs_shared(&oldest).await.unwrap().page.logs),
+        (0..10).collect::<Vec<_>>()
+    );
+
+    // Retention (through the other handle) removes the oldest block: its rows are gone.
+    let now = BASE_NS + 4 * minute;
+    let by_age = Retention { max_age_ns: Some(3 * minute + minute / 2), ..Retention::default() };
+    assert_eq!(writer.enforce_retention(&by_age, now).await.unwrap().blocks, 1);
+    let after = reader.query_logs_shared(&oldest).await.unwrap();
+    assert_eq!(seqs(&after.page.logs), (100..110).collect::<Vec<_>>(), "removed rows are not served");
+    // Paging from a cached page's cursor follows on exactly.
+    let cursor = after.page.next_cursor;
+    let next = reader.query_logs_shared(&LogQuery { cursor, ..oldest.clone() }).await.unwrap();
+    assert_eq!(seqs(&next.page.logs), (110..120).collect::<Vec<_>>());
+
+    // Everything removed: an empty answer, and then new data again.
+    let everything = Retention { max_age_ns: Some(0), ..Retention::default() };
+    writer.enforce_retention(&everything, BASE_NS + 10 * minute).await.unwrap();
+    assert!(reader.query_logs_shared(&newest).await.unwrap().page.logs.is_empty());
+    assert!(reader.query_logs_shared(&newest).await.unwrap().page.logs.is_empty());
+    insert(&*writer, &block_of(7)).await;
+    let back = reader.query_logs_shared(&newest).await.unwrap();
+    assert_eq!(seqs(&back.page.logs), (790..800).rev().collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_searches_see_new_and_removed_blocks_on_both_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    repeated_searches_see_every_change(open_sqlite(dir.path()).await, open_sqlite(dir.path()).await).await;
+    let server = PostgresServer::start();
+    let url = server.create_database("answers");
+    repeated_searches_see_every_change(open_postgres(url.clone()).await, open_postgres(url).await).await;
 }

@@ -1,15 +1,15 @@
 //! `GET /api/v1/logs`: search stored messages.
 
-use axum::Json;
 use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::ApiError;
 use crate::Error;
-use crate::store::{Cursor, LogQuery, Order, TextQuery};
+use crate::store::{Cursor, LogPage, LogQuery, Order, StoredLog, TextQuery};
 
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 10_000;
@@ -251,14 +251,28 @@ pub fn now_ns() -> i64 {
 pub async fn search(
     State(state): State<AppState>,
     Query(params): Query<LogsParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let query = params.into_query(now_ns())?;
-    let page = state.store.query_logs(&query).await?;
-    Ok(Json(json!({
-        "count": page.logs.len(),
-        "logs": page.logs,
-        "next_cursor": page.next_cursor.map(|cursor| cursor.encode()),
-    })))
+    let shared = state.store.query_logs_shared(&query).await?;
+    // Encoded once per kept answer, however many clients it goes to.
+    let json = shared
+        .json(|page| serde_json::to_vec(&LogsAnswer::from(page)))
+        .map_err(|error| Error::Internal(format!("a page could not be encoded: {error}")))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+}
+
+/// The body of a page, in the order the fields are sent.
+#[derive(Serialize)]
+struct LogsAnswer<'a> {
+    count: usize,
+    logs: &'a [StoredLog],
+    next_cursor: Option<String>,
+}
+
+impl<'a> From<&'a LogPage> for LogsAnswer<'a> {
+    fn from(page: &'a LogPage) -> Self {
+        Self { count: page.logs.len(), logs: &page.logs, next_cursor: page.next_cursor.map(|c| c.encode()) }
+    }
 }
 
 #[cfg(test)]

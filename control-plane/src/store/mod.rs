@@ -2,6 +2,7 @@
 //! Handlers and the batch writer see `Arc<dyn Store>`; SQL stays in `sql`, the block
 //! format in `block`, and the search logic that both backends share in `query`.
 
+mod answer_cache;
 pub mod auth;
 mod auth_sql;
 pub mod block;
@@ -11,10 +12,11 @@ pub mod metrics;
 mod metrics_sql;
 mod migrations;
 pub mod query;
+mod shared_reads;
 mod sql;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -63,6 +65,34 @@ pub struct LogPage {
     pub logs: Vec<StoredLog>,
     /// Present when more rows match: pass it back to get the next page.
     pub next_cursor: Option<Cursor>,
+}
+
+/// A page that may be shared by every client asking the same search over the same blocks
+/// (`store/answer_cache.rs`), with its JSON encoding, made once by the first client that
+/// needs it.
+#[derive(Debug, Default)]
+pub struct SharedPage {
+    pub page: LogPage,
+    json: OnceLock<axum::body::Bytes>,
+}
+
+impl SharedPage {
+    pub fn new(page: LogPage) -> Self {
+        Self { page, json: OnceLock::new() }
+    }
+
+    /// The page as JSON, encoded by `encode` the first time only.
+    pub fn json<E>(
+        &self,
+        encode: impl FnOnce(&LogPage) -> std::result::Result<Vec<u8>, E>,
+    ) -> std::result::Result<axum::body::Bytes, E> {
+        if let Some(json) = self.json.get() {
+            return Ok(json.clone());
+        }
+        let json = axum::body::Bytes::from(encode(&self.page)?);
+        // Another client may have encoded it meanwhile: both encodings are equal.
+        Ok(self.json.get_or_init(|| json).clone())
+    }
 }
 
 /// What the store holds.
@@ -156,6 +186,11 @@ pub trait Store: MetricStore + Send + Sync {
     /// Commits the block; false when a block with the same id is already stored.
     async fn insert_block(&self, block: &EncodedBlock) -> Result<bool>;
     async fn query_logs(&self, query: &LogQuery) -> Result<LogPage>;
+    /// The same search, as a page that identical searches over unchanged blocks may share
+    /// (the API's path: a backend with an answer cache answers repeats from it).
+    async fn query_logs_shared(&self, query: &LogQuery) -> Result<Arc<SharedPage>> {
+        Ok(Arc::new(SharedPage::new(self.query_logs(query).await?)))
+    }
     /// Hostnames and addresses of the messages matching `query` (its limit, order and
     /// cursor are ignored), reading at most `max_blocks` blocks, newest first.
     async fn sources(&self, query: &LogQuery, max_blocks: u64) -> Result<SourcesSeen>;

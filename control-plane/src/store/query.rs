@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use super::block::{self, DecodedBlock, RefColumn, filter};
 
 /// Newest first (the default) or oldest first.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Order {
     #[default]
     Descending,
@@ -16,7 +16,7 @@ pub enum Order {
 }
 
 /// Where the previous page ended: the sort key of its last row.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Cursor {
     pub received_ns: i64,
     pub id: i64,
@@ -38,7 +38,7 @@ impl Cursor {
 }
 
 /// The words of `q`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct TextQuery {
     /// Each must appear as a whole word (case-insensitive).
     pub words: Vec<String>,
@@ -122,8 +122,9 @@ fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|window| window.eq_ignore_ascii_case(needle))
 }
 
-/// A log search with every filter of `GET /api/v1/logs`.
-#[derive(Clone, Debug)]
+/// A log search with every filter of `GET /api/v1/logs`. Equal searches give equal
+/// answers over the same blocks (the answer cache's key).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct LogQuery {
     /// Receive time, inclusive, Unix nanoseconds.
     pub start_ns: Option<i64>,
@@ -168,7 +169,7 @@ impl Default for LogQuery {
 }
 
 /// The part of a block's index row that pruning reads.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct BlockCandidate {
     pub seq: i64,
     pub min_received_ns: i64,

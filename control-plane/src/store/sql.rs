@@ -16,12 +16,14 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row};
 
+use super::answer_cache::AnswerCache;
 use super::block::{self, DecodedBlock, EncodedBlock, RefColumn};
 use super::block_cache::{self, BlockCache};
 use super::query::{BlockCandidate, Cursor, LogQuery, Order, Plan};
+use super::shared_reads::{SharedReads, Turn};
 use super::{
-    BlockMeta, LogPage, MetricStore as _, Removed, Retention, RuntimeConfigEntry, SourceSeen, SourcesSeen,
-    Store, StoreStats, StoredLog,
+    BlockMeta, LogPage, MetricStore as _, Removed, Retention, RuntimeConfigEntry, SharedPage, SourceSeen,
+    SourcesSeen, Store, StoreStats, StoredLog,
 };
 use crate::{Error, Result};
 
@@ -46,10 +48,74 @@ macro_rules! on_pool {
 }
 pub(super) use on_pool;
 
+/// Pushes onto `sql` (a `SELECT ... FROM log_blocks`) the conditions, order and limit of a
+/// read of candidate blocks: up to `limit` index rows of blocks that may match, in the
+/// query's order, after `after`.
+macro_rules! push_candidate_filters {
+    ($sql:expr, $query:expr, $after:expr, $limit:expr) => {{
+        let (sql, query, after): (&mut QueryBuilder<_>, &LogQuery, Option<(i64, i64)>) =
+            (&mut $sql, $query, $after);
+        sql.push(" WHERE 1 = 1");
+        // The bound on the column the rows are read in order of goes to its index; the
+        // other is written `+column` so that SQLite's planner cannot pick an index on it
+        // (log_blocks_totals starts with both columns and looks attractive): that plan
+        // reads every block of the range and sorts them, 250 ms for a day of 100 M
+        // messages in 50,000 compacted blocks, where the ordered index read stops
+        // after a page (ADR 0037). `+x` is a no-op for PostgreSQL.
+        let (max_column, min_column) = match query.order {
+            Order::Descending => ("max_received_ns", "+min_received_ns"),
+            Order::Ascending => ("+max_received_ns", "min_received_ns"),
+        };
+        if let Some(start) = query.start_ns {
+            sql.push(format_args!(" AND {max_column} >= ")).push_bind(start);
+        }
+        if let Some(end) = query.end_ns {
+            sql.push(format_args!(" AND {min_column} < ")).push_bind(end);
+        }
+        if let Some(mask) = query.severity_mask {
+            sql.push(" AND (severity_mask & ").push_bind(i64::from(mask)).push(") <> 0");
+        }
+        if let Some(mask) = query.facility_mask {
+            sql.push(" AND (facility_mask & ").push_bind(i64::from(mask)).push(") <> 0");
+        }
+        if let Some((low, high)) = query.block_seqs {
+            // Blocks committed since a look (the live tail): compaction's blocks hold
+            // old messages under new sequence numbers, never new ones (ADR 0037).
+            sql.push(" AND seq > ").push_bind(low).push(" AND seq <= ").push_bind(high);
+            sql.push(" AND compacted <> 1");
+        }
+        let (bound_column, comparison, direction) = match query.order {
+            Order::Descending => ("max_received_ns", "<", "DESC"),
+            Order::Ascending => ("min_received_ns", ">", "ASC"),
+        };
+        if let Some(cursor) = query.cursor {
+            match query.order {
+                Order::Descending => sql.push(" AND +min_received_ns <= ").push_bind(cursor.received_ns),
+                Order::Ascending => sql.push(" AND +max_received_ns >= ").push_bind(cursor.received_ns),
+            };
+        }
+        if let Some((bound, seq)) = after {
+            sql.push(format_args!(" AND ({bound_column} {comparison} "))
+                .push_bind(bound)
+                .push(format_args!(" OR ({bound_column} = "))
+                .push_bind(bound)
+                .push(format_args!(" AND seq {comparison} "))
+                .push_bind(seq)
+                .push("))");
+        }
+        sql.push(format_args!(" ORDER BY {bound_column} {direction}, seq {direction} LIMIT "))
+            .push_bind($limit);
+    }};
+}
+
 pub struct SqlStore {
     pub(super) pool: Pool,
     /// Blocks decoded by recent searches (`store/block_cache.rs`).
     decoded: Arc<BlockCache>,
+    /// Answers of recent searches (`store/answer_cache.rs`).
+    answers: AnswerCache,
+    /// First rounds of index rows being read for identical searches (`store/shared_reads.rs`).
+    first_rounds: SharedReads<Vec<i64>>,
 }
 
 impl SqlStore {
@@ -65,9 +131,20 @@ impl SqlStore {
         // an OS crash or power loss can lose the last ones (see docs/adr/0005).
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            // A connection to a local file does not go away: pinging it before each use
+            // (sqlx's default) only costs a round trip to its worker thread per statement.
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await?;
         super::migrations::sqlite().await?.run(&pool).await?;
-        Ok(Self { pool: Pool::Sqlite(pool), decoded: Arc::default() })
+        Ok(Self {
+            pool: Pool::Sqlite(pool),
+            decoded: Arc::default(),
+            answers: AnswerCache::default(),
+            first_rounds: SharedReads::default(),
+        })
     }
 
     pub async fn open_postgres(url: &str) -> Result<Self> {
@@ -79,9 +156,16 @@ impl SqlStore {
             .connect_with(options)
             .await?;
         super::migrations::postgres().await?.run(&pool).await?;
-        Ok(Self { pool: Pool::Postgres(pool), decoded: Arc::default() })
+        Ok(Self {
+            pool: Pool::Postgres(pool),
+            decoded: Arc::default(),
+            answers: AnswerCache::default(),
+            first_rounds: SharedReads::default(),
+        })
     }
 
+    /// Reads up to `limit` index rows of blocks that may match, in the query's order, after
+    /// `after`.
     async fn candidates(
         &self,
         query: &LogQuery,
@@ -90,62 +174,18 @@ impl SqlStore {
         limit: i64,
     ) -> Result<Vec<BlockCandidate>> {
         // Filters pruning will not read stay in the table.
-        let field_filter = if plan.needs_field_filter() { "field_filter" } else { "NULL AS field_filter" };
-        let token_filter = if plan.needs_token_filter() { "token_filter" } else { "NULL AS token_filter" };
+        let (field_filter, token_filter) = (plan.needs_field_filter(), plan.needs_token_filter());
+        let columns = match (field_filter, token_filter) {
+            (false, false) => "",
+            (true, false) => ", field_filter",
+            (false, true) => ", token_filter",
+            (true, true) => ", field_filter, token_filter",
+        };
         on_pool!(&self.pool, pool => {
             let mut sql = QueryBuilder::new(format!(
-                "SELECT seq, min_received_ns, max_received_ns, {field_filter}, {token_filter} \
-                 FROM log_blocks WHERE 1 = 1",
+                "SELECT seq, min_received_ns, max_received_ns{columns} FROM log_blocks",
             ));
-            // The bound on the column the rows are read in order of goes to its index; the
-            // other is written `+column` so that SQLite's planner cannot pick an index on it
-            // (log_blocks_totals starts with both columns and looks attractive): that plan
-            // reads every block of the range and sorts them, 250 ms for a day of 100 M
-            // messages in 50,000 compacted blocks, where the ordered index read stops
-            // after a page (ADR 0037). `+x` is a no-op for PostgreSQL.
-            let (max_column, min_column) = match query.order {
-                Order::Descending => ("max_received_ns", "+min_received_ns"),
-                Order::Ascending => ("+max_received_ns", "min_received_ns"),
-            };
-            if let Some(start) = query.start_ns {
-                sql.push(format_args!(" AND {max_column} >= ")).push_bind(start);
-            }
-            if let Some(end) = query.end_ns {
-                sql.push(format_args!(" AND {min_column} < ")).push_bind(end);
-            }
-            if let Some(mask) = query.severity_mask {
-                sql.push(" AND (severity_mask & ").push_bind(i64::from(mask)).push(") <> 0");
-            }
-            if let Some(mask) = query.facility_mask {
-                sql.push(" AND (facility_mask & ").push_bind(i64::from(mask)).push(") <> 0");
-            }
-            if let Some((low, high)) = query.block_seqs {
-                // Blocks committed since a look (the live tail): compaction's blocks hold
-                // old messages under new sequence numbers, never new ones (ADR 0037).
-                sql.push(" AND seq > ").push_bind(low).push(" AND seq <= ").push_bind(high);
-                sql.push(" AND compacted <> 1");
-            }
-            let (bound_column, comparison, direction) = match query.order {
-                Order::Descending => ("max_received_ns", "<", "DESC"),
-                Order::Ascending => ("min_received_ns", ">", "ASC"),
-            };
-            if let Some(cursor) = query.cursor {
-                match query.order {
-                    Order::Descending => sql.push(" AND +min_received_ns <= ").push_bind(cursor.received_ns),
-                    Order::Ascending => sql.push(" AND +max_received_ns >= ").push_bind(cursor.received_ns),
-                };
-            }
-            if let Some((bound, seq)) = after {
-                sql.push(format_args!(" AND ({bound_column} {comparison} "))
-                    .push_bind(bound)
-                    .push(format_args!(" OR ({bound_column} = "))
-                    .push_bind(bound)
-                    .push(format_args!(" AND seq {comparison} "))
-                    .push_bind(seq)
-                    .push("))");
-            }
-            sql.push(format_args!(" ORDER BY {bound_column} {direction}, seq {direction} LIMIT "))
-                .push_bind(limit);
+            push_candidate_filters!(sql, query, after, limit);
             let rows = sql.build().fetch_all(pool).await?;
             rows.iter()
                 .map(|row| {
@@ -153,11 +193,131 @@ impl SqlStore {
                         seq: row.try_get("seq")?,
                         min_received_ns: row.try_get("min_received_ns")?,
                         max_received_ns: row.try_get("max_received_ns")?,
-                        field_filter: row.try_get::<Option<Vec<u8>>, _>("field_filter")?.unwrap_or_default(),
-                        token_filter: row.try_get::<Option<Vec<u8>>, _>("token_filter")?.unwrap_or_default(),
+                        field_filter: if field_filter { row.try_get("field_filter")? } else { Vec::new() },
+                        token_filter: if token_filter { row.try_get("token_filter")? } else { Vec::new() },
                     })
                 })
                 .collect::<Result<Vec<_>>>()
+        })
+    }
+
+    /// The sequence numbers of the first round's index rows, sorted: one row of one text
+    /// value, much cheaper than the rows themselves (sqlx copies every value of every row),
+    /// which is all a repeated search needs to know whether its kept answer holds.
+    /// `connected` runs once a connection is held, just before the statement.
+    async fn first_round_seqs(&self, query: &LogQuery, connected: impl FnOnce() + Send) -> Result<Vec<i64>> {
+        let list = match &self.pool {
+            Pool::Sqlite(_) => "group_concat(seq)",
+            Pool::Postgres(_) => "string_agg(CAST(seq AS TEXT), ',')",
+        };
+        let text: Option<String> = on_pool!(&self.pool, pool => {
+            let mut sql = QueryBuilder::new(format!("SELECT {list} AS seqs FROM (SELECT seq FROM log_blocks"));
+            push_candidate_filters!(sql, query, None, FIRST_ROUND_CANDIDATES);
+            sql.push(") AS first_round");
+            let mut connection = pool.acquire().await?;
+            connected();
+            let row = sql.build().fetch_one(&mut *connection).await?;
+            row.try_get("seqs")?
+        });
+        let mut seqs = text
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .filter(|seq| !seq.is_empty())
+            .map(|seq| {
+                seq.parse::<i64>().map_err(|_| Error::Internal(format!("a block sequence number `{seq}`")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        seqs.sort_unstable();
+        Ok(seqs)
+    }
+
+    /// Runs a search whose first round of index rows has been read.
+    async fn search(
+        &self,
+        query: &LogQuery,
+        plan: &Plan,
+        first_round: Vec<BlockCandidate>,
+    ) -> Result<Searched> {
+        // One row more than asked tells whether there is a next page.
+        let wanted = query.limit as usize + 1;
+        let better = |a: &RowKey, b: &RowKey| match query.order {
+            Order::Descending => b.cmp(a),
+            Order::Ascending => a.cmp(b),
+        };
+        let mut found: Vec<(RowKey, StoredLog)> = Vec::new();
+        let mut decoding = std::collections::VecDeque::new();
+        let decoders = decoders_per_query();
+        let mut decoded = 0usize;
+        let mut after;
+        let mut round_limit = FIRST_ROUND_CANDIDATES;
+        let mut candidates = first_round;
+        let mut rounds = 1;
+        // False when a block went (retention) between its index row and its payload.
+        let mut every_block_read = true;
+        'rounds: while let Some(last) = candidates.last() {
+            after = Some(match query.order {
+                Order::Descending => (last.max_received_ns, last.seq),
+                Order::Ascending => (last.min_received_ns, last.seq),
+            });
+            let round_len = candidates.len();
+            for candidate in std::mem::take(&mut candidates) {
+                if found.len() >= wanted {
+                    found.sort_by(|a, b| better(&a.0, &b.0));
+                    found.truncate(wanted);
+                    // Every row of this and later blocks sorts after the worst row kept.
+                    let worst = found[wanted - 1].0.0;
+                    let done = match query.order {
+                        Order::Descending => worst > candidate.max_received_ns,
+                        Order::Ascending => worst < candidate.min_received_ns,
+                    };
+                    if done {
+                        break 'rounds;
+                    }
+                }
+                if !query.may_match(plan, &candidate) {
+                    continue;
+                }
+                let source = match self.decoded.get(candidate.seq) {
+                    Some(block) => BlockSource::Decoded(block),
+                    None => match self.payload(candidate.seq).await? {
+                        Some(payload) => BlockSource::Payload(payload, self.decoded.clone()),
+                        None => {
+                            every_block_read = false;
+                            continue;
+                        }
+                    },
+                };
+                decoding.push_back(matching_rows(query.clone(), candidate.seq, source, wanted));
+                // The first block alone (it often fills the page: no work wasted on a
+                // busy server); after it, several at once. The stopping rule above judges
+                // by the rows found so far; blocks still decoding can only better them,
+                // so it stays right (a few blocks more than needed may be decoded).
+                while decoding.len() >= if decoded == 0 { 1 } else { decoders } {
+                    let Some(job) = decoding.pop_front() else { break };
+                    found.extend(joined(job).await?);
+                    decoded += 1;
+                }
+            }
+            if (round_len as i64) < round_limit {
+                break;
+            }
+            round_limit = (round_limit * 4).min(CANDIDATES_PER_ROUND);
+            candidates = self.candidates(query, plan, after, round_limit).await?;
+            rounds += 1;
+        }
+        for job in decoding {
+            found.extend(joined(job).await?);
+        }
+        found.sort_by(|a, b| better(&a.0, &b.0));
+        let has_more = found.len() > query.limit as usize;
+        found.truncate(query.limit as usize);
+        let next_cursor = has_more
+            .then(|| found.last().map(|((received_ns, id), _)| Cursor { received_ns: *received_ns, id: *id }))
+            .flatten();
+        Ok(Searched {
+            page: LogPage { logs: found.into_iter().map(|(_, log)| log).collect(), next_cursor },
+            settled_by_first_round: rounds == 1 && every_block_read,
         })
     }
 
@@ -207,6 +367,13 @@ macro_rules! insert_block_statement {
             .push(") ON CONFLICT (block_id) DO NOTHING");
         sql
     }};
+}
+
+/// A search's answer, and whether the blocks of its first round alone settled it (then an
+/// identical search over the same first round gets the same answer).
+struct Searched {
+    page: LogPage,
+    settled_by_first_round: bool,
 }
 
 /// Sort key of a result row: receive time, then id.
@@ -330,76 +497,40 @@ impl Store for SqlStore {
 
     async fn query_logs(&self, query: &LogQuery) -> Result<LogPage> {
         let plan = query.plan();
-        // One row more than asked tells whether there is a next page.
-        let wanted = query.limit as usize + 1;
-        let better = |a: &RowKey, b: &RowKey| match query.order {
-            Order::Descending => b.cmp(a),
-            Order::Ascending => a.cmp(b),
+        let first_round = self.candidates(query, &plan, None, FIRST_ROUND_CANDIDATES).await?;
+        Ok(self.search(query, &plan, first_round).await?.page)
+    }
+
+    async fn query_logs_shared(&self, query: &LogQuery) -> Result<Arc<SharedPage>> {
+        let plan = query.plan();
+        // Which blocks the first round names is read in any case: it tells whether a kept
+        // answer still holds (store/answer_cache.rs). Identical searches arriving together
+        // share that read (store/shared_reads.rs).
+        let first_seqs = match self.first_rounds.join(query) {
+            Turn::Lead(mut leader) => {
+                leader.turn().await;
+                let seqs = Arc::new(self.first_round_seqs(query, || leader.close()).await?);
+                leader.publish(seqs.clone());
+                seqs
+            }
+            Turn::Follow(follower) => match follower.rows().await {
+                Some(seqs) => seqs,
+                None => Arc::new(self.first_round_seqs(query, || ()).await?),
+            },
         };
-        let mut found: Vec<(RowKey, StoredLog)> = Vec::new();
-        let mut decoding = std::collections::VecDeque::new();
-        let decoders = decoders_per_query();
-        let mut decoded = 0usize;
-        let mut after = None;
-        let mut round_limit = FIRST_ROUND_CANDIDATES;
-        'rounds: loop {
-            let candidates = self.candidates(query, &plan, after, round_limit).await?;
-            let Some(last) = candidates.last() else { break };
-            after = Some(match query.order {
-                Order::Descending => (last.max_received_ns, last.seq),
-                Order::Ascending => (last.min_received_ns, last.seq),
-            });
-            let round_len = candidates.len();
-            for candidate in candidates {
-                if found.len() >= wanted {
-                    found.sort_by(|a, b| better(&a.0, &b.0));
-                    found.truncate(wanted);
-                    // Every row of this and later blocks sorts after the worst row kept.
-                    let worst = found[wanted - 1].0.0;
-                    let done = match query.order {
-                        Order::Descending => worst > candidate.max_received_ns,
-                        Order::Ascending => worst < candidate.min_received_ns,
-                    };
-                    if done {
-                        break 'rounds;
-                    }
-                }
-                if !query.may_match(&plan, &candidate) {
-                    continue;
-                }
-                let source = match self.decoded.get(candidate.seq) {
-                    Some(block) => BlockSource::Decoded(block),
-                    None => match self.payload(candidate.seq).await? {
-                        Some(payload) => BlockSource::Payload(payload, self.decoded.clone()),
-                        None => continue,
-                    },
-                };
-                decoding.push_back(matching_rows(query.clone(), candidate.seq, source, wanted));
-                // The first block alone (it often fills the page: no work wasted on a
-                // busy server); after it, several at once. The stopping rule above judges
-                // by the rows found so far; blocks still decoding can only better them,
-                // so it stays right (a few blocks more than needed may be decoded).
-                while decoding.len() >= if decoded == 0 { 1 } else { decoders } {
-                    let Some(job) = decoding.pop_front() else { break };
-                    found.extend(joined(job).await?);
-                    decoded += 1;
-                }
-            }
-            if (round_len as i64) < round_limit {
-                break;
-            }
-            round_limit = (round_limit * 4).min(CANDIDATES_PER_ROUND);
+        if let Some(page) = self.answers.get(query, &first_seqs) {
+            return Ok(page);
         }
-        for job in decoding {
-            found.extend(joined(job).await?);
+        let first_round = self.candidates(query, &plan, None, FIRST_ROUND_CANDIDATES).await?;
+        // Read again: blocks may have come or gone since.
+        let mut first_seqs: Vec<i64> = first_round.iter().map(|candidate| candidate.seq).collect();
+        first_seqs.sort_unstable();
+        let searched = self.search(query, &plan, first_round).await?;
+        let page = Arc::new(SharedPage::new(searched.page));
+        if searched.settled_by_first_round {
+            self.answers.insert(query, first_seqs, page.clone());
         }
-        found.sort_by(|a, b| better(&a.0, &b.0));
-        let has_more = found.len() > query.limit as usize;
-        found.truncate(query.limit as usize);
-        let next_cursor = has_more
-            .then(|| found.last().map(|((received_ns, id), _)| Cursor { received_ns: *received_ns, id: *id }))
-            .flatten();
-        Ok(LogPage { logs: found.into_iter().map(|(_, log)| log).collect(), next_cursor })
+        Ok(page)
     }
 
     async fn sources(&self, query: &LogQuery, max_blocks: u64) -> Result<SourcesSeen> {

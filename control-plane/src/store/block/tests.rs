@@ -329,6 +329,8 @@ fn rows_of_several_blocks_make_one() {
     assert!(BlockEncoder::new(1).unwrap().encode_rows(&[&first], &out_of_range, 0).is_err());
     let past_the_end = [RowRef { block: 0, row: first.len() as u32 }];
     assert!(BlockEncoder::new(1).unwrap().encode_rows(&[&first], &past_the_end, 0).is_err());
+}
+
 /// The speed work on the encoder (ADR 0039) keeps format 2 byte for byte: the frozen
 /// fixture's body is exactly what this build writes for the same messages.
 #[test]
