@@ -505,3 +505,52 @@ async fn repeated_searches_see_new_and_removed_blocks_on_both_backends() {
     let url = server.create_database("answers");
     repeated_searches_see_every_change(open_postgres(url.clone()).await, open_postgres(url).await).await;
 }
+
+/// Many clients polling the newest page while blocks keep arriving: a search that starts
+/// after a commit returned always sees that block, however the shared first-round reads
+/// batch the clients (store/shared_reads.rs).
+async fn polling_clients_see_every_commit(store: Arc<dyn Store>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let committed = Arc::new(AtomicUsize::new(0));
+    let block_of = |block: usize| -> Vec<Sent> {
+        (0..20)
+            .map(|n| Sent { received_ns: BASE_NS + (block * 20 + n) as i64, ..sent_message(block * 20 + n) })
+            .collect()
+    };
+    insert(&*store, &block_of(0)).await;
+    let blocks = 30;
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (store, committed) = (store.clone(), committed.clone());
+        clients.push(tokio::spawn(async move {
+            let newest = LogQuery { limit: 1, ..LogQuery::default() };
+            loop {
+                let before = committed.load(Ordering::SeqCst);
+                let page = store.query_logs_shared(&newest).await.unwrap();
+                let seen = seqs(&page.page.logs)[0];
+                assert!(
+                    seen >= before * 20 + 19,
+                    "block {before} was committed before the search began; saw m{seen}"
+                );
+                if before == blocks {
+                    break;
+                }
+            }
+        }));
+    }
+    for block in 1..=blocks {
+        insert(&*store, &block_of(block)).await;
+        committed.store(block, Ordering::SeqCst);
+    }
+    for client in clients {
+        client.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_clients_see_every_commit_on_both_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    polling_clients_see_every_commit(open_sqlite(dir.path()).await).await;
+    let server = PostgresServer::start();
+    polling_clients_see_every_commit(open_postgres(server.create_database("polling")).await).await;
+}

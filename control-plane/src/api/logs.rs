@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::error::ApiError;
 use crate::Error;
-use crate::store::{Cursor, LogPage, LogQuery, Order, StoredLog, TextQuery};
+use std::sync::Arc;
+
+use crate::store::{Cursor, LogPage, LogQuery, Order, SharedPage, StoredLog, TextQuery};
 
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 10_000;
@@ -182,6 +184,15 @@ fn names(text: Option<String>) -> Vec<String> {
 }
 
 impl LogsParams {
+    /// Whether a time bound is relative to now (`-15m`, `now`): such a search differs at
+    /// every request, so keeping its answer would only push others out.
+    fn is_relative(&self) -> bool {
+        [&self.start, &self.end].into_iter().flatten().any(|bound| {
+            let bound = bound.trim();
+            bound == "now" || bound.starts_with('-')
+        })
+    }
+
     pub fn into_query(self, now_ns: i64) -> Result<LogQuery, Error> {
         let limit = match self.limit.as_deref() {
             None => DEFAULT_LIMIT,
@@ -252,8 +263,13 @@ pub async fn search(
     State(state): State<AppState>,
     Query(params): Query<LogsParams>,
 ) -> Result<Response, ApiError> {
+    let relative = params.is_relative();
     let query = params.into_query(now_ns())?;
-    let shared = state.store.query_logs_shared(&query).await?;
+    let shared = if relative {
+        Arc::new(SharedPage::new(state.store.query_logs(&query).await?))
+    } else {
+        state.store.query_logs_shared(&query).await?
+    };
     // Encoded once per kept answer, however many clients it goes to.
     let json = shared
         .json(|page| serde_json::to_vec(&LogsAnswer::from(page)))
@@ -290,6 +306,19 @@ mod tests {
         let query = params.into_query(NOW).unwrap();
         assert_eq!(query.text.words, ["a", "b"]);
         assert_eq!(query.limit, DEFAULT_LIMIT);
+    }
+
+    #[test]
+    fn searches_relative_to_now_are_told_apart() {
+        let with = |start: Option<&str>, end: Option<&str>| LogsParams {
+            start: start.map(str::to_owned),
+            end: end.map(str::to_owned),
+            ..LogsParams::default()
+        };
+        assert!(with(Some("-15m"), None).is_relative());
+        assert!(with(Some("2023-11-14T22:13:20Z"), Some(" now")).is_relative());
+        assert!(!with(Some("2023-11-14T22:13:20Z"), None).is_relative());
+        assert!(!with(None, None).is_relative());
     }
 
     #[test]
