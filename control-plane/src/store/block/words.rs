@@ -282,13 +282,7 @@ impl MessageCoder {
         }
 
         body.extend_from_slice(&self.word_counts);
-        body.reserve(self.separators.len() + self.words.len());
-        for &index in &self.separators {
-            put_code(body, self.codes[index as usize]);
-        }
-        for &index in &self.words {
-            put_code(body, if index == LITERAL { 0 } else { self.codes[index as usize] });
-        }
+        self.write_codes(body);
         put_u64(body, self.ranked.len() as u64);
         for &key in &self.ranked {
             put_u64(body, self.ranges[key as u32 as usize].len() as u64);
@@ -327,13 +321,69 @@ impl MessageCoder {
     }
 }
 
-/// A code as a varint; nearly all fit one byte.
-#[inline]
-fn put_code(body: &mut Vec<u8>, code: u32) {
-    if code < 0x80 {
-        body.push(code as u8);
-    } else {
-        put_u64(body, u64::from(code));
+impl MessageCoder {
+    /// The separator run, then the word run. The runs' exact size is known from the
+    /// counts, so the codes are written into a slice with a cursor rather than pushed one
+    /// by one (a push reloads the vector's length and capacity every time).
+    fn write_codes(&self, body: &mut Vec<u8>) {
+        let coded: usize = self
+            .counts
+            .iter()
+            .zip(&self.codes)
+            .map(|(&count, &code)| count as usize * varint_len(code))
+            .sum();
+        // Words never looked up are literals: code 0, one byte each.
+        let size = coded + self.literal_ranges.len();
+        let start = body.len();
+        body.resize(start + size, 0);
+        let mut out = CodeWriter { out: &mut body[start..], at: 0 };
+        for &index in &self.separators {
+            out.put(self.codes[index as usize]);
+        }
+        for &index in &self.words {
+            out.put(if index == LITERAL { 0 } else { self.codes[index as usize] });
+        }
+        if out.at != size {
+            // Unreachable if the counts are right; if not, write the runs the plain way.
+            debug_assert!(false, "code runs of {} bytes, {size} expected", out.at);
+            body.truncate(start);
+            for &index in &self.separators {
+                put_u64(body, u64::from(self.codes[index as usize]));
+            }
+            for &index in &self.words {
+                put_u64(body, if index == LITERAL { 0 } else { u64::from(self.codes[index as usize]) });
+            }
+        }
+    }
+}
+
+/// Bytes of a varint.
+fn varint_len(value: u32) -> usize {
+    (32 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Writes varints into a slice sized beforehand; past its end it only counts.
+struct CodeWriter<'a> {
+    out: &'a mut [u8],
+    at: usize,
+}
+
+impl CodeWriter<'_> {
+    #[inline]
+    fn put(&mut self, mut code: u32) {
+        while code >= 0x80 {
+            self.byte((code as u8) | 0x80);
+            code >>= 7;
+        }
+        self.byte(code as u8);
+    }
+
+    #[inline]
+    fn byte(&mut self, byte: u8) {
+        if let Some(slot) = self.out.get_mut(self.at) {
+            *slot = byte;
+        }
+        self.at += 1;
     }
 }
 
@@ -432,4 +482,23 @@ pub(super) fn read(
         ranges.push(start..text.len());
     }
     Ok((text, ranges))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varint_lengths_match_what_is_written() {
+        for value in [0, 1, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152, u32::MAX - 1, u32::MAX] {
+            let mut written = Vec::new();
+            put_u64(&mut written, u64::from(value));
+            assert_eq!(varint_len(value), written.len(), "{value}");
+            let mut slice = [0u8; 5];
+            let mut writer = CodeWriter { out: &mut slice, at: 0 };
+            writer.put(value);
+            let at = writer.at;
+            assert_eq!(&slice[..at], written.as_slice(), "{value}");
+        }
+    }
 }
