@@ -193,57 +193,95 @@ impl MessageCoder {
     }
 
     /// The index of `message[range]`, counting this occurrence; a new word goes into the filter.
+    /// Inlined for the common case, a short piece found in the cache; the rest is out of line.
+    #[inline]
     fn lookup(
         &mut self,
         message: &[u8],
         range: Range<usize>,
         token_filter: Option<&mut FilterBuilder>,
     ) -> u32 {
+        if range.len() > SHORT_PIECE {
+            return self.lookup_long(message, range, token_filter);
+        }
+        let key = short_key(message, range.clone());
+        let hash = short_hash(key);
+        let slot = (hash >> (64 - RECENT_SLOTS.trailing_zeros())) as usize;
+        if let Some(recent) = self.recent.get(slot)
+            && recent.key == key
+        {
+            self.counts[recent.index as usize] += 1;
+            return recent.index;
+        }
+        self.lookup_short(message, range, key, hash, token_filter)
+    }
+
+    /// A short piece not in the cache: found in (or added to) the table, then cached.
+    #[inline(never)]
+    fn lookup_short(
+        &mut self,
+        message: &[u8],
+        range: Range<usize>,
+        key: [u64; 2],
+        hash: u64,
+        token_filter: Option<&mut FilterBuilder>,
+    ) -> u32 {
         let next = self.ranges.len() as u32;
-        if range.len() <= SHORT_PIECE {
-            let key = short_key(message, range.clone());
-            let hash = short_hash(key);
-            let slot = (hash >> (64 - RECENT_SLOTS.trailing_zeros())) as usize;
-            if let Some(recent) = self.recent.get(slot)
-                && recent.key == key
-            {
-                self.counts[recent.index as usize] += 1;
-                return recent.index;
+        let index = match self.short.entry(hash, |piece| piece.key == key, |piece| short_hash(piece.key)) {
+            Entry::Occupied(found) => found.get().index,
+            Entry::Vacant(vacant) => {
+                vacant.insert(ShortPiece { key, index: next });
+                next
             }
-            let index = match self.short.entry(hash, |piece| piece.key == key, |piece| short_hash(piece.key))
-            {
-                Entry::Occupied(found) => found.get().index,
-                Entry::Vacant(vacant) => {
-                    vacant.insert(ShortPiece { key, index: next });
-                    next
-                }
-            };
-            if let Some(recent) = self.recent.get_mut(slot) {
-                *recent = ShortPiece { key, index };
-            }
-            if index != next {
+        };
+        let slot = (hash >> (64 - RECENT_SLOTS.trailing_zeros())) as usize;
+        if let Some(recent) = self.recent.get_mut(slot) {
+            *recent = ShortPiece { key, index };
+        }
+        if index != next {
+            self.counts[index as usize] += 1;
+            return index;
+        }
+        self.add_piece(message, range, token_filter)
+    }
+
+    /// A piece longer than [`SHORT_PIECE`]: its hash in the table, its bytes compared on a match.
+    #[inline(never)]
+    fn lookup_long(
+        &mut self,
+        message: &[u8],
+        range: Range<usize>,
+        token_filter: Option<&mut FilterBuilder>,
+    ) -> u32 {
+        let next = self.ranges.len() as u32;
+        let piece = &message[range.clone()];
+        let hash = xxh3_64(piece);
+        let (bytes, ranges) = (&self.bytes, &self.ranges);
+        let equal = |entry: &LongPiece| {
+            let stored = &ranges[entry.index as usize];
+            entry.hash == hash && bytes[stored.start as usize..stored.end as usize] == *piece
+        };
+        match self.long.entry(hash, equal, |entry| entry.hash) {
+            Entry::Occupied(found) => {
+                let index = found.get().index;
                 self.counts[index as usize] += 1;
-                return index;
+                index
             }
-        } else {
-            let piece = &message[range.clone()];
-            let hash = xxh3_64(piece);
-            let (bytes, ranges) = (&self.bytes, &self.ranges);
-            let equal = |entry: &LongPiece| {
-                let stored = &ranges[entry.index as usize];
-                entry.hash == hash && bytes[stored.start as usize..stored.end as usize] == *piece
-            };
-            match self.long.entry(hash, equal, |entry| entry.hash) {
-                Entry::Occupied(found) => {
-                    let index = found.get().index;
-                    self.counts[index as usize] += 1;
-                    return index;
-                }
-                Entry::Vacant(vacant) => {
-                    vacant.insert(LongPiece { hash, index: next });
-                }
+            Entry::Vacant(vacant) => {
+                vacant.insert(LongPiece { hash, index: next });
+                self.add_piece(message, range, token_filter)
             }
         }
+    }
+
+    /// Records a piece the block has not seen before (already entered in its table).
+    fn add_piece(
+        &mut self,
+        message: &[u8],
+        range: Range<usize>,
+        token_filter: Option<&mut FilterBuilder>,
+    ) -> u32 {
+        let next = self.ranges.len() as u32;
         self.counts.push(1);
         let piece = &message[range];
         let start = self.bytes.len() as u32;
@@ -399,9 +437,22 @@ fn short_key(message: &[u8], range: Range<usize>) -> [u64; 2] {
         Some(window) => chunk.copy_from_slice(window),
         None => chunk[..len].copy_from_slice(&message[range]),
     }
-    let value = u128::from_le_bytes(chunk) & ((1u128 << (8 * len)) - 1) | ((len as u128) << 120);
-    [value as u64, (value >> 64) as u64]
+    let value = u128::from_le_bytes(chunk);
+    let [low_mask, high_mask] = KEY_MASKS[len];
+    [value as u64 & low_mask, ((value >> 64) as u64 & high_mask) | ((len as u64) << 56)]
 }
+
+/// Per piece length: the masks that keep the piece's bytes of the two key words (a table
+/// rather than a variable 128-bit shift, which compiles to a branchy sequence).
+static KEY_MASKS: [[u64; 2]; SHORT_PIECE + 1] = {
+    let mut masks = [[0u64; 2]; SHORT_PIECE + 1];
+    let mut len = 1;
+    while len <= SHORT_PIECE {
+        masks[len] = if len < 8 { [(1 << (8 * len)) - 1, 0] } else { [u64::MAX, (1 << (8 * (len - 8))) - 1] };
+        len += 1;
+    }
+    masks
+};
 
 /// A folded multiply of the two key words (as in wyhash and foldhash): every key bit
 /// reaches both the low bits (bucket) and the high bits (tag) the table uses.
