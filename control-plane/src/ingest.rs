@@ -297,3 +297,138 @@ async fn commit(store: &dyn Store, counters: &StoreCounters, block: &EncodedBloc
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use async_trait::async_trait;
+    use killkrill_dataplane::batch::BatchLimits;
+    use killkrill_dataplane::handoff::batch_ring;
+    use killkrill_dataplane::listener::ListenerKind;
+    use killkrill_dataplane::metrics::MetricPoint;
+    use killkrill_parsers::syslog::ParseOptions;
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::config::StoreConfig;
+    use crate::store::{
+        self, LogPage, LogQuery, MetricQuery, MetricSeries, MetricStore, Removed, Retention, SourcesSeen,
+        StoreStats,
+    };
+
+    /// A SQLite store whose commits wait for a permit, counting the blocks that reached it.
+    struct GatedStore {
+        inner: Arc<dyn Store>,
+        gate: Semaphore,
+        arrived: AtomicUsize,
+        waiting: AtomicUsize,
+        most_waiting: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl MetricStore for GatedStore {
+        async fn insert_metric_points(&self, listener: &str, points: &[MetricPoint]) -> Result<u64> {
+            self.inner.insert_metric_points(listener, points).await
+        }
+        async fn query_metrics(&self, query: &MetricQuery) -> Result<Vec<MetricSeries>> {
+            self.inner.query_metrics(query).await
+        }
+        async fn metric_names(&self) -> Result<Vec<String>> {
+            self.inner.metric_names().await
+        }
+        async fn remove_metrics_before(&self, cutoff_ns: i64) -> Result<u64> {
+            self.inner.remove_metrics_before(cutoff_ns).await
+        }
+    }
+
+    #[async_trait]
+    impl Store for GatedStore {
+        async fn ping(&self) -> Result<()> {
+            self.inner.ping().await
+        }
+        async fn insert_block(&self, block: &EncodedBlock) -> Result<bool> {
+            self.arrived.fetch_add(1, Ordering::SeqCst);
+            let waiting = self.waiting.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_waiting.fetch_max(waiting, Ordering::SeqCst);
+            let permit = self.gate.acquire().await.map_err(|e| Error::Internal(e.to_string()))?;
+            permit.forget();
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            self.inner.insert_block(block).await
+        }
+        async fn query_logs(&self, query: &LogQuery) -> Result<LogPage> {
+            self.inner.query_logs(query).await
+        }
+        async fn sources(&self, query: &LogQuery, max_blocks: u64) -> Result<SourcesSeen> {
+            self.inner.sources(query, max_blocks).await
+        }
+        async fn stats(&self) -> Result<StoreStats> {
+            self.inner.stats().await
+        }
+        async fn newest_block_seq(&self) -> Result<Option<i64>> {
+            self.inner.newest_block_seq().await
+        }
+        async fn enforce_retention(&self, retention: &Retention, now_ns: i64) -> Result<Removed> {
+            self.inner.enforce_retention(retention, now_ns).await
+        }
+        async fn close(&self) {
+            self.inner.close().await
+        }
+    }
+
+    fn batch_of(messages: usize, first: usize) -> LogBatch {
+        let mut batch = LogBatch::new(ListenerKind::SyslogUdp, &BatchLimits::default());
+        for n in first..first + messages {
+            let frame = format!("<13>1 2026-12-06T04:00:00Z host app - - - message {n}");
+            let source = "192.0.2.1:514".parse().unwrap();
+            batch.push_syslog(frame.as_bytes(), None, source, &ParseOptions::default());
+        }
+        batch
+    }
+
+    /// With the store holding every commit, one encoder still encodes a second block (it
+    /// does not wait on the first commit), stops at two blocks waiting, and gives no batch
+    /// back before its block is committed; once commits go through, everything is stored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_encoder_does_not_wait_on_the_commit_and_batches_wait_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = store::open(&StoreConfig::default(), dir.path()).await.unwrap();
+        let gated = Arc::new(GatedStore {
+            inner,
+            gate: Semaphore::new(0),
+            arrived: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            most_waiting: AtomicUsize::new(0),
+        });
+        let (mut producer, consumer) = batch_ring(8);
+        for block in 0..5 {
+            assert!(producer.push(batch_of(10, block * 10)).is_ok());
+        }
+        drop(producer);
+        let counters = Arc::new(StoreCounters::default());
+        let settings = BlockSettings { max_messages: 10, compression_level: 1, encoders: 1 };
+        let writer = tokio::spawn(run_batch_writer(
+            vec![consumer],
+            None,
+            BlockSink::Store(gated.clone()),
+            counters.clone(),
+            settings,
+            None,
+        ));
+        let second_block = async {
+            while gated.arrived.load(Ordering::SeqCst) < 2 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        // A bound on the wait so that a writer that waits on commits fails instead of hanging.
+        let reached = tokio::time::timeout(Duration::from_secs(60), second_block).await;
+        assert!(reached.is_ok(), "the encoder waited for its first block's commit");
+        assert_eq!(counters.stored_batches.load(Ordering::SeqCst), 0, "no batch goes back before its commit");
+        gated.gate.add_permits(5);
+        writer.await.unwrap().unwrap();
+        assert_eq!(counters.stored_messages.load(Ordering::SeqCst), 50);
+        assert_eq!(counters.stored_batches.load(Ordering::SeqCst), 5);
+        assert_eq!(gated.arrived.load(Ordering::SeqCst), 5);
+        assert!(gated.most_waiting.load(Ordering::SeqCst) <= 2, "at most two blocks per encoder wait");
+    }
+}

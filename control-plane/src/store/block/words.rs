@@ -193,57 +193,95 @@ impl MessageCoder {
     }
 
     /// The index of `message[range]`, counting this occurrence; a new word goes into the filter.
+    /// Inlined for the common case, a short piece found in the cache; the rest is out of line.
+    #[inline]
     fn lookup(
         &mut self,
         message: &[u8],
         range: Range<usize>,
         token_filter: Option<&mut FilterBuilder>,
     ) -> u32 {
+        if range.len() > SHORT_PIECE {
+            return self.lookup_long(message, range, token_filter);
+        }
+        let key = short_key(message, range.clone());
+        let hash = short_hash(key);
+        let slot = (hash >> (64 - RECENT_SLOTS.trailing_zeros())) as usize;
+        if let Some(recent) = self.recent.get(slot)
+            && recent.key == key
+        {
+            self.counts[recent.index as usize] += 1;
+            return recent.index;
+        }
+        self.lookup_short(message, range, key, hash, token_filter)
+    }
+
+    /// A short piece not in the cache: found in (or added to) the table, then cached.
+    #[inline(never)]
+    fn lookup_short(
+        &mut self,
+        message: &[u8],
+        range: Range<usize>,
+        key: [u64; 2],
+        hash: u64,
+        token_filter: Option<&mut FilterBuilder>,
+    ) -> u32 {
         let next = self.ranges.len() as u32;
-        if range.len() <= SHORT_PIECE {
-            let key = short_key(message, range.clone());
-            let hash = short_hash(key);
-            let slot = (hash >> (64 - RECENT_SLOTS.trailing_zeros())) as usize;
-            if let Some(recent) = self.recent.get(slot)
-                && recent.key == key
-            {
-                self.counts[recent.index as usize] += 1;
-                return recent.index;
+        let index = match self.short.entry(hash, |piece| piece.key == key, |piece| short_hash(piece.key)) {
+            Entry::Occupied(found) => found.get().index,
+            Entry::Vacant(vacant) => {
+                vacant.insert(ShortPiece { key, index: next });
+                next
             }
-            let index = match self.short.entry(hash, |piece| piece.key == key, |piece| short_hash(piece.key))
-            {
-                Entry::Occupied(found) => found.get().index,
-                Entry::Vacant(vacant) => {
-                    vacant.insert(ShortPiece { key, index: next });
-                    next
-                }
-            };
-            if let Some(recent) = self.recent.get_mut(slot) {
-                *recent = ShortPiece { key, index };
-            }
-            if index != next {
+        };
+        let slot = (hash >> (64 - RECENT_SLOTS.trailing_zeros())) as usize;
+        if let Some(recent) = self.recent.get_mut(slot) {
+            *recent = ShortPiece { key, index };
+        }
+        if index != next {
+            self.counts[index as usize] += 1;
+            return index;
+        }
+        self.add_piece(message, range, token_filter)
+    }
+
+    /// A piece longer than [`SHORT_PIECE`]: its hash in the table, its bytes compared on a match.
+    #[inline(never)]
+    fn lookup_long(
+        &mut self,
+        message: &[u8],
+        range: Range<usize>,
+        token_filter: Option<&mut FilterBuilder>,
+    ) -> u32 {
+        let next = self.ranges.len() as u32;
+        let piece = &message[range.clone()];
+        let hash = xxh3_64(piece);
+        let (bytes, ranges) = (&self.bytes, &self.ranges);
+        let equal = |entry: &LongPiece| {
+            let stored = &ranges[entry.index as usize];
+            entry.hash == hash && bytes[stored.start as usize..stored.end as usize] == *piece
+        };
+        match self.long.entry(hash, equal, |entry| entry.hash) {
+            Entry::Occupied(found) => {
+                let index = found.get().index;
                 self.counts[index as usize] += 1;
-                return index;
+                index
             }
-        } else {
-            let piece = &message[range.clone()];
-            let hash = xxh3_64(piece);
-            let (bytes, ranges) = (&self.bytes, &self.ranges);
-            let equal = |entry: &LongPiece| {
-                let stored = &ranges[entry.index as usize];
-                entry.hash == hash && bytes[stored.start as usize..stored.end as usize] == *piece
-            };
-            match self.long.entry(hash, equal, |entry| entry.hash) {
-                Entry::Occupied(found) => {
-                    let index = found.get().index;
-                    self.counts[index as usize] += 1;
-                    return index;
-                }
-                Entry::Vacant(vacant) => {
-                    vacant.insert(LongPiece { hash, index: next });
-                }
+            Entry::Vacant(vacant) => {
+                vacant.insert(LongPiece { hash, index: next });
+                self.add_piece(message, range, token_filter)
             }
         }
+    }
+
+    /// Records a piece the block has not seen before (already entered in its table).
+    fn add_piece(
+        &mut self,
+        message: &[u8],
+        range: Range<usize>,
+        token_filter: Option<&mut FilterBuilder>,
+    ) -> u32 {
+        let next = self.ranges.len() as u32;
         self.counts.push(1);
         let piece = &message[range];
         let start = self.bytes.len() as u32;
@@ -282,13 +320,7 @@ impl MessageCoder {
         }
 
         body.extend_from_slice(&self.word_counts);
-        body.reserve(self.separators.len() + self.words.len());
-        for &index in &self.separators {
-            put_code(body, self.codes[index as usize]);
-        }
-        for &index in &self.words {
-            put_code(body, if index == LITERAL { 0 } else { self.codes[index as usize] });
-        }
+        self.write_codes(body);
         put_u64(body, self.ranked.len() as u64);
         for &key in &self.ranked {
             put_u64(body, self.ranges[key as u32 as usize].len() as u64);
@@ -327,13 +359,69 @@ impl MessageCoder {
     }
 }
 
-/// A code as a varint; nearly all fit one byte.
-#[inline]
-fn put_code(body: &mut Vec<u8>, code: u32) {
-    if code < 0x80 {
-        body.push(code as u8);
-    } else {
-        put_u64(body, u64::from(code));
+impl MessageCoder {
+    /// The separator run, then the word run. The runs' exact size is known from the
+    /// counts, so the codes are written into a slice with a cursor rather than pushed one
+    /// by one (a push reloads the vector's length and capacity every time).
+    fn write_codes(&self, body: &mut Vec<u8>) {
+        let coded: usize = self
+            .counts
+            .iter()
+            .zip(&self.codes)
+            .map(|(&count, &code)| count as usize * varint_len(code))
+            .sum();
+        // Words never looked up are literals: code 0, one byte each.
+        let size = coded + self.literal_ranges.len();
+        let start = body.len();
+        body.resize(start + size, 0);
+        let mut out = CodeWriter { out: &mut body[start..], at: 0 };
+        for &index in &self.separators {
+            out.put(self.codes[index as usize]);
+        }
+        for &index in &self.words {
+            out.put(if index == LITERAL { 0 } else { self.codes[index as usize] });
+        }
+        if out.at != size {
+            // Unreachable if the counts are right; if not, write the runs the plain way.
+            debug_assert!(false, "code runs of {} bytes, {size} expected", out.at);
+            body.truncate(start);
+            for &index in &self.separators {
+                put_u64(body, u64::from(self.codes[index as usize]));
+            }
+            for &index in &self.words {
+                put_u64(body, if index == LITERAL { 0 } else { u64::from(self.codes[index as usize]) });
+            }
+        }
+    }
+}
+
+/// Bytes of a varint.
+fn varint_len(value: u32) -> usize {
+    (32 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Writes varints into a slice sized beforehand; past its end it only counts.
+struct CodeWriter<'a> {
+    out: &'a mut [u8],
+    at: usize,
+}
+
+impl CodeWriter<'_> {
+    #[inline]
+    fn put(&mut self, mut code: u32) {
+        while code >= 0x80 {
+            self.byte((code as u8) | 0x80);
+            code >>= 7;
+        }
+        self.byte(code as u8);
+    }
+
+    #[inline]
+    fn byte(&mut self, byte: u8) {
+        if let Some(slot) = self.out.get_mut(self.at) {
+            *slot = byte;
+        }
+        self.at += 1;
     }
 }
 
@@ -349,9 +437,22 @@ fn short_key(message: &[u8], range: Range<usize>) -> [u64; 2] {
         Some(window) => chunk.copy_from_slice(window),
         None => chunk[..len].copy_from_slice(&message[range]),
     }
-    let value = u128::from_le_bytes(chunk) & ((1u128 << (8 * len)) - 1) | ((len as u128) << 120);
-    [value as u64, (value >> 64) as u64]
+    let value = u128::from_le_bytes(chunk);
+    let [low_mask, high_mask] = KEY_MASKS[len];
+    [value as u64 & low_mask, ((value >> 64) as u64 & high_mask) | ((len as u64) << 56)]
 }
+
+/// Per piece length: the masks that keep the piece's bytes of the two key words (a table
+/// rather than a variable 128-bit shift, which compiles to a branchy sequence).
+static KEY_MASKS: [[u64; 2]; SHORT_PIECE + 1] = {
+    let mut masks = [[0u64; 2]; SHORT_PIECE + 1];
+    let mut len = 1;
+    while len <= SHORT_PIECE {
+        masks[len] = if len < 8 { [(1 << (8 * len)) - 1, 0] } else { [u64::MAX, (1 << (8 * (len - 8))) - 1] };
+        len += 1;
+    }
+    masks
+};
 
 /// A folded multiply of the two key words (as in wyhash and foldhash): every key bit
 /// reaches both the low bits (bucket) and the high bits (tag) the table uses.
@@ -432,4 +533,23 @@ pub(super) fn read(
         ranges.push(start..text.len());
     }
     Ok((text, ranges))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varint_lengths_match_what_is_written() {
+        for value in [0, 1, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152, u32::MAX - 1, u32::MAX] {
+            let mut written = Vec::new();
+            put_u64(&mut written, u64::from(value));
+            assert_eq!(varint_len(value), written.len(), "{value}");
+            let mut slice = [0u8; 5];
+            let mut writer = CodeWriter { out: &mut slice, at: 0 };
+            writer.put(value);
+            let at = writer.at;
+            assert_eq!(&slice[..at], written.as_slice(), "{value}");
+        }
+    }
 }
