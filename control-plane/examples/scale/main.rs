@@ -41,7 +41,7 @@ enum Phase {
     /// Compact the store by host, as `killkrill serve` does in the background.
     Compact {
         /// Data younger than this (seconds before the end of the filled day) stays as cut.
-        #[arg(long, default_value_t = 120)]
+        #[arg(long, default_value_t = 30)]
         after_s: i64,
         /// Blocks that began within one window of receive time are compacted together.
         #[arg(long, default_value_t = 60)]

@@ -47,7 +47,7 @@ pub struct ScaleArgs {
     pub seconds: u64,
     /// Data younger than this many seconds before the end of the filled day stays as cut
     /// (compact; the appliance's `store.compaction.after`).
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 30)]
     pub after_s: i64,
     /// Compaction window in seconds of receive time (compact).
     #[arg(long, default_value_t = 60)]
@@ -74,7 +74,7 @@ impl ScaleArgs {
             iterations: 10,
             connections: 8,
             seconds: 2,
-            after_s: 120,
+            after_s: 30,
             window_s: 60,
             block_messages: 2_048,
             compact_level: 9,
