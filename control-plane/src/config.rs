@@ -458,7 +458,7 @@ impl Default for CompactionConfig {
             enabled: true,
             after: "30s".to_owned(),
             window: "60s".to_owned(),
-            block_messages: 2_048,
+            block_messages: 1_024,
             zstd_level: 9,
             interval_s: 10,
         }

@@ -47,7 +47,7 @@ enum Phase {
         #[arg(long, default_value_t = 60)]
         window_s: i64,
         /// Messages per compacted block, about.
-        #[arg(long, default_value_t = 2_048)]
+        #[arg(long, default_value_t = 1_024)]
         block_messages: usize,
         /// zstd level of compacted blocks.
         #[arg(long, default_value_t = 9)]

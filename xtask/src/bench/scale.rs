@@ -53,7 +53,7 @@ pub struct ScaleArgs {
     #[arg(long, default_value_t = 60)]
     pub window_s: i64,
     /// Messages per compacted block, about (compact).
-    #[arg(long, default_value_t = 2_048)]
+    #[arg(long, default_value_t = 1_024)]
     pub block_messages: usize,
     /// zstd level of compacted blocks (compact).
     #[arg(long, default_value_t = 9)]
@@ -76,7 +76,7 @@ impl ScaleArgs {
             seconds: 2,
             after_s: 30,
             window_s: 60,
-            block_messages: 2_048,
+            block_messages: 1_024,
             compact_level: 9,
             debug_build: true,
         }
