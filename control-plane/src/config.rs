@@ -438,7 +438,7 @@ pub struct CompactionConfig {
     /// false turns compaction off (blocks stay as the writer cut them).
     pub enabled: bool,
     /// Blocks whose newest message is younger than this are left alone (a duration,
-    /// e.g. "2m"; a bare number is seconds).
+    /// e.g. "30s"; a bare number is seconds).
     #[serde(deserialize_with = "duration_text")]
     pub after: String,
     /// Blocks that began within one window of receive time are compacted together.
@@ -456,9 +456,9 @@ impl Default for CompactionConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            after: "2m".to_owned(),
+            after: "30s".to_owned(),
             window: "60s".to_owned(),
-            block_messages: 2_048,
+            block_messages: 1_024,
             zstd_level: 9,
             interval_s: 10,
         }

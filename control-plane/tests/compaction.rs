@@ -241,16 +241,25 @@ async fn compaction_keeps_every_message_once_on_both_backends() {
 /// `/api/v1/stats` and `/metrics`, and the live tail does not send compacted messages again.
 #[test]
 fn serve_compacts_in_the_background_and_the_tail_does_not_repeat() {
+    serve_compacts_and_the_tail_does_not_repeat(&[]);
+}
+
+#[test]
+fn serve_compacts_in_the_background_on_postgres() {
+    let server = PostgresServer::start();
+    let url = server.create_database("compaction_serve");
+    serve_compacts_and_the_tail_does_not_repeat(&[("DB_TYPE", "postgres"), ("DATABASE_URL", &url)]);
+}
+
+fn serve_compacts_and_the_tail_does_not_repeat(backend: &[(&str, &str)]) {
     let temp = tempfile::tempdir().unwrap();
-    let appliance = Appliance::start_with_env(
-        &temp.path().join("data"),
-        &[],
-        &[
-            ("KILLKRILL_STORE__COMPACTION__AFTER", "3s"),
-            ("KILLKRILL_STORE__COMPACTION__INTERVAL_S", "1"),
-            ("KILLKRILL_STORE__COMPACTION__BLOCK_MESSAGES", "8"),
-        ],
-    );
+    let mut env = vec![
+        ("KILLKRILL_STORE__COMPACTION__AFTER", "3s"),
+        ("KILLKRILL_STORE__COMPACTION__INTERVAL_S", "1"),
+        ("KILLKRILL_STORE__COMPACTION__BLOCK_MESSAGES", "8"),
+    ];
+    env.extend_from_slice(backend);
+    let appliance = Appliance::start_with_env(&temp.path().join("data"), &[], &env);
     let tail = crate::query::open_tail(&appliance, "q=compactword");
     let first: Vec<_> = (0..40)
         .map(|n| (["c-1", "c-2", "c-3"][n % 3], "capp", 13u8, format!("compactword first {n}")))

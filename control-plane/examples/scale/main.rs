@@ -41,13 +41,13 @@ enum Phase {
     /// Compact the store by host, as `killkrill serve` does in the background.
     Compact {
         /// Data younger than this (seconds before the end of the filled day) stays as cut.
-        #[arg(long, default_value_t = 120)]
+        #[arg(long, default_value_t = 30)]
         after_s: i64,
         /// Blocks that began within one window of receive time are compacted together.
         #[arg(long, default_value_t = 60)]
         window_s: i64,
         /// Messages per compacted block, about.
-        #[arg(long, default_value_t = 2_048)]
+        #[arg(long, default_value_t = 1_024)]
         block_messages: usize,
         /// zstd level of compacted blocks.
         #[arg(long, default_value_t = 9)]

@@ -37,7 +37,7 @@ pub struct CompactionSettings {
 
 impl Default for CompactionSettings {
     fn default() -> Self {
-        Self { after_ns: 120_000_000_000, window_ns: 60_000_000_000, block_messages: 2_048, zstd_level: 9 }
+        Self { after_ns: 30_000_000_000, window_ns: 60_000_000_000, block_messages: 1_024, zstd_level: 9 }
     }
 }
 

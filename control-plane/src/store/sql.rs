@@ -95,13 +95,16 @@ macro_rules! push_candidate_filters {
             };
         }
         if let Some((bound, seq)) = after {
-            sql.push(format_args!(" AND ({bound_column} {comparison} "))
+            // A row value, with a plain range beside it, rather than `a < x OR (a = x AND
+            // seq < y)`: SQLite 3.46 answers that OR with a union over the index and a
+            // sort of every block of the range (213 ms for a day of 50,000 blocks).
+            sql.push(format_args!(" AND {bound_column} {comparison}= "))
                 .push_bind(bound)
-                .push(format_args!(" OR ({bound_column} = "))
+                .push(format_args!(" AND ({bound_column}, seq) {comparison} ("))
                 .push_bind(bound)
-                .push(format_args!(" AND seq {comparison} "))
+                .push(", ")
                 .push_bind(seq)
-                .push("))");
+                .push(")");
         }
         sql.push(format_args!(" ORDER BY {bound_column} {direction}, seq {direction} LIMIT "))
             .push_bind($limit);

@@ -47,13 +47,13 @@ pub struct ScaleArgs {
     pub seconds: u64,
     /// Data younger than this many seconds before the end of the filled day stays as cut
     /// (compact; the appliance's `store.compaction.after`).
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 30)]
     pub after_s: i64,
     /// Compaction window in seconds of receive time (compact).
     #[arg(long, default_value_t = 60)]
     pub window_s: i64,
     /// Messages per compacted block, about (compact).
-    #[arg(long, default_value_t = 2_048)]
+    #[arg(long, default_value_t = 1_024)]
     pub block_messages: usize,
     /// zstd level of compacted blocks (compact).
     #[arg(long, default_value_t = 9)]
@@ -74,9 +74,9 @@ impl ScaleArgs {
             iterations: 10,
             connections: 8,
             seconds: 2,
-            after_s: 120,
+            after_s: 30,
             window_s: 60,
-            block_messages: 2_048,
+            block_messages: 1_024,
             compact_level: 9,
             debug_build: true,
         }
