@@ -367,55 +367,15 @@ impl BlockEncoder {
             }
             self.messages.push(message, &mut self.token_filter);
         }
-        if count == 0 {
-            min_received = 0;
-            max_received = 0;
-        }
-        let body = &mut self.body;
-        body.clear();
-        body.push(FORMAT_VERSION);
-        put_u64(body, count as u64);
-        put_u64(body, self.dictionary_order.len() as u64);
-        for range in &self.dictionary_order {
-            put_u64(body, range.len() as u64);
-            body.extend_from_slice(&self.dictionary_bytes[range.clone()]);
-        }
-        put_i64(body, base_received);
-        let columns = &self.columns;
-        for column in [
-            &columns.received,
-            &columns.source,
-            &columns.port,
-            &columns.listener,
-            &columns.format,
-            &columns.facility,
-            &columns.severity,
-            &columns.version,
-            &columns.event_digits,
-            &columns.event_delta,
-        ] {
-            body.extend_from_slice(column);
-        }
-        for column in columns.refs.iter().chain(&columns.lengths).chain(&columns.texts) {
-            body.extend_from_slice(column);
-        }
-        self.messages.write(body);
-        let payload = self.compressor.compress(body).map_err(BlockError::Compression)?;
-        Ok(EncodedBlock {
-            summary: BlockSummary {
-                block_id: format!("{:032x}", rand::random::<u128>()),
-                format_version: FORMAT_VERSION,
-                min_received_ns: min_received,
-                max_received_ns: max_received,
-                message_count: count as u32,
-                severity_mask,
-                facility_mask,
-                parse_error_count,
-                raw_bytes,
-                field_filter: self.field_filter.finish(),
-                token_filter: self.token_filter.finish(),
-            },
-            payload,
+        self.finish(BlockTotals {
+            count,
+            base_received,
+            min_received,
+            max_received,
+            severity_mask,
+            facility_mask,
+            parse_error_count,
+            raw_bytes,
         })
     }
 }
@@ -454,6 +414,74 @@ pub enum RefColumn {
     Msgid = 3,
     ParseError = 4,
     FrameFlag = 5,
+}
+
+/// What `encode` and compaction's `encode_rows` gather over a block's rows besides its
+/// columns and dictionary: the rest of the body's head and of the index row.
+struct BlockTotals {
+    count: usize,
+    base_received: i64,
+    min_received: i64,
+    max_received: i64,
+    severity_mask: u32,
+    facility_mask: u32,
+    parse_error_count: u32,
+    raw_bytes: u64,
+}
+
+impl BlockEncoder {
+    /// Lays out the body from the gathered columns, compresses it and makes the index row:
+    /// one writer of the format for both ways a block is built.
+    fn finish(&mut self, totals: BlockTotals) -> Result<EncodedBlock, BlockError> {
+        let (min_received, max_received) =
+            if totals.count == 0 { (0, 0) } else { (totals.min_received, totals.max_received) };
+        let body = &mut self.body;
+        body.clear();
+        body.push(FORMAT_VERSION);
+        put_u64(body, totals.count as u64);
+        put_u64(body, self.dictionary_order.len() as u64);
+        for range in &self.dictionary_order {
+            put_u64(body, range.len() as u64);
+            body.extend_from_slice(&self.dictionary_bytes[range.clone()]);
+        }
+        put_i64(body, totals.base_received);
+        let columns = &self.columns;
+        for column in [
+            &columns.received,
+            &columns.source,
+            &columns.port,
+            &columns.listener,
+            &columns.format,
+            &columns.facility,
+            &columns.severity,
+            &columns.version,
+            &columns.event_digits,
+            &columns.event_delta,
+        ] {
+            body.extend_from_slice(column);
+        }
+        for column in columns.refs.iter().chain(&columns.lengths).chain(&columns.texts) {
+            body.extend_from_slice(column);
+        }
+        self.messages.write(body);
+        let payload = self.compressor.compress(body).map_err(BlockError::Compression)?;
+        Ok(EncodedBlock {
+            summary: BlockSummary {
+                block_id: format!("{:032x}", rand::random::<u128>()),
+                format_version: FORMAT_VERSION,
+                min_received_ns: min_received,
+                max_received_ns: max_received,
+                message_count: totals.count as u32,
+                severity_mask: totals.severity_mask,
+                facility_mask: totals.facility_mask,
+                parse_error_count: totals.parse_error_count,
+                raw_bytes: totals.raw_bytes,
+                field_filter: self.field_filter.finish(),
+                token_filter: self.token_filter.finish(),
+            },
+            payload,
+        })
+    }
 }
 
 pub fn decode(payload: &[u8]) -> Result<DecodedBlock, BlockError> {

@@ -7,8 +7,8 @@ use rustc_hash::FxHashMap;
 
 use super::varint::{put_i64, put_u64};
 use super::{
-    BlockEncoder, BlockError, BlockSummary, DecodedBlock, EncodedBlock, FACILITY_NONE_BIT, FORMAT_VERSION,
-    MAX_ROWS, NONE_U8, ROLE_APP, ROLE_HOST, SEVERITY_NONE_BIT, filter,
+    BlockEncoder, BlockError, BlockTotals, DecodedBlock, EncodedBlock, FACILITY_NONE_BIT, MAX_ROWS, NONE_U8,
+    ROLE_APP, ROLE_HOST, SEVERITY_NONE_BIT, filter,
 };
 
 /// One row of one of the decoded blocks handed to [`BlockEncoder::encode_rows`].
@@ -136,55 +136,15 @@ impl BlockEncoder {
             }
             self.messages.push(block.message(row), &mut self.token_filter);
         }
-        if rows.is_empty() {
-            min_received = 0;
-            max_received = 0;
-        }
-        let body = &mut self.body;
-        body.clear();
-        body.push(FORMAT_VERSION);
-        put_u64(body, rows.len() as u64);
-        put_u64(body, self.dictionary_order.len() as u64);
-        for range in &self.dictionary_order {
-            put_u64(body, range.len() as u64);
-            body.extend_from_slice(&self.dictionary_bytes[range.clone()]);
-        }
-        put_i64(body, base_received);
-        let columns = &self.columns;
-        for column in [
-            &columns.received,
-            &columns.source,
-            &columns.port,
-            &columns.listener,
-            &columns.format,
-            &columns.facility,
-            &columns.severity,
-            &columns.version,
-            &columns.event_digits,
-            &columns.event_delta,
-        ] {
-            body.extend_from_slice(column);
-        }
-        for column in columns.refs.iter().chain(&columns.lengths).chain(&columns.texts) {
-            body.extend_from_slice(column);
-        }
-        self.messages.write(body);
-        let payload = self.compressor.compress(body).map_err(BlockError::Compression)?;
-        Ok(EncodedBlock {
-            summary: BlockSummary {
-                block_id: format!("{:032x}", rand::random::<u128>()),
-                format_version: FORMAT_VERSION,
-                min_received_ns: min_received,
-                max_received_ns: max_received,
-                message_count: rows.len() as u32,
-                severity_mask,
-                facility_mask,
-                parse_error_count,
-                raw_bytes,
-                field_filter: self.field_filter.finish(),
-                token_filter: self.token_filter.finish(),
-            },
-            payload,
+        self.finish(BlockTotals {
+            count: rows.len(),
+            base_received,
+            min_received,
+            max_received,
+            severity_mask,
+            facility_mask,
+            parse_error_count,
+            raw_bytes,
         })
     }
 }
