@@ -259,15 +259,7 @@ impl BlockEncoder {
         &mut self,
         entries: impl IntoIterator<Item = LogEntry<'a>>,
     ) -> Result<EncodedBlock, BlockError> {
-        self.dictionary.clear();
-        self.dictionary_bytes.clear();
-        self.dictionary_order.clear();
-        self.dictionary_roles.clear();
-        self.columns.clear();
-        self.addresses.clear();
-        self.field_filter.clear();
-        self.token_filter.clear();
-        self.messages.clear();
+        self.begin_block();
         let mut count = 0usize;
         let mut min_received = i64::MAX;
         let mut max_received = i64::MIN;
@@ -430,6 +422,20 @@ struct BlockTotals {
 }
 
 impl BlockEncoder {
+    /// Forgets the previous block's dictionary, columns, filters and pieces (keeping
+    /// their buffers): the start of both `encode` and `encode_rows`.
+    fn begin_block(&mut self) {
+        self.dictionary.clear();
+        self.dictionary_bytes.clear();
+        self.dictionary_order.clear();
+        self.dictionary_roles.clear();
+        self.columns.clear();
+        self.addresses.clear();
+        self.field_filter.clear();
+        self.token_filter.clear();
+        self.messages.clear();
+    }
+
     /// Lays out the body from the gathered columns, compresses it and makes the index row:
     /// one writer of the format for both ways a block is built.
     fn finish(&mut self, totals: BlockTotals) -> Result<EncodedBlock, BlockError> {

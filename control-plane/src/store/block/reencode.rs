@@ -33,15 +33,7 @@ impl BlockEncoder {
         if rows.len() > MAX_ROWS {
             return Err(BlockError::TooManyRows);
         }
-        self.dictionary.clear();
-        self.dictionary_bytes.clear();
-        self.dictionary_order.clear();
-        self.dictionary_roles.clear();
-        self.columns.clear();
-        self.addresses.clear();
-        self.field_filter.clear();
-        self.token_filter.clear();
-        self.messages.clear();
+        self.begin_block();
         // (old block, old dictionary index) -> new dictionary index.
         let mut interned: FxHashMap<(u32, u32), u32> = FxHashMap::default();
         let mut min_received = i64::MAX;
