@@ -1,7 +1,8 @@
 //! `killkrill-perf`: load generators for Killkrill benchmarks.
 //!
 //! `send` offers a message mix at a target and prints its report as one JSON line; `scan`
-//! reads what a receiver stored and prints loss and latency from the markers in it. See
+//! reads what a receiver stored and prints loss and latency from the markers in it; `write`
+//! prints a mix as lines, for offline tools such as general-purpose compressors. See
 //! docs/load-generators.md.
 
 use std::fs::File;
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use killkrill_perf::cli_value::{parse_cpu_list, parse_duration};
-use killkrill_perf::mix::MixKind;
+use killkrill_perf::mix::{MessageMix, MixKind};
 use killkrill_perf::scan::{ScanOptions, WriteTime, scan};
 use killkrill_perf::send::frame::MacAddr;
 use killkrill_perf::send::{self, AfXdpOptions, Progress, Protocol, SendConfig};
@@ -32,6 +33,24 @@ enum Command {
     Send(SendArgs),
     /// Count loss and latency from the markers in a receiver's stored lines.
     Scan(ScanArgs),
+    /// Write a message mix to stdout, one message per line.
+    Write(WriteArgs),
+}
+
+#[derive(Args)]
+struct WriteArgs {
+    /// rfc5424, rfc3164, mixed, statsd or influx
+    #[arg(long, default_value = "mixed")]
+    mix: MixKind,
+    #[arg(long)]
+    count: u64,
+    /// The store benchmark's messages are seed 7, run 1 (`control-plane/benches/store.rs`).
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    #[arg(long, default_value_t = 1)]
+    run_id: u32,
+    #[arg(long, default_value_t = 0)]
+    first_seq: u64,
 }
 
 #[derive(Args)]
@@ -106,6 +125,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Send(args) => run_send(args),
         Command::Scan(args) => run_scan(args),
+        Command::Write(args) => run_write(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -162,6 +182,15 @@ fn report_progress_until_done(progress: &Progress, done: impl Fn() -> bool) {
             next_line += Duration::from_secs(1);
         }
     }
+}
+
+fn run_write(args: WriteArgs) -> anyhow::Result<()> {
+    let mut mix = MessageMix::new(args.mix, args.seed, args.run_id);
+    let seqs = args.first_seq..args.first_seq.saturating_add(args.count);
+    let mut stdout = io::BufWriter::with_capacity(1 << 20, io::stdout().lock());
+    mix.write_lines(seqs, &mut stdout).context("writing messages")?;
+    stdout.flush().context("writing messages")?;
+    Ok(())
 }
 
 fn run_scan(args: ScanArgs) -> anyhow::Result<()> {

@@ -103,6 +103,23 @@ impl MessageMix {
 
     /// Appends message `seq` (no trailing newline) to `out`. Allocates nothing beyond the
     /// growth of `out`, so a sender reusing its buffer allocates nothing per message.
+    /// Writes messages `seqs`, each followed by a newline (no message contains one), with
+    /// send time zero, as the store benchmark prepares them.
+    pub fn write_lines(
+        &mut self,
+        seqs: std::ops::Range<u64>,
+        out: &mut impl std::io::Write,
+    ) -> std::io::Result<()> {
+        let mut line = Vec::with_capacity(MAX_SYSLOG_BYTES + 1);
+        for seq in seqs {
+            line.clear();
+            self.write_message(seq, 0, &mut line);
+            line.push(b'\n');
+            out.write_all(&line)?;
+        }
+        Ok(())
+    }
+
     pub fn write_message(&mut self, seq: u64, send_unix_nanos: u64, out: &mut Vec<u8>) {
         let mut draw = MessageDraw {
             rng: SplitMix64::for_item(self.seed, seq),
@@ -224,6 +241,22 @@ mod tests {
             }
             let typical = all.iter().filter(|m| (150..=450).contains(&m.len())).count();
             assert!(typical * 2 > all.len(), "{kind}: only {typical} of {} typical", all.len());
+        }
+    }
+
+    #[test]
+    fn written_lines_are_the_messages_in_seq_order() {
+        let mut mix = MessageMix::new(MixKind::Mixed, 7, 1);
+        let mut text = Vec::new();
+        mix.write_lines(100..600, &mut text).unwrap();
+        assert_eq!(text.last(), Some(&b'\n'));
+        let lines: Vec<&[u8]> = text[..text.len() - 1].split(|b| *b == b'\n').collect();
+        assert_eq!(lines.len(), 500);
+        for (line, seq) in lines.iter().zip(100u64..) {
+            let mut alone = Vec::new();
+            mix.write_message(seq, 0, &mut alone);
+            assert_eq!(*line, alone.as_slice());
+            assert_eq!(parse_marker(line).map(|m| m.seq), Some(seq));
         }
     }
 
