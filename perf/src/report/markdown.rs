@@ -54,7 +54,7 @@ pub(super) fn render(result: &ScenarioResult, svg_name: &str) -> String {
         for t in with_stages {
             let stages: Vec<String> =
                 t.loss_by_stage.iter().map(|(stage, n)| format!("{stage} {n}")).collect();
-            let _ = writeln!(md, "- {}: {}", escape_cell(&t.name), stages.join(", "));
+            let _ = writeln!(md, "- {}: {}", escape_cell(&label(t)), stages.join(", "));
         }
     }
     let _ = writeln!(md, "\n![throughput and latency]({svg_name})\n\n[chart]({svg_name})");
