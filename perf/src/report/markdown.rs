@@ -148,7 +148,7 @@ fn render_cpu_per_message(md: &mut String, result: &ScenarioResult) {
 }
 
 /// A target's name with how it captured and its layout: `killkrill (socket, split)`.
-fn label(t: &TargetResult) -> String {
+pub(super) fn label(t: &TargetResult) -> String {
     let details: Vec<&str> = [t.capture.as_deref(), t.layout.as_deref()].into_iter().flatten().collect();
     if details.is_empty() { t.name.clone() } else { format!("{} ({})", t.name, details.join(", ")) }
 }

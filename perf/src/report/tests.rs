@@ -152,6 +152,9 @@ fn cpu_per_message_is_reported_per_layout_with_the_peer_ratio() {
     assert!(md.contains("| rsyslog | 2.000 | 2.500 | – | – | – | – | – | 0: 0.25, 1: 1.50 |"), "{md}");
     // rsyslog 2.0 µs ÷ Killkrill's data plane 0.5 µs; with softirq 2.5 ÷ 1.0.
     assert!(md.contains("| killkrill (socket, split) | rsyslog | 4.00× | 2.50× |"), "{md}");
+    let svg = std::fs::read_to_string(&paths.svg).unwrap();
+    assert_balanced_xml(&svg);
+    assert!(svg.contains(">killkrill (socket, split)</text>"), "the chart names the layout: {svg}");
 }
 
 #[test]
