@@ -127,6 +127,11 @@ impl Appliance {
         appliance
     }
 
+    /// The appliance's process id (for reading its threads under /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Logs in and returns the access token; panics unless the login succeeds.
     pub fn login(&self, username: &str, password: &str) -> String {
         let (status, body) = self.login_answer(username, password);

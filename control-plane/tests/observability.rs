@@ -127,3 +127,70 @@ fn the_threads_runtime_asked_for_is_reported_without_a_fallback_reason() {
         1.0
     );
 }
+
+/// The CPUs a thread may run on, from /proc/PID/task/TID/status (`Cpus_allowed_list`).
+fn thread_cpus(pid: u32, tid: &str) -> Option<Vec<usize>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
+    let list = status.lines().find_map(|line| line.strip_prefix("Cpus_allowed_list:"))?;
+    killkrill_dataplane::cores::parse_cpu_list(list).ok()
+}
+
+/// Every thread of a process as (name, allowed CPUs).
+fn thread_affinities(pid: u32) -> Vec<(String, Vec<usize>)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|entry| {
+            let tid = entry.ok()?.file_name().into_string().ok()?;
+            let name = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).ok()?;
+            Some((name.trim_end().to_owned(), thread_cpus(pid, &tid)?))
+        })
+        .collect()
+}
+
+/// A data-plane thread's core, from its name (`syslog-udp@0`, `statsd-udp@0`).
+fn data_plane_core(name: &str) -> Option<usize> {
+    name.rsplit_once('@')?.1.parse().ok()
+}
+
+#[test]
+fn control_plane_threads_run_on_the_cpus_the_data_plane_leaves() {
+    let allowed = killkrill_dataplane::cores::topology::allowed_cpus().unwrap();
+    if !(allowed.contains(&0) && allowed.contains(&1)) {
+        eprintln!("skipped: CPUs 0 and 1 are not both allowed here ({allowed:?})");
+        return;
+    }
+    let control: Vec<usize> = allowed.iter().copied().filter(|&cpu| cpu != 0).collect();
+    let temp = tempfile::tempdir().unwrap();
+    let appliance = Appliance::start_in(&temp.path().join("data"), &["--dataplane-cores", "0"]);
+    let (_, stats) = appliance.get_json("/api/v1/stats");
+    let reported: Vec<usize> = stats["runtime"]["control_plane_cpus"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no runtime.control_plane_cpus: {stats}"))
+        .iter()
+        .map(|cpu| cpu.as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(reported, control, "{stats}");
+    // A new thread has its name before it pins itself: wait for the data-plane threads to
+    // be on their core rather than looking once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let threads = loop {
+        let threads = thread_affinities(appliance.pid());
+        let settled = threads
+            .iter()
+            .all(|(name, cpus)| data_plane_core(name).is_none_or(|core| cpus.as_slice() == [core]));
+        if settled || Instant::now() >= deadline {
+            break threads;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for listener in ["syslog-udp@0", "syslog-tcp@0", "statsd-udp@0", "influx-udp@0"] {
+        assert!(threads.iter().any(|(name, _)| name == listener), "no thread {listener}: {threads:?}");
+    }
+    for (name, cpus) in &threads {
+        match data_plane_core(name) {
+            Some(core) => assert_eq!(cpus, &[core], "data-plane thread {name}"),
+            None => assert_eq!(cpus, &control, "control-plane thread {name}"),
+        }
+    }
+    assert!(threads.iter().any(|(name, _)| name == "control-plane"), "tokio workers: {threads:?}");
+}

@@ -406,7 +406,7 @@ impl DataPlane {
                     // once per receive call), so it reads as one listener in /metrics.
                     let counters = self.counters_for(spec.kind, CapturePath::Socket);
                     let metric_counters = self.metric_counters_for(spec.kind);
-                    for socket in sockets {
+                    for (index, socket) in sockets.into_iter().enumerate() {
                         let (producer, consumer) = metric_ring(self.settings.handoff_capacity);
                         if at_start {
                             self.metric_consumers.push(consumer);
@@ -422,7 +422,12 @@ impl DataPlane {
                             gate: self.settings.sources.gate(),
                             receive: self.settings.capture.socket_receive,
                         };
-                        let (started, thread) = spawn_metrics_listener(socket, sink, stop.clone())?;
+                        let (started, thread) = spawn_metrics_listener(
+                            socket,
+                            sink,
+                            stop.clone(),
+                            self.settings.plan.core_for(index),
+                        )?;
                         info.get_or_insert(started);
                         threads.push(thread);
                     }

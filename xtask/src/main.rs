@@ -33,7 +33,7 @@ enum Command {
     /// Run every check and test of the project (what CI runs).
     Test(test::TestArgs),
     /// Run the benchmarks.
-    Bench(bench::BenchArgs),
+    Bench(Box<bench::BenchArgs>),
     /// Fuzz every parser for SECONDS each.
     Fuzz {
         #[arg(long, default_value_t = 60)]

@@ -80,12 +80,14 @@ fn capture_stats(status: &CaptureStatus) -> Value {
     }
 }
 
-/// The data plane's runtime: `glommio` or `threads`, why not glommio, and its cores.
+/// The data plane's runtime: `glommio` or `threads`, why not glommio, its cores, and the
+/// CPUs the control plane runs on (the rest).
 fn runtime_stats(status: &RuntimeStatus) -> Value {
     json!({
         "kind": status.kind.label(),
         "fallback_reason": status.fallback_reason,
         "cores": status.cores.iter().map(|core| json!({ "cpu": core.cpu, "node": core.node })).collect::<Vec<_>>(),
+        "control_plane_cpus": status.control_plane_cpus,
     })
 }
 

@@ -105,6 +105,25 @@ fn block_on<F: std::future::Future>(work: F) -> Result<F::Output, ExitCode> {
     Ok(runtime.block_on(work))
 }
 
+/// Pins this (the start-up) thread to the CPUs the data plane leaves, before the async
+/// runtime starts: its workers and blocking threads, the batch writer, the encoders and
+/// SQLite's threads all start from here or from them and inherit the set, while the
+/// data-plane threads pin themselves to their own cores (issue 5: "the rest run the
+/// control plane"; ADR 0040). A failure is logged and leaves the threads unpinned; a bad
+/// `dataplane.cores` is the data plane's error to report at start-up.
+fn pin_control_plane(config: &Config) {
+    use killkrill_dataplane::cores::format_cpu_list;
+    let pinned = config
+        .dataplane
+        .cores()
+        .map_err(|error| error.to_string())
+        .and_then(|selection| killkrill_dataplane::cores::pin_control_plane(&selection));
+    match pinned {
+        Ok(cpus) => tracing::info!(cpus = %format_cpu_list(&cpus), "Control plane pinned."),
+        Err(error) => tracing::warn!(error = %error, "The control plane's threads are not pinned."),
+    }
+}
+
 /// Exit status for a configuration or usage problem (a runtime failure exits 1).
 const EXIT_CONFIG: u8 = 2;
 
@@ -145,6 +164,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         eprintln!("killkrill: error: {error}");
         return ExitCode::from(EXIT_CONFIG);
     }
+    pin_control_plane(&config);
     let runtime =
         match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("control-plane").build() {
             Ok(runtime) => runtime,

@@ -105,6 +105,46 @@ pub struct TargetResult {
     /// How the target captured packets (Killkrill: `socket`, `xdp-native`, `xdp-generic`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture: Option<String>,
+    /// Killkrill: where its threads ran (`shared`: all on the receiver CPU; `split`: the
+    /// data plane there, the control plane on the other rig CPU, beside the sender).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<String>,
+    /// What one message cost in CPU, in µs (see [`CpuPerMessage`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_per_message: Option<CpuPerMessage>,
+}
+
+/// CPU per message over one run, in µs. Softirq time is what `/proc/stat` charged to the
+/// rig's CPUs (the receiver's and the sender's) over the run: on a veth, the receive path
+/// of a datagram (and the XDP program) runs in the softirq of the CPU that sent it, so
+/// the receiver CPU's softirq alone undercounts it; the rig's CPUs together also hold
+/// the sender's own transmit softirq and any other load on those CPUs, so they overcount.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CpuPerMessage {
+    /// The whole receiver process (user + system, every thread) per stored message.
+    pub process_per_stored: Option<f64>,
+    /// The same plus the rig CPUs' softirq, per stored message.
+    pub process_with_softirq_per_stored: Option<f64>,
+    /// Killkrill: its data-plane threads (`<listener>@<cpu>`) per accepted message.
+    pub dataplane_per_accepted: Option<f64>,
+    /// The same plus the receiver CPU's softirq.
+    pub dataplane_with_receiver_softirq_per_accepted: Option<f64>,
+    /// The same plus the softirq of the rig's CPUs (receiver and sender).
+    pub dataplane_with_softirq_per_accepted: Option<f64>,
+    /// Killkrill: CPU seconds of its data-plane threads and of the rest of the process.
+    pub dataplane_cpu_seconds: Option<f64>,
+    pub rest_cpu_seconds: Option<f64>,
+    /// Softirq seconds of every CPU over the run, by CPU number.
+    pub softirq_seconds_per_core: Vec<f64>,
+    /// The CPUs counted as the rig's: receiver first, then sender.
+    pub rig_cpus: Vec<usize>,
+}
+
+impl CpuPerMessage {
+    /// Softirq seconds of the rig's CPUs together.
+    pub fn rig_softirq_seconds(&self) -> f64 {
+        self.rig_cpus.iter().filter_map(|&cpu| self.softirq_seconds_per_core.get(cpu)).sum()
+    }
 }
 
 impl TargetResult {

@@ -125,7 +125,7 @@ fn throughput_bars(svg: &mut String, result: &ScenarioResult, x0: f64) {
                 short_number(*value)
             );
         }
-        label_below(svg, &panel, x + bar, &target.name);
+        label_below(svg, &panel, x + bar, &super::markdown::label(target));
         svg.push_str("</g>\n");
     }
 }
@@ -188,7 +188,7 @@ fn sweep_panel(svg: &mut String, result: &ScenarioResult, x0: f64) {
             r#"<text x="{:.1}" y="{:.1}" fill="{color}">{}</text>"#,
             panel.left() + 8.0,
             PLOT_TOP + 14.0 + 14.0 * i as f64,
-            escape(&target.name)
+            escape(&super::markdown::label(target))
         );
         svg.push_str("</g>\n");
     }
@@ -228,7 +228,7 @@ fn latency_bars(svg: &mut String, result: &ScenarioResult, x0: f64) {
                 value
             );
         }
-        label_below(svg, &panel, x + bar * 1.5, &target.name);
+        label_below(svg, &panel, x + bar * 1.5, &super::markdown::label(target));
         svg.push_str("</g>\n");
     }
 }

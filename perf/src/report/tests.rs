@@ -114,3 +114,56 @@ fn markdown_without_peers_has_no_ratios_and_svg_copes_without_latency() {
     assert_balanced_xml(&svg);
     assert!(svg.contains("no latency measured"));
 }
+
+#[test]
+fn cpu_per_message_is_reported_per_layout_with_the_peer_ratio() {
+    let mut result = ScenarioResult::new("udp-5424", machine(), 0);
+    let cpu = |process: f64, dataplane: Option<f64>| CpuPerMessage {
+        process_per_stored: Some(process),
+        process_with_softirq_per_stored: Some(process + 0.5),
+        dataplane_per_accepted: dataplane,
+        dataplane_with_receiver_softirq_per_accepted: dataplane.map(|d| d + 0.1),
+        dataplane_with_softirq_per_accepted: dataplane.map(|d| d + 0.5),
+        dataplane_cpu_seconds: dataplane.map(|_| 4.0),
+        rest_cpu_seconds: dataplane.map(|_| 6.0),
+        softirq_seconds_per_core: vec![0.25, 1.5],
+        rig_cpus: vec![0, 1],
+    };
+    let mut split = target("killkrill", 99_500.0, 250.0);
+    split.capture = Some("socket".into());
+    split.layout = Some("split".into());
+    split.cpu_per_message = Some(cpu(2.0, Some(0.5)));
+    let mut peer = target("rsyslog", 61_000.0, 900.0);
+    peer.cpu_per_message = Some(cpu(2.0, None));
+    result.targets = vec![split, peer];
+    assert_eq!(result.targets[0].cpu_per_message.as_ref().unwrap().rig_softirq_seconds(), 1.75);
+
+    let dir = TempDir::new("cpu");
+    let paths = write_reports(&dir.0, &result).unwrap();
+    let json: ScenarioResult = serde_json::from_slice(&std::fs::read(&paths.json).unwrap()).unwrap();
+    assert_eq!(json, result);
+    let md = std::fs::read_to_string(&paths.markdown).unwrap();
+    assert!(md.contains("## Killkrill (socket, split) / peer"), "{md}");
+    assert!(md.contains("## CPU per message (µs)"), "{md}");
+    assert!(
+        md.contains("| killkrill (socket, split) | 2.000 | 2.500 | 0.500 | 0.600 | 1.000 | 4.00 | 6.00 | 0: 0.25, 1: 1.50 |"),
+        "{md}"
+    );
+    assert!(md.contains("| rsyslog | 2.000 | 2.500 | – | – | – | – | – | 0: 0.25, 1: 1.50 |"), "{md}");
+    // rsyslog 2.0 µs ÷ Killkrill's data plane 0.5 µs; with softirq 2.5 ÷ 1.0.
+    assert!(md.contains("| killkrill (socket, split) | rsyslog | 4.00× | 2.50× |"), "{md}");
+    let svg = std::fs::read_to_string(&paths.svg).unwrap();
+    assert_balanced_xml(&svg);
+    assert!(svg.contains(">killkrill (socket, split)</text>"), "the chart names the layout: {svg}");
+}
+
+#[test]
+fn reports_written_before_the_cpu_fields_still_read() {
+    let old = r#"{"name":"rsyslog","offered_msgs_per_sec":1.0,"accepted_msgs_per_sec":1.0,
+        "stored_msgs_per_sec":1.0,"loss_by_stage":{},"loss_percent":0.0,"latency_us":null,
+        "cpu_seconds":null,"cpu_seconds_per_core":[],"peak_rss_bytes":null,"bytes_on_disk":null,
+        "sweep":[]}"#;
+    let target: TargetResult = serde_json::from_str(old).unwrap();
+    assert_eq!(target.cpu_per_message, None);
+    assert_eq!(target.layout, None);
+}

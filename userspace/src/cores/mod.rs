@@ -1,6 +1,7 @@
 //! Thread per core: which CPUs the data plane runs on, what NUMA node each is on, which
 //! core reads which rx queue, and the runtime each core runs (docs/runtime.md).
 
+pub mod control;
 pub mod cpulist;
 pub mod irq;
 pub mod pin;
@@ -9,6 +10,7 @@ pub mod topology;
 
 use std::str::FromStr;
 
+pub use control::{control_plane_cpus, pin_control_plane};
 pub use cpulist::{format_cpu_list, parse_cpu_list};
 pub use topology::Topology;
 
@@ -121,6 +123,9 @@ pub struct RuntimeStatus {
     /// Why `auto` did not get glommio; None when it did, or threads were asked for.
     pub fallback_reason: Option<String>,
     pub cores: Vec<Core>,
+    /// The CPUs the control plane runs on: the allowed ones the data plane does not use
+    /// (all of them when it uses every one). `killkrill serve` pins its threads there.
+    pub control_plane_cpus: Vec<usize>,
 }
 
 /// The data-plane cores and their runtime, settled once at start-up.
@@ -144,7 +149,8 @@ impl CorePlan {
         pin::raise_memlock();
         let (kind, fallback_reason) = shard::resolve_runtime(runtime, first)
             .map_err(|message| crate::Error::Cores { setting: "dataplane.runtime", message })?;
-        Ok(Self { status: RuntimeStatus { kind, fallback_reason, cores } })
+        let control_plane_cpus = control_plane_cpus(&topology.allowed, &cpus);
+        Ok(Self { status: RuntimeStatus { kind, fallback_reason, cores, control_plane_cpus } })
     }
 
     /// A plan for tests and callers that decided already.
@@ -222,6 +228,7 @@ mod tests {
             kind: RuntimeKind::Threads,
             fallback_reason: None,
             cores: vec![Core { cpu: 2, node: 0 }, Core { cpu: 5, node: 1 }],
+            control_plane_cpus: vec![0, 1, 3, 4],
         });
         assert_eq!(plan.core_for(3), Core { cpu: 5, node: 1 });
         assert_eq!(thread_name("syslog-udp", plan.core_for(0)), "syslog-udp@2");

@@ -76,9 +76,10 @@ fn read_node_lists(dir: &Path) -> Vec<(usize, String)> {
         .collect()
 }
 
-/// The CPUs this process may run on (`sched_getaffinity`).
+/// The CPUs this process may run on (`sched_getaffinity`, as it was before the control
+/// plane was pinned: see [`super::control::process_cpus`]).
 pub fn allowed_cpus() -> std::io::Result<Vec<usize>> {
-    thread_cpus(0)
+    super::control::process_cpus()
 }
 
 /// The CPUs thread `tid` may run on (0: the calling thread).

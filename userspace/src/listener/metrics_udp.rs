@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::udp::Refused;
 use super::udp_receive::{self, SocketReceive, UdpReceiver};
 use super::{CapturePath, ListenerInfo, ListenerKind, StopSignal};
+use crate::cores::{Core, thread_name};
 use crate::counters::ListenerCounters;
 use crate::metrics::{
     Aggregator, AggregatorSettings, IngestCounts, MetricBatch, MetricCounters, MetricProducer,
@@ -29,18 +30,27 @@ pub(crate) struct MetricSink {
     pub(crate) receive: SocketReceive,
 }
 
+/// Starts a metrics listener thread on `core`: named `<listener>@<cpu>` and pinned there
+/// like the syslog listeners, so that it runs on a data-plane core and not among the
+/// control plane's threads.
 pub(crate) fn spawn_metrics_listener(
     socket: UdpSocket,
     sink: MetricSink,
     stop: StopSignal,
+    core: Core,
 ) -> Result<(ListenerInfo, JoinHandle<()>)> {
     let kind = sink.kind;
     let local_addr = socket.local_addr().map_err(|source| Error::SocketOption { listener: kind, source })?;
     let (receiver, choice) = udp_receive::receiver_for(kind, sink.receive, &socket);
     sink.counters.set_socket_receive(&choice);
     let handle = std::thread::Builder::new()
-        .name(kind.label().to_owned())
-        .spawn(move || MetricsListener::new(sink, receiver).run(&socket, &stop))
+        .name(thread_name(kind.label(), core))
+        .spawn(move || {
+            if let Err(error) = crate::cores::pin::enter_core(core) {
+                tracing::warn!(listener = kind.label(), cpu = core.cpu, error = %error, "Cannot pin the listener to its core.");
+            }
+            MetricsListener::new(sink, receiver).run(&socket, &stop)
+        })
         .map_err(|source| Error::Spawn { listener: kind, source })?;
     let info = ListenerInfo { kind, local_addr, capture: CapturePath::Socket, socket_receive: Some(choice) };
     Ok((info, handle))

@@ -6,12 +6,15 @@ use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
-use killkrill_perf::report::{MachineInfo, ScenarioResult, SweepPoint, TargetResult};
+use killkrill_perf::report::{CpuPerMessage, MachineInfo, ScenarioResult, SweepPoint, TargetResult};
 use killkrill_perf::scan::{ScanOptions, WriteTime, scan};
 
 use super::netns::NetnsRig;
-use super::process::{cpu_seconds, disk_bytes, peak_rss_bytes, per_cpu_busy_seconds};
-use super::targets::{Peer, Receiver, ReceiverSettings, RunningReceiver, start};
+use super::process::{
+    cpu_seconds, data_plane_seconds, disk_bytes, peak_rss_bytes, per_cpu_busy_seconds,
+    per_cpu_softirq_seconds, thread_cpu_seconds,
+};
+use super::targets::{Peer, Receiver, ReceiverSettings, RigCpus, RunningReceiver, start};
 use super::{Binaries, ScenarioArgs};
 
 /// Offered ingest rate of the `query` scenario when `--rate` is not given.
@@ -112,11 +115,84 @@ struct Measurement {
     dropped_in_pipeline: Option<u64>,
     /// Killkrill's capture path for the run.
     capture: Option<String>,
+    receiver: Receiver,
     latency: Option<killkrill_perf::loss::LatencySummary>,
-    cpu_seconds: Option<f64>,
-    cpu_seconds_per_core: Vec<f64>,
+    cpu: CpuUsed,
     peak_rss: Option<u64>,
     disk: u64,
+}
+
+/// What the CPUs did while a receiver ran: read before the load and after it settled.
+struct CpuReading {
+    process: Option<f64>,
+    threads: std::collections::BTreeMap<u32, (String, f64)>,
+    busy: Vec<f64>,
+    softirq: Vec<f64>,
+}
+
+impl CpuReading {
+    fn take(pid: u32) -> Self {
+        Self {
+            process: cpu_seconds(pid),
+            threads: thread_cpu_seconds(pid),
+            busy: per_cpu_busy_seconds(),
+            softirq: per_cpu_softirq_seconds(),
+        }
+    }
+
+    /// The CPU used from `self` to `after`.
+    fn until(&self, after: &CpuReading, rig: RigCpus) -> CpuUsed {
+        let deltas = |before: &[f64], after: &[f64]| -> Vec<f64> {
+            before.iter().zip(after).map(|(before, after)| after - before).collect()
+        };
+        CpuUsed {
+            process: self.process.zip(after.process).map(|(before, after)| after - before),
+            data_plane: data_plane_seconds(&self.threads, &after.threads),
+            per_core: deltas(&self.busy, &after.busy),
+            softirq_per_core: deltas(&self.softirq, &after.softirq),
+            rig,
+        }
+    }
+}
+
+/// CPU seconds over one run.
+struct CpuUsed {
+    /// The receiver process, every thread.
+    process: Option<f64>,
+    /// Killkrill's data-plane threads (zero for a peer: no thread has such a name).
+    data_plane: f64,
+    /// Busy time of each CPU, whoever used it.
+    per_core: Vec<f64>,
+    softirq_per_core: Vec<f64>,
+    rig: RigCpus,
+}
+
+impl CpuUsed {
+    /// µs per message of each kind of CPU time (`accepted`/`stored`: message counts).
+    fn per_message(&self, killkrill: bool, accepted: u64, stored: u64) -> CpuPerMessage {
+        let softirq_of = |cpu: usize| self.softirq_per_core.get(cpu).copied().unwrap_or(0.0);
+        let receiver_softirq = softirq_of(self.rig.receiver);
+        let rig_softirq = if self.rig.sender == self.rig.receiver {
+            receiver_softirq
+        } else {
+            receiver_softirq + softirq_of(self.rig.sender)
+        };
+        let micros = |seconds: f64, count: u64| (count > 0).then(|| seconds * 1e6 / count as f64);
+        let data_plane = killkrill.then_some(self.data_plane);
+        CpuPerMessage {
+            process_per_stored: self.process.and_then(|cpu| micros(cpu, stored)),
+            process_with_softirq_per_stored: self.process.and_then(|cpu| micros(cpu + rig_softirq, stored)),
+            dataplane_per_accepted: data_plane.and_then(|cpu| micros(cpu, accepted)),
+            dataplane_with_receiver_softirq_per_accepted: data_plane
+                .and_then(|cpu| micros(cpu + receiver_softirq, accepted)),
+            dataplane_with_softirq_per_accepted: data_plane
+                .and_then(|cpu| micros(cpu + rig_softirq, accepted)),
+            dataplane_cpu_seconds: data_plane,
+            rest_cpu_seconds: data_plane.zip(self.process).map(|(data_plane, process)| process - data_plane),
+            softirq_seconds_per_core: self.softirq_per_core.clone(),
+            rig_cpus: vec![self.rig.receiver, self.rig.sender],
+        }
+    }
 }
 
 impl Measurement {
@@ -135,7 +211,8 @@ pub fn run(
     let unix_time = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let mut result = ScenarioResult::new(scenario.name.clone(), MachineInfo::detect(), unix_time);
     result.offered_rate = args.rate.map(|rate| rate as f64);
-    let mut receivers = vec![Receiver::Killkrill];
+    let mut receivers: Vec<Receiver> =
+        args.killkrill_layout.iter().map(|&layout| Receiver::Killkrill(layout)).collect();
     let peers = if scenario.is_query() || scenario.is_metrics() {
         if !peers.is_empty() {
             let why =
@@ -191,8 +268,17 @@ fn fill(target: &mut TargetResult, measurement: &Measurement) {
     }
     target.loss_by_stage.insert("missing_in_store".into(), measurement.scan_missing);
     target.latency_us = measurement.latency;
-    target.cpu_seconds = measurement.cpu_seconds;
-    target.cpu_seconds_per_core = measurement.cpu_seconds_per_core.clone();
+    target.cpu_seconds = measurement.cpu.process;
+    target.cpu_seconds_per_core.clone_from(&measurement.cpu.per_core);
+    let killkrill = matches!(measurement.receiver, Receiver::Killkrill(_));
+    if let Receiver::Killkrill(layout) = measurement.receiver {
+        target.layout = Some(layout.label().to_owned());
+    }
+    target.cpu_per_message = Some(measurement.cpu.per_message(
+        killkrill,
+        measurement.received_by_receiver.unwrap_or(measurement.stored),
+        measurement.stored,
+    ));
     target.peak_rss_bytes = measurement.peak_rss;
     target.bytes_on_disk = Some(measurement.disk);
 }
@@ -217,9 +303,9 @@ fn measure(
         interface: rig.host_interface.clone(),
         metrics: scenario.is_metrics().then_some(scenario.protocol),
     };
-    let mut running = start(receiver, rig.host_address, args.receiver_cpu, binaries, &workdir, &settings)?;
-    let cpu_before = cpu_seconds(running.process.pid());
-    let cores_before = per_cpu_busy_seconds();
+    let cpus = RigCpus { receiver: args.receiver_cpu, sender: args.sender_cpu };
+    let mut running = start(receiver, rig.host_address, cpus, binaries, &workdir, &settings)?;
+    let cpu_before = CpuReading::take(running.process.pid());
     eprintln!(
         "xtask bench: {} → {} at {}, {:?}",
         scenario.name,
@@ -236,18 +322,17 @@ fn measure(
     let sent = report["sent_messages"].as_u64().context("sender report has no sent_messages")?;
     let elapsed = report["elapsed"].as_f64().unwrap_or(duration.as_secs_f64());
     if scenario.is_metrics() {
-        return measure_metrics(running, sent, elapsed, cpu_before, cores_before);
+        return measure_metrics(running, sent, elapsed, &cpu_before, cpus);
     }
     let stored = wait_until_settled(&running)?;
-    let cpu_after = cpu_seconds(running.process.pid());
-    let cores_after = per_cpu_busy_seconds();
+    let cpu = cpu_before.until(&CpuReading::take(running.process.pid()), cpus);
     let peak_rss = peak_rss_bytes(running.process.pid());
     let capture = match receiver {
-        Receiver::Killkrill => Some(running.killkrill_capture()?),
+        Receiver::Killkrill(_) => Some(running.killkrill_capture()?),
         Receiver::Peer(_) => None,
     };
     let (received_by_receiver, dropped_in_pipeline) = match receiver {
-        Receiver::Killkrill => (
+        Receiver::Killkrill(_) => (
             Some(running.killkrill_metric("killkrill_ingest_messages_total")?),
             Some(running.killkrill_metric("killkrill_dropped_messages_total")?),
         ),
@@ -264,12 +349,8 @@ fn measure(
         dropped_in_pipeline,
         capture,
         latency: query_latency.flatten().or(scanned.latency_us),
-        cpu_seconds: cpu_before.zip(cpu_after).map(|(before, after)| after - before),
-        cpu_seconds_per_core: cores_before
-            .iter()
-            .zip(&cores_after)
-            .map(|(before, after)| after - before)
-            .collect(),
+        cpu,
+        receiver,
         peak_rss,
         disk: disk_bytes(&running.storage),
         series_limited: None,
@@ -282,12 +363,11 @@ fn measure_metrics(
     mut running: RunningReceiver,
     sent: u64,
     elapsed: f64,
-    cpu_before: Option<f64>,
-    cores_before: Vec<f64>,
+    cpu_before: &CpuReading,
+    cpus: RigCpus,
 ) -> anyhow::Result<Measurement> {
     let lines = wait_until_settled_on(&running, "killkrill_metric_lines_total")?;
-    let cpu_after = cpu_seconds(running.process.pid());
-    let cores_after = per_cpu_busy_seconds();
+    let cpu = cpu_before.until(&CpuReading::take(running.process.pid()), cpus);
     let peak_rss = peak_rss_bytes(running.process.pid());
     let rejected = running.killkrill_metric("killkrill_metric_lines_rejected_total")?;
     let dropped = running.killkrill_metric("killkrill_metric_dropped_total")?;
@@ -308,12 +388,8 @@ fn measure_metrics(
         dropped_in_pipeline: Some(dropped.saturating_sub(series_limited)),
         capture,
         latency: None,
-        cpu_seconds: cpu_before.zip(cpu_after).map(|(before, after)| after - before),
-        cpu_seconds_per_core: cores_before
-            .iter()
-            .zip(&cores_after)
-            .map(|(before, after)| after - before)
-            .collect(),
+        cpu,
+        receiver: running.receiver,
         peak_rss,
         disk: disk_bytes(&running.storage),
     })
@@ -405,7 +481,7 @@ fn scan_store(
 ) -> anyhow::Result<killkrill_perf::scan::ScanSummary> {
     let options = |write_time| ScanOptions { run_id, first_seq: 0, expected: Some(sent), write_time };
     match running.receiver {
-        Receiver::Killkrill => {
+        Receiver::Killkrill(_) => {
             // The store is compressed blocks: read it back through the appliance itself.
             let mut child = std::process::Command::new(killkrill)
                 .args(["export", "--format", "lines", "--data-dir"])

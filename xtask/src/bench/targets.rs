@@ -51,17 +51,38 @@ impl Peer {
     }
 }
 
+/// Where Killkrill's threads run on the rig (`--killkrill-layout`, ADR 0040).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Layout {
+    /// The whole process on the receiver CPU (`taskset -c <receiver>`), as the peers run:
+    /// data plane, batch writer, block compression and SQLite share one core.
+    Shared,
+    /// The data plane on the receiver CPU (`dataplane.cores = "<receiver>"`) and the
+    /// control plane on the sender CPU beside the sender (`taskset -c <receiver>,<sender>`):
+    /// the one data-plane core with the store elsewhere.
+    Split,
+}
+
+impl Layout {
+    pub fn label(self) -> &'static str {
+        match self {
+            Layout::Shared => "shared",
+            Layout::Split => "split",
+        }
+    }
+}
+
 /// Who receives the load in one run.
 #[derive(Clone, Copy, Debug)]
 pub enum Receiver {
-    Killkrill,
+    Killkrill(Layout),
     Peer(Peer),
 }
 
 impl Receiver {
     pub fn name(self) -> &'static str {
         match self {
-            Receiver::Killkrill => "killkrill",
+            Receiver::Killkrill(_) => "killkrill",
             Receiver::Peer(peer) => peer.name(),
         }
     }
@@ -95,10 +116,17 @@ pub struct ReceiverSettings {
     pub metrics: Option<&'static str>,
 }
 
+/// The rig's two CPUs: the receiver's and the sender's.
+#[derive(Clone, Copy, Debug)]
+pub struct RigCpus {
+    pub receiver: usize,
+    pub sender: usize,
+}
+
 pub fn start(
     receiver: Receiver,
     host: Ipv4Addr,
-    cpu: usize,
+    cpus: RigCpus,
     binaries: &Binaries,
     workdir: &Path,
     settings: &ReceiverSettings,
@@ -107,9 +135,13 @@ pub fn start(
     let port = free_port(host)?;
     let address = SocketAddr::from((host, port));
     let mut command = Command::new("taskset");
-    command.args(["-c", &cpu.to_string()]);
+    let allowed = match receiver {
+        Receiver::Killkrill(Layout::Split) => format!("{},{}", cpus.receiver, cpus.sender),
+        _ => cpus.receiver.to_string(),
+    };
+    command.args(["-c", &allowed]);
     match receiver {
-        Receiver::Killkrill => {
+        Receiver::Killkrill(_) => {
             let data_dir = workdir.join("data");
             let on = address.to_string();
             // Only the scenario's listener: the defaults would bind the conventional ports.
@@ -126,6 +158,9 @@ pub fn start(
                 .args(["--api-listen", "127.0.0.1:0", "--metrics-listen", "off"])
                 .args(["--syslog-udp", syslog, "--syslog-tcp", syslog])
                 .args(["--statsd-udp", statsd, "--influx-udp", influx])
+                // The data plane on the receiver CPU in both layouts; the control plane gets
+                // the rest of what taskset allows (itself, when that is the one CPU).
+                .args(["--dataplane-cores", &cpus.receiver.to_string()])
                 // Short intervals: points reach the store within the run.
                 .args(["--metrics-flush-interval-ms", "1000"])
                 .env("LOG_LEVEL", "warn,killkrill::server=info")
@@ -273,7 +308,7 @@ impl RunningReceiver {
     /// Messages this receiver has stored so far.
     pub fn stored_messages(&self) -> anyhow::Result<u64> {
         match self.receiver {
-            Receiver::Killkrill => Ok(self.killkrill_metric("killkrill_store_messages_total")?),
+            Receiver::Killkrill(_) => Ok(self.killkrill_metric("killkrill_store_messages_total")?),
             Receiver::Peer(_) => {
                 let file = match std::fs::File::open(&self.storage) {
                     Ok(file) => file,
