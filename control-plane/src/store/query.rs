@@ -85,7 +85,7 @@ impl TextQuery {
         Ok(query)
     }
 
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.words.is_empty()
             && self.phrases.is_empty()
             && self.excluded_words.is_empty()
