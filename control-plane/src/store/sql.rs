@@ -266,8 +266,9 @@ impl SqlStore {
         // An aggregate need not keep the order of the rows it reads: sorted again as the
         // statement orders them.
         match query.order {
-            Order::Descending => candidates
-                .sort_unstable_by(|a, b| (b.max_received_ns, b.seq).cmp(&(a.max_received_ns, a.seq))),
+            Order::Descending => candidates.sort_unstable_by_key(|candidate| {
+                std::cmp::Reverse((candidate.max_received_ns, candidate.seq))
+            }),
             Order::Ascending => {
                 candidates.sort_unstable_by_key(|candidate| (candidate.min_received_ns, candidate.seq))
             }
