@@ -153,6 +153,11 @@ impl BlockCache {
         Some(block.clone())
     }
 
+    /// Whether the block is kept now (without counting as a use).
+    pub fn contains(&self, seq: i64) -> bool {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).blocks.contains_key(&seq)
+    }
+
     /// Keeps `block`, dropping the least recently used ones past the budget. A block
     /// larger than the whole budget is not kept.
     pub fn insert(&self, seq: i64, block: Arc<CachedBlock>, body_bytes: usize) {

@@ -174,6 +174,7 @@ pub struct BlockCandidate {
     pub seq: i64,
     pub min_received_ns: i64,
     pub max_received_ns: i64,
+    /// Empty when not read (a block decoded in the cache): it then may match anything.
     pub field_filter: Vec<u8>,
     pub token_filter: Vec<u8>,
 }

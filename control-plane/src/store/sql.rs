@@ -183,11 +183,16 @@ impl SqlStore {
         plan: &Plan,
         after: Option<(i64, i64)>,
         limit: i64,
+        uses_cache: bool,
     ) -> Result<Vec<BlockCandidate>> {
         // Filters pruning will not read stay in the table.
         let (field_filter, token_filter) = (plan.needs_field_filter(), plan.needs_token_filter());
-        if !field_filter && !token_filter {
-            return self.candidate_times(query, after, limit).await;
+        if !token_filter {
+            let mut candidates = self.candidate_times(query, after, limit).await?;
+            if field_filter {
+                self.read_field_filters(&mut candidates, uses_cache).await?;
+            }
+            return Ok(candidates);
         }
         let columns = match (field_filter, token_filter) {
             (false, false) => "",
@@ -213,6 +218,40 @@ impl SqlStore {
                 })
                 .collect::<Result<Vec<_>>>()
         })
+    }
+
+    /// The host, app and source filters of `candidates`, read for the blocks that are not
+    /// decoded in the cache (all of them unless `uses_cache`). A decoded block needs none:
+    /// its name index finds its rows of a host or app exactly, at once, and an empty filter
+    /// lets the block through. Reading the filter (8 KiB a block) of 16 blocks per search
+    /// through sqlx was the largest copy of a host search (docs/adr/0042).
+    async fn read_field_filters(&self, candidates: &mut [BlockCandidate], uses_cache: bool) -> Result<()> {
+        let wanted: Vec<i64> = candidates
+            .iter()
+            .filter(|candidate| !uses_cache || !self.decoded.contains(candidate.seq))
+            .map(|candidate| candidate.seq)
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let filters: HashMap<i64, Vec<u8>> = on_pool!(&self.pool, pool => {
+            let mut sql = QueryBuilder::new("SELECT seq, field_filter FROM log_blocks WHERE seq IN (");
+            let mut list = sql.separated(", ");
+            for seq in &wanted {
+                list.push_bind(*seq);
+            }
+            sql.push(")");
+            let rows = sql.build().fetch_all(pool).await?;
+            rows.iter()
+                .map(|row| Ok((row.try_get("seq")?, row.try_get("field_filter")?)))
+                .collect::<Result<HashMap<_, _>>>()?
+        });
+        for candidate in candidates {
+            if let Some(filter) = filters.get(&candidate.seq) {
+                candidate.field_filter.clone_from(filter);
+            }
+        }
+        Ok(())
     }
 
     /// `candidates` for a search that reads no filter: the sequence numbers and times of
@@ -320,7 +359,9 @@ impl SqlStore {
             Order::Descending => b.cmp(a),
             Order::Ascending => a.cmp(b),
         };
-        let mut found: Vec<(RowKey, StoredLog)> = Vec::new();
+        // Rows are made into `StoredLog`s only once the page is settled: blocks decoded
+        // side by side find more rows than the page keeps.
+        let mut found: Vec<(RowKey, FoundRow)> = Vec::new();
         let mut decoding = std::collections::VecDeque::new();
         let decoders = decoders_per_query();
         let mut decoded = 0usize;
@@ -357,9 +398,10 @@ impl SqlStore {
                     // A decoded block without a word filter to run: binary searches and the
                     // rows of one host or app, microseconds, cheaper than the hand-off to a
                     // blocking thread and back (docs/adr/0042).
-                    Some(block) if query.text.is_empty() => {
-                        BlockJob::Done(Ok(block_rows(query, candidate.seq, &block, wanted)))
-                    }
+                    Some(block) if query.text.is_empty() => BlockJob::Done(Ok(found_rows(
+                        &block,
+                        block_rows(query, candidate.seq, &block, wanted),
+                    ))),
                     Some(block) => {
                         matching_rows(query.clone(), candidate.seq, BlockSource::Decoded(block), wanted)
                     }
@@ -391,7 +433,7 @@ impl SqlStore {
                 break;
             }
             round_limit = (round_limit * 4).min(CANDIDATES_PER_ROUND);
-            candidates = self.candidates(query, plan, after, round_limit).await?;
+            candidates = self.candidates(query, plan, after, round_limit, true).await?;
             rounds += 1;
         }
         for job in decoding {
@@ -404,7 +446,13 @@ impl SqlStore {
             .then(|| found.last().map(|((received_ns, id), _)| Cursor { received_ns: *received_ns, id: *id }))
             .flatten();
         Ok(Searched {
-            page: LogPage { logs: found.into_iter().map(|(_, log)| log).collect(), next_cursor },
+            page: LogPage {
+                logs: found
+                    .into_iter()
+                    .map(|(key, found)| stored_log(&found.block.block, found.row, key.1))
+                    .collect(),
+                next_cursor,
+            },
             settled_by_first_round: rounds == 1 && every_block_read,
         })
     }
@@ -495,7 +543,7 @@ fn stored_log(block: &DecodedBlock, row: usize, id: i64) -> StoredLog {
 
 /// Decodes a block off the async threads (a block is about a megabyte of zstd) and
 /// returns its matching rows: only the `wanted` best in the query's order, since no page
-/// needs more from one block, and only those become `StoredLog`s.
+/// needs more from one block.
 fn matching_rows(query: LogQuery, seq: i64, block: BlockSource, wanted: usize) -> BlockJob {
     BlockJob::Running(tokio::task::spawn_blocking(move || {
         let cached = match block {
@@ -506,12 +554,22 @@ fn matching_rows(query: LogQuery, seq: i64, block: BlockSource, wanted: usize) -
                 decoded
             }
         };
-        Ok(block_rows(&query, seq, &cached, wanted))
+        Ok(found_rows(&cached, block_rows(&query, seq, &cached, wanted)))
     }))
 }
 
-/// The `wanted` best matching rows of a decoded block, as results.
-fn block_rows(query: &LogQuery, seq: i64, cached: &CachedBlock, wanted: usize) -> Vec<(RowKey, StoredLog)> {
+/// A matching row of a decoded block, not yet made into a `StoredLog`.
+struct FoundRow {
+    block: Arc<CachedBlock>,
+    row: usize,
+}
+
+fn found_rows(block: &Arc<CachedBlock>, matched: Vec<(RowKey, usize)>) -> Vec<(RowKey, FoundRow)> {
+    matched.into_iter().map(|(key, row)| (key, FoundRow { block: block.clone(), row })).collect()
+}
+
+/// The `wanted` best matching rows of a decoded block, with their keys.
+fn block_rows(query: &LogQuery, seq: i64, cached: &CachedBlock, wanted: usize) -> Vec<(RowKey, usize)> {
     let block = &cached.block;
     let wanted = wanted.max(1);
     // A host or app filter names the only rows worth a look (the host's when both).
@@ -531,13 +589,13 @@ fn block_rows(query: &LogQuery, seq: i64, cached: &CachedBlock, wanted: usize) -
         };
         best_matches(query, block, seq, rows, wanted)
     };
-    matched.into_iter().map(|(key, row)| (key, stored_log(block, row, key.1))).collect()
+    matched
 }
 
 /// A block's part of a search: running on a blocking thread, or done already.
 enum BlockJob {
-    Running(tokio::task::JoinHandle<Result<Vec<(RowKey, StoredLog)>>>),
-    Done(Result<Vec<(RowKey, StoredLog)>>),
+    Running(tokio::task::JoinHandle<Result<Vec<(RowKey, FoundRow)>>>),
+    Done(Result<Vec<(RowKey, FoundRow)>>),
 }
 
 /// A row's sort key: receive time, then its id (the block's sequence number and the row).
@@ -670,7 +728,7 @@ fn decoders_per_query() -> usize {
     *DECODERS.get_or_init(|| std::thread::available_parallelism().map_or(2, usize::from).clamp(2, 8))
 }
 
-async fn joined(job: BlockJob) -> Result<Vec<(RowKey, StoredLog)>> {
+async fn joined(job: BlockJob) -> Result<Vec<(RowKey, FoundRow)>> {
     match job {
         BlockJob::Running(job) => {
             job.await.map_err(|error| Error::Internal(format!("block decoder stopped: {error}")))?
@@ -695,7 +753,7 @@ impl Store for SqlStore {
 
     async fn query_logs(&self, query: &LogQuery) -> Result<LogPage> {
         let plan = query.plan();
-        let first_round = self.candidates(query, &plan, None, FIRST_ROUND_CANDIDATES).await?;
+        let first_round = self.candidates(query, &plan, None, FIRST_ROUND_CANDIDATES, true).await?;
         Ok(self.search(query, &plan, first_round).await?.page)
     }
 
@@ -723,7 +781,7 @@ impl Store for SqlStore {
                 return Ok(page);
             }
         }
-        let first_round = self.candidates(query, &plan, None, FIRST_ROUND_CANDIDATES).await?;
+        let first_round = self.candidates(query, &plan, None, FIRST_ROUND_CANDIDATES, true).await?;
         // Read again: blocks may have come or gone since.
         let mut first_seqs: Vec<i64> = first_round.iter().map(|candidate| candidate.seq).collect();
         first_seqs.sort_unstable();
@@ -744,7 +802,8 @@ impl Store for SqlStore {
         let mut truncated = false;
         let mut after = None;
         'rounds: loop {
-            let candidates = self.candidates(&query, &plan, after, CANDIDATES_PER_ROUND).await?;
+            // Decodes every block it reads itself: the filters of every block prune.
+            let candidates = self.candidates(&query, &plan, after, CANDIDATES_PER_ROUND, false).await?;
             let Some(last) = candidates.last() else { break };
             after = Some((last.max_received_ns, last.seq));
             let round_len = candidates.len();
