@@ -580,7 +580,7 @@ fn block_rows(query: &LogQuery, seq: i64, cached: &CachedBlock, wanted: usize) -
     } else {
         None
     };
-    let matched = if cached.in_time_order {
+    if cached.in_time_order {
         first_matches_in_time_order(query, block, seq, named.as_deref(), wanted)
     } else {
         let rows: Box<dyn DoubleEndedIterator<Item = usize>> = match &named {
@@ -588,8 +588,7 @@ fn block_rows(query: &LogQuery, seq: i64, cached: &CachedBlock, wanted: usize) -
             None => Box::new(0..block.len()),
         };
         best_matches(query, block, seq, rows, wanted)
-    };
-    matched
+    }
 }
 
 /// A block's part of a search: running on a blocking thread, or done already.
