@@ -52,6 +52,11 @@ const USERS: &[&str] = &["root", "admin", "deploy", "backup", "nagios", "ada", "
 const PATHS: &[&str] = &["/", "/api/v2/orders", "/login", "/static/app.js", "/health", "/metrics", "/cart"];
 const IFACES: &[&str] = &["eth0", "eth1", "bond0", "ens3", "Gi0/1", "Te1/0/4", "xe-0/0/2"];
 
+/// One of the apps of the corpus (`index` modulo their number).
+pub fn app_name(index: u64) -> &'static str {
+    APPS[(index % APPS.len() as u64) as usize]
+}
+
 pub fn host_name(host: u64) -> String {
     format!("host-{host:04}")
 }

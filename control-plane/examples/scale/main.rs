@@ -66,6 +66,10 @@ enum Phase {
         seconds: u64,
         #[arg(long, default_value = "/api/v1/logs?limit=10")]
         path: String,
+        /// A different simple search every request (hosts, apps, severities, limits,
+        /// next pages) instead of `--path`: what the answer cache cannot serve.
+        #[arg(long)]
+        distinct: bool,
     },
 }
 
@@ -94,17 +98,23 @@ fn main() -> anyhow::Result<()> {
                 println!("scale query, {} messages: {}", filled.messages, latencies.line());
             }
         }
-        Phase::Api { connections, seconds, path } => {
+        Phase::Api { connections, seconds, path, distinct } => {
+            let requests = if distinct {
+                queries::Requests::Distinct { day_end_ns: filled.day_start_ns + 86_400_000_000_000 }
+            } else {
+                queries::Requests::Fixed(path)
+            };
             let appliance = serve()?;
             let result = runtime.block_on(queries::run_api(
                 &appliance,
-                &path,
+                &requests,
                 connections,
                 Duration::from_secs(seconds),
             ))?;
             println!(
-                "scale api, {} messages, {connections} connections, GET {path}: {}",
+                "scale api, {} messages, {connections} connections, {}: {}",
                 filled.messages,
+                requests.describe(),
                 result.line()
             );
         }

@@ -116,33 +116,108 @@ impl Throughput {
     }
 }
 
-/// `connections` keep-alive clients sending `path` with an API key for `duration`.
+/// What the clients of `api` ask.
+#[derive(Clone)]
+pub enum Requests {
+    /// The same path every time (the answer cache may serve it).
+    Fixed(String),
+    /// A different simple search every time (`distinct_path`): the answer cache cannot
+    /// serve them, so each is a search of its own.
+    Distinct { day_end_ns: i64 },
+}
+
+impl Requests {
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Fixed(path) => format!("GET {path}"),
+            Self::Distinct { .. } => "distinct simple searches".to_owned(),
+        }
+    }
+}
+
+/// A simple search no client asked before: the newest messages up to a time somewhere in
+/// the last ten minutes of the day (to the nanosecond, so no two are alike), of one host,
+/// one app, some severities or none, 1 to 50 rows; or, a third of the time when the last
+/// answer had one, the next page after its cursor.
+fn distinct_path(rng: &mut SplitMix64, day_end_ns: i64, cursor: Option<&str>, last: &mut String) -> String {
+    if let Some(cursor) = cursor
+        && rng.below(3) == 0
+    {
+        return format!("{last}&cursor={cursor}");
+    }
+    let end = day_end_ns - rng.below(600_000_000_000) as i64;
+    let mut path = format!("/api/v1/logs?end={}&limit={}", rfc3339(end), 1 + rng.below(50));
+    match rng.below(5) {
+        0 => {}
+        1 => path += &format!("&host={}", corpus::host_name(rng.below(corpus::HOSTS))),
+        2 => path += &format!("&app={}", corpus::app_name(rng.below(1_000))),
+        3 => {
+            path +=
+                ["&severity=%3C%3Dwarning", "&severity=err", "&severity=info,notice"][rng.below(3) as usize]
+        }
+        _ => {
+            path += &format!("&app={}&severity=%3C%3Dwarning", corpus::app_name(rng.below(1_000)));
+        }
+    }
+    last.clone_from(&path);
+    path
+}
+
+/// The `next_cursor` of an answer, found without parsing the whole body (the clients
+/// share the server's cores): it is the answer's last field.
+fn next_cursor(body: &[u8]) -> Option<String> {
+    const FIELD: &[u8] = b"\"next_cursor\":\"";
+    let at = body.windows(FIELD.len()).rposition(|window| window == FIELD)? + FIELD.len();
+    let rest = &body[at..];
+    let end = rest.iter().position(|&byte| byte == b'"')?;
+    std::str::from_utf8(&rest[..end]).ok().map(str::to_owned)
+}
+
+/// `connections` keep-alive clients sending `requests` with an API key for `duration`.
 pub async fn run_api(
     appliance: &Appliance,
-    path: &str,
+    requests: &Requests,
     connections: usize,
     duration: Duration,
 ) -> anyhow::Result<Throughput> {
     let key = Arc::new(appliance.api_key().await?);
-    let url = Arc::new(appliance.url(path));
-    // One check outside the clock: the path must answer 200.
-    timed_get(&reqwest::Client::new(), &url, &key).await?;
+    let base = Arc::new(appliance.url(""));
+    // One check outside the clock: the requests must answer 200.
+    let first = match requests {
+        Requests::Fixed(path) => path.clone(),
+        Requests::Distinct { day_end_ns } => {
+            distinct_path(&mut SplitMix64::new(7), *day_end_ns, None, &mut String::new())
+        }
+    };
+    timed_get(&reqwest::Client::new(), &format!("{base}{first}"), &key).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let (key, url, stop, failures) = (key.clone(), url.clone(), stop.clone(), failures.clone());
+    for connection in 0..connections {
+        let (key, base, stop, failures) = (key.clone(), base.clone(), stop.clone(), failures.clone());
+        let requests = requests.clone();
         tasks.push(tokio::spawn(async move {
             // One client per task, one connection each, kept alive.
             let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
             let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let mut rng = SplitMix64::new(1_000 + connection as u64);
+            let (mut cursor, mut last) = (None::<String>, String::new());
             while !stop.load(Ordering::Relaxed) {
+                let path = match &requests {
+                    Requests::Fixed(path) => path.clone(),
+                    Requests::Distinct { day_end_ns } => {
+                        distinct_path(&mut rng, *day_end_ns, cursor.as_deref(), &mut last)
+                    }
+                };
                 let sent = Instant::now();
-                match client.get(url.as_str()).bearer_auth(key.as_str()).send().await {
+                match client.get(format!("{base}{path}")).bearer_auth(key.as_str()).send().await {
                     Ok(answer) if answer.status().is_success() => {
-                        answer.bytes().await?;
+                        let body = answer.bytes().await?;
                         histogram.saturating_record(sent.elapsed().as_micros() as u64);
+                        if matches!(requests, Requests::Distinct { .. }) {
+                            cursor = next_cursor(&body);
+                        }
                     }
                     _ => {
                         failures.fetch_add(1, Ordering::Relaxed);

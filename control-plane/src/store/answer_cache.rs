@@ -60,6 +60,12 @@ impl AnswerCache {
         Some(entry.page.clone())
     }
 
+    /// Whether an answer to `query` is kept, whatever blocks settled it: when none is, the
+    /// search has nothing to check and skips the read of its first round's block list.
+    pub fn holds(&self, query: &LogQuery) -> bool {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).answers.contains_key(query)
+    }
+
     /// Keeps the answer to `query`, settled by the blocks `first_round` names (sorted), dropping
     /// the least recently used answers past the budget.
     pub fn insert(&self, query: &LogQuery, first_round: Vec<i64>, page: Arc<SharedPage>) {

@@ -85,7 +85,7 @@ impl TextQuery {
         Ok(query)
     }
 
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.words.is_empty()
             && self.phrases.is_empty()
             && self.excluded_words.is_empty()
@@ -174,6 +174,7 @@ pub struct BlockCandidate {
     pub seq: i64,
     pub min_received_ns: i64,
     pub max_received_ns: i64,
+    /// Empty when not read (a block decoded in the cache): it then may match anything.
     pub field_filter: Vec<u8>,
     pub token_filter: Vec<u8>,
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,7 +18,7 @@ use sqlx::{QueryBuilder, Row};
 
 use super::answer_cache::AnswerCache;
 use super::block::{self, DecodedBlock, EncodedBlock, RefColumn};
-use super::block_cache::{self, BlockCache};
+use super::block_cache::{self, BlockCache, CachedBlock};
 use super::query::{BlockCandidate, Cursor, LogQuery, Order, Plan};
 use super::shared_reads::{SharedReads, Turn};
 use super::{
@@ -31,6 +31,10 @@ use crate::{Error, Result};
 /// page of the newest messages is usually in the first blocks), more each round after.
 const FIRST_ROUND_CANDIDATES: i64 = 16;
 const CANDIDATES_PER_ROUND: i64 = 256;
+
+/// How much of the SQLite file reads map rather than copy (a 64-bit address space has
+/// room; a larger file reads its remainder as before).
+const SQLITE_MMAP_BYTES: u64 = 16 << 30;
 
 pub(super) enum Pool {
     Sqlite(SqlitePool),
@@ -133,7 +137,11 @@ impl SqlStore {
         // WAL with NORMAL keeps every committed transaction across a process crash; only
         // an OS crash or power loss can lose the last ones (see docs/adr/0005).
         .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(5));
+        .busy_timeout(Duration::from_secs(5))
+        // Searches read index rows and blocks through a memory map instead of a read
+        // system call and a copy per page (docs/adr/0042); the map is address space,
+        // the pages are the OS's page cache either way.
+        .pragma("mmap_size", SQLITE_MMAP_BYTES.to_string());
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             // A connection to a local file does not go away: pinging it before each use
@@ -175,9 +183,17 @@ impl SqlStore {
         plan: &Plan,
         after: Option<(i64, i64)>,
         limit: i64,
+        uses_cache: bool,
     ) -> Result<Vec<BlockCandidate>> {
         // Filters pruning will not read stay in the table.
         let (field_filter, token_filter) = (plan.needs_field_filter(), plan.needs_token_filter());
+        if !token_filter {
+            let mut candidates = self.candidate_times(query, after, limit).await?;
+            if field_filter {
+                self.read_field_filters(&mut candidates, uses_cache).await?;
+            }
+            return Ok(candidates);
+        }
         let columns = match (field_filter, token_filter) {
             (false, false) => "",
             (true, false) => ", field_filter",
@@ -202,6 +218,101 @@ impl SqlStore {
                 })
                 .collect::<Result<Vec<_>>>()
         })
+    }
+
+    /// The host, app and source filters of `candidates`, read for the blocks that are not
+    /// decoded in the cache (all of them unless `uses_cache`). A decoded block needs none:
+    /// its name index finds its rows of a host or app exactly, at once, and an empty filter
+    /// lets the block through. Reading the filter (8 KiB a block) of 16 blocks per search
+    /// through sqlx was the largest copy of a host search (docs/adr/0042).
+    async fn read_field_filters(&self, candidates: &mut [BlockCandidate], uses_cache: bool) -> Result<()> {
+        let wanted: Vec<i64> = candidates
+            .iter()
+            .filter(|candidate| !uses_cache || !self.decoded.contains(candidate.seq))
+            .map(|candidate| candidate.seq)
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let filters: HashMap<i64, Vec<u8>> = on_pool!(&self.pool, pool => {
+            let mut sql = QueryBuilder::new("SELECT seq, field_filter FROM log_blocks WHERE seq IN (");
+            let mut list = sql.separated(", ");
+            for seq in &wanted {
+                list.push_bind(*seq);
+            }
+            sql.push(")");
+            let rows = sql.build().fetch_all(pool).await?;
+            rows.iter()
+                .map(|row| Ok((row.try_get("seq")?, row.try_get("field_filter")?)))
+                .collect::<Result<HashMap<_, _>>>()?
+        });
+        for candidate in candidates {
+            if let Some(filter) = filters.get(&candidate.seq) {
+                candidate.field_filter.clone_from(filter);
+            }
+        }
+        Ok(())
+    }
+
+    /// `candidates` for a search that reads no filter: the sequence numbers and times of
+    /// the index rows as one text value of one row. sqlx's SQLite driver hands every row
+    /// from its worker thread to the search through a channel and copies every value; a
+    /// search of the newest messages spent a third of the server's time there, reading 16
+    /// rows of three numbers (docs/adr/0042).
+    async fn candidate_times(
+        &self,
+        query: &LogQuery,
+        after: Option<(i64, i64)>,
+        limit: i64,
+    ) -> Result<Vec<BlockCandidate>> {
+        let list = match &self.pool {
+            Pool::Sqlite(_) => "group_concat",
+            Pool::Postgres(_) => "string_agg",
+        };
+        let text: Option<String> = on_pool!(&self.pool, pool => {
+            let mut sql = QueryBuilder::new(format!(
+                "SELECT {list}(CAST(seq AS TEXT) || ' ' || CAST(min_received_ns AS TEXT) || ' ' \
+                 || CAST(max_received_ns AS TEXT), ',') AS round \
+                 FROM (SELECT seq, min_received_ns, max_received_ns FROM log_blocks",
+            ));
+            push_candidate_filters!(sql, query, after, limit);
+            sql.push(") AS candidates");
+            let row = sql.build().fetch_one(pool).await?;
+            row.try_get("round")?
+        });
+        let bad = |entry: &str| Error::Internal(format!("an index row `{entry}`"));
+        let mut candidates = text
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                let mut numbers = entry.split(' ').map(str::parse::<i64>);
+                match (numbers.next(), numbers.next(), numbers.next(), numbers.next()) {
+                    (Some(Ok(seq)), Some(Ok(min_received_ns)), Some(Ok(max_received_ns)), None) => {
+                        Ok(BlockCandidate {
+                            seq,
+                            min_received_ns,
+                            max_received_ns,
+                            field_filter: Vec::new(),
+                            token_filter: Vec::new(),
+                        })
+                    }
+                    _ => Err(bad(entry)),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // An aggregate need not keep the order of the rows it reads: sorted again as the
+        // statement orders them.
+        match query.order {
+            Order::Descending => candidates.sort_unstable_by_key(|candidate| {
+                std::cmp::Reverse((candidate.max_received_ns, candidate.seq))
+            }),
+            Order::Ascending => {
+                candidates.sort_unstable_by_key(|candidate| (candidate.min_received_ns, candidate.seq))
+            }
+        }
+        Ok(candidates)
     }
 
     /// The sequence numbers of the first round's index rows, sorted: one row of one text
@@ -248,7 +359,9 @@ impl SqlStore {
             Order::Descending => b.cmp(a),
             Order::Ascending => a.cmp(b),
         };
-        let mut found: Vec<(RowKey, StoredLog)> = Vec::new();
+        // Rows are made into `StoredLog`s only once the page is settled: blocks decoded
+        // side by side find more rows than the page keeps.
+        let mut found: Vec<(RowKey, FoundRow)> = Vec::new();
         let mut decoding = std::collections::VecDeque::new();
         let decoders = decoders_per_query();
         let mut decoded = 0usize;
@@ -281,17 +394,31 @@ impl SqlStore {
                 if !query.may_match(plan, &candidate) {
                     continue;
                 }
-                let source = match self.decoded.get(candidate.seq) {
-                    Some(block) => BlockSource::Decoded(block),
+                let job = match self.decoded.get(candidate.seq) {
+                    // A decoded block without a word filter to run: binary searches and the
+                    // rows of one host or app, microseconds, cheaper than the hand-off to a
+                    // blocking thread and back (docs/adr/0042).
+                    Some(block) if query.text.is_empty() => BlockJob::Done(Ok(found_rows(
+                        &block,
+                        block_rows(query, candidate.seq, &block, wanted),
+                    ))),
+                    Some(block) => {
+                        matching_rows(query.clone(), candidate.seq, BlockSource::Decoded(block), wanted)
+                    }
                     None => match self.payload(candidate.seq).await? {
-                        Some(payload) => BlockSource::Payload(payload, self.decoded.clone()),
+                        Some(payload) => matching_rows(
+                            query.clone(),
+                            candidate.seq,
+                            BlockSource::Payload(payload, self.decoded.clone()),
+                            wanted,
+                        ),
                         None => {
                             every_block_read = false;
                             continue;
                         }
                     },
                 };
-                decoding.push_back(matching_rows(query.clone(), candidate.seq, source, wanted));
+                decoding.push_back(job);
                 // The first block alone (it often fills the page: no work wasted on a
                 // busy server); after it, several at once. The stopping rule above judges
                 // by the rows found so far; blocks still decoding can only better them,
@@ -306,7 +433,7 @@ impl SqlStore {
                 break;
             }
             round_limit = (round_limit * 4).min(CANDIDATES_PER_ROUND);
-            candidates = self.candidates(query, plan, after, round_limit).await?;
+            candidates = self.candidates(query, plan, after, round_limit, true).await?;
             rounds += 1;
         }
         for job in decoding {
@@ -319,7 +446,13 @@ impl SqlStore {
             .then(|| found.last().map(|((received_ns, id), _)| Cursor { received_ns: *received_ns, id: *id }))
             .flatten();
         Ok(Searched {
-            page: LogPage { logs: found.into_iter().map(|(_, log)| log).collect(), next_cursor },
+            page: LogPage {
+                logs: found
+                    .into_iter()
+                    .map(|(key, found)| stored_log(&found.block.block, found.row, key.1))
+                    .collect(),
+                next_cursor,
+            },
             settled_by_first_round: rounds == 1 && every_block_read,
         })
     }
@@ -410,78 +543,197 @@ fn stored_log(block: &DecodedBlock, row: usize, id: i64) -> StoredLog {
 
 /// Decodes a block off the async threads (a block is about a megabyte of zstd) and
 /// returns its matching rows: only the `wanted` best in the query's order, since no page
-/// needs more from one block, and only those become `StoredLog`s.
-fn matching_rows(
-    query: LogQuery,
-    seq: i64,
-    block: BlockSource,
-    wanted: usize,
-) -> tokio::task::JoinHandle<Result<Vec<(RowKey, StoredLog)>>> {
-    tokio::task::spawn_blocking(move || {
-        let block = match block {
+/// needs more from one block.
+fn matching_rows(query: LogQuery, seq: i64, block: BlockSource, wanted: usize) -> BlockJob {
+    BlockJob::Running(tokio::task::spawn_blocking(move || {
+        let cached = match block {
             BlockSource::Decoded(block) => block,
             BlockSource::Payload(payload, cache) => {
-                let decoded = Arc::new(block::decode(&payload)?);
+                let decoded = Arc::new(CachedBlock::new(block::decode(&payload)?));
                 cache.insert(seq, decoded.clone(), block_cache::body_bytes(&payload));
                 decoded
             }
         };
-        let wanted = wanted.max(1);
-        // Best first in the query's order.
-        let order = query.order;
-        let best_first = move |a: &(RowKey, usize), b: &(RowKey, usize)| match order {
-            Order::Descending => b.0.cmp(&a.0),
-            Order::Ascending => a.0.cmp(&b.0),
+        Ok(found_rows(&cached, block_rows(&query, seq, &cached, wanted)))
+    }))
+}
+
+/// A matching row of a decoded block, not yet made into a `StoredLog`.
+struct FoundRow {
+    block: Arc<CachedBlock>,
+    row: usize,
+}
+
+fn found_rows(block: &Arc<CachedBlock>, matched: Vec<(RowKey, usize)>) -> Vec<(RowKey, FoundRow)> {
+    matched.into_iter().map(|(key, row)| (key, FoundRow { block: block.clone(), row })).collect()
+}
+
+/// The `wanted` best matching rows of a decoded block, with their keys.
+fn block_rows(query: &LogQuery, seq: i64, cached: &CachedBlock, wanted: usize) -> Vec<(RowKey, usize)> {
+    let block = &cached.block;
+    let wanted = wanted.max(1);
+    // A host or app filter names the only rows worth a look (the host's when both).
+    let named = if !query.hosts.is_empty() {
+        Some(cached.rows_named(RefColumn::Hostname, &query.hosts))
+    } else if !query.apps.is_empty() {
+        Some(cached.rows_named(RefColumn::AppName, &query.apps))
+    } else {
+        None
+    };
+    if cached.in_time_order {
+        first_matches_in_time_order(query, block, seq, named.as_deref(), wanted)
+    } else {
+        let rows: Box<dyn DoubleEndedIterator<Item = usize>> = match &named {
+            Some(rows) => Box::new(rows.iter().map(|&row| row as usize)),
+            None => Box::new(0..block.len()),
         };
-        let keep_best = |matched: &mut Vec<(RowKey, usize)>| {
-            if matched.len() > wanted {
-                matched.select_nth_unstable_by(wanted - 1, best_first);
-                matched.truncate(wanted);
-            }
-        };
-        // Rows lie roughly in arrival order: walking them best first lets the worst row
-        // kept so far rule out the rest by their key alone, before any filter runs.
-        let rows: Box<dyn Iterator<Item = usize>> = match order {
-            Order::Descending => Box::new((0..block.len()).rev()),
-            Order::Ascending => Box::new(0..block.len()),
-        };
-        let mut matched: Vec<(RowKey, usize)> = Vec::new();
-        let mut worst_kept: Option<(RowKey, usize)> = None;
-        for row in rows {
-            let key = (block.received_ns[row], (seq << 16) | row as i64);
-            if worst_kept.is_some_and(|worst| best_first(&(key, row), &worst).is_ge()) {
-                continue;
-            }
-            if !query.matches(&block, row, key.1) {
-                continue;
-            }
-            matched.push((key, row));
-            if matched.len() >= 2 * wanted {
-                keep_best(&mut matched);
-                worst_kept = matched.get(wanted - 1).copied();
+        best_matches(query, block, seq, rows, wanted)
+    }
+}
+
+/// A block's part of a search: running on a blocking thread, or done already.
+enum BlockJob {
+    Running(tokio::task::JoinHandle<Result<Vec<(RowKey, FoundRow)>>>),
+    Done(Result<Vec<(RowKey, FoundRow)>>),
+}
+
+/// A row's sort key: receive time, then its id (the block's sequence number and the row).
+fn row_key(block: &DecodedBlock, seq: i64, row: usize) -> RowKey {
+    (block.received_ns[row], (seq << 16) | row as i64)
+}
+
+/// The `wanted` best matching rows of a block whose rows lie in order of receive time:
+/// their keys then rise with the row number, so the rows inside the search's time range
+/// and cursor are found by binary search, and the first `wanted` that match, walking in
+/// the search's order, are the best ones. `named`: the only rows that may match
+/// (ascending), when a host or app filter says so.
+fn first_matches_in_time_order(
+    query: &LogQuery,
+    block: &DecodedBlock,
+    seq: i64,
+    named: Option<&[u32]>,
+    wanted: usize,
+) -> Vec<(RowKey, usize)> {
+    let rows = block.len();
+    // The first row whose key is not below `bound` (rows ascend by key).
+    let first_at_or_after = |bound: RowKey| {
+        let (mut low, mut high) = (0, rows);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if row_key(block, seq, middle) < bound {
+                low = middle + 1;
+            } else {
+                high = middle;
             }
         }
-        keep_best(&mut matched);
-        Ok(matched.into_iter().map(|(key, row)| (key, stored_log(&block, row, key.1))).collect())
-    })
+        low
+    };
+    let mut low = query.start_ns.map_or(0, |start| first_at_or_after((start, i64::MIN)));
+    let mut high = query.end_ns.map_or(rows, |end| first_at_or_after((end, i64::MIN)));
+    if let Some(cursor) = query.cursor {
+        match query.order {
+            Order::Descending => high = high.min(first_at_or_after((cursor.received_ns, cursor.id))),
+            // Rows after the cursor's (keys are whole numbers).
+            Order::Ascending => {
+                low = low.max(first_at_or_after((cursor.received_ns, cursor.id.saturating_add(1))));
+            }
+        }
+    }
+    let high = high.max(low);
+    let range: Box<dyn DoubleEndedIterator<Item = usize>> = match named {
+        Some(named) => {
+            let from = named.partition_point(|&row| (row as usize) < low);
+            let to = named.partition_point(|&row| (row as usize) < high);
+            Box::new(named[from..to].iter().map(|&row| row as usize))
+        }
+        None => Box::new(low..high),
+    };
+    let range: Box<dyn Iterator<Item = usize>> = match query.order {
+        Order::Descending => Box::new(range.rev()),
+        Order::Ascending => range,
+    };
+    let mut matched = Vec::with_capacity(wanted);
+    for row in range {
+        // The full check still runs: the bounds above only spare rows it would refuse.
+        let key = row_key(block, seq, row);
+        if query.matches(block, row, key.1) {
+            matched.push((key, row));
+            if matched.len() == wanted {
+                break;
+            }
+        }
+    }
+    matched
+}
+
+/// The `wanted` best matching rows of a block in any row order.
+fn best_matches(
+    query: &LogQuery,
+    block: &DecodedBlock,
+    seq: i64,
+    rows: Box<dyn DoubleEndedIterator<Item = usize> + '_>,
+    wanted: usize,
+) -> Vec<(RowKey, usize)> {
+    // Best first in the query's order.
+    let order = query.order;
+    let best_first = move |a: &(RowKey, usize), b: &(RowKey, usize)| match order {
+        Order::Descending => b.0.cmp(&a.0),
+        Order::Ascending => a.0.cmp(&b.0),
+    };
+    let keep_best = |matched: &mut Vec<(RowKey, usize)>| {
+        if matched.len() > wanted {
+            matched.select_nth_unstable_by(wanted - 1, best_first);
+            matched.truncate(wanted);
+        }
+    };
+    // Rows lie roughly in arrival order: walking them best first lets the worst row
+    // kept so far rule out the rest by their key alone, before any filter runs.
+    let rows: Box<dyn Iterator<Item = usize>> = match order {
+        Order::Descending => Box::new(rows.rev()),
+        Order::Ascending => rows,
+    };
+    let mut matched: Vec<(RowKey, usize)> = Vec::new();
+    let mut worst_kept: Option<(RowKey, usize)> = None;
+    for row in rows {
+        let key = row_key(block, seq, row);
+        if worst_kept.is_some_and(|worst| best_first(&(key, row), &worst).is_ge()) {
+            continue;
+        }
+        if !query.matches(block, row, key.1) {
+            continue;
+        }
+        matched.push((key, row));
+        if matched.len() >= 2 * wanted {
+            keep_best(&mut matched);
+            worst_kept = matched.get(wanted - 1).copied();
+        }
+    }
+    keep_best(&mut matched);
+    matched
 }
 
 /// A block to search: decoded already, or its payload and where to keep it once decoded.
 enum BlockSource {
-    Decoded(Arc<DecodedBlock>),
+    Decoded(Arc<CachedBlock>),
     Payload(Vec<u8>, Arc<BlockCache>),
 }
 
 /// Blocks decoded at once by one search: the decoding of one overlaps the reading of the
 /// next, and several cores share a search that must read many blocks.
 fn decoders_per_query() -> usize {
-    std::thread::available_parallelism().map_or(2, usize::from).clamp(2, 8)
+    // Asked once: the answer reads the cgroup's CPU limit from files, a few system calls
+    // that were 2% of the server's time when asked per search (docs/adr/0042).
+    static DECODERS: OnceLock<usize> = OnceLock::new();
+    *DECODERS.get_or_init(|| std::thread::available_parallelism().map_or(2, usize::from).clamp(2, 8))
 }
 
-async fn joined(
-    job: tokio::task::JoinHandle<Result<Vec<(RowKey, StoredLog)>>>,
-) -> Result<Vec<(RowKey, StoredLog)>> {
-    job.await.map_err(|error| Error::Internal(format!("block decoder stopped: {error}")))?
+async fn joined(job: BlockJob) -> Result<Vec<(RowKey, FoundRow)>> {
+    match job {
+        BlockJob::Running(job) => {
+            job.await.map_err(|error| Error::Internal(format!("block decoder stopped: {error}")))?
+        }
+        BlockJob::Done(rows) => rows,
+    }
 }
 
 #[async_trait]
@@ -500,31 +752,35 @@ impl Store for SqlStore {
 
     async fn query_logs(&self, query: &LogQuery) -> Result<LogPage> {
         let plan = query.plan();
-        let first_round = self.candidates(query, &plan, None, FIRST_ROUND_CANDIDATES).await?;
+        let first_round = self.candidates(query, &plan, None, FIRST_ROUND_CANDIDATES, true).await?;
         Ok(self.search(query, &plan, first_round).await?.page)
     }
 
     async fn query_logs_shared(&self, query: &LogQuery) -> Result<Arc<SharedPage>> {
         let plan = query.plan();
-        // Which blocks the first round names is read in any case: it tells whether a kept
-        // answer still holds (store/answer_cache.rs). Identical searches arriving together
-        // share that read (store/shared_reads.rs).
-        let first_seqs = match self.first_rounds.join(query) {
-            Turn::Lead(mut leader) => {
-                leader.turn().await;
-                let seqs = Arc::new(self.first_round_seqs(query, || leader.close()).await?);
-                leader.publish(seqs.clone());
-                seqs
+        // Which blocks the first round names tells whether a kept answer still holds
+        // (store/answer_cache.rs). Identical searches arriving together share that read
+        // (store/shared_reads.rs). A search with no answer kept (a search not asked
+        // lately: most distinct searches) has nothing to check and skips the read: one
+        // statement per search instead of two (docs/adr/0042).
+        if self.answers.holds(query) {
+            let first_seqs = match self.first_rounds.join(query) {
+                Turn::Lead(mut leader) => {
+                    leader.turn().await;
+                    let seqs = Arc::new(self.first_round_seqs(query, || leader.close()).await?);
+                    leader.publish(seqs.clone());
+                    seqs
+                }
+                Turn::Follow(follower) => match follower.rows().await {
+                    Some(seqs) => seqs,
+                    None => Arc::new(self.first_round_seqs(query, || ()).await?),
+                },
+            };
+            if let Some(page) = self.answers.get(query, &first_seqs) {
+                return Ok(page);
             }
-            Turn::Follow(follower) => match follower.rows().await {
-                Some(seqs) => seqs,
-                None => Arc::new(self.first_round_seqs(query, || ()).await?),
-            },
-        };
-        if let Some(page) = self.answers.get(query, &first_seqs) {
-            return Ok(page);
         }
-        let first_round = self.candidates(query, &plan, None, FIRST_ROUND_CANDIDATES).await?;
+        let first_round = self.candidates(query, &plan, None, FIRST_ROUND_CANDIDATES, true).await?;
         // Read again: blocks may have come or gone since.
         let mut first_seqs: Vec<i64> = first_round.iter().map(|candidate| candidate.seq).collect();
         first_seqs.sort_unstable();
@@ -545,7 +801,8 @@ impl Store for SqlStore {
         let mut truncated = false;
         let mut after = None;
         'rounds: loop {
-            let candidates = self.candidates(&query, &plan, after, CANDIDATES_PER_ROUND).await?;
+            // Decodes every block it reads itself: the filters of every block prune.
+            let candidates = self.candidates(&query, &plan, after, CANDIDATES_PER_ROUND, false).await?;
             let Some(last) = candidates.last() else { break };
             after = Some((last.max_received_ns, last.seq));
             let round_len = candidates.len();
@@ -831,5 +1088,121 @@ impl Store for SqlStore {
 
     async fn close(&self) {
         on_pool!(&self.pool, pool => pool.close().await);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use killkrill_dataplane::batch::{BatchLimits, LogBatch};
+    use killkrill_dataplane::listener::ListenerKind;
+    use killkrill_parsers::syslog::ParseOptions;
+
+    use super::*;
+
+    const BASE_NS: i64 = 1_700_000_000_000_000_000;
+    const SEQ: i64 = 7;
+
+    /// A block of 600 messages from 7 hosts and 3 apps, received `step(row)` after BASE_NS.
+    fn block(step: impl Fn(usize) -> i64) -> CachedBlock {
+        let limits = BatchLimits { max_messages: 1 << 16, max_bytes: 64 << 20, ..BatchLimits::default() };
+        let mut batch = LogBatch::new(ListenerKind::SyslogUdp, &limits);
+        for row in 0..600 {
+            let frame = format!(
+                "<{}>1 2023-11-14T22:13:20Z Host-{} {} 1 - - message {row}",
+                8 + row % 8,
+                row % 7,
+                ["sshd", "cron", "nginx"][row % 3]
+            );
+            let options = ParseOptions {
+                received_at: jiff::Timestamp::from_nanosecond(i128::from(BASE_NS + step(row))).unwrap(),
+                ..ParseOptions::default()
+            };
+            batch.push_syslog(
+                frame.as_bytes(),
+                None,
+                "192.0.2.1:514".parse::<SocketAddr>().unwrap(),
+                &options,
+            );
+        }
+        let encoded = block::BlockEncoder::new(1).unwrap().encode(batch.iter()).unwrap();
+        CachedBlock::new(block::decode(&encoded.payload).unwrap())
+    }
+
+    fn searches() -> Vec<LogQuery> {
+        let mut searches = Vec::new();
+        for order in [Order::Descending, Order::Ascending] {
+            for limit in [1, 5, 40, 1000] {
+                let base = LogQuery { limit, order, ..LogQuery::default() };
+                searches.push(base.clone());
+                searches.push(LogQuery { hosts: vec!["host-3".into()], ..base.clone() });
+                searches.push(LogQuery { hosts: vec!["HOST-3".into(), "host-5".into()], ..base.clone() });
+                searches.push(LogQuery { apps: vec!["cron".into()], ..base.clone() });
+                searches.push(LogQuery {
+                    hosts: vec!["host-1".into()],
+                    apps: vec!["nginx".into()],
+                    ..base.clone()
+                });
+                searches.push(LogQuery { hosts: vec!["nobody".into()], ..base.clone() });
+                searches.push(LogQuery { severity_mask: Some(0b1000), ..base.clone() });
+                searches.push(LogQuery {
+                    start_ns: Some(BASE_NS + 100),
+                    end_ns: Some(BASE_NS + 420),
+                    ..base.clone()
+                });
+                for (received_ns, row) in [(150, 150), (150, 0), (299, 600), (0, 0), (10_000, 3)] {
+                    let cursor = Some(Cursor { received_ns: BASE_NS + received_ns, id: (SEQ << 16) | row });
+                    searches.push(LogQuery { cursor, ..base.clone() });
+                    searches.push(LogQuery { cursor, apps: vec!["sshd".into()], ..base.clone() });
+                }
+            }
+        }
+        searches
+    }
+
+    /// The rows of a block in time order, found by binary search and name index, are
+    /// the rows the walk over every row finds, for every kind of filter.
+    #[test]
+    fn a_block_in_time_order_gives_the_rows_of_the_full_walk() {
+        // Several rows share each receive time, as a busy listener gives them.
+        for cached in [block(|row| row as i64), block(|row| row as i64 / 3)] {
+            assert!(cached.in_time_order);
+            for query in searches() {
+                let wanted = query.limit as usize + 1;
+                let walked =
+                    best_matches(&query, &cached.block, SEQ, Box::new(0..cached.block.len()), wanted);
+                let fast = block_rows(&query, SEQ, &cached, wanted);
+                let mut walked: Vec<RowKey> = walked.into_iter().map(|(key, _)| key).collect();
+                let mut fast: Vec<RowKey> = fast.into_iter().map(|(key, _)| key).collect();
+                walked.sort_unstable();
+                fast.sort_unstable();
+                assert_eq!(fast, walked, "{query:?}");
+            }
+        }
+    }
+
+    /// A block out of time order (compaction's) takes the walk, the host's rows only.
+    #[test]
+    fn a_block_out_of_time_order_gives_the_best_rows() {
+        let cached = block(|row| ((row * 7919) % 600) as i64);
+        assert!(!cached.in_time_order);
+        for query in searches() {
+            let wanted = query.limit as usize + 1;
+            let mut expected: Vec<RowKey> = (0..cached.block.len())
+                .map(|row| row_key(&cached.block, SEQ, row))
+                .filter(|key| query.matches(&cached.block, (key.1 & 0xffff) as usize, key.1))
+                .collect();
+            expected.sort_unstable();
+            if query.order == Order::Descending {
+                expected.reverse();
+            }
+            expected.truncate(wanted);
+            expected.sort_unstable();
+            let mut found: Vec<RowKey> =
+                block_rows(&query, SEQ, &cached, wanted).into_iter().map(|(key, _)| key).collect();
+            found.sort_unstable();
+            assert_eq!(found, expected, "{query:?}");
+        }
     }
 }

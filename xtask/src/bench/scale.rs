@@ -45,6 +45,13 @@ pub struct ScaleArgs {
     /// Seconds the clients run (api).
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// The path every client asks (api; default `/api/v1/logs?limit=10`).
+    #[arg(long)]
+    pub path: Option<String>,
+    /// A different simple search every request instead of one path (api): hosts, apps,
+    /// severities, limits and next pages that the answer cache cannot serve.
+    #[arg(long)]
+    pub distinct: bool,
     /// Data younger than this many seconds before the end of the filled day stays as cut
     /// (compact; the appliance's `store.compaction.after`).
     #[arg(long, default_value_t = 30)]
@@ -74,6 +81,8 @@ impl ScaleArgs {
             iterations: 10,
             connections: 8,
             seconds: 2,
+            path: None,
+            distinct: false,
             after_s: 30,
             window_s: 60,
             block_messages: 1_024,
@@ -108,13 +117,22 @@ pub fn run(args: &ScaleArgs) -> anyhow::Result<()> {
             args.compact_level.to_string(),
         ],
         Phase::Query => vec!["query".to_owned(), "--iterations".to_owned(), args.iterations.to_string()],
-        Phase::Api => vec![
-            "api".to_owned(),
-            "--connections".to_owned(),
-            args.connections.to_string(),
-            "--seconds".to_owned(),
-            args.seconds.to_string(),
-        ],
+        Phase::Api => {
+            let mut api = vec![
+                "api".to_owned(),
+                "--connections".to_owned(),
+                args.connections.to_string(),
+                "--seconds".to_owned(),
+                args.seconds.to_string(),
+            ];
+            if let Some(path) = &args.path {
+                api.extend(["--path".to_owned(), path.clone()]);
+            }
+            if args.distinct {
+                api.push("--distinct".to_owned());
+            }
+            api
+        }
     };
     exec(
         std::process::Command::new(dir.join("examples/scale"))
@@ -133,5 +151,6 @@ pub fn smoke() -> anyhow::Result<()> {
     for phase in [Phase::Fill, Phase::Compact, Phase::Query, Phase::Api] {
         run(&ScaleArgs::smoke(phase, data_dir.clone()))?;
     }
-    Ok(())
+    // And the distinct searches, which exercise the searches the answer cache cannot serve.
+    run(&ScaleArgs { distinct: true, ..ScaleArgs::smoke(Phase::Api, data_dir) })
 }
