@@ -407,7 +407,9 @@ pub struct StoreConfig {
     /// A log block takes the batches waiting for the writer, up to this many messages
     /// (at most 65,536).
     pub block_max_messages: usize,
-    /// zstd level for log blocks: 1 is fastest; higher levels trade ingest CPU for disk.
+    /// zstd level for log blocks as they arrive: 1 (the default) is fastest; higher levels
+    /// trade ingest CPU for disk until compaction re-encodes the block at its own level
+    /// (ADR 0041).
     pub compression_level: i32,
     /// Log blocks encoded (compressed) at the same time, each encoder starting its next
     /// block while the last one commits; 0 means one per available core.
@@ -792,7 +794,7 @@ impl Default for StoreConfig {
             database_url: None,
             redis_url: None,
             block_max_messages: 16_384,
-            compression_level: 3,
+            compression_level: 1,
             encoders: 0,
             retention_max_age: "30d".to_owned(),
             retention_max_bytes: 0,

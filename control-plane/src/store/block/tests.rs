@@ -424,3 +424,25 @@ fn a_full_block_of_generator_traffic_round_trips() {
     let too_many = batch.iter().chain(one.iter());
     assert!(matches!(BlockEncoder::new(1).unwrap().encode(too_many), Err(BlockError::TooManyRows)));
 }
+
+/// Compaction writes the same bytes whatever zstd level the arrival block had (ADR 0041):
+/// the level changes only how hard the arrival body was compressed, never what decodes, so
+/// once a block is compacted its arrival level has left no trace on disk.
+#[test]
+fn the_arrival_level_leaves_no_trace_after_compaction() {
+    let batch = generator_batch(2_000);
+    let compacted = |arrival_level: i32| {
+        let arrival = BlockEncoder::new(arrival_level).unwrap().encode(batch.iter()).unwrap();
+        let decoded = decode(&arrival.payload).unwrap();
+        let rows: Vec<RowRef> = (0..decoded.len() as u32).map(|row| RowRef { block: 0, row }).collect();
+        let again =
+            BlockEncoder::new(9).unwrap().encode_rows(&[&decoded], &rows, arrival.summary.raw_bytes).unwrap();
+        (arrival.payload.len(), again)
+    };
+    let (fast_size, fast) = compacted(1);
+    let (default_size, default) = compacted(3);
+    assert!(fast_size != default_size, "levels 1 and 3 should compress the arrival block differently");
+    assert!(fast.payload == default.payload, "compacted bodies differ by arrival level");
+    let summary = BlockSummary { block_id: fast.summary.block_id.clone(), ..default.summary };
+    assert_eq!(summary, fast.summary);
+}
