@@ -245,6 +245,22 @@ fn receive(socket: &UdpSocket, count: usize, wait: Duration) -> usize {
     received
 }
 
+/// Binds the UDP port a killed serve held. The kernel tears down a dead process's io_uring
+/// instances on a work queue after the process is reaped, and a socket with a receive still
+/// queued on a ring stays bound until then, so the port frees a moment after `wait` returns.
+fn bind_once_released(port: u16) -> UdpSocket {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match UdpSocket::bind(("0.0.0.0", port)) {
+            Ok(socket) => return socket,
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(error) => panic!("the port is free once serve is gone: {error}"),
+        }
+    }
+}
+
 #[test]
 fn serve_uses_the_agents_pinned_program_and_the_kernel_path_covers_its_absence() {
     let Some(rig) = rig_or_skip() else { return };
@@ -314,7 +330,7 @@ fn serve_uses_the_agents_pinned_program_and_the_kernel_path_covers_its_absence()
     // 2. SIGKILL while traffic flows: the program stays, the kernel path takes the port.
     serve.kill();
     let passed_at_kill = pinned_counter(&pin_dir, XdpReason::PassedNoSocket);
-    let kernel_socket = UdpSocket::bind(("0.0.0.0", port)).expect("the port is free once serve is gone");
+    let kernel_socket = bind_once_released(port);
     let received = receive(&kernel_socket, 100, Duration::from_secs(10));
     assert_eq!(received, 100, "the kernel path receives with no AF_XDP socket registered");
     assert!(xdp_on_interface(&rig.appliance, &rig.appliance_if), "the agent's program is still attached");
