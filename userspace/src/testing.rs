@@ -162,3 +162,54 @@ pub fn ping(target: &str) -> Result<(), String> {
     }
     Err(format!("no echo reply from {target}"))
 }
+
+/// CPU seconds (user and system) this process's threads whose name starts with `prefix`
+/// have used, from /proc/self/task; what the benchmarks report per message. Threads that
+/// have ended no longer count.
+pub fn thread_cpu_seconds(prefix: &str) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0.0 };
+    let mut ticks = 0u64;
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // The command name may hold spaces and parentheses: fields are counted from the
+        // last ')', after which field 3 (state) comes first; utime and stime are 14 and 15.
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        for index in [11, 12] {
+            ticks += fields.get(index).and_then(|field| field.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    ticks as f64 / ticks_per_second
+}
+
+/// Seconds CPU `cpu` has spent in softirq (the kernel's receive path, among others) since
+/// boot, from /proc/stat; 0 when it cannot be read.
+pub fn cpu_softirq_seconds(cpu: usize) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let label = format!("cpu{cpu}");
+    stat.lines()
+        .filter_map(|line| line.split_once(' '))
+        .find(|(name, _)| *name == label)
+        // user nice system idle iowait irq softirq: the seventh value.
+        .and_then(|(_, values)| values.split_whitespace().nth(6)?.parse::<u64>().ok())
+        .map_or(0.0, |ticks| ticks as f64 / ticks_per_second)
+}
+
+/// Pins the calling thread to `cpu` (benchmarks keep their senders off the data plane's
+/// core this way); a CPU this process may not use is left as it was.
+pub fn pin_current_thread(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; the calls only read and write it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}

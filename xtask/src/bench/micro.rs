@@ -1,5 +1,6 @@
-//! `cargo xtask bench micro`: the criterion benchmarks of the parsers, the store and the
-//! UDP socket receive methods (recvmmsg against io_uring, on loopback).
+//! `cargo xtask bench micro`: the criterion benchmarks of the parsers, the store, the
+//! UDP socket receive methods (recvmmsg against io_uring, on loopback) and the TCP
+//! listener fed by 64 loopback connections.
 
 use clap::Args;
 
@@ -18,8 +19,9 @@ pub fn run(args: &MicroArgs) -> anyhow::Result<()> {
     for package in [
         &["--package", "killkrill-parsers", "--features", "json"][..],
         &["--package", "killkrill"],
-        // Only this one of the data plane's: xdp_replay needs root and a veth rig.
+        // Not xdp_replay: it needs root and a veth rig.
         &["--package", "killkrill-dataplane", "--bench", "udp_receive"],
+        &["--package", "killkrill-dataplane", "--bench", "tcp_replay"],
     ] {
         let mut command = cargo();
         command.arg("bench").args(package).arg("--");
