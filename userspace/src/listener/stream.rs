@@ -448,17 +448,22 @@ impl StreamServer {
         options: &mut ParseOptions,
     ) -> bool {
         let mut first = true;
+        let mut tally = FrameTally::default();
+        let mut room = true;
         while let Some(frame) = connection.framer.next_frame() {
             if first {
                 options.received_at = Timestamp::now();
                 first = false;
             }
-            record_frame(sink, counters, frame.bytes, frame.flag, connection.peer, options);
-            if !sink.flush_if_due(false, WhenFull::Keep) {
-                return false;
+            record_frame(sink, &mut tally, frame.bytes, frame.flag, connection.peer, options);
+            // The age limit is checked once per poll round (`run`).
+            if !sink.flush_if_full(WhenFull::Keep) {
+                room = false;
+                break;
             }
         }
-        true
+        tally.add_to(counters);
+        room
     }
 
     fn close(&mut self, token: Token) {
@@ -472,16 +477,11 @@ impl StreamServer {
         // what one connection had buffered), and the partial last one flagged incomplete.
         self.options.received_at = Timestamp::now();
         // finish() yields the complete frames still buffered, then the partial last one.
+        let mut tally = FrameTally::default();
         while let Some(frame) = connection.framer.finish() {
-            record_frame(
-                &mut self.sink,
-                &self.counters,
-                frame.bytes,
-                frame.flag,
-                connection.peer,
-                &self.options,
-            );
+            record_frame(&mut self.sink, &mut tally, frame.bytes, frame.flag, connection.peer, &self.options);
         }
+        tally.add_to(&self.counters);
         ListenerCounters::add(&self.counters.connections_closed, 1);
     }
 
@@ -527,22 +527,48 @@ fn journal_append(
     }
 }
 
+/// What the frames of one pass over a connection add to the listener's counters, added
+/// once per pass: a locked add per frame, on a cache line that other cores read, was a
+/// sixth of the listener's time at 2 M frames/s.
+#[derive(Default)]
+struct FrameTally {
+    messages: u64,
+    truncated: u64,
+    incomplete: u64,
+    framing_errors: u64,
+    parse_errors: u64,
+}
+
+impl FrameTally {
+    fn add_to(&self, counters: &ListenerCounters) {
+        for (counter, value) in [
+            (&counters.received_messages, self.messages),
+            (&counters.truncated_frames, self.truncated),
+            (&counters.incomplete_frames, self.incomplete),
+            (&counters.framing_errors, self.framing_errors),
+            (&counters.parse_errors, self.parse_errors),
+        ] {
+            if value > 0 {
+                ListenerCounters::add(counter, value);
+            }
+        }
+    }
+}
+
 fn record_frame(
     sink: &mut BatchSink,
-    counters: &ListenerCounters,
+    tally: &mut FrameTally,
     bytes: &[u8],
     flag: Option<FrameFlag>,
     peer: SocketAddr,
     options: &ParseOptions,
 ) {
-    ListenerCounters::add(&counters.received_messages, 1);
+    tally.messages += 1;
     match flag {
-        Some(FrameFlag::Truncated) => ListenerCounters::add(&counters.truncated_frames, 1),
-        Some(FrameFlag::Incomplete) => ListenerCounters::add(&counters.incomplete_frames, 1),
-        Some(FrameFlag::FramingError) => ListenerCounters::add(&counters.framing_errors, 1),
+        Some(FrameFlag::Truncated) => tally.truncated += 1,
+        Some(FrameFlag::Incomplete) => tally.incomplete += 1,
+        Some(FrameFlag::FramingError) => tally.framing_errors += 1,
         None => {}
     }
-    if sink.batch().push_syslog(bytes, flag, peer, options) {
-        ListenerCounters::add(&counters.parse_errors, 1);
-    }
+    tally.parse_errors += u64::from(sink.batch().push_syslog(bytes, flag, peer, options));
 }
