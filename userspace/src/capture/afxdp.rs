@@ -25,7 +25,7 @@ use super::umem::UmemArea;
 use super::{AfXdpSettings, BindMode, CaptureError};
 use crate::counters::ListenerCounters;
 use crate::listener::metrics_udp::{MetricIngest, now_ns};
-use crate::listener::{BatchSink, StopSignal, WhenFull};
+use crate::listener::{BatchSink, PARTIAL_PASS_PAUSE, StopSignal, WhenFull};
 use crate::xdp::XdpListener;
 
 /// Where one queue's receiver puts what it reads, by listener.
@@ -323,9 +323,14 @@ pub(crate) fn spawn_receiver(
         let mut view = PortView::default();
         while !stop.is_raised() {
             view.refresh(&ports);
-            if receiver.receive(&mut sinks, &view, &mut options) == 0 {
-                receiver.wait(sinks.syslog.wait_budget());
-                sinks.syslog.flush_if_due(false, WhenFull::Drop);
+            match receiver.receive(&mut sinks, &view, &mut options) {
+                0 => {
+                    receiver.wait(sinks.syslog.wait_budget());
+                    sinks.syslog.flush_if_due(false, WhenFull::Drop);
+                }
+                // Frames flow, below a full pass: let more gather before reading again.
+                frames if frames < FRAMES_PER_PASS => std::thread::sleep(PARTIAL_PASS_PAUSE),
+                _ => {}
             }
             sinks.statsd.flush_if_due();
             sinks.influx.flush_if_due();

@@ -128,6 +128,14 @@ pub enum DatagramWaiter {
 }
 
 impl DatagramWaiter {
+    /// Waits `duration` without looking at the socket (a timer of the executor, or a sleep).
+    pub async fn pause(&self, duration: Duration) {
+        match self {
+            DatagramWaiter::Glommio(_) => glommio::timer::sleep(duration).await,
+            DatagramWaiter::Poll(_) => std::thread::sleep(duration),
+        }
+    }
+
     /// True when a datagram is waiting, false when `timeout` passed first.
     pub async fn readable(&self, timeout: Duration) -> std::io::Result<bool> {
         match self {

@@ -92,6 +92,18 @@ pub struct ListenerInfo {
 /// How often an idle listener wakes to check for shutdown and old batches.
 pub(crate) const IDLE_WAKEUP: Duration = Duration::from_millis(20);
 
+/// How long a datagram receiver (socket or AF_XDP) waits after a pass that found some
+/// datagrams but not a full call's worth, before reading again, instead of sleeping until
+/// the next one arrives. Below saturation, waking for each datagram or two cost more than
+/// handling them (a wake-up is microseconds in a VM); waiting lets a few dozen gather, at
+/// a latency that is small beside the batch's age limit (100 ms). At full load every pass
+/// is full and nothing waits. Loopback, 170,000 datagrams/s, data-plane CPU per message:
+/// 2.27 µs waiting 50 µs, 1.49 – 1.73 µs waiting 200 µs (ADR 0044). 100 µs keeps what
+/// gathers meanwhile small: 100 datagrams at 1 M/s fit the default 208 KiB socket buffer
+/// of a process without CAP_NET_ADMIN, and 1,488 frames at 10 GbE's line rate of the
+/// smallest frames fit the default 2,048-entry AF_XDP ring.
+pub(crate) const PARTIAL_PASS_PAUSE: Duration = Duration::from_micros(100);
+
 /// The batch a listener is filling, and where it goes when closed.
 pub(crate) struct BatchSink {
     kind: ListenerKind,

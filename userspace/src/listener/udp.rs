@@ -12,7 +12,7 @@ use killkrill_parsers::syslog::ParseOptions;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::udp_receive::{self, ReceiveChoice, ReceiveMethod, SocketReceive, UdpReceiver};
-use super::{BatchSink, CapturePath, ListenerInfo, ListenerKind, StopSignal, WhenFull};
+use super::{BatchSink, CapturePath, ListenerInfo, ListenerKind, PARTIAL_PASS_PAUSE, StopSignal, WhenFull};
 use crate::cores::shard::{self, CoreIo, DatagramWaiter};
 use crate::cores::{Core, RuntimeKind, thread_name};
 use crate::counters::ListenerCounters;
@@ -113,8 +113,16 @@ pub(crate) async fn serve_syslog_socket(
 ) {
     while !stop.is_raised() {
         // A full call means more may be queued: read again before waiting.
-        while reader.receive(socket, false) == DATAGRAMS_PER_CALL {}
+        let mut received = reader.receive(socket, false);
+        while received == DATAGRAMS_PER_CALL {
+            received = reader.receive(socket, false);
+        }
         reader.sink.flush_if_due(false, WhenFull::Drop);
+        if received > 0 {
+            // Traffic flows, below a full call per pass: let more gather before reading.
+            waiter.pause(PARTIAL_PASS_PAUSE).await;
+            continue;
+        }
         if let Err(error) = waiter.readable(reader.sink.wait_budget()).await {
             reader.receive_failed(&error);
         }
