@@ -213,3 +213,50 @@ pub fn pin_current_thread(cpu: usize) {
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn own_cpu_seconds() -> f64 {
+        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: a valid timespec for the call to fill.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+        now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9
+    }
+
+    #[test]
+    fn thread_cpu_time_is_read_for_the_named_threads_only() {
+        let (spun_sender, spun_receiver) = std::sync::mpsc::channel();
+        let (done_sender, done_receiver) = std::sync::mpsc::channel::<()>();
+        let spinner = std::thread::Builder::new()
+            .name("cpu-probe-spin".to_owned())
+            .spawn(move || {
+                // Spins until the thread itself has used 300 ms of CPU, however loaded the
+                // machine, then waits (alive, so /proc still lists it) to be read.
+                while own_cpu_seconds() < 0.3 {
+                    std::hint::spin_loop();
+                }
+                spun_sender.send(()).unwrap();
+                let _ = done_receiver.recv();
+            })
+            .unwrap();
+        spun_receiver.recv().unwrap();
+        let spinning = thread_cpu_seconds("cpu-probe-spin");
+        let nobody = thread_cpu_seconds("cpu-probe-nobody");
+        done_sender.send(()).unwrap();
+        spinner.join().unwrap();
+        // /proc counts in clock ticks (10 ms at 100 Hz).
+        assert!((0.25..5.0).contains(&spinning), "{spinning}");
+        assert_eq!(nobody, 0.0);
+    }
+
+    #[test]
+    fn softirq_time_of_the_cpus_is_read_and_of_a_missing_one_is_zero() {
+        // Every running kernel has spent some time in softirq (timers, RCU) since boot.
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let total: f64 = (0..cpus).map(cpu_softirq_seconds).sum();
+        assert!(total > 0.0, "{total}");
+        assert_eq!(cpu_softirq_seconds(1 << 20), 0.0);
+    }
+}
