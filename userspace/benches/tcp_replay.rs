@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use killkrill_dataplane::cores::CoreSelection;
+use killkrill_dataplane::cores::pin::pin_current_thread;
 use killkrill_dataplane::counters::ListenerCounters;
 use killkrill_dataplane::listener::ListenerKind;
-use killkrill_dataplane::testing::{cpu_softirq_seconds, pin_current_thread, thread_cpu_seconds};
+use killkrill_dataplane::testing::{cpu_softirq_seconds, thread_cpu_seconds};
 use killkrill_dataplane::{DataPlane, DataPlaneConfig};
 
 const CONNECTIONS: usize = 64;
@@ -79,7 +80,7 @@ impl Sender {
         let thread = {
             let stop = stop.clone();
             std::thread::spawn(move || {
-                pin_current_thread(SENDER_CPU);
+                pin_current_thread(SENDER_CPU).expect("pinning a bench thread");
                 while !stop.load(Ordering::Relaxed) {
                     for (connection, bytes) in &mut connections {
                         connection.write_all(bytes).expect("the listener keeps reading");
@@ -118,7 +119,7 @@ fn replay(c: &mut Criterion) {
     let mut plane = DataPlane::start(&config).expect("the TCP listener");
     // Off the data plane's CPU (only now: the data plane checks its cores against the
     // starting thread's CPUs).
-    pin_current_thread(SENDER_CPU);
+    pin_current_thread(SENDER_CPU).expect("pinning a bench thread");
     let address = plane.listeners()[0].local_addr;
     let counters = plane.counters().iter().find(|c| c.listener == ListenerKind::SyslogTcp).unwrap().clone();
     let mut consumers = plane.take_consumers();
@@ -126,7 +127,7 @@ fn replay(c: &mut Criterion) {
     let drainer = {
         let stop = stop_drain.clone();
         std::thread::spawn(move || {
-            pin_current_thread(SENDER_CPU);
+            pin_current_thread(SENDER_CPU).expect("pinning a bench thread");
             while !stop.load(Ordering::Relaxed) {
                 let mut idle = true;
                 for consumer in &mut consumers {

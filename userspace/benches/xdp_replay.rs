@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use killkrill_dataplane::capture::{CaptureConfig, CaptureMode};
 use killkrill_dataplane::cores::CoreSelection;
+use killkrill_dataplane::cores::pin::pin_current_thread;
 use killkrill_dataplane::counters::ListenerCounters;
 use killkrill_dataplane::listener::CapturePath;
-use killkrill_dataplane::testing::{VethRig, pin_current_thread, skip_reason, thread_cpu_seconds};
+use killkrill_dataplane::testing::{VethRig, skip_reason, thread_cpu_seconds};
 use killkrill_dataplane::{DataPlane, DataPlaneConfig};
 
 /// Frames injected per syscall; below the RX ring size so the ring never overflows.
@@ -68,13 +69,13 @@ fn replay(c: &mut Criterion) {
     };
     let mut plane = DataPlane::start(&config).expect("XDP capture on the veth");
     // Only now: the data plane checks its cores against the starting thread's CPUs.
-    pin_current_thread(0);
+    pin_current_thread(0).expect("pinning a bench thread");
     let mut consumers = plane.take_consumers();
     let stop = Arc::new(AtomicBool::new(false));
     let drainer = {
         let stop = stop.clone();
         std::thread::spawn(move || {
-            pin_current_thread(0);
+            pin_current_thread(0).expect("pinning a bench thread");
             while !stop.load(Ordering::Relaxed) {
                 let mut idle = true;
                 for consumer in &mut consumers {

@@ -203,17 +203,6 @@ pub fn cpu_softirq_seconds(cpu: usize) -> f64 {
         .map_or(0.0, |ticks| ticks as f64 / ticks_per_second)
 }
 
-/// Pins the calling thread to `cpu` (benchmarks keep their senders off the data plane's
-/// core this way); a CPU this process may not use is left as it was.
-pub fn pin_current_thread(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; the calls only read and write it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
