@@ -243,5 +243,55 @@ fn query(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, encode, ingest, ingest_postgres, query);
+/// One interval's points of `series` counter series (host tag `h<i>`), as a listener
+/// flushes them.
+fn metric_interval(series: usize, interval: i64) -> Vec<killkrill_dataplane::metrics::MetricPoint> {
+    use killkrill_dataplane::metrics::{MetricKind, MetricPoint};
+    const INTERVAL_NS: i64 = 10_000_000_000;
+    (0..series)
+        .map(|index| MetricPoint {
+            name: "http.requests".into(),
+            tags: vec![("env".into(), "prod".into()), ("host".into(), format!("h{index}"))],
+            kind: MetricKind::Counter,
+            interval_start_ns: 1_700_000_000_000_000_000 + interval * INTERVAL_NS,
+            interval_ns: INTERVAL_NS,
+            count: 1.0,
+            sum: 1.0,
+            min: 1.0,
+            max: 1.0,
+            last: 1.0,
+            p50: None,
+            p90: None,
+            p99: None,
+            histogram: None,
+        })
+        .collect()
+}
+
+/// The metric writer's statement: one listener's interval of 20,000 series that the store
+/// has seen in earlier intervals (the usual case: a fleet's series are stable), into SQLite.
+fn metric_points(c: &mut Criterion) {
+    const SERIES: usize = 20_000;
+    let runtime = runtime();
+    let mut group = c.benchmark_group("store/metric_points");
+    group.sample_size(10).throughput(Throughput::Elements(SERIES as u64));
+    group.bench_function("sqlite_known_series", |b| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = runtime.block_on(store::open(&StoreConfig::default(), dir.path())).unwrap();
+        runtime.block_on(store.insert_metric_points("statsd-udp", &metric_interval(SERIES, 0))).unwrap();
+        let mut interval = 0;
+        b.iter_batched(
+            || {
+                interval += 1;
+                metric_interval(SERIES, interval)
+            },
+            |points| runtime.block_on(store.insert_metric_points("statsd-udp", &points)).unwrap(),
+            criterion::BatchSize::PerIteration,
+        );
+        runtime.block_on(store.close());
+    });
+    group.finish();
+}
+
+criterion_group!(benches, encode, ingest, ingest_postgres, query, metric_points);
 criterion_main!(benches);

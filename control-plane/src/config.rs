@@ -248,6 +248,10 @@ pub struct MetricsConfig {
     pub max_histogram_series: usize,
     /// Unit of Influx timestamps: ns, us, ms or s.
     pub influx_precision: String,
+    /// Points each metrics listener may hold flushed and not yet stored (a few hundred
+    /// bytes each); a flush past it is dropped and counted. Bounds memory while the store
+    /// is slow or away.
+    pub max_queued_points: usize,
     /// Receive threads per metrics listener (SO_REUSEPORT sockets, one aggregator each;
     /// the kernel spreads senders over them, points are merged at query time).
     pub receive_threads: usize,
@@ -264,6 +268,7 @@ impl Default for MetricsConfig {
             max_series: 100_000,
             max_histogram_series: 10_000,
             influx_precision: "ns".to_owned(),
+            max_queued_points: 200_000,
             receive_threads: 1,
             retention_max_age: "30d".to_owned(),
         }
@@ -292,6 +297,9 @@ impl MetricsConfig {
         if self.max_histogram_series == 0 {
             return Err(Error::Config("metrics.max_histogram_series must be above 0".to_owned()));
         }
+        if self.max_queued_points == 0 {
+            return Err(Error::Config("metrics.max_queued_points must be above 0".to_owned()));
+        }
         let influx_precision = match self.influx_precision.as_str() {
             "ns" => InfluxPrecision::Nanoseconds,
             "us" => InfluxPrecision::Microseconds,
@@ -308,6 +316,7 @@ impl MetricsConfig {
             max_series: self.max_series,
             max_histogram_series: self.max_histogram_series,
             influx_precision,
+            max_queued_points: self.max_queued_points,
         })
     }
 }

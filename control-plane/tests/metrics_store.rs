@@ -159,3 +159,76 @@ async fn metric_retention_on_sqlite_and_postgres() {
     )
     .await;
 }
+
+/// `count` counter points of one interval, one series each (host tag `h<i>`).
+fn many_series(count: usize, interval: i64) -> Vec<MetricPoint> {
+    (0..count)
+        .map(|index| MetricPoint {
+            name: "requests".into(),
+            tags: vec![("host".into(), format!("h{index}")), ("dc".into(), "x".into())],
+            kind: MetricKind::Counter,
+            interval_start_ns: BASE_NS + interval * INTERVAL_NS,
+            interval_ns: INTERVAL_NS,
+            count: 1.0,
+            sum: index as f64,
+            min: index as f64,
+            max: index as f64,
+            last: index as f64,
+            p50: None,
+            p90: None,
+            p99: None,
+            histogram: None,
+        })
+        .collect()
+}
+
+fn requests(tags: &[(&str, &str)]) -> MetricQuery {
+    MetricQuery { name: "requests".into(), ..query(tags, MetricAgg::Sum, 3 * INTERVAL_NS) }
+}
+
+/// Thousands of series in one batch, the same series again in the next intervals (from
+/// the series cache), and a cache made stale behind the store's back: every point lands
+/// on its own series, and the tag index finds each.
+async fn many_series_and_a_stale_cache(store: Arc<dyn Store>, other: Arc<dyn Store>) {
+    const SERIES: usize = 2_500;
+    for interval in 0..2 {
+        assert_eq!(
+            store.insert_metric_points("statsd-udp", &many_series(SERIES, interval)).await.unwrap(),
+            2_500
+        );
+    }
+    let all = store.query_metrics(&requests(&[("dc", "x")])).await.unwrap();
+    assert_eq!(all.len(), SERIES, "one series per host");
+    let h1234 = store.query_metrics(&requests(&[("host", "h1234")])).await.unwrap();
+    assert_eq!(h1234.len(), 1);
+    assert_eq!(h1234[0].points[0].value, Some(2.0 * 1234.0), "both intervals' sums");
+
+    // Another process's retention removes every series this store has cached ids for.
+    let retention = store::Retention { metric_max_age_ns: Some(INTERVAL_NS), ..store::Retention::default() };
+    let removed = other.enforce_retention(&retention, BASE_NS + 10 * INTERVAL_NS).await.unwrap();
+    assert_eq!(removed.metric_points, 2 * SERIES as u64);
+    assert!(other.query_metrics(&requests(&[("dc", "x")])).await.unwrap().is_empty());
+    // The stale ids fail the write once; the store looks the series up again, creating them.
+    assert_eq!(store.insert_metric_points("statsd-udp", &many_series(SERIES, 2)).await.unwrap(), 2_500);
+    let again = other.query_metrics(&requests(&[("host", "h7")])).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].points.iter().filter_map(|point| point.value).collect::<Vec<_>>(), [7.0]);
+    store.close().await;
+    other.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_series_and_a_stale_series_cache_on_sqlite_and_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_config = StoreConfig::default();
+    let open_sqlite = || store::open(&sqlite_config, dir.path());
+    many_series_and_a_stale_cache(open_sqlite().await.unwrap(), open_sqlite().await.unwrap()).await;
+    let server = PostgresServer::start();
+    let config = StoreConfig {
+        db_type: DbType::Postgres,
+        database_url: Some(server.create_database("metric_series_cache")),
+        ..StoreConfig::default()
+    };
+    let open_postgres = || store::open(&config, std::path::Path::new("/nonexistent"));
+    many_series_and_a_stale_cache(open_postgres().await.unwrap(), open_postgres().await.unwrap()).await;
+}

@@ -407,7 +407,10 @@ impl DataPlane {
                     let counters = self.counters_for(spec.kind, CapturePath::Socket);
                     let metric_counters = self.metric_counters_for(spec.kind);
                     for (index, socket) in sockets.into_iter().enumerate() {
-                        let (producer, consumer) = metric_ring(self.settings.handoff_capacity);
+                        let (producer, consumer) = metric_ring(
+                            self.settings.handoff_capacity,
+                            self.settings.metrics.max_queued_points,
+                        );
                         if at_start {
                             self.metric_consumers.push(consumer);
                         } else if let Some(feed) = &self.metric_feed {
@@ -497,7 +500,7 @@ impl DataPlane {
                 // Each queue aggregates on its own, like each metrics socket thread; the
                 // control plane merges the points.
                 let [statsd, influx] = metric_sides.clone().map(|(kind, counters, metric_counters)| {
-                    let (producer, consumer) = metric_ring(handoff_capacity);
+                    let (producer, consumer) = metric_ring(handoff_capacity, metrics.max_queued_points);
                     metric_consumers.push(consumer);
                     MetricIngest::new(kind, metrics, producer, counters, metric_counters)
                 });

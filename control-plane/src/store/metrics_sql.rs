@@ -2,6 +2,7 @@
 //! statements written once with `QueryBuilder` and run on whichever pool is open.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use killkrill_dataplane::metrics::MetricPoint;
@@ -15,8 +16,35 @@ use crate::{Error, Result};
 
 /// Point rows per INSERT: 13 parameters each stays under SQLite's 32,766.
 const POINTS_PER_INSERT: usize = 1_000;
+/// Series per INSERT or look-up of series (3 parameters each), and tag rows per INSERT.
+const SERIES_PER_STATEMENT: usize = 500;
 /// Series one query may return; more means the tag filters are too loose.
 pub const MAX_SERIES_PER_QUERY: usize = 10_000;
+/// Series ids the cache holds before it starts afresh (about 200 bytes each).
+const MAX_CACHED_SERIES: usize = 500_000;
+
+/// A series as stored: name, kind and tags as JSON with sorted keys.
+type SeriesKey = (String, &'static str, String);
+
+/// Series ids by name, kind and tags, kept across batches. A listener flushes the same
+/// series interval after interval; looking each up again cost a statement per series
+/// and held the metric writer near 10,000 points/s, below what one listener flushes at
+/// `metrics.max_series` (docs/adr/0045). Cleared when retention removes series; an
+/// insert that fails with cached ids (a series removed by another process) looks them
+/// all up again once.
+#[derive(Default)]
+pub(super) struct SeriesIds(Mutex<HashMap<SeriesKey, i64>>);
+
+impl SeriesIds {
+    fn ids(&self) -> MutexGuard<'_, HashMap<SeriesKey, i64>> {
+        // The map holds no invariant a panicking holder could break.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(super) fn clear(&self) {
+        self.ids().clear();
+    }
+}
 
 #[async_trait]
 impl MetricStore for SqlStore {
@@ -24,82 +52,23 @@ impl MetricStore for SqlStore {
         if points.is_empty() {
             return Ok(0);
         }
-        on_pool!(&self.pool, pool => {
-            let mut tx = pool.begin().await?;
-            // Series ids of this batch, by (name, kind, tags).
-            let mut ids: HashMap<(&str, &str, String), i64> = HashMap::new();
-            let mut series_of = Vec::with_capacity(points.len());
-            for point in points {
-                let key = (point.name.as_str(), point.kind.label(), tags_json(&point.tags));
-                if let Some(id) = ids.get(&key) {
-                    series_of.push(*id);
-                    continue;
-                }
-                let lookup = |sql: &mut QueryBuilder<'_, _>| {
-                    sql.push("SELECT id FROM metric_series WHERE name = ")
-                        .push_bind(key.0.to_owned())
-                        .push(" AND kind = ")
-                        .push_bind(key.1)
-                        .push(" AND tags = ")
-                        .push_bind(key.2.clone());
-                };
-                let mut sql = QueryBuilder::new("");
-                lookup(&mut sql);
-                let found: Option<i64> = sql.build_query_scalar().fetch_optional(&mut *tx).await?;
-                let id = match found {
-                    Some(id) => id,
-                    None => {
-                        // ON CONFLICT: another writer may create the same series meanwhile.
-                        let mut insert = QueryBuilder::new("INSERT INTO metric_series (name, kind, tags) VALUES (");
-                        insert
-                            .separated(", ")
-                            .push_bind(key.0.to_owned())
-                            .push_bind(key.1)
-                            .push_bind(key.2.clone());
-                        insert.push(") ON CONFLICT (name, kind, tags) DO NOTHING");
-                        insert.build().execute(&mut *tx).await?;
-                        let mut sql = QueryBuilder::new("");
-                        lookup(&mut sql);
-                        let id: i64 = sql.build_query_scalar().fetch_one(&mut *tx).await?;
-                        for (tag_key, value) in &point.tags {
-                            let mut tag = QueryBuilder::new(
-                                "INSERT INTO metric_series_tags (key, value, series_id) VALUES (",
-                            );
-                            tag.separated(", ").push_bind(tag_key.as_str()).push_bind(value.as_str()).push_bind(id);
-                            tag.push(") ON CONFLICT DO NOTHING");
-                            tag.build().execute(&mut *tx).await?;
-                        }
-                        id
-                    }
-                };
-                ids.insert(key, id);
-                series_of.push(id);
+        let keys: Vec<SeriesKey> = points
+            .iter()
+            .map(|point| (point.name.clone(), point.kind.label(), tags_json(&point.tags)))
+            .collect();
+        let cached: Vec<Option<i64>> = {
+            let ids = self.series_ids.ids();
+            keys.iter().map(|key| ids.get(key).copied()).collect()
+        };
+        let used_cache = cached.iter().any(Option::is_some);
+        match self.write_points(listener, points, &keys, cached).await {
+            Err(error) if used_cache => {
+                tracing::debug!(error = %error, "Metric write with cached series ids failed; looking them up again.");
+                self.series_ids.clear();
+                self.write_points(listener, points, &keys, vec![None; points.len()]).await
             }
-            for (chunk, chunk_ids) in points.chunks(POINTS_PER_INSERT).zip(series_of.chunks(POINTS_PER_INSERT)) {
-                let mut sql = QueryBuilder::new(
-                    "INSERT INTO metric_points (series_id, start_ns, interval_ns, listener, sample_count, \
-                     value_sum, value_min, value_max, value_last, p50, p90, p99, histogram) ",
-                );
-                sql.push_values(chunk.iter().zip(chunk_ids), |mut row, (point, id)| {
-                    row.push_bind(*id)
-                        .push_bind(point.interval_start_ns)
-                        .push_bind(point.interval_ns)
-                        .push_bind(listener)
-                        .push_bind(point.count)
-                        .push_bind(point.sum)
-                        .push_bind(point.min)
-                        .push_bind(point.max)
-                        .push_bind(point.last)
-                        .push_bind(point.p50)
-                        .push_bind(point.p90)
-                        .push_bind(point.p99)
-                        .push_bind(point.histogram.as_deref());
-                });
-                sql.build().execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            Ok(points.len() as u64)
-        })
+            written => written,
+        }
     }
 
     async fn query_metrics(&self, query: &MetricQuery) -> Result<Vec<MetricSeries>> {
@@ -194,7 +163,112 @@ impl MetricStore for SqlStore {
                     .await?;
             }
             tx.commit().await?;
+            if removed > 0 {
+                // Series without points went with them: ids cached for them are stale.
+                self.series_ids.clear();
+            }
             Ok(removed)
         })
+    }
+}
+
+impl SqlStore {
+    /// Stores `points` in one transaction; `cached[i]` is the series id of `keys[i]` if
+    /// known. Unknown series are created (or found, if another writer created them) a
+    /// statement per [`SERIES_PER_STATEMENT`], not one per series.
+    async fn write_points(
+        &self,
+        listener: &str,
+        points: &[MetricPoint],
+        keys: &[SeriesKey],
+        cached: Vec<Option<i64>>,
+    ) -> Result<u64> {
+        // The first point of each series not cached: its tags go to the tag index.
+        let mut unknown: HashMap<&SeriesKey, usize> = HashMap::new();
+        for (index, (key, id)) in keys.iter().zip(&cached).enumerate() {
+            if id.is_none() {
+                unknown.entry(key).or_insert(index);
+            }
+        }
+        let unknown: Vec<(&SeriesKey, usize)> = unknown.into_iter().collect();
+        let mut found: HashMap<&SeriesKey, i64> = HashMap::with_capacity(unknown.len());
+        on_pool!(&self.pool, pool => {
+            let mut tx = pool.begin().await?;
+            for chunk in unknown.chunks(SERIES_PER_STATEMENT) {
+                // ON CONFLICT: the series may exist, or another writer may create it meanwhile.
+                let mut insert = QueryBuilder::new("INSERT INTO metric_series (name, kind, tags) ");
+                insert.push_values(chunk, |mut row, (key, _)| {
+                    row.push_bind(key.0.as_str()).push_bind(key.1).push_bind(key.2.as_str());
+                });
+                insert.push(" ON CONFLICT (name, kind, tags) DO NOTHING");
+                insert.build().execute(&mut *tx).await?;
+                let mut lookup =
+                    QueryBuilder::new("SELECT id, name, kind, tags FROM metric_series WHERE (name, kind, tags) IN (");
+                lookup.push_values(chunk, |mut row, (key, _)| {
+                    row.push_bind(key.0.as_str()).push_bind(key.1).push_bind(key.2.as_str());
+                });
+                lookup.push(")");
+                let mut chunk_ids = HashMap::with_capacity(chunk.len());
+                for row in lookup.build().fetch_all(&mut *tx).await? {
+                    let (name, kind, tags): (String, String, String) =
+                        (row.try_get("name")?, row.try_get("kind")?, row.try_get("tags")?);
+                    chunk_ids.insert((name, kind, tags), row.try_get::<i64, _>("id")?);
+                }
+                let mut tag_rows = Vec::new();
+                for &(key, first) in chunk {
+                    let id = chunk_ids
+                        .get(&(key.0.clone(), key.1.to_owned(), key.2.clone()))
+                        .copied()
+                        .ok_or_else(|| Error::Internal(format!("metric series {} was not created", key.0)))?;
+                    found.insert(key, id);
+                    tag_rows.extend(points[first].tags.iter().map(|(tag, value)| (tag.as_str(), value.as_str(), id)));
+                }
+                for rows in tag_rows.chunks(SERIES_PER_STATEMENT) {
+                    let mut tags =
+                        QueryBuilder::new("INSERT INTO metric_series_tags (key, value, series_id) ");
+                    tags.push_values(rows, |mut row, &(tag, value, id)| {
+                        row.push_bind(tag).push_bind(value).push_bind(id);
+                    });
+                    tags.push(" ON CONFLICT DO NOTHING");
+                    tags.build().execute(&mut *tx).await?;
+                }
+            }
+            let series_of: Vec<i64> = keys
+                .iter()
+                .zip(&cached)
+                .map(|(key, id)| id.or_else(|| found.get(key).copied()).unwrap_or_default())
+                .collect();
+            for (chunk, chunk_ids) in points.chunks(POINTS_PER_INSERT).zip(series_of.chunks(POINTS_PER_INSERT)) {
+                let mut sql = QueryBuilder::new(
+                    "INSERT INTO metric_points (series_id, start_ns, interval_ns, listener, sample_count, \
+                     value_sum, value_min, value_max, value_last, p50, p90, p99, histogram) ",
+                );
+                sql.push_values(chunk.iter().zip(chunk_ids), |mut row, (point, id)| {
+                    row.push_bind(*id)
+                        .push_bind(point.interval_start_ns)
+                        .push_bind(point.interval_ns)
+                        .push_bind(listener)
+                        .push_bind(point.count)
+                        .push_bind(point.sum)
+                        .push_bind(point.min)
+                        .push_bind(point.max)
+                        .push_bind(point.last)
+                        .push_bind(point.p50)
+                        .push_bind(point.p90)
+                        .push_bind(point.p99)
+                        .push_bind(point.histogram.as_deref());
+                });
+                sql.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok::<_, Error>(())
+        })?;
+        // Only committed series are remembered.
+        let mut ids = self.series_ids.ids();
+        if ids.len() + found.len() > MAX_CACHED_SERIES {
+            ids.clear();
+        }
+        ids.extend(found.into_iter().map(|(key, id)| (key.clone(), id)));
+        Ok(points.len() as u64)
     }
 }

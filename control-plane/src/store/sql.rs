@@ -123,6 +123,8 @@ pub struct SqlStore {
     answers: AnswerCache,
     /// First rounds of index rows being read for identical searches (`store/shared_reads.rs`).
     first_rounds: SharedReads<Vec<i64>>,
+    /// Metric series ids known to this process (`store/metrics_sql.rs`).
+    pub(super) series_ids: super::metrics_sql::SeriesIds,
 }
 
 impl SqlStore {
@@ -155,6 +157,7 @@ impl SqlStore {
             decoded: Arc::default(),
             answers: AnswerCache::default(),
             first_rounds: SharedReads::default(),
+            series_ids: Default::default(),
         })
     }
 
@@ -172,6 +175,7 @@ impl SqlStore {
             decoded: Arc::default(),
             answers: AnswerCache::default(),
             first_rounds: SharedReads::default(),
+            series_ids: Default::default(),
         })
     }
 

@@ -376,7 +376,7 @@ mod tests {
     }
 
     fn ingest(kind: ListenerKind) -> (MetricIngest, MetricConsumer, Arc<ListenerCounters>) {
-        let (producer, consumer) = metric_ring(4);
+        let (producer, consumer) = metric_ring(4, AggregatorSettings::default().max_queued_points);
         let counters = Arc::new(ListenerCounters::new(kind, CapturePath::AfXdp));
         let settings =
             AggregatorSettings { interval: Duration::from_secs(3600), ..AggregatorSettings::default() };

@@ -30,6 +30,9 @@ pub struct AggregatorSettings {
     pub max_histogram_series: usize,
     /// Unit of Influx timestamps (only checked: samples are stamped by receive time).
     pub influx_precision: InfluxPrecision,
+    /// Points flushed and not yet taken by the store that a listener may hold (see
+    /// [`super::metric_ring`]); a flush past it is dropped and counted.
+    pub max_queued_points: usize,
 }
 
 impl Default for AggregatorSettings {
@@ -39,6 +42,7 @@ impl Default for AggregatorSettings {
             max_series: 100_000,
             max_histogram_series: 10_000,
             influx_precision: InfluxPrecision::Nanoseconds,
+            max_queued_points: 200_000,
         }
     }
 }

@@ -9,7 +9,8 @@
 mod aggregate;
 pub mod histogram;
 
-use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 pub use aggregate::{Aggregator, AggregatorSettings, IngestCounts};
 
@@ -105,36 +106,65 @@ pub struct MetricBatch {
 }
 
 /// Producer side of a listener's point ring.
-pub struct MetricProducer(rtrb::Producer<MetricBatch>);
+pub struct MetricProducer {
+    ring: rtrb::Producer<MetricBatch>,
+    /// Points in batches pushed and not yet popped (shared with the consumer).
+    queued_points: Arc<AtomicUsize>,
+    max_queued_points: usize,
+}
 
 /// Consumer side, owned by the control plane's metric writer.
-pub struct MetricConsumer(rtrb::Consumer<MetricBatch>);
+pub struct MetricConsumer {
+    ring: rtrb::Consumer<MetricBatch>,
+    queued_points: Arc<AtomicUsize>,
+}
 
-/// A ring holding up to `capacity` flushed batches.
-pub fn metric_ring(capacity: usize) -> (MetricProducer, MetricConsumer) {
+/// A ring holding up to `capacity` flushed batches and, past the first, up to
+/// `max_queued_points` points. A batch is a whole interval of up to `max_series` points
+/// (a few hundred bytes each), so a bound in batches alone let a slow store queue
+/// gigabytes; the point bound keeps the memory a listener may queue near a known figure
+/// (`metrics.max_queued_points`, docs/adr/0045). An empty ring takes any one batch.
+pub fn metric_ring(capacity: usize, max_queued_points: usize) -> (MetricProducer, MetricConsumer) {
     let (producer, consumer) = rtrb::RingBuffer::new(capacity.max(1));
-    (MetricProducer(producer), MetricConsumer(consumer))
+    let queued_points = Arc::new(AtomicUsize::new(0));
+    (
+        MetricProducer { ring: producer, queued_points: queued_points.clone(), max_queued_points },
+        MetricConsumer { ring: consumer, queued_points },
+    )
 }
 
 impl MetricProducer {
-    /// Hands `batch` off, or gives it back when the ring is full.
+    /// Hands `batch` off, or gives it back when the ring is full (of batches or points).
     pub fn push(&mut self, batch: MetricBatch) -> Result<(), MetricBatch> {
-        self.0.push(batch).map_err(|rtrb::PushError::Full(batch)| batch)
+        let points = batch.points.len();
+        // Counted before the push, so the consumer never takes away more than was added.
+        let queued = self.queued_points.fetch_add(points, Ordering::AcqRel);
+        let result = if queued > 0 && queued.saturating_add(points) > self.max_queued_points {
+            Err(batch)
+        } else {
+            self.ring.push(batch).map_err(|rtrb::PushError::Full(batch)| batch)
+        };
+        if result.is_err() {
+            self.queued_points.fetch_sub(points, Ordering::AcqRel);
+        }
+        result
     }
 
     pub fn is_abandoned(&self) -> bool {
-        self.0.is_abandoned()
+        self.ring.is_abandoned()
     }
 }
 
 impl MetricConsumer {
     pub fn pop(&mut self) -> Option<MetricBatch> {
-        self.0.pop().ok()
+        let batch = self.ring.pop().ok()?;
+        self.queued_points.fetch_sub(batch.points.len(), Ordering::AcqRel);
+        Some(batch)
     }
 
     /// True when the listener is gone and nothing is left to pop.
     pub fn is_finished(&self) -> bool {
-        self.0.is_abandoned() && self.0.is_empty()
+        self.ring.is_abandoned() && self.ring.is_empty()
     }
 }
 
@@ -223,5 +253,53 @@ impl MetricCounters {
     /// Lines rejected, all reasons.
     pub fn rejected_total(&self) -> u64 {
         self.rejected.iter().map(crate::counters::ListenerCounters::read).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(points: usize) -> MetricBatch {
+        let point = MetricPoint {
+            name: "m".into(),
+            tags: Vec::new(),
+            kind: MetricKind::Counter,
+            interval_start_ns: 0,
+            interval_ns: 1,
+            count: 1.0,
+            sum: 1.0,
+            min: 1.0,
+            max: 1.0,
+            last: 1.0,
+            p50: None,
+            p90: None,
+            p99: None,
+            histogram: None,
+        };
+        MetricBatch { listener: ListenerKind::StatsdUdp, points: vec![point; points] }
+    }
+
+    #[test]
+    fn the_ring_bounds_queued_points_and_takes_any_one_batch_when_empty() {
+        let (mut producer, mut consumer) = metric_ring(8, 100);
+        assert!(producer.push(batch(150)).is_ok(), "an empty ring takes a batch past the bound");
+        let refused = producer.push(batch(10)).expect_err("150 queued: no room");
+        assert_eq!(refused.points.len(), 10, "the refused batch comes back whole");
+        assert_eq!(consumer.pop().map(|batch| batch.points.len()), Some(150));
+        assert!(producer.push(batch(60)).is_ok());
+        assert!(producer.push(batch(40)).is_ok(), "exactly at the bound");
+        assert!(producer.push(batch(1)).is_err(), "one past it");
+        assert_eq!(consumer.pop().map(|batch| batch.points.len()), Some(60));
+        assert!(producer.push(batch(60)).is_ok(), "room again once the store took some");
+        assert_eq!(consumer.pop().map(|batch| batch.points.len()), Some(40));
+        assert_eq!(consumer.pop().map(|batch| batch.points.len()), Some(60));
+        assert!(consumer.pop().is_none());
+        assert_eq!(producer.queued_points.load(Ordering::Acquire), 0, "every point counted out");
+        // The batch bound still holds for small batches.
+        for _ in 0..8 {
+            assert!(producer.push(batch(1)).is_ok());
+        }
+        assert!(producer.push(batch(1)).is_err(), "eight batches fill a ring of eight");
     }
 }
