@@ -208,19 +208,20 @@ impl SqlStore {
                     row.push_bind(key.0.as_str()).push_bind(key.1).push_bind(key.2.as_str());
                 });
                 lookup.push(")");
-                let mut chunk_ids = HashMap::with_capacity(chunk.len());
+                let asked: HashMap<(&str, &str, &str), &SeriesKey> =
+                    chunk.iter().map(|&(key, _)| ((key.0.as_str(), key.1, key.2.as_str()), key)).collect();
                 for row in lookup.build().fetch_all(&mut *tx).await? {
-                    let (name, kind, tags): (String, String, String) =
+                    let (name, kind, tags): (&str, &str, &str) =
                         (row.try_get("name")?, row.try_get("kind")?, row.try_get("tags")?);
-                    chunk_ids.insert((name, kind, tags), row.try_get::<i64, _>("id")?);
+                    if let Some(&key) = asked.get(&(name, kind, tags)) {
+                        found.insert(key, row.try_get("id")?);
+                    }
                 }
                 let mut tag_rows = Vec::new();
                 for &(key, first) in chunk {
-                    let id = chunk_ids
-                        .get(&(key.0.clone(), key.1.to_owned(), key.2.clone()))
-                        .copied()
+                    let id = *found
+                        .get(key)
                         .ok_or_else(|| Error::Internal(format!("metric series {} was not created", key.0)))?;
-                    found.insert(key, id);
                     tag_rows.extend(points[first].tags.iter().map(|(tag, value)| (tag.as_str(), value.as_str(), id)));
                 }
                 for rows in tag_rows.chunks(SERIES_PER_STATEMENT) {
