@@ -197,6 +197,16 @@ impl LogBatch {
     }
 }
 
+/// The text fields of a syslog message, for [`LogEntry::text_bytes`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextField {
+    Hostname,
+    AppName,
+    Procid,
+    Msgid,
+    StructuredData,
+}
+
 /// One message of a [`LogBatch`], read back.
 #[derive(Clone, Copy)]
 pub struct LogEntry<'a> {
@@ -256,6 +266,19 @@ impl<'a> LogEntry<'a> {
     pub fn structured_data(&self) -> Option<&'a str> {
         self.text(self.record.structured_data)
     }
+    /// A text field's bytes, not checked again: every text span was cut from a `&str` the
+    /// parser returned, so it is UTF-8 already. For writers that store bytes (the block
+    /// encoder), where checking five fields of every message again was 2% of encoding.
+    pub fn text_bytes(&self, field: TextField) -> Option<&'a [u8]> {
+        let span = match field {
+            TextField::Hostname => self.record.hostname,
+            TextField::AppName => self.record.app_name,
+            TextField::Procid => self.record.procid,
+            TextField::Msgid => self.record.msgid,
+            TextField::StructuredData => self.record.structured_data,
+        };
+        span.map(|span| self.bytes(span))
+    }
     pub fn message(&self) -> &'a [u8] {
         self.bytes(self.record.message)
     }
@@ -290,6 +313,45 @@ mod tests {
         assert!(entries[1].parse_error().is_some());
         assert_eq!(entries[1].message(), b"no pri at all");
         assert_eq!(entries[1].source(), source());
+    }
+
+    #[test]
+    fn text_bytes_are_the_text_fields_bytes() {
+        let mut batch = LogBatch::new(ListenerKind::SyslogUdp, &BatchLimits::default());
+        let options = ParseOptions::default();
+        let frames: [&[u8]; 3] = [
+            b"<165>1 2003-10-11T22:14:15.003Z h\xc3\xb6st app 77 ID47 [ex@32473 k=\"v\"] body",
+            b"<34>Oct 11 22:14:15 mymachine su[12]: 'su root' failed",
+            b"<165>1 - - - - - -",
+        ];
+        for frame in frames {
+            batch.push_syslog(frame, None, source(), &options);
+        }
+        fn text<'a>(entry: &LogEntry<'a>, field: TextField) -> Option<&'a str> {
+            match field {
+                TextField::Hostname => entry.hostname(),
+                TextField::AppName => entry.app_name(),
+                TextField::Procid => entry.procid(),
+                TextField::Msgid => entry.msgid(),
+                TextField::StructuredData => entry.structured_data(),
+            }
+        }
+        let fields = [
+            TextField::Hostname,
+            TextField::AppName,
+            TextField::Procid,
+            TextField::Msgid,
+            TextField::StructuredData,
+        ];
+        let mut present = 0;
+        for entry in batch.iter() {
+            for field in fields {
+                assert_eq!(entry.text_bytes(field), text(&entry, field).map(str::as_bytes), "{field:?}");
+                present += usize::from(text(&entry, field).is_some());
+            }
+        }
+        // 5424 with every field, 3164 with host, app and procid, 5424 with none.
+        assert_eq!(present, 8);
     }
 
     #[test]

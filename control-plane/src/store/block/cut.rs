@@ -1,11 +1,12 @@
-//! Cutting a message into words and separators eight bytes at a time.
+//! Cutting a message into words and separators sixteen bytes at a time.
 //!
 //! A byte-at-a-time loop pays a branch per byte and a mispredicted one at nearly every
-//! word end. Here each eight bytes are classified at once with word arithmetic (no
-//! carries cross bytes: every byte is below 0x80 when compared), giving one bit per byte
-//! for "token byte" and one for "digit"; word and separator ends are then found with
-//! `trailing_zeros`. The classes are exactly [`super::filter::is_token_byte`]'s: ASCII letters and
-//! digits and every non-ASCII byte.
+//! word end. Here each sixteen bytes are classified at once with SSE2 compares (on other
+//! targets, eight at once with word arithmetic, where no carries cross bytes because every
+//! byte is below 0x80 when compared), giving one bit per byte for "token byte" and one for
+//! "digit"; word and separator ends are then found with `trailing_zeros`. The classes are
+//! exactly [`super::filter::is_token_byte`]'s: ASCII letters and digits and every non-ASCII
+//! byte.
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -77,8 +78,55 @@ fn next_set(bits: &[u64], from: usize, inverted: bool) -> usize {
     }
 }
 
-/// Token and digit bits of 64 bytes (byte 0 in bit 0).
+/// Token and digit bits of 64 bytes (byte 0 in bit 0), sixteen bytes per SSE2 compare.
+///
+/// SSE2 is part of every x86-64 CPU, so this needs no run-time detection. Per 64 bytes it
+/// takes about a quarter of the word-arithmetic version's instructions (callgrind, ADR 0046).
+/// The compares are signed: a byte of 0x80 or more is negative, so it is neither a digit
+/// nor a letter, and its sign bit alone makes it a token byte.
+#[cfg(target_arch = "x86_64")]
 fn classify64(block: &[u8; 64]) -> (u64, u64) {
+    // SAFETY: SSE2 is part of the x86-64 baseline, so every CPU this runs on has it.
+    unsafe { classify64_sse2(block) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+fn classify64_sse2(block: &[u8; 64]) -> (u64, u64) {
+    use std::arch::x86_64::{
+        _mm_and_si128, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+    let (sixteens, _) = block.as_chunks::<16>();
+    let (mut tokens, mut digits) = (0u64, 0u64);
+    for (lane, sixteen) in sixteens.iter().enumerate() {
+        // SAFETY: `sixteen` is 16 readable bytes, and the unaligned load needs no alignment.
+        let bytes = unsafe { _mm_loadu_si128(sixteen.as_ptr().cast()) };
+        let between = |value, low: u8, high: u8| {
+            _mm_and_si128(
+                _mm_cmpgt_epi8(value, _mm_set1_epi8(low as i8 - 1)),
+                _mm_cmplt_epi8(value, _mm_set1_epi8(high as i8 + 1)),
+            )
+        };
+        let digit = between(bytes, b'0', b'9');
+        // Setting 0x20 folds upper-case letters onto lower-case ones.
+        let letter = between(_mm_or_si128(bytes, _mm_set1_epi8(0x20)), b'a', b'z');
+        let token = _mm_or_si128(_mm_or_si128(digit, letter), bytes);
+        tokens |= u64::from(_mm_movemask_epi8(token) as u16) << (16 * lane);
+        digits |= u64::from(_mm_movemask_epi8(digit) as u16) << (16 * lane);
+    }
+    (tokens, digits)
+}
+
+/// Token and digit bits of 64 bytes (byte 0 in bit 0), eight bytes per word.
+#[cfg(not(target_arch = "x86_64"))]
+fn classify64(block: &[u8; 64]) -> (u64, u64) {
+    classify64_by_words(block)
+}
+
+/// The portable classification: eight bytes at a time with word arithmetic.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn classify64_by_words(block: &[u8; 64]) -> (u64, u64) {
     let (eights, _) = block.as_chunks::<8>();
     let (mut tokens, mut digits) = (0u64, 0u64);
     for (lane, eight) in eights.iter().enumerate() {
@@ -126,6 +174,32 @@ mod tests {
                 let (token, digit) = classes_by_byte(byte);
                 assert_eq!(tokens == 1 << position, token, "byte {byte:#x} at {position}");
                 assert_eq!(digits == 1 << position, digit, "byte {byte:#x} at {position}");
+            }
+        }
+    }
+
+    /// Both 64-byte classifications (SSE2 where built, and the word arithmetic) agree with
+    /// the byte-at-a-time definition for every byte value at every position, among
+    /// neighbours of every class.
+    #[test]
+    fn every_byte_at_every_position_of_64_is_classified_as_the_filter_does() {
+        for background in [b' ', b'a', b'7', 0xc3] {
+            for byte in 0..=255u8 {
+                for position in 0..64 {
+                    let mut block = [background; 64];
+                    block[position] = byte;
+                    let expected =
+                        block.iter().enumerate().fold((0u64, 0u64), |(tokens, digits), (at, &b)| {
+                            let (token, digit) = classes_by_byte(b);
+                            (tokens | u64::from(token) << at, digits | u64::from(digit) << at)
+                        });
+                    assert_eq!(
+                        classify64(&block),
+                        expected,
+                        "byte {byte:#x} at {position} among {background:#x}"
+                    );
+                    assert_eq!(classify64_by_words(&block), expected, "byte {byte:#x} at {position}");
+                }
             }
         }
     }

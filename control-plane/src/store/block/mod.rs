@@ -37,7 +37,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 
 use hashbrown::HashTable;
-use killkrill_dataplane::batch::LogEntry;
+use killkrill_dataplane::batch::{LogEntry, TextField};
 use killkrill_parsers::framing::FrameFlag;
 use killkrill_parsers::syslog::SyslogFormat;
 use rustc_hash::FxHashMap;
@@ -325,31 +325,32 @@ impl BlockEncoder {
                 None => self.columns.event_digits.push(NONE_U8),
             }
 
-            let hostname = entry.hostname();
-            let app_name = entry.app_name();
-            let host_index = self.put_ref(0, hostname.map(str::as_bytes));
-            let app_index = self.put_ref(1, app_name.map(str::as_bytes));
+            // Bytes, not `&str`: the parser made them UTF-8, and checking again was 2% of encoding.
+            let hostname = entry.text_bytes(TextField::Hostname);
+            let app_name = entry.text_bytes(TextField::AppName);
+            let host_index = self.put_ref(0, hostname);
+            let app_index = self.put_ref(1, app_name);
             // Filter keys are hashed once per distinct host or app, not once per message.
             if let (Some(index), Some(host)) = (host_index, hostname) {
-                self.key_field(index, ROLE_HOST, filter::FIELD_HOST, host.as_bytes());
+                self.key_field(index, ROLE_HOST, filter::FIELD_HOST, host);
             }
             if let (Some(index), Some(app)) = (app_index, app_name) {
-                self.key_field(index, ROLE_APP, filter::FIELD_APP, app.as_bytes());
+                self.key_field(index, ROLE_APP, filter::FIELD_APP, app);
             }
-            self.put_ref(2, entry.procid().map(str::as_bytes));
-            self.put_ref(3, entry.msgid().map(str::as_bytes));
+            self.put_ref(2, entry.text_bytes(TextField::Procid));
+            self.put_ref(3, entry.text_bytes(TextField::Msgid));
             self.put_ref(4, entry.parse_error().map(|error| error.reason().as_bytes()));
             self.put_ref(5, entry.frame_flag().map(|flag| frame_flag_label(flag).as_bytes()));
 
             let flagged = entry.parse_error().is_some() || entry.frame_flag().is_some();
             parse_error_count += u32::from(flagged);
-            let structured_data = entry.structured_data();
+            let structured_data = entry.text_bytes(TextField::StructuredData);
             let message = entry.message();
             let raw = entry.raw();
             raw_bytes += raw.len() as u64;
             put_u64(&mut self.columns.lengths[0], structured_data.map_or(0, |sd| sd.len() as u64 + 1));
             if let Some(sd) = structured_data {
-                self.columns.texts[0].extend_from_slice(sd.as_bytes());
+                self.columns.texts[0].extend_from_slice(sd);
             }
             if flagged {
                 put_u64(&mut self.columns.lengths[1], raw.len() as u64 + 1);
