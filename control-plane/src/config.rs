@@ -244,7 +244,7 @@ pub struct MetricsConfig {
     /// counted and dropped.
     pub max_series: usize,
     /// Of those, timer, histogram and distribution series (each keeps a histogram of about
-    /// 20 KiB for the interval).
+    /// 10 KiB for the interval).
     pub max_histogram_series: usize,
     /// Unit of Influx timestamps: ns, us, ms or s.
     pub influx_precision: String,

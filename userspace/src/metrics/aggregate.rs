@@ -2,9 +2,10 @@
 //! at the end of each flush interval, turns them into points.
 //!
 //! A series is found by a key built in a reused buffer (kind, name, sorted tags), so a
-//! sample of a known series allocates nothing; a new series allocates its name and tags
-//! once per interval. Samples are stamped with the interval in which they were received,
-//! not with a timestamp they carry (statsd `|T`, Influx): see docs/adr/0018.
+//! sample of a known series allocates nothing; a new series allocates its key once per
+//! interval, and its point's name and tags are read back from the key at the flush.
+//! Samples are stamped with the interval in which they were received, not with a
+//! timestamp they carry (statsd `|T`, Influx): see docs/adr/0018.
 
 use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
@@ -15,7 +16,7 @@ use killkrill_parsers::influx::{InfluxFieldValue, InfluxItem, InfluxPrecision, p
 use killkrill_parsers::statsd::{StatsdItem, StatsdMetricType, StatsdValue, parse_statsd};
 use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 
-use super::histogram::{self, new_histogram, scaled};
+use super::histogram::{self, new_interval_histogram, scaled};
 use super::{MetricKind, MetricPoint, REJECT_REASONS, reject_index};
 
 /// How an aggregator cuts intervals and bounds its memory.
@@ -25,8 +26,8 @@ pub struct AggregatorSettings {
     pub interval: Duration,
     /// Series tracked per interval; samples of further new series are counted and dropped.
     pub max_series: usize,
-    /// Of those, series keeping a histogram (timers, histograms, distributions: about
-    /// 20 KiB each, against a few hundred bytes for the others).
+    /// Of those, series keeping a histogram (timers, histograms, distributions: up to
+    /// about 10 KiB each, against a few hundred bytes for the others).
     pub max_histogram_series: usize,
     /// Unit of Influx timestamps (only checked: samples are stamped by receive time).
     pub influx_precision: InfluxPrecision,
@@ -64,17 +65,18 @@ impl IngestCounts {
     }
 }
 
+/// One series' running state. Its name and tags live only in its key (one allocation
+/// rather than one per string: under a flood of new series, a series took about 1 KB of
+/// heap with its own copies; ADR 0047).
 #[derive(Debug)]
 struct Series {
-    name: Box<str>,
-    tags: Vec<(Box<str>, Box<str>)>,
     kind: MetricKind,
     count: f64,
     sum: f64,
     min: f64,
     max: f64,
     last: f64,
-    histogram: Option<Histogram<u64>>,
+    histogram: Option<Histogram<u32>>,
     /// Hashes of set members seen this interval.
     members: Option<FxHashSet<u64>>,
 }
@@ -83,14 +85,14 @@ struct Series {
 #[derive(Debug)]
 pub struct Aggregator {
     settings: AggregatorSettings,
-    series: FxHashMap<Box<str>, Series>,
+    series: FxHashMap<Box<[u8]>, Series>,
     /// Gauge values carried from earlier intervals, so that `+n`/`-n` adjust them.
-    gauges: FxHashMap<Box<str>, f64>,
+    gauges: FxHashMap<Box<[u8]>, f64>,
     interval_start_ns: i64,
     /// Series of this interval that keep a histogram.
     histogram_series: usize,
     /// Reused buffers: the series key and an Influx metric name.
-    key: String,
+    key: Vec<u8>,
     name: String,
 }
 
@@ -104,7 +106,7 @@ impl Aggregator {
             gauges: FxHashMap::default(),
             interval_start_ns: 0,
             histogram_series: 0,
-            key: String::with_capacity(256),
+            key: Vec::with_capacity(256),
             name: String::with_capacity(128),
         };
         aggregator.interval_start_ns = aggregator.align(now_ns);
@@ -213,7 +215,7 @@ impl Aggregator {
         tags.sort_unstable();
         let mut key = std::mem::take(&mut self.key);
         series_key(&mut key, kind, name, tags);
-        if !self.series.contains_key(key.as_str()) {
+        if !self.series.contains_key(key.as_slice()) {
             let histogram_full =
                 kind.has_histogram() && self.histogram_series >= self.settings.max_histogram_series;
             if self.series.len() >= self.settings.max_series || histogram_full {
@@ -222,21 +224,19 @@ impl Aggregator {
                 return;
             }
             let series = Series {
-                name: name.into(),
-                tags: tags.iter().map(|(k, v)| (Box::from(k.as_ref()), Box::from(v.as_ref()))).collect(),
                 kind,
                 count: 0.0,
                 sum: 0.0,
                 min: f64::INFINITY,
                 max: f64::NEG_INFINITY,
-                last: self.gauges.get(key.as_str()).copied().unwrap_or(0.0),
-                histogram: kind.has_histogram().then(new_histogram),
+                last: self.gauges.get(key.as_slice()).copied().unwrap_or(0.0),
+                histogram: kind.has_histogram().then(new_interval_histogram),
                 members: (kind == MetricKind::Set).then(FxHashSet::default),
             };
             self.histogram_series += usize::from(kind.has_histogram());
-            self.series.insert(key.as_str().into(), series);
+            self.series.insert(key.as_slice().into(), series);
         }
-        if let Some(series) = self.series.get_mut(key.as_str()) {
+        if let Some(series) = self.series.get_mut(key.as_slice()) {
             series.add(sample, sample_rate);
             counts.samples += 1;
         }
@@ -250,31 +250,74 @@ impl Aggregator {
         let mut points = Vec::with_capacity(self.series.len());
         self.histogram_series = 0;
         for (key, series) in self.series.drain() {
-            if series.kind == MetricKind::Gauge
+            let (name, tags) = read_series_key(&key);
+            let point = series.into_point(name, tags, start, interval_ns);
+            if point.kind == MetricKind::Gauge
                 && (self.gauges.len() < self.settings.max_series || self.gauges.contains_key(&key))
             {
-                self.gauges.insert(key, series.last);
+                self.gauges.insert(key, point.last);
             }
-            points.push(series.into_point(start, interval_ns));
+            points.push(point);
         }
         self.interval_start_ns = self.align(now_ns).max(start + interval_ns);
         points
     }
 }
 
-/// `kind \x1f name (\x1f key \x1e value)*`: the separators cannot occur in statsd or
-/// Influx names, so two different series never share a key.
-fn series_key(key: &mut String, kind: MetricKind, name: &str, tags: &Tags<'_>) {
+/// `kind, name, (tag key, tag value)*`, each string after its length (LEB128), the tags
+/// sorted. With lengths rather than separators, two different series never share a key
+/// whatever bytes their names and tags hold (a tag value may hold any UTF-8, control
+/// characters included), and the name and tags can be read back: [`read_series_key`].
+fn series_key(key: &mut Vec<u8>, kind: MetricKind, name: &str, tags: &Tags<'_>) {
     key.clear();
-    key.push_str(kind.label());
-    key.push('\x1f');
-    key.push_str(name);
+    put_string(key, kind.label());
+    put_string(key, name);
     for (tag_key, value) in tags {
-        key.push('\x1f');
-        key.push_str(tag_key);
-        key.push('\x1e');
-        key.push_str(value);
+        put_string(key, tag_key);
+        put_string(key, value);
     }
+}
+
+fn put_string(key: &mut Vec<u8>, text: &str) {
+    let mut len = text.len();
+    while len >= 0x80 {
+        key.push((len as u8) | 0x80);
+        len >>= 7;
+    }
+    key.push(len as u8);
+    key.extend_from_slice(text.as_bytes());
+}
+
+/// The name and tags of a key written by [`series_key`] (its kind is kept in the series).
+fn read_series_key(key: &[u8]) -> (String, Vec<(String, String)>) {
+    let mut rest = key;
+    let mut next = || take_string(&mut rest);
+    let _kind = next();
+    let name = next().unwrap_or_default();
+    let mut tags = Vec::new();
+    while let Some(tag_key) = next() {
+        tags.push((tag_key, next().unwrap_or_default()));
+    }
+    (name, tags)
+}
+
+/// The next length-prefixed string of a key, or `None` at its end. Keys are built here
+/// from `&str`s, so the bytes are UTF-8; a damaged key would read lossily, not panic.
+fn take_string(rest: &mut &[u8]) -> Option<String> {
+    let mut len = 0usize;
+    let mut shift = 0;
+    loop {
+        let (&byte, after) = rest.split_first()?;
+        *rest = after;
+        len |= usize::from(byte & 0x7f).checked_shl(shift)?;
+        if byte < 0x80 {
+            break;
+        }
+        shift += 7;
+    }
+    let (text, after) = rest.split_at_checked(len)?;
+    *rest = after;
+    Some(String::from_utf8_lossy(text).into_owned())
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -310,14 +353,20 @@ impl Series {
             // A sampled value stands for 1/rate of them. record_n grows the histogram (the
             // saturating variant would clamp to its current range); it only fails past the
             // largest trackable value, which is then clamped.
-            let copies = weight.round().max(1.0) as u64;
+            let copies = weight.round().clamp(1.0, f64::from(u32::MAX)) as u32;
             if histogram.record_n(scaled(value), copies).is_err() {
                 histogram.saturating_record_n(scaled(value), copies);
             }
         }
     }
 
-    fn into_point(self, interval_start_ns: i64, interval_ns: i64) -> MetricPoint {
+    fn into_point(
+        self,
+        name: String,
+        tags: Vec<(String, String)>,
+        interval_start_ns: i64,
+        interval_ns: i64,
+    ) -> MetricPoint {
         let (count, sum, min, max, last) = match &self.members {
             Some(members) => {
                 let distinct = members.len() as f64;
@@ -327,8 +376,8 @@ impl Series {
         };
         let quantile = |q| self.histogram.as_ref().and_then(|h| histogram::quantile(h, q));
         MetricPoint {
-            name: self.name.into(),
-            tags: self.tags.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            name,
+            tags,
             kind: self.kind,
             interval_start_ns,
             interval_ns,
@@ -392,6 +441,38 @@ mod tests {
         assert_eq!(both.sum, 2.0);
     }
 
+    /// With separators in the key, a tag value holding them could make two different
+    /// series one; with lengths they stay apart, and every name and tag (empty, non-ASCII,
+    /// control characters, longer than 127 bytes) reads back from the key as sent.
+    #[test]
+    fn series_keys_keep_any_tags_apart_and_read_back_exactly() {
+        let mut aggregator = aggregator();
+        let mut counts = IngestCounts::default();
+        let long = "v".repeat(300);
+        let datagram = format!(
+            "m:1|c|#a:1\x1fb\x1e2\nm:2|c|#a:1,b:2\nm:4|c|#a:1\x1e\x1fb:2\nm\u{e9}:8|c|#h\u{f4}te:z\u{fc}rich,empty:,bare,long:{long}"
+        );
+        aggregator.ingest_statsd(datagram.as_bytes(), &mut counts);
+        assert_eq!(counts.samples, 4);
+        let points = aggregator.flush(T0 + 10_000_000_001);
+        assert_eq!(points.len(), 4, "{points:#?}");
+        let tags = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())).collect()
+        };
+        let sum_of = |expected: &[(String, String)]| {
+            points.iter().find(|p| p.name == "m" && p.tags == expected).map(|p| p.sum)
+        };
+        assert_eq!(sum_of(&tags(&[("a", "1\x1fb\x1e2")])), Some(1.0));
+        assert_eq!(sum_of(&tags(&[("a", "1"), ("b", "2")])), Some(2.0));
+        assert_eq!(sum_of(&tags(&[("a", "1\x1e\x1fb:2")])), Some(4.0), "a value runs to the next comma");
+        let accented = point(&points, "m\u{e9}", MetricKind::Counter);
+        assert_eq!(
+            accented.tags,
+            tags(&[("bare", ""), ("empty", ""), ("h\u{f4}te", "z\u{fc}rich"), ("long", &long)])
+        );
+        assert_eq!(accented.sum, 8.0);
+    }
+
     #[test]
     fn gauges_keep_the_last_value_and_deltas_adjust_it_across_intervals() {
         let mut aggregator = aggregator();
@@ -429,6 +510,12 @@ mod tests {
         assert_eq!(other.count, 101.0);
         assert!((other.p50.unwrap() - 5000.0).abs() <= 50.0, "the sampled value dominates: {:?}", other.p50);
         assert!(other.histogram.is_some());
+        // A rate so small that its weight is past a 32-bit count: recorded, saturated.
+        aggregator.ingest_statsd(b"rare:2|ms|@0.0000000001", &mut counts);
+        let points = aggregator.flush(T0 + 20_000_000_001);
+        let rare = point(&points, "rare", MetricKind::Timer);
+        assert_eq!(rare.count, 1e10);
+        assert!((rare.p50.unwrap() - 2.0).abs() <= 0.02, "{:?}", rare.p50);
     }
 
     #[test]

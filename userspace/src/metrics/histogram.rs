@@ -3,21 +3,30 @@
 //! Values are recorded in thousandths of the sent unit (a timer in milliseconds is kept
 //! in microseconds) with 2 significant digits, so a quantile is within 1% of the true
 //! value. Two digits, not three, keep a timer's histogram near 20 KiB instead of 160 KiB,
-//! which bounds a listener at `max_series` timers (docs/adr/0018). Negative values are recorded as 0 (min, max, sum and last stay exact).
+//! which bounds a listener at `max_series` timers (docs/adr/0018); an aggregator's
+//! histograms count in 32 bits, which halves that again (ADR 0047). Negative values are
+//! recorded as 0 (min, max, sum and last stay exact).
 //!
 //! Encoding: a version byte, then for each non-empty bucket the varint of the gap from
 //! the previous bucket's value and the varint of its count. The hdrhistogram crate's own
 //! V2 format would pull in flate2 and nom for little gain.
 
-use hdrhistogram::Histogram;
+use hdrhistogram::{Counter, Histogram};
 
 /// Recorded units per sent unit.
 pub const SCALE: f64 = 1000.0;
 const SIGNIFICANT_DIGITS: u8 = 2;
 const FORMAT_VERSION: u8 = 1;
 
-/// A fresh auto-resizing histogram.
+/// A fresh auto-resizing histogram, for merging points (any number of samples).
 pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new(SIGNIFICANT_DIGITS).expect("2 significant digits is within the crate's range (0 to 5)")
+}
+
+/// A fresh auto-resizing histogram for one series over one interval. Its counts are 32-bit:
+/// half the memory of the 64-bit ones, and a bucket would need over 4 billion samples of
+/// one series in one interval to saturate (the crate saturates rather than wraps).
+pub fn new_interval_histogram() -> Histogram<u32> {
     Histogram::new(SIGNIFICANT_DIGITS).expect("2 significant digits is within the crate's range (0 to 5)")
 }
 
@@ -35,18 +44,18 @@ pub fn scaled(value: f64) -> u64 {
 }
 
 /// The quantile `q` (0..=1) in sent units; None for an empty histogram.
-pub fn quantile(histogram: &Histogram<u64>, q: f64) -> Option<f64> {
+pub fn quantile<C: Counter>(histogram: &Histogram<C>, q: f64) -> Option<f64> {
     (!histogram.is_empty()).then(|| histogram.value_at_quantile(q) as f64 / SCALE)
 }
 
-pub fn encode(histogram: &Histogram<u64>) -> Vec<u8> {
+pub fn encode<C: Counter>(histogram: &Histogram<C>) -> Vec<u8> {
     let mut out = Vec::with_capacity(16);
     out.push(FORMAT_VERSION);
     let mut previous = 0u64;
     for bucket in histogram.iter_recorded() {
         let value = histogram.highest_equivalent(bucket.value_iterated_to());
         put_varint(&mut out, value - previous);
-        put_varint(&mut out, bucket.count_at_value());
+        put_varint(&mut out, bucket.count_at_value().as_u64());
         previous = value;
     }
     out
@@ -123,6 +132,23 @@ mod tests {
             let got = quantile(&merged, q).unwrap();
             assert!((got - expected).abs() <= expected * 0.01, "q{q}: {got} vs {expected}");
         }
+    }
+
+    /// An aggregator's 32-bit histogram encodes to exactly the bytes a 64-bit one with the
+    /// same samples does, so points merge the same; a count past 32 bits saturates.
+    #[test]
+    fn interval_histograms_encode_as_the_merging_ones_do() {
+        let mut interval = new_interval_histogram();
+        let mut merging = new_histogram();
+        for (value, copies) in [(0.5, 3u32), (12.0, 1), (12.1, 7), (499_999.999, 2), (0.0, 1)] {
+            interval.record_n(scaled(value), copies).unwrap();
+            merging.record_n(scaled(value), u64::from(copies)).unwrap();
+        }
+        assert_eq!(encode(&interval), encode(&merging));
+        assert_eq!(quantile(&interval, 0.5), quantile(&merging, 0.5));
+        interval.record_n(scaled(1.0), u32::MAX).unwrap();
+        interval.record_n(scaled(1.0), u32::MAX).unwrap();
+        assert_eq!(interval.count_at(scaled(1.0)), u32::MAX);
     }
 
     #[test]
