@@ -26,8 +26,8 @@ pub struct AggregatorSettings {
     pub interval: Duration,
     /// Series tracked per interval; samples of further new series are counted and dropped.
     pub max_series: usize,
-    /// Of those, series keeping a histogram (timers, histograms, distributions: up to
-    /// about 10 KiB each, against a few hundred bytes for the others).
+    /// Of those, series keeping a histogram (timers, histograms, distributions: about
+    /// 10 KiB each, against a few hundred bytes for the others).
     pub max_histogram_series: usize,
     /// Unit of Influx timestamps (only checked: samples are stamped by receive time).
     pub influx_precision: InfluxPrecision,
@@ -279,12 +279,7 @@ fn series_key(key: &mut Vec<u8>, kind: MetricKind, name: &str, tags: &Tags<'_>) 
 }
 
 fn put_string(key: &mut Vec<u8>, text: &str) {
-    let mut len = text.len();
-    while len >= 0x80 {
-        key.push((len as u8) | 0x80);
-        len >>= 7;
-    }
-    key.push(len as u8);
+    histogram::put_varint(key, text.len() as u64);
     key.extend_from_slice(text.as_bytes());
 }
 
@@ -304,17 +299,7 @@ fn read_series_key(key: &[u8]) -> (String, Vec<(String, String)>) {
 /// The next length-prefixed string of a key, or `None` at its end. Keys are built here
 /// from `&str`s, so the bytes are UTF-8; a damaged key would read lossily, not panic.
 fn take_string(rest: &mut &[u8]) -> Option<String> {
-    let mut len = 0usize;
-    let mut shift = 0;
-    loop {
-        let (&byte, after) = rest.split_first()?;
-        *rest = after;
-        len |= usize::from(byte & 0x7f).checked_shl(shift)?;
-        if byte < 0x80 {
-            break;
-        }
-        shift += 7;
-    }
+    let len = usize::try_from(histogram::take_varint(rest).ok()?).ok()?;
     let (text, after) = rest.split_at_checked(len)?;
     *rest = after;
     Some(String::from_utf8_lossy(text).into_owned())

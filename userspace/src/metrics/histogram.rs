@@ -89,7 +89,8 @@ impl std::fmt::Display for HistogramDecodeError {
 
 impl std::error::Error for HistogramDecodeError {}
 
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+/// LEB128, as the histogram encoding and the aggregator's series keys write it.
+pub(super) fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push((value as u8) | 0x80);
         value >>= 7;
@@ -97,7 +98,7 @@ fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     out.push(value as u8);
 }
 
-fn take_varint(bytes: &mut &[u8]) -> Result<u64, HistogramDecodeError> {
+pub(super) fn take_varint(bytes: &mut &[u8]) -> Result<u64, HistogramDecodeError> {
     let mut value = 0u64;
     for shift in (0..64).step_by(7) {
         let (&byte, rest) = bytes.split_first().ok_or(HistogramDecodeError)?;
