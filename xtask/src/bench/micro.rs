@@ -1,6 +1,6 @@
 //! `cargo xtask bench micro`: the criterion benchmarks of the parsers, the store, the
-//! UDP socket receive methods (recvmmsg against io_uring, on loopback) and the TCP
-//! listener fed by 64 loopback connections.
+//! metrics aggregator, the UDP socket receive methods (recvmmsg against io_uring, on
+//! loopback) and the TCP listener fed by 64 loopback connections.
 
 use clap::Args;
 
@@ -20,6 +20,7 @@ pub fn run(args: &MicroArgs) -> anyhow::Result<()> {
         &["--package", "killkrill-parsers", "--features", "json"][..],
         &["--package", "killkrill"],
         // Not xdp_replay: it needs root and a veth rig.
+        &["--package", "killkrill-dataplane", "--bench", "metrics_aggregate"],
         &["--package", "killkrill-dataplane", "--bench", "udp_receive"],
         &["--package", "killkrill-dataplane", "--bench", "tcp_replay"],
     ] {
