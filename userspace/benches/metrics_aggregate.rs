@@ -14,20 +14,9 @@
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use killkrill_dataplane::metrics::{Aggregator, AggregatorSettings, IngestCounts};
 
-const NAMES: [&str; 12] = [
-    "http.requests",
-    "http.request.duration",
-    "db.query.duration",
-    "queue.depth",
-    "cache.hits",
-    "cache.misses",
-    "jobs.completed",
-    "jobs.failed",
-    "bytes.sent",
-    "conn.active",
-    "gc.pause",
-    "users.unique",
-];
+/// Metric names: `service<k>.requests` and the like, 12 of them.
+const NAME_COUNT: usize = 12;
+const NAME_SUFFIXES: [&str; 3] = ["requests", "latency", "errors"];
 const KINDS: [&str; 4] = ["c", "g", "ms", "c"];
 const LINES_PER_DATAGRAM: usize = 20;
 const T0: i64 = 1_700_000_000_000_000_000;
@@ -36,14 +25,16 @@ const T0: i64 = 1_700_000_000_000_000_000;
 fn write_line(out: &mut String, n: usize, series: usize, unique: bool) {
     use std::fmt::Write as _;
     let kind = if unique && n.is_multiple_of(10) { "ms" } else { KINDS[series % KINDS.len()] };
+    let name = series % NAME_COUNT;
     let _ = write!(
         out,
-        "{}:{}|{}|#host:edge-r{:04},env:{}",
-        NAMES[series % NAMES.len()],
+        "service{}.{}:{}|{}|#host:edge-r{:04},env:{}",
+        name / NAME_SUFFIXES.len(),
+        NAME_SUFFIXES[name % NAME_SUFFIXES.len()],
         n % 997,
         kind,
-        series / NAMES.len() % 2000,
-        ["prod", "staging"][series / (NAMES.len() * 2000) % 2],
+        series / NAME_COUNT % 2000,
+        ["prod", "staging"][series / (NAME_COUNT * 2000) % 2],
     );
     if unique {
         let _ = write!(out, ",kkseq:{n}");
