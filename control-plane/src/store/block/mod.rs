@@ -2,7 +2,7 @@
 //! an index row (time range, severity and facility masks, Bloom filters over hosts, apps,
 //! source addresses and message words) that lets a query skip the block unread.
 //!
-//! Body layout, format version 2 (all integers LEB128 varints unless noted; "ref" is 0
+//! Body layout, format version 3 (all integers LEB128 varints unless noted; "ref" is 0
 //! for none or 1 + an index into the dictionary):
 //!
 //! ```text
@@ -11,23 +11,30 @@
 //! count × source address (dictionary index) | count × source port
 //! count × listener (dictionary index) | count × format (dictionary index)
 //! count × u8 facility | count × u8 severity | count × u8 version (255 = none)
-//! count × u8 event time digits (255 = none) | per present event time: delta to received_ns (zigzag)
-//! count × ref hostname | app | procid | msgid | parse error | frame flag
+//! count × u8 event time digits (255 = none) | per present event time: its distance (`fields.rs`)
+//! count × ref hostname | app | count × procid (`fields.rs`) | count × ref msgid | parse error | frame flag
 //! count × structured-data length (0 = none, else len + 1)
-//! count × raw length (0 = none, else len + 1)
-//! structured data bytes | raw bytes
+//! count × frame of a flagged row: 0 = none, 2 × len + 1 = the whole frame,
+//!   2 × (len + 1) = the part of the frame before the row's message (which it ends with)
+//! structured data bytes | frame bytes
 //! messages: words and separators as codes into a ranked piece dictionary (`words.rs`)
 //! ```
 //!
 //! Columns of one kind sit together and the text comes last, so zstd sees similar bytes
 //! side by side; that, and the dictionaries, is most of the compression.
 //!
-//! Version 1 (written until 2026-12) differs only at the end: after the refs come
-//! count × structured-data length, count × message length, count × raw length, then the
-//! structured data, message and raw bytes. Both are read; only version 2 is written
-//! (ADR 0036; `tests/fixtures/log_block_v1.zst` keeps a version-1 block under test).
+//! Older versions, all still read (`tests/fixtures/log_block_v*.zst` keep one of each
+//! under test); only version 3 is written (ADR 0048):
+//! - Version 2 (ADR 0036) wrote each event time as its zigzag distance in nanoseconds
+//!   from the row's receive time, the process id as a ref like the other text fields, a
+//!   flagged row's whole frame (its length as len + 1, 0 = none), and every separator of a
+//!   message as a code (`words.rs`).
+//! - Version 1 is version 2 up to the refs; then come count × structured-data length,
+//!   count × message length, count × raw length, and the structured data, message and raw
+//!   bytes.
 
 mod cut;
+mod fields;
 pub mod filter;
 mod reencode;
 mod varint;
@@ -43,11 +50,12 @@ use killkrill_parsers::syslog::SyslogFormat;
 use rustc_hash::FxHashMap;
 use thiserror::Error;
 
+use fields::{EventTimeReader, EventTimeWriter, ProcidValue};
 pub use reencode::RowRef;
 use varint::{Reader, put_i64, put_u64};
 
 /// The body format written by this build.
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
 /// The oldest body format this build still reads.
 pub const OLDEST_FORMAT_VERSION: u8 = 1;
 /// Row numbers live in the low 16 bits of a message id.
@@ -132,6 +140,7 @@ struct Columns {
     version: Vec<u8>,
     event_digits: Vec<u8>,
     event_delta: Vec<u8>,
+    event_times: EventTimeWriter,
     refs: [Vec<u8>; 6],
     /// Structured data, then the raw frame.
     lengths: [Vec<u8>; 2],
@@ -155,6 +164,33 @@ impl Columns {
             column.clear();
         }
         self.refs.iter_mut().chain(&mut self.lengths).chain(&mut self.texts).for_each(Vec::clear);
+        self.event_times = EventTimeWriter::default();
+    }
+
+    /// The frame of a flagged row. When the frame ends with the row's message (nearly
+    /// always), only the part before it is kept: the message is stored anyway.
+    fn push_raw(&mut self, raw: Option<&[u8]>, message: &[u8]) {
+        let (value, bytes) = match raw {
+            None => (0, &[][..]),
+            Some(raw) => match raw.strip_suffix(message) {
+                Some(prefix) if !message.is_empty() => (2 * (prefix.len() as u64 + 1), prefix),
+                _ => (2 * raw.len() as u64 + 1, raw),
+            },
+        };
+        put_u64(&mut self.lengths[1], value);
+        self.texts[1].extend_from_slice(bytes);
+    }
+
+    /// A row's event time (Unix nanoseconds and fractional digits), if it has one.
+    fn push_event(&mut self, event: Option<(i64, u8)>, received: i64) {
+        match event {
+            Some((nanos, digits)) => {
+                let digits = digits.min(9);
+                self.event_digits.push(digits);
+                self.event_times.put(&mut self.event_delta, nanos, digits, received);
+            }
+            None => self.event_digits.push(NONE_U8),
+        }
     }
 }
 
@@ -245,6 +281,18 @@ impl BlockEncoder {
         index
     }
 
+    /// Writes a row's process id: a decimal as its number, anything else by reference.
+    fn put_procid(&mut self, procid: Option<&[u8]>) {
+        let value = match procid {
+            None => ProcidValue::None,
+            Some(text) => match fields::decimal(text) {
+                Some(number) => ProcidValue::Decimal(number),
+                None => ProcidValue::Entry(self.intern(text)),
+            },
+        };
+        fields::put_procid(&mut self.columns.refs[RefColumn::Procid as usize], value);
+    }
+
     /// Adds a host or app to the field filter the first time it is seen in that role.
     fn key_field(&mut self, index: u32, role: u8, kind: u8, value: &[u8]) {
         let roles = &mut self.dictionary_roles[index as usize];
@@ -317,13 +365,9 @@ impl BlockEncoder {
             self.columns.version.push(entry.version().unwrap_or(NONE_U8));
             severity_mask |= 1 << severity.map_or(SEVERITY_NONE_BIT, |s| u32::from(s.min(7)));
             facility_mask |= 1 << facility.map_or(FACILITY_NONE_BIT, |f| u32::from(f.min(23)));
-            match entry.timestamp() {
-                Some(timestamp) => {
-                    self.columns.event_digits.push(timestamp.fractional_digits.min(9));
-                    put_i64(&mut self.columns.event_delta, timestamp.unix_nanos.wrapping_sub(received));
-                }
-                None => self.columns.event_digits.push(NONE_U8),
-            }
+            let event =
+                entry.timestamp().map(|timestamp| (timestamp.unix_nanos, timestamp.fractional_digits));
+            self.columns.push_event(event, received);
 
             // Bytes, not `&str`: the parser made them UTF-8, and checking again was 2% of encoding.
             let hostname = entry.text_bytes(TextField::Hostname);
@@ -337,7 +381,7 @@ impl BlockEncoder {
             if let (Some(index), Some(app)) = (app_index, app_name) {
                 self.key_field(index, ROLE_APP, filter::FIELD_APP, app);
             }
-            self.put_ref(2, entry.text_bytes(TextField::Procid));
+            self.put_procid(entry.text_bytes(TextField::Procid));
             self.put_ref(3, entry.text_bytes(TextField::Msgid));
             self.put_ref(4, entry.parse_error().map(|error| error.reason().as_bytes()));
             self.put_ref(5, entry.frame_flag().map(|flag| frame_flag_label(flag).as_bytes()));
@@ -352,12 +396,7 @@ impl BlockEncoder {
             if let Some(sd) = structured_data {
                 self.columns.texts[0].extend_from_slice(sd);
             }
-            if flagged {
-                put_u64(&mut self.columns.lengths[1], raw.len() as u64 + 1);
-                self.columns.texts[1].extend_from_slice(raw);
-            } else {
-                put_u64(&mut self.columns.lengths[1], 0);
-            }
+            self.columns.push_raw(flagged.then_some(raw), message);
             self.messages.push(message, &mut self.token_filter);
         }
         self.finish(BlockTotals {
@@ -556,19 +595,34 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
     let version = reader.take(count)?.to_vec();
     let digits = reader.take(count)?.to_vec();
     let mut event = Vec::with_capacity(count);
+    let mut event_times = EventTimeReader::default();
     for (row, &digits) in digits.iter().enumerate() {
-        event.push(if digits == NONE_U8 {
-            None
-        } else {
-            Some((received_ns[row].wrapping_add(reader.i64()?), digits))
+        let received = received_ns[row];
+        event.push(match digits {
+            NONE_U8 => None,
+            _ if format_version >= 3 => Some((event_times.read(&mut reader, digits, received)?, digits)),
+            _ => Some((received.wrapping_add(reader.i64()?), digits)),
         });
     }
     let mut refs: [Vec<u32>; 6] = Default::default();
-    for column in &mut refs {
-        column.reserve(count);
-        for _ in 0..count {
+    // Rows whose process id is a decimal (format 3): entered in the dictionary below.
+    let mut decimal_procids = Vec::new();
+    for (column, values) in refs.iter_mut().enumerate() {
+        values.reserve(count);
+        for row in 0..count {
+            if format_version >= 3 && column == RefColumn::Procid as usize {
+                values.push(match fields::read_procid(&mut reader)? {
+                    ProcidValue::None => 0,
+                    ProcidValue::Entry(index) => dictionary_index(u64::from(index))? + 1,
+                    ProcidValue::Decimal(number) => {
+                        decimal_procids.push((row, number));
+                        0
+                    }
+                });
+                continue;
+            }
             let reference = reader.u64()?;
-            column.push(if reference == 0 { 0 } else { dictionary_index(reference - 1)? + 1 });
+            values.push(if reference == 0 { 0 } else { dictionary_index(reference - 1)? + 1 });
         }
     }
     let read_lengths = |reader: &mut Reader<'_>| {
@@ -591,7 +645,9 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
         }
         Ok::<_, BlockError>(ranges)
     };
-    let (structured_data, messages, message, raw);
+    let (structured_data, messages, message, mut raw);
+    // Rows whose frame is stored as the part before their message (format 3).
+    let mut raw_prefixes = Vec::new();
     if format_version == 1 {
         let sd_lengths = read_lengths(&mut reader)?;
         let message_lengths = read_lengths(&mut reader)?;
@@ -606,9 +662,27 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
         }
         (messages, message) = (text, ranges);
         raw = optional_ranges(&raw_lengths, &mut reader)?;
-    } else {
+    } else if format_version == 2 {
         let sd_lengths = read_lengths(&mut reader)?;
         let raw_lengths = read_lengths(&mut reader)?;
+        structured_data = optional_ranges(&sd_lengths, &mut reader)?;
+        raw = optional_ranges(&raw_lengths, &mut reader)?;
+        (messages, message) = words::read_v2(&mut reader, count)?;
+    } else {
+        let sd_lengths = read_lengths(&mut reader)?;
+        // 0: none; 2 × len + 1: the whole frame; 2 × (len + 1): the part before the message.
+        let mut raw_lengths = Vec::with_capacity(count);
+        for row in 0..count {
+            let value = usize::try_from(reader.u64()?).map_err(|_| BlockError::Damaged("frame length"))?;
+            raw_lengths.push(match value {
+                0 => 0,
+                whole if whole & 1 == 1 => (whole >> 1) + 1,
+                prefix => {
+                    raw_prefixes.push(row);
+                    prefix >> 1
+                }
+            });
+        }
         structured_data = optional_ranges(&sd_lengths, &mut reader)?;
         raw = optional_ranges(&raw_lengths, &mut reader)?;
         (messages, message) = words::read(&mut reader, count)?;
@@ -620,6 +694,30 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
         .iter()
         .map(|range| std::str::from_utf8(&body[range.clone()]).ok().and_then(|text| text.parse().ok()))
         .collect();
+    // Decimal process ids become dictionary entries after the stored ones, once per
+    // number, so that rows read them (and compaction copies them) as any other text.
+    let mut body = body;
+    let mut decimal_entries: FxHashMap<u64, u32> = FxHashMap::default();
+    for (row, number) in decimal_procids {
+        let index = *decimal_entries.entry(number).or_insert_with(|| {
+            let start = body.len();
+            {
+                use std::io::Write as _;
+                let _ = write!(body, "{number}");
+            }
+            dictionary.push(start..body.len());
+            dictionary.len() as u32 - 1
+        });
+        refs[RefColumn::Procid as usize][row] = index + 1;
+    }
+    for row in raw_prefixes {
+        if let Some(prefix) = raw[row].clone() {
+            let start = body.len();
+            body.extend_from_within(prefix);
+            body.extend_from_slice(&messages[message[row].clone()]);
+            raw[row] = Some(start..body.len());
+        }
+    }
     Ok(DecodedBlock {
         format_version,
         dictionary,

@@ -8,7 +8,7 @@ use rustc_hash::FxHashMap;
 use super::varint::{put_i64, put_u64};
 use super::{
     BlockEncoder, BlockError, BlockTotals, DecodedBlock, EncodedBlock, FACILITY_NONE_BIT, MAX_ROWS, NONE_U8,
-    ROLE_APP, ROLE_HOST, SEVERITY_NONE_BIT, filter,
+    ROLE_APP, ROLE_HOST, RefColumn, SEVERITY_NONE_BIT, filter,
 };
 
 /// One row of one of the decoded blocks handed to [`BlockEncoder::encode_rows`].
@@ -89,16 +89,14 @@ impl BlockEncoder {
                 if facility == NONE_U8 { FACILITY_NONE_BIT } else { u32::from(facility.min(23)) };
             severity_mask |= 1 << severity_bit;
             facility_mask |= 1 << facility_bit;
-            match block.event[row] {
-                Some((nanos, digits)) => {
-                    self.columns.event_digits.push(digits.min(9));
-                    put_i64(&mut self.columns.event_delta, nanos.wrapping_sub(received));
-                }
-                None => self.columns.event_digits.push(NONE_U8),
-            }
+            self.columns.push_event(block.event[row], received);
 
             for column in 0..self.columns.refs.len() {
                 let reference = block.refs[column][row];
+                if column == RefColumn::Procid as usize {
+                    self.put_procid((reference != 0).then(|| block.entry(reference - 1)));
+                    continue;
+                }
                 let index = (reference != 0).then(|| intern(self, reference - 1));
                 put_u64(&mut self.columns.refs[column], index.map_or(0, |index| u64::from(index) + 1));
                 let role = match column {
@@ -117,15 +115,14 @@ impl BlockEncoder {
             }
             let flagged = block.refs[4][row] != 0 || block.refs[5][row] != 0;
             parse_error_count += u32::from(flagged);
-            for (slot, text) in [&block.structured_data[row], &block.raw[row]].into_iter().enumerate() {
-                match text {
-                    Some(range) => {
-                        put_u64(&mut self.columns.lengths[slot], range.len() as u64 + 1);
-                        self.columns.texts[slot].extend_from_slice(&block.body[range.clone()]);
-                    }
-                    None => put_u64(&mut self.columns.lengths[slot], 0),
+            match &block.structured_data[row] {
+                Some(range) => {
+                    put_u64(&mut self.columns.lengths[0], range.len() as u64 + 1);
+                    self.columns.texts[0].extend_from_slice(&block.body[range.clone()]);
                 }
+                None => put_u64(&mut self.columns.lengths[0], 0),
             }
+            self.columns.push_raw(block.raw(row), block.message(row));
             self.messages.push(block.message(row), &mut self.token_filter);
         }
         self.finish(BlockTotals {

@@ -118,6 +118,7 @@ fn damaged_blocks_are_errors_not_panics() {
         if let Ok(decoded) = parse_body(damaged) {
             for row in 0..decoded.len() {
                 let _ = (decoded.source(row), decoded.message(row), decoded.text(RefColumn::Hostname, row));
+                let _ = (decoded.text(RefColumn::Procid, row), decoded.event_time(row));
             }
         }
     }
@@ -331,15 +332,16 @@ fn rows_of_several_blocks_make_one() {
     assert!(BlockEncoder::new(1).unwrap().encode_rows(&[&first], &past_the_end, 0).is_err());
 }
 
-/// The speed work on the encoder (ADR 0039) keeps format 2 byte for byte: the frozen
-/// fixture's body is exactly what this build writes for the same messages.
+/// Work on the encoder's speed keeps the format it writes byte for byte: the frozen
+/// fixture's body is exactly what this build writes for the same messages (format 2 was
+/// pinned so through ADR 0039 to 0046; format 3 from ADR 0048 on).
 #[test]
-fn the_encoder_still_writes_the_frozen_format_2_bytes() {
-    let fixture = std::fs::read(fixture_path(2)).unwrap();
+fn the_encoder_still_writes_the_frozen_format_3_bytes() {
+    let fixture = std::fs::read(fixture_path(3)).unwrap();
     let frozen = zstd::bulk::decompress(&fixture, 1 << 30).unwrap();
     let block = BlockEncoder::new(3).unwrap().encode(varied_batch().iter()).unwrap();
     let written = zstd::bulk::decompress(&block.payload, 1 << 30).unwrap();
-    assert!(written == frozen, "format 2 body changed ({} bytes, frozen {})", written.len(), frozen.len());
+    assert!(written == frozen, "format 3 body changed ({} bytes, frozen {})", written.len(), frozen.len());
 }
 
 /// Pieces around the table's boundaries: 15 and 16 bytes (short and long keys), 32 and
@@ -361,6 +363,13 @@ fn edge_messages() -> Vec<Vec<u8>> {
         b"abcdefghijklmnop".to_vec(),
         b"==============,".to_vec(),
         b"===============,".to_vec(),
+        // One space between words is implied (format 3); every other spacing is written.
+        b"a  b  c".to_vec(),
+        b" a b".to_vec(),
+        b"a b ".to_vec(),
+        b"a\tb \tc\t d".to_vec(),
+        b"1 2 3 \xc3\xa9t\xc3\xa9 x".to_vec(),
+        b"  ".to_vec(),
     ];
     // Each once more, so that some pieces get codes and the rest stay literals.
     messages.extend(messages.clone());
@@ -445,4 +454,45 @@ fn the_arrival_level_leaves_no_trace_after_compaction() {
     assert!(fast.payload == default.payload, "compacted bodies differ by arrival level");
     let summary = BlockSummary { block_id: fast.summary.block_id.clone(), ..default.summary };
     assert_eq!(summary, fast.summary);
+}
+
+/// A flagged row keeps its exact frame, but the part the message repeats is stored once
+/// (format 3): here only the `<13>` and the timestamp the parser refused.
+#[test]
+fn flagged_frames_are_not_stored_twice() {
+    let frames: Vec<Vec<u8>> = (0..300)
+        .map(|n| {
+            format!(
+                "<13>2015-07-29 17:41:{:02},{n:03} - INFO  [worker-{n}] - Notification time out: {n}",
+                n % 60
+            )
+            .into_bytes()
+        })
+        .chain([b"<13>".to_vec(), b"no pri at all".to_vec(), b"<13>ends with its message ".to_vec()])
+        .collect();
+    let limits = BatchLimits { max_messages: 1 << 16, max_bytes: 64 << 20, ..BatchLimits::default() };
+    let mut batch = LogBatch::new(ListenerKind::SyslogTcp, &limits);
+    for (index, frame) in frames.iter().enumerate() {
+        let flag = (index % 7 == 3).then_some(FrameFlag::Truncated);
+        batch.push_syslog(
+            frame,
+            flag,
+            "192.0.2.1:514".parse::<SocketAddr>().unwrap(),
+            &ParseOptions::default(),
+        );
+    }
+    assert!(flagged_rows(&batch) > 290, "the timestamps should not parse");
+    let mut encoder = BlockEncoder::new(1).unwrap();
+    let block = encoder.encode(batch.iter()).unwrap();
+    assert_rows_equal(&decode(&block.payload).unwrap(), &batch);
+    let kept_frames = encoder.columns.texts[1].len();
+    let frame_bytes: usize = batch.iter().map(|entry| entry.raw().len()).sum();
+    // The refused timestamp and `<13>` are 27 of each line's 70 to 80 bytes.
+    assert!(kept_frames * 2 < frame_bytes, "{kept_frames} of {frame_bytes} frame bytes kept");
+    // Compaction keeps them so too.
+    let decoded = decode(&block.payload).unwrap();
+    let rows: Vec<RowRef> = (0..decoded.len() as u32).map(|row| RowRef { block: 0, row }).collect();
+    let again = encoder.encode_rows(&[&decoded], &rows, block.summary.raw_bytes).unwrap();
+    assert_eq!(encoder.columns.texts[1].len(), kept_frames);
+    assert_rows_equal(&decode(&again.payload).unwrap(), &batch);
 }

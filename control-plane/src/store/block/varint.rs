@@ -13,7 +13,16 @@ pub(super) fn put_u64(out: &mut Vec<u8>, mut value: u64) {
 }
 
 pub(super) fn put_i64(out: &mut Vec<u8>, value: i64) {
-    put_u64(out, ((value << 1) ^ (value >> 63)) as u64);
+    put_u64(out, zigzag(value));
+}
+
+/// Small magnitudes of either sign to small unsigned values: 0, -1, 1, -2 ... → 0, 1, 2, 3 ...
+pub(super) fn zigzag(value: i64) -> u64 {
+    ((value << 1) ^ (value >> 63)) as u64
+}
+
+pub(super) fn unzigzag(value: u64) -> i64 {
+    ((value >> 1) as i64) ^ -((value & 1) as i64)
 }
 
 pub(super) struct Reader<'a> {
@@ -53,8 +62,7 @@ impl<'a> Reader<'a> {
     }
 
     pub(super) fn i64(&mut self) -> Result<i64, BlockError> {
-        let raw = self.u64()?;
-        Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+        Ok(unzigzag(self.u64()?))
     }
 
     /// A count or length, checked against what is left so a damaged value cannot make

@@ -1,6 +1,6 @@
-//! The message column of format version 2: each message cut into words and the separators
-//! between them, each piece written as a code into a per-block dictionary ranked by
-//! frequency, or as a literal when it occurs once.
+//! The message column: each message cut into words and the separators between them, each
+//! piece written as a code into a per-block dictionary ranked by frequency, or as a
+//! literal when it occurs once.
 //!
 //! Syslog text is mostly the same few thousand words in varying order. Given the text,
 //! zstd has to find each word again as a match (an offset and a length, two or three bytes
@@ -9,17 +9,33 @@
 //! cutting is the one the token filter uses ([`filter::tokens`]), so each word is hashed
 //! once per block for the filter instead of once per occurrence.
 //!
+//! Format version 3 (ADR 0048):
+//!
 //! ```text
-//! count × words in the message
-//! (words + count) × separator code | words × word code      (code 0 = literal, k = piece k - 1)
+//! count × codes in the message
+//! every message's codes, in message order   (code 0 = literal, k = piece k - 1)
 //! pieces: n, n × len, then their bytes (most frequent first)
 //! literals: one len per code 0, in message order, then their bytes
 //! ```
 //!
-//! A message is separator, word, separator, ..., word, separator; the first and last
-//! separators are often empty. Numbers longer than five digits and words longer than 32
-//! bytes (ids, hashes, timestamps) are always literals: they rarely repeat, and they are
-//! not in the token filter either.
+//! A message is its pieces in order, except that one space between two words is not
+//! written: a reader puts a space between two pieces that are both words. A piece is a
+//! word when its first byte is a token byte, since words and separators are the maximal
+//! runs of token and other bytes; no written piece is empty. Nearly every separator of a
+//! syslog message is one space between words, so a message is about half as many codes
+//! as pieces, and the codes of a template repeat as one run that zstd finds as a match.
+//!
+//! Format version 2 wrote every separator, empty ones included, as a run of its own:
+//!
+//! ```text
+//! count × words in the message
+//! (words + count) × separator code | words × word code      (code 0 = literal, k = piece k - 1)
+//! pieces and literals as above
+//! ```
+//!
+//! Numbers longer than five digits and words longer than 32 bytes (ids, hashes,
+//! timestamps) are always literals: they rarely repeat, and they are not in the token
+//! filter either.
 //!
 //! The encoder looks up every piece of every message, so the lookup is most of its cost
 //! (ADR 0039). Pieces of up to [`SHORT_PIECE`] bytes (nearly all of them) are keyed by
@@ -55,10 +71,14 @@ const RECENT_SLOTS: usize = 4096;
 struct ShortPiece {
     key: [u64; 2],
     index: u32,
+    /// In a cache slot: occurrences not yet added to the piece's count (unused in the
+    /// table). A hit counts here, in the slot it has just read, rather than in `counts`,
+    /// a second random access per piece (ADR 0048).
+    pending: u32,
 }
 
 /// A key no piece has (its length byte is past [`SHORT_PIECE`]): marks an empty cache slot.
-const NO_PIECE: ShortPiece = ShortPiece { key: [u64::MAX; 2], index: u32::MAX };
+const NO_PIECE: ShortPiece = ShortPiece { key: [u64::MAX; 2], index: u32::MAX, pending: 0 };
 
 /// A longer piece: its bytes live in the arena, its hash in the entry.
 #[derive(Clone, Copy)]
@@ -67,7 +87,7 @@ struct LongPiece {
     index: u32,
 }
 
-/// Cuts messages into pieces and writes the version-2 message section.
+/// Cuts messages into pieces and writes the message section.
 #[derive(Default)]
 pub(super) struct MessageCoder {
     /// Token and digit bits of the message being cut.
@@ -85,20 +105,14 @@ pub(super) struct MessageCoder {
     ranges: Vec<Range<u32>>,
     /// Per piece: the position of its first occurrence among all pieces of the block.
     first_seen: Vec<u64>,
-    /// Per message: its word count.
-    word_counts: Vec<u8>,
-    /// Every separator in message order: its piece index.
-    separators: Vec<u32>,
-    /// Every word in message order: its piece index, or `LITERAL`.
-    words: Vec<u32>,
+    /// Per message: how many codes it is written as (varints).
+    code_counts: Vec<u8>,
+    /// Every written piece of every message, in order: its piece index, or `LITERAL`.
+    sequence: Vec<u32>,
     /// Bytes of the words never looked up, in message order, with their positions.
     literals: Vec<u8>,
     literal_ranges: Vec<Range<u32>>,
     literal_positions: Vec<u64>,
-    /// Piece indexes of the empty separator and of one space once seen, and how often
-    /// they occurred after that (they skip the table).
-    common: [Option<u32>; 2],
-    common_repeats: [u32; 2],
     /// Scratch for the final ranking.
     codes: Vec<u32>,
     ranked: Vec<u64>,
@@ -114,28 +128,22 @@ impl MessageCoder {
         self.bytes.clear();
         self.ranges.clear();
         self.first_seen.clear();
-        self.word_counts.clear();
-        self.separators.clear();
-        self.words.clear();
+        self.code_counts.clear();
+        self.sequence.clear();
         self.literals.clear();
         self.literal_ranges.clear();
         self.literal_positions.clear();
-        self.common = [None; 2];
-        self.common_repeats = [0; 2];
     }
 
     /// Adds one message; its words go into `token_filter` the first time the block sees them.
     pub(super) fn push(&mut self, message: &[u8], token_filter: &mut FilterBuilder) {
         self.classes.classify(message);
-        let mut position = 0;
-        let mut words = 0u64;
-        loop {
-            let start = position;
-            position = self.classes.next_token(start);
-            self.separator(message, start, position);
-            if position == message.len() {
-                break;
-            }
+        let codes_before = self.sequence.len();
+        let mut position = self.classes.next_token(0);
+        if position > 0 {
+            self.separator(message, 0..position);
+        }
+        while position < message.len() {
             let start = position;
             position = self.classes.word_end(start);
             // Tested for every word although only words of 6 to 32 bytes need it: skipping
@@ -143,39 +151,25 @@ impl MessageCoder {
             // mispredicts per 13 blocks, and no time saved; ADR 0041).
             let all_digits = self.classes.all_digits(start, position);
             self.word(message, start..position, all_digits, token_filter);
-            words += 1;
+            let start = position;
+            position = self.classes.next_token(start);
+            // One space with a word after it is what a reader assumes between two words.
+            let implied = position == start + 1 && message[start] == b' ' && position < message.len();
+            if position > start && !implied {
+                self.separator(message, start..position);
+            }
         }
-        put_u64(&mut self.word_counts, words);
+        put_u64(&mut self.code_counts, (self.sequence.len() - codes_before) as u64);
     }
 
-    /// Position of the next piece among all pieces of the block, in message order.
+    /// Position of the next code among all codes of the block, in message order.
     fn next_position(&self) -> u64 {
-        (self.separators.len() + self.words.len()) as u64
+        self.sequence.len() as u64
     }
 
-    fn separator(&mut self, message: &[u8], start: usize, end: usize) {
-        // Nearly every separator is nothing or a space: those skip the table.
-        let slot = match end - start {
-            0 => 0,
-            1 if message[start] == b' ' => 1,
-            _ => {
-                let index = self.lookup(message, start..end, None);
-                self.separators.push(index);
-                return;
-            }
-        };
-        let index = match self.common[slot] {
-            Some(index) => {
-                self.common_repeats[slot] += 1;
-                index
-            }
-            None => {
-                let index = self.lookup(message, start..end, None);
-                self.common[slot] = Some(index);
-                index
-            }
-        };
-        self.separators.push(index);
+    fn separator(&mut self, message: &[u8], range: Range<usize>) {
+        let index = self.lookup(message, range, None);
+        self.sequence.push(index);
     }
 
     fn word(
@@ -190,11 +184,11 @@ impl MessageCoder {
             self.literals.extend_from_slice(&message[range]);
             self.literal_ranges.push(start..self.literals.len() as u32);
             self.literal_positions.push(self.next_position());
-            self.words.push(LITERAL);
+            self.sequence.push(LITERAL);
             return;
         }
         let index = self.lookup(message, range, Some(token_filter));
-        self.words.push(index);
+        self.sequence.push(index);
     }
 
     /// The index of `message[range]`, counting this occurrence; a new word goes into the filter.
@@ -213,10 +207,10 @@ impl MessageCoder {
         let key = short_key(message, range.clone());
         let hash = short_hash(key);
         let slot = (hash >> (64 - RECENT_SLOTS.trailing_zeros())) as usize;
-        if let Some(recent) = self.recent.get(slot)
+        if let Some(recent) = self.recent.get_mut(slot)
             && recent.key == key
         {
-            self.counts[recent.index as usize] += 1;
+            recent.pending += 1;
             return recent.index;
         }
         self.lookup_short(message, range, key, hash, token_filter)
@@ -236,13 +230,16 @@ impl MessageCoder {
         let index = match self.short.entry(hash, |piece| piece.key == key, |piece| short_hash(piece.key)) {
             Entry::Occupied(found) => found.get().index,
             Entry::Vacant(vacant) => {
-                vacant.insert(ShortPiece { key, index: next });
+                vacant.insert(ShortPiece { key, index: next, pending: 0 });
                 next
             }
         };
         let slot = (hash >> (64 - RECENT_SLOTS.trailing_zeros())) as usize;
         if let Some(recent) = self.recent.get_mut(slot) {
-            *recent = ShortPiece { key, index };
+            if let Some(count) = self.counts.get_mut(recent.index as usize) {
+                *count += recent.pending;
+            }
+            *recent = ShortPiece { key, index, pending: 0 };
         }
         if index != next {
             self.counts[index as usize] += 1;
@@ -303,9 +300,9 @@ impl MessageCoder {
     /// Appends the message section (layout in the module documentation) to `body`.
     pub(super) fn write(&mut self, body: &mut Vec<u8>) {
         let pieces = self.ranges.len();
-        for (common, repeats) in self.common.iter().zip(self.common_repeats) {
-            if let Some(index) = common {
-                self.counts[*index as usize] += repeats;
+        for recent in &mut self.recent {
+            if let Some(count) = self.counts.get_mut(recent.index as usize) {
+                *count += std::mem::take(&mut recent.pending);
             }
         }
         // Pieces seen twice or more get codes, the most frequent the smallest, ties in
@@ -325,7 +322,7 @@ impl MessageCoder {
             self.codes[key as u32 as usize] = rank as u32 + 1;
         }
 
-        body.extend_from_slice(&self.word_counts);
+        body.extend_from_slice(&self.code_counts);
         self.write_codes(body);
         put_u64(body, self.ranked.len() as u64);
         for &key in &self.ranked {
@@ -366,9 +363,9 @@ impl MessageCoder {
 }
 
 impl MessageCoder {
-    /// The separator run, then the word run. The runs' exact size is known from the
-    /// counts, so the codes are written into a slice with a cursor rather than pushed one
-    /// by one (a push reloads the vector's length and capacity every time).
+    /// Every message's codes. The run's exact size is known from the counts, so the codes
+    /// are written into a slice with a cursor rather than pushed one by one (a push
+    /// reloads the vector's length and capacity every time).
     fn write_codes(&self, body: &mut Vec<u8>) {
         let coded: usize = self
             .counts
@@ -380,22 +377,17 @@ impl MessageCoder {
         let size = coded + self.literal_ranges.len();
         let start = body.len();
         body.resize(start + size, 0);
+        let code = |index: u32| if index == LITERAL { 0 } else { self.codes[index as usize] };
         let mut out = CodeWriter { out: &mut body[start..], at: 0 };
-        for &index in &self.separators {
-            out.put(self.codes[index as usize]);
-        }
-        for &index in &self.words {
-            out.put(if index == LITERAL { 0 } else { self.codes[index as usize] });
+        for &index in &self.sequence {
+            out.put(code(index));
         }
         if out.at != size {
-            // Unreachable if the counts are right; if not, write the runs the plain way.
-            debug_assert!(false, "code runs of {} bytes, {size} expected", out.at);
+            // Unreachable if the counts are right; if not, write the run the plain way.
+            debug_assert!(false, "code run of {} bytes, {size} expected", out.at);
             body.truncate(start);
-            for &index in &self.separators {
-                put_u64(body, u64::from(self.codes[index as usize]));
-            }
-            for &index in &self.words {
-                put_u64(body, if index == LITERAL { 0 } else { u64::from(self.codes[index as usize]) });
+            for &index in &self.sequence {
+                put_u64(body, u64::from(code(index)));
             }
         }
     }
@@ -468,70 +460,29 @@ fn short_hash(key: [u64; 2]) -> u64 {
     (product as u64) ^ ((product >> 64) as u64)
 }
 
-/// Reads the message section: every message's text, back to back, and where each lies.
-pub(super) fn read(
-    reader: &mut Reader<'_>,
-    count: usize,
-) -> Result<(Vec<u8>, Vec<Range<usize>>), BlockError> {
-    let mut word_counts = Vec::with_capacity(count);
-    let mut total_words = 0usize;
-    for _ in 0..count {
-        let words = reader.len()?;
-        total_words = total_words.checked_add(words).ok_or(BlockError::Damaged("word count"))?;
-        word_counts.push(words);
-    }
-    let separators = total_words.checked_add(count).ok_or(BlockError::Damaged("word count"))?;
-    let codes_left = |reader: &Reader<'_>, needed: usize| {
-        // Each code takes at least one byte: a count past the body is damage.
-        if needed > reader.remaining() { Err(BlockError::Damaged("more codes than bytes")) } else { Ok(()) }
-    };
-    codes_left(reader, separators)?;
-    let mut separator_codes = Vec::with_capacity(separators);
-    for _ in 0..separators {
-        separator_codes.push(reader.len()?);
-    }
-    codes_left(reader, total_words)?;
-    let mut word_codes = Vec::with_capacity(total_words);
-    for _ in 0..total_words {
-        word_codes.push(reader.len()?);
-    }
-    let pieces = reader.len()?;
-    let mut lengths = Vec::with_capacity(pieces.min(reader.remaining()));
-    for _ in 0..pieces {
-        lengths.push(reader.len()?);
-    }
-    let mut dictionary = Vec::with_capacity(pieces);
-    for len in lengths {
-        dictionary.push(reader.take(len)?);
-    }
-    let literal_count = separator_codes.iter().chain(&word_codes).filter(|&&code| code == 0).count();
-    let mut literal_lengths = Vec::with_capacity(literal_count.min(reader.remaining()));
-    for _ in 0..literal_count {
-        literal_lengths.push(reader.len()?);
-    }
-    let mut literals = Vec::with_capacity(literal_count);
-    for len in literal_lengths {
-        literals.push(reader.take(len)?);
-    }
+/// The text of every message of a block, back to back, and where each lies.
+type Messages = (Vec<u8>, Vec<Range<usize>>);
 
-    let mut literals = literals.into_iter();
-    let mut piece = |code: usize| -> Result<&[u8], BlockError> {
-        match code {
-            0 => literals.next().ok_or(BlockError::Damaged("missing literal")),
-            code => dictionary.get(code - 1).copied().ok_or(BlockError::Damaged("piece code out of range")),
-        }
-    };
+/// Reads the message section of format 3: every message's text, back to back, and where
+/// each lies.
+pub(super) fn read(reader: &mut Reader<'_>, count: usize) -> Result<Messages, BlockError> {
+    let (code_counts, total) = read_counts(reader, count)?;
+    let codes = read_codes(reader, total)?;
+    let mut pieces = PieceReader::read(reader, &codes)?;
     let mut text = Vec::new();
     let mut ranges = Vec::with_capacity(count);
-    let (mut separators, mut words) = (separator_codes.into_iter(), word_codes.into_iter());
-    let next =
-        |codes: &mut std::vec::IntoIter<usize>| codes.next().ok_or(BlockError::Damaged("codes end early"));
-    for word_count in word_counts {
+    let mut codes = codes.into_iter();
+    for code_count in code_counts {
         let start = text.len();
-        text.extend_from_slice(piece(next(&mut separators)?)?);
-        for _ in 0..word_count {
-            text.extend_from_slice(piece(next(&mut words)?)?);
-            text.extend_from_slice(piece(next(&mut separators)?)?);
+        let mut after_word = false;
+        for code in codes.by_ref().take(code_count) {
+            let piece = pieces.piece(code)?;
+            let word = piece.first().is_some_and(|&byte| filter::is_token_byte(byte));
+            if after_word && word {
+                text.push(b' ');
+            }
+            text.extend_from_slice(piece);
+            after_word = word;
         }
         if text.len() > MAX_BODY_BYTES {
             return Err(BlockError::Damaged("messages larger than any block"));
@@ -541,9 +492,122 @@ pub(super) fn read(
     Ok((text, ranges))
 }
 
+/// Reads the message section of format 2 (separators and words in runs of their own).
+pub(super) fn read_v2(reader: &mut Reader<'_>, count: usize) -> Result<Messages, BlockError> {
+    let (word_counts, total_words) = read_counts(reader, count)?;
+    let separators = total_words.checked_add(count).ok_or(BlockError::Damaged("word count"))?;
+    // The separator run, then the word run, back to back.
+    let total = separators.checked_add(total_words).ok_or(BlockError::Damaged("word count"))?;
+    let codes = read_codes(reader, total)?;
+    let mut pieces = PieceReader::read(reader, &codes)?;
+    let mut text = Vec::new();
+    let mut ranges = Vec::with_capacity(count);
+    let (separator_codes, word_codes) = codes.split_at(separators);
+    let (mut separators, mut words) = (separator_codes.iter(), word_codes.iter());
+    let next = |codes: &mut std::slice::Iter<'_, usize>| {
+        codes.next().copied().ok_or(BlockError::Damaged("codes end early"))
+    };
+    // Literals are in message order, so the pieces are read in that order too.
+    for word_count in word_counts {
+        let start = text.len();
+        text.extend_from_slice(pieces.piece(next(&mut separators)?)?);
+        for _ in 0..word_count {
+            text.extend_from_slice(pieces.piece(next(&mut words)?)?);
+            text.extend_from_slice(pieces.piece(next(&mut separators)?)?);
+        }
+        if text.len() > MAX_BODY_BYTES {
+            return Err(BlockError::Damaged("messages larger than any block"));
+        }
+        ranges.push(start..text.len());
+    }
+    Ok((text, ranges))
+}
+
+/// Per message: a count of its codes (format 3) or words (format 2); and their sum.
+fn read_counts(reader: &mut Reader<'_>, count: usize) -> Result<(Vec<usize>, usize), BlockError> {
+    let mut counts = Vec::with_capacity(count);
+    let mut total = 0usize;
+    for _ in 0..count {
+        let value = reader.len()?;
+        total = total.checked_add(value).ok_or(BlockError::Damaged("code count"))?;
+        counts.push(value);
+    }
+    Ok((counts, total))
+}
+
+fn read_codes(reader: &mut Reader<'_>, count: usize) -> Result<Vec<usize>, BlockError> {
+    // Each code takes at least one byte: a count past the body is damage.
+    if count > reader.remaining() {
+        return Err(BlockError::Damaged("more codes than bytes"));
+    }
+    let mut codes = Vec::with_capacity(count);
+    for _ in 0..count {
+        codes.push(reader.len()?);
+    }
+    Ok(codes)
+}
+
+/// `count` lengths, then as many strings of those lengths.
+fn read_strings<'a>(reader: &mut Reader<'a>, count: usize) -> Result<Vec<&'a [u8]>, BlockError> {
+    let mut lengths = Vec::with_capacity(count.min(reader.remaining()));
+    for _ in 0..count {
+        lengths.push(reader.len()?);
+    }
+    lengths.into_iter().map(|len| reader.take(len)).collect()
+}
+
+/// The ranked pieces and the literals of a message section, handed out by code.
+struct PieceReader<'a> {
+    dictionary: Vec<&'a [u8]>,
+    literals: std::vec::IntoIter<&'a [u8]>,
+}
+
+impl<'a> PieceReader<'a> {
+    /// Reads the pieces, then one literal per code 0 among `codes`.
+    fn read(reader: &mut Reader<'a>, codes: &[usize]) -> Result<Self, BlockError> {
+        let pieces = reader.len()?;
+        let dictionary = read_strings(reader, pieces)?;
+        let literal_count = codes.iter().filter(|&&code| code == 0).count();
+        let literals = read_strings(reader, literal_count)?;
+        Ok(Self { dictionary, literals: literals.into_iter() })
+    }
+
+    /// The piece of `code`: the next literal for code 0, else a ranked piece.
+    fn piece(&mut self, code: usize) -> Result<&'a [u8], BlockError> {
+        match code {
+            0 => self.literals.next().ok_or(BlockError::Damaged("missing literal")),
+            code => {
+                self.dictionary.get(code - 1).copied().ok_or(BlockError::Damaged("piece code out of range"))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Codes written per message: one per word and per separator other than one space
+    /// between two words.
+    #[test]
+    fn one_space_between_words_is_not_written() {
+        let mut coder = MessageCoder::default();
+        coder.clear();
+        let mut filter = FilterBuilder::default();
+        for (message, codes) in [
+            (&b"the cat sat on the mat"[..], 6),
+            (b"the  cat", 3),
+            (b" the cat", 3),
+            (b"the cat ", 3),
+            (b"src=10.0.0.1 port 22", 11),
+            (b"", 0),
+            (b" ", 1),
+        ] {
+            let before = coder.sequence.len();
+            coder.push(message, &mut filter);
+            assert_eq!(coder.sequence.len() - before, codes, "{}", String::from_utf8_lossy(message));
+        }
+    }
 
     #[test]
     fn varint_lengths_match_what_is_written() {
