@@ -110,7 +110,10 @@ fn replay(
     elapsed
 }
 
-const INGEST_MESSAGES: usize = 262_144;
+/// 64 blocks of the store's default size, about a second of ingest: a sustained figure.
+/// (262,144 until 2026-12-07, when the first block of each fresh encoder and the last
+/// commit were a tenth of a 0.3 s run; docs/performance.md, block format 3.)
+const INGEST_MESSAGES: usize = 1_048_576;
 
 /// The store's defaults (`store.*` in configuration.md) at a given zstd level.
 fn writer_settings(level: i32) -> BlockSettings {
