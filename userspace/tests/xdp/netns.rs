@@ -15,7 +15,8 @@ use killkrill_dataplane::testing::{
     APPLIANCE_V4, APPLIANCE_V6, PEER_V4, PEER_V6, ping, rig_or_skip, skip_reason,
 };
 use killkrill_dataplane::xdp::{
-    AttachMode, AttachPolicy, RateLimit, XDP_REDIRECT, XdpListener, XdpReason, XdpSteering, parse_prefixes,
+    AttachMode, AttachPolicy, RateLimit, XDP_REDIRECT, XdpError, XdpListener, XdpReason, XdpSteering,
+    parse_prefixes,
 };
 use killkrill_dataplane::{DataPlane, DataPlaneConfig};
 
@@ -309,7 +310,20 @@ fn live_replayed_frames_are_redirected_to_af_xdp() {
     // SAFETY: a NUL-terminated name; the call only reads it.
     let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
     let frame = super::frames::Udp::to(port).from("192.0.2.9").payload(b"<13>1 - h a - - - replayed").build();
-    plane.xdp().unwrap().lock().unwrap().replay_live(&frame, index, 0, 300).unwrap();
+    let replayed = plane.xdp().unwrap().lock().unwrap().replay_live(&frame, index, 0, 300);
+    match replayed {
+        Ok(()) => {}
+        // Some kernels (seen: 6.18.44 under Firecracker, 2026-12-07) refuse live frames
+        // to root while plain test runs work: nothing here can be checked on them.
+        Err(XdpError::Program(aya::programs::ProgramError::SyscallError(error)))
+            if error.io_error.raw_os_error() == Some(libc::EPERM) =>
+        {
+            eprintln!("skipped: this kernel refuses BPF_PROG_TEST_RUN with live frames (EPERM)");
+            plane.shutdown();
+            return;
+        }
+        Err(error) => panic!("live replay: {error}"),
+    }
     let mut messages = Vec::new();
     wait_for("the replayed frames", || {
         drain(&mut consumers, &mut messages);
