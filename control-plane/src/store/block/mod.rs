@@ -55,7 +55,7 @@ pub use reencode::RowRef;
 use varint::{Reader, put_i64, put_u64};
 
 /// The body format written by this build.
-pub const FORMAT_VERSION: u8 = 3;
+pub const FORMAT_VERSION: u8 = 4;
 /// The oldest body format this build still reads.
 pub const OLDEST_FORMAT_VERSION: u8 = 1;
 /// Row numbers live in the low 16 bits of a message id.
@@ -685,7 +685,11 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
         }
         structured_data = optional_ranges(&sd_lengths, &mut reader)?;
         raw = optional_ranges(&raw_lengths, &mut reader)?;
-        (messages, message) = words::read(&mut reader, count)?;
+        (messages, message) = if format_version == 3 {
+            words::read_v3(&mut reader, count)?
+        } else {
+            words::read(&mut reader, count)?
+        };
     }
     if reader.position() != body.len() {
         return Err(BlockError::Damaged("trailing bytes"));

@@ -334,14 +334,14 @@ fn rows_of_several_blocks_make_one() {
 
 /// Work on the encoder's speed keeps the format it writes byte for byte: the frozen
 /// fixture's body is exactly what this build writes for the same messages (format 2 was
-/// pinned so through ADR 0039 to 0046; format 3 from ADR 0048 on).
+/// pinned so through ADR 0039 to 0046, format 3 by ADR 0048; format 4 from ADR 0049 on).
 #[test]
-fn the_encoder_still_writes_the_frozen_format_3_bytes() {
-    let fixture = std::fs::read(fixture_path(3)).unwrap();
+fn the_encoder_still_writes_the_frozen_format_4_bytes() {
+    let fixture = std::fs::read(fixture_path(4)).unwrap();
     let frozen = zstd::bulk::decompress(&fixture, 1 << 30).unwrap();
     let block = BlockEncoder::new(3).unwrap().encode(varied_batch().iter()).unwrap();
     let written = zstd::bulk::decompress(&block.payload, 1 << 30).unwrap();
-    assert!(written == frozen, "format 3 body changed ({} bytes, frozen {})", written.len(), frozen.len());
+    assert!(written == frozen, "format 4 body changed ({} bytes, frozen {})", written.len(), frozen.len());
 }
 
 /// Pieces around the table's boundaries: 15 and 16 bytes (short and long keys), 32 and
