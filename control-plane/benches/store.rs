@@ -76,6 +76,12 @@ fn encode(c: &mut Criterion) {
         });
     }
     group.finish();
+    // What a search pays per block it cannot skip: decompress and rebuild every row.
+    let block = BlockEncoder::new(1).unwrap().encode(batches.iter().flat_map(LogBatch::iter)).unwrap();
+    let mut group = c.benchmark_group("store/decode_block");
+    group.throughput(Throughput::Elements(16_384));
+    group.bench_function("zstd_1", |b| b.iter(|| killkrill::store::block::decode(&block.payload).unwrap()));
+    group.finish();
 }
 
 /// Replays `MESSAGES` prepared messages through the batch writer into `store`; a message

@@ -2,13 +2,14 @@
 //! an index row (time range, severity and facility masks, Bloom filters over hosts, apps,
 //! source addresses and message words) that lets a query skip the block unread.
 //!
-//! Body layout, format version 3 (all integers LEB128 varints unless noted; "ref" is 0
+//! Body layout, format version 4 (all integers LEB128 varints unless noted; "ref" is 0
 //! for none or 1 + an index into the dictionary):
 //!
 //! ```text
 //! u8 version | count | dictionary: n, then n × (len, bytes) | base received_ns (zigzag)
 //! count × received_ns delta from the previous row (zigzag)
-//! count × source address (dictionary index) | count × source port
+//! count × source address: 0 = the last row's of the same hostname ref, else dictionary index + 1
+//! count × source port
 //! count × listener (dictionary index) | count × format (dictionary index)
 //! count × u8 facility | count × u8 severity | count × u8 version (255 = none)
 //! count × u8 event time digits (255 = none) | per present event time: its distance (`fields.rs`)
@@ -17,14 +18,16 @@
 //! count × frame of a flagged row: 0 = none, 2 × len + 1 = the whole frame,
 //!   2 × (len + 1) = the part of the frame before the row's message (which it ends with)
 //! structured data bytes | frame bytes
-//! messages: words and separators as codes into a ranked piece dictionary (`words.rs`)
+//! messages: templates of words and separators, and their values (`words.rs`)
 //! ```
 //!
 //! Columns of one kind sit together and the text comes last, so zstd sees similar bytes
 //! side by side; that, and the dictionaries, is most of the compression.
 //!
 //! Older versions, all still read (`tests/fixtures/log_block_v*.zst` keep one of each
-//! under test); only version 3 is written (ADR 0048):
+//! under test); only version 4 is written (ADR 0049):
+//! - Version 3 (ADR 0048) wrote the source column as dictionary indexes, and every piece
+//!   of a message as a code (`words.rs`).
 //! - Version 2 (ADR 0036) wrote each event time as its zigzag distance in nanoseconds
 //!   from the row's receive time, the process id as a ref like the other text fields, a
 //!   flagged row's whole frame (its length as len + 1, 0 = none), and every separator of a
@@ -131,7 +134,12 @@ pub struct BlockEncoder {
 #[derive(Default)]
 struct Columns {
     received: Vec<u8>,
-    source: Vec<u8>,
+    /// Per row: the source address's dictionary index, and the hostname ref (0 for none,
+    /// else index + 1); the source column is written from both (`write_sources`).
+    source_rows: Vec<u32>,
+    host_rows: Vec<u32>,
+    /// Scratch: per hostname ref, the source index of its last row.
+    last_source: Vec<u32>,
     port: Vec<u8>,
     listener: Vec<u8>,
     format: Vec<u8>,
@@ -151,7 +159,6 @@ impl Columns {
     fn clear(&mut self) {
         for column in [
             &mut self.received,
-            &mut self.source,
             &mut self.port,
             &mut self.listener,
             &mut self.format,
@@ -164,7 +171,22 @@ impl Columns {
             column.clear();
         }
         self.refs.iter_mut().chain(&mut self.lengths).chain(&mut self.texts).for_each(Vec::clear);
+        self.source_rows.clear();
+        self.host_rows.clear();
         self.event_times = EventTimeWriter::default();
+    }
+
+    /// The source column: 0 where a row's source address is its host's last one (a host
+    /// nearly always sends from one address, so this column all but vanishes), else the
+    /// address's dictionary index + 1.
+    fn write_sources(&mut self, body: &mut Vec<u8>, dictionary_len: usize) {
+        self.last_source.clear();
+        self.last_source.resize(dictionary_len + 1, u32::MAX);
+        for (&source, &host) in self.source_rows.iter().zip(&self.host_rows) {
+            let last = &mut self.last_source[host as usize];
+            put_u64(body, if *last == source { 0 } else { u64::from(source) + 1 });
+            *last = source;
+        }
     }
 
     /// The frame of a flagged row. When the frame ends with the row's message (nearly
@@ -336,7 +358,7 @@ impl BlockEncoder {
 
             let source = entry.source();
             let source_index = self.address_index(source.ip());
-            put_u64(&mut self.columns.source, u64::from(source_index));
+            self.columns.source_rows.push(source_index);
             put_u64(&mut self.columns.port, u64::from(source.port()));
             // A handful of distinct values per block: remembered by value, not hashed per row.
             let listener = match listener_seen {
@@ -373,6 +395,7 @@ impl BlockEncoder {
             let hostname = entry.text_bytes(TextField::Hostname);
             let app_name = entry.text_bytes(TextField::AppName);
             let host_index = self.put_ref(0, hostname);
+            self.columns.host_rows.push(host_index.map_or(0, |index| index + 1));
             let app_index = self.put_ref(1, app_name);
             // Filter keys are hashed once per distinct host or app, not once per message.
             if let (Some(index), Some(host)) = (host_index, hostname) {
@@ -491,10 +514,10 @@ impl BlockEncoder {
             body.extend_from_slice(&self.dictionary_bytes[range.clone()]);
         }
         put_i64(body, totals.base_received);
+        body.extend_from_slice(&self.columns.received);
+        self.columns.write_sources(body, self.dictionary_order.len());
         let columns = &self.columns;
         for column in [
-            &columns.received,
-            &columns.source,
             &columns.port,
             &columns.listener,
             &columns.format,
@@ -574,9 +597,10 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
         current = current.wrapping_add(reader.i64()?);
         received_ns.push(current);
     }
-    let mut source = Vec::with_capacity(count);
+    // Resolved once the hostname refs are read (format 4 writes it by host).
+    let mut source_values = Vec::with_capacity(count);
     for _ in 0..count {
-        source.push(dictionary_index(reader.u64()?)?);
+        source_values.push(reader.u64()?);
     }
     let mut port = Vec::with_capacity(count);
     for _ in 0..count {
@@ -623,6 +647,24 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
             }
             let reference = reader.u64()?;
             values.push(if reference == 0 { 0 } else { dictionary_index(reference - 1)? + 1 });
+        }
+    }
+    let mut source = Vec::with_capacity(count);
+    if format_version >= 4 {
+        // 0: the last source of the row's host; else the dictionary index + 1.
+        let mut last_source = vec![None; dictionary.len() + 1];
+        for (&value, &host) in source_values.iter().zip(&refs[RefColumn::Hostname as usize]) {
+            let last = last_source.get_mut(host as usize).ok_or(BlockError::Damaged("hostname ref"))?;
+            let index = match value {
+                0 => last.ok_or(BlockError::Damaged("source of a host not seen before"))?,
+                value => dictionary_index(value - 1)?,
+            };
+            *last = Some(index);
+            source.push(index);
+        }
+    } else {
+        for value in source_values {
+            source.push(dictionary_index(value)?);
         }
     }
     let read_lengths = |reader: &mut Reader<'_>| {

@@ -72,7 +72,7 @@ impl BlockEncoder {
                     index
                 }
             };
-            put_u64(&mut self.columns.source, u64::from(source_index));
+            self.columns.source_rows.push(source_index);
             put_u64(&mut self.columns.port, u64::from(block.port[row]));
             let listener = intern(self, block.listener[row]);
             put_u64(&mut self.columns.listener, u64::from(listener));
@@ -98,6 +98,9 @@ impl BlockEncoder {
                     continue;
                 }
                 let index = (reference != 0).then(|| intern(self, reference - 1));
+                if column == RefColumn::Hostname as usize {
+                    self.columns.host_rows.push(index.map_or(0, |index| index + 1));
+                }
                 put_u64(&mut self.columns.refs[column], index.map_or(0, |index| u64::from(index) + 1));
                 let role = match column {
                     0 => Some((ROLE_HOST, filter::FIELD_HOST)),

@@ -536,16 +536,25 @@ impl MessageCoder {
     }
 }
 
-/// A folded multiply per item (as in [`short_hash`]): templates are a few to a few dozen
-/// items, hashed once per message.
+/// A folded multiply per two items (as in [`short_hash`]): templates are a few to a few
+/// dozen items, hashed once per message, and each multiply waits for the one before.
 #[inline]
 fn items_hash(items: &[u32]) -> u64 {
     let mut hash = 0x4528_21e6_38d0_1377u64 ^ items.len() as u64;
-    for &item in items {
-        let product = u128::from(hash ^ u64::from(item)) * u128::from(0x9e37_79b9_7f4a_7c15u64);
-        hash = (product as u64) ^ ((product >> 64) as u64);
+    let (pairs, rest) = items.as_chunks::<2>();
+    for &[low, high] in pairs {
+        hash = fold_multiply(hash ^ (u64::from(high) << 32 | u64::from(low)));
+    }
+    for &item in rest {
+        hash = fold_multiply(hash ^ u64::from(item));
     }
     hash
+}
+
+#[inline(always)]
+fn fold_multiply(value: u64) -> u64 {
+    let product = u128::from(value) * u128::from(0x9e37_79b9_7f4a_7c15u64);
+    (product as u64) ^ ((product >> 64) as u64)
 }
 
 /// The key of a piece of at most [`SHORT_PIECE`] bytes: its bytes, zero-padded, with the
@@ -588,23 +597,22 @@ fn short_hash(key: [u64; 2]) -> u64 {
 /// The text of every message of a block, back to back, and where each lies.
 type Messages = (Vec<u8>, Vec<Range<usize>>);
 
-/// A template item or a value, resolved against the dictionary and the literals.
-#[derive(Clone, Copy)]
-enum Part<'a> {
-    Text(&'a [u8]),
-    Number(u64),
-    Slot,
-}
+/// A value as the assembly reads it: `payload << 2 | tag`.
+const READ_NUMBER: u64 = 1;
+const READ_PIECE: u64 = 2;
+const READ_LITERAL: u64 = 3;
 
 /// Reads the message section of format 4: every message's text, back to back, and where
-/// each lies.
+/// each lies. Items and values stay as small integers until a message is assembled (a
+/// resolved slice per item was 16 bytes each, several megabytes a block to write and read
+/// back).
 pub(super) fn read(reader: &mut Reader<'_>, count: usize) -> Result<Messages, BlockError> {
-    let mut codes = Vec::with_capacity(count);
+    let mut message_templates = Vec::with_capacity(count);
     for _ in 0..count {
-        codes.push(reader.len()?);
+        message_templates.push(reader.len()?);
     }
     let shared = reader.len()?;
-    let single = codes.iter().filter(|&&code| code == 0).count();
+    let single = message_templates.iter().filter(|&&code| code == 0).count();
     let templates = shared.checked_add(single).ok_or(BlockError::Damaged("template count"))?;
     // Every template takes at least one byte (its item count).
     if templates > reader.remaining() {
@@ -612,9 +620,8 @@ pub(super) fn read(reader: &mut Reader<'_>, count: usize) -> Result<Messages, Bl
     }
     // Each message's template index: shared ones by code, single-use ones in turn.
     let mut next_single = shared;
-    let mut message_templates = Vec::with_capacity(count);
-    for &code in &codes {
-        let template = match code {
+    for template in &mut message_templates {
+        *template = match *template {
             0 => {
                 next_single += 1;
                 next_single - 1
@@ -622,19 +629,26 @@ pub(super) fn read(reader: &mut Reader<'_>, count: usize) -> Result<Messages, Bl
             code if code <= shared => code - 1,
             _ => return Err(BlockError::Damaged("template code out of range")),
         };
-        message_templates.push(template);
     }
-    let mut template_items: Vec<usize> = Vec::new();
+    let mut item_codes: Vec<u32> = Vec::new();
     let mut template_ranges = Vec::with_capacity(templates);
     let mut slots = Vec::with_capacity(templates);
+    // Per template: where its literal items start among the literals (template order).
+    let mut template_literals = Vec::with_capacity(templates);
+    let mut literal_items = 0usize;
     for _ in 0..templates {
         let items = reader.len()?;
-        let start = template_items.len();
+        let start = item_codes.len();
+        let mut template_slots = 0;
+        template_literals.push(literal_items);
         for _ in 0..items {
-            template_items.push(reader.len()?);
+            let code = u32::try_from(reader.len()?).map_err(|_| BlockError::Damaged("item code"))?;
+            template_slots += usize::from(code == 0);
+            literal_items += usize::from(code == 1);
+            item_codes.push(code);
         }
-        slots.push(template_items[start..].iter().filter(|&&item| item == 0).count());
-        template_ranges.push(start..template_items.len());
+        slots.push(template_slots);
+        template_ranges.push(start..item_codes.len());
     }
     // Where each template's values start: its slots times its messages, in template order.
     let mut uses = vec![0usize; templates];
@@ -660,51 +674,54 @@ pub(super) fn read(reader: &mut Reader<'_>, count: usize) -> Result<Messages, Bl
     }
     let pieces = reader.len()?;
     let dictionary = read_strings(reader, pieces)?;
-    let literal_count = template_items.iter().filter(|&&item| item == 1).count()
-        + values.iter().filter(|&&value| value == 0).count();
-    let mut literals = read_strings(reader, literal_count)?.into_iter();
-    let mut literal = || literals.next().ok_or(BlockError::Damaged("missing literal"));
-    let piece =
-        |code: usize| dictionary.get(code - 1).copied().ok_or(BlockError::Damaged("piece code out of range"));
-    let items = template_items
-        .iter()
-        .map(|&item| match item {
-            0 => Ok(Part::Slot),
-            1 => literal().map(Part::Text),
-            code => piece(code - 1).map(Part::Text),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let values = values
-        .iter()
-        .map(|&value| match value {
-            0 => literal().map(Part::Text),
-            number if number & 1 == 1 => Ok(Part::Number(number >> 1)),
-            code => piece((code >> 1) as usize).map(Part::Text),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    if item_codes.iter().any(|&code| code as usize > pieces + 1) {
+        return Err(BlockError::Damaged("piece code out of range"));
+    }
+    // Literals are used in this order: template items first, then values.
+    let mut next_literal = literal_items as u64;
+    for value in &mut values {
+        *value = match *value {
+            0 => {
+                next_literal += 1;
+                (next_literal - 1) << 2 | READ_LITERAL
+            }
+            // The writer's numbers are below 10^18; a larger one would not fit the tag.
+            number if number & 1 == 1 && number >> 62 == 0 => (number >> 1) << 2 | READ_NUMBER,
+            code if code & 1 == 0 && (code >> 1) as usize <= pieces => ((code >> 1) - 1) << 2 | READ_PIECE,
+            _ => return Err(BlockError::Damaged("piece code out of range")),
+        };
+    }
+    let literals = read_strings(reader, next_literal as usize)?;
 
-    let mut text = Vec::new();
+    let mut text = Vec::with_capacity(count * 64);
     let mut ranges = Vec::with_capacity(count);
     let mut seen = vec![0usize; templates];
     let mut digits = itoa::Buffer::new();
     for &template in &message_templates {
         let start = text.len();
-        let nth = seen[template];
+        // This message's first value; each next slot's lies `uses` values further on.
+        let mut value = value_starts[template] + seen[template];
         seen[template] += 1;
-        let mut slot = 0;
+        let stride = uses[template];
+        let mut literal = template_literals[template];
         let mut after_word = false;
-        for &item in &items[template_ranges[template].clone()] {
-            let part = match item {
-                Part::Slot => {
-                    slot += 1;
-                    values[value_starts[template] + (slot - 1) * uses[template] + nth]
+        for &code in &item_codes[template_ranges[template].clone()] {
+            let piece = match code {
+                0 => {
+                    let found = values[value];
+                    value += stride;
+                    let payload = (found >> 2) as usize;
+                    match found & 3 {
+                        READ_NUMBER => digits.format(found >> 2).as_bytes(),
+                        READ_PIECE => dictionary[payload],
+                        _ => literals[payload],
+                    }
                 }
-                part => part,
-            };
-            let piece = match part {
-                Part::Text(piece) => piece,
-                Part::Number(number) => digits.format(number).as_bytes(),
-                Part::Slot => return Err(BlockError::Damaged("slot as a value")),
+                1 => {
+                    literal += 1;
+                    literals[literal - 1]
+                }
+                code => dictionary[code as usize - 2],
             };
             let word = piece.first().is_some_and(|&byte| filter::is_token_byte(byte));
             if after_word && word {
