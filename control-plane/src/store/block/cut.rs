@@ -52,11 +52,6 @@ impl ByteClasses {
         next_set(&self.tokens, from, true).min(self.len)
     }
 
-    /// Whether any byte of `start..end` is an ASCII digit.
-    pub(super) fn has_digit(&self, start: usize, end: usize) -> bool {
-        next_set(&self.digits, start, false) < end
-    }
-
     /// Whether every byte of `start..end` is an ASCII digit.
     pub(super) fn all_digits(&self, start: usize, end: usize) -> bool {
         next_set(&self.digits, start, true) >= end

@@ -18,7 +18,7 @@
 //! count × frame of a flagged row: 0 = none, 2 × len + 1 = the whole frame,
 //!   2 × (len + 1) = the part of the frame before the row's message (which it ends with)
 //! structured data bytes | frame bytes
-//! messages: templates of words and separators, and their values (`words.rs`)
+//! messages: words and separators as codes into a ranked piece dictionary (`words.rs`)
 //! ```
 //!
 //! Columns of one kind sit together and the text comes last, so zstd sees similar bytes
@@ -26,8 +26,7 @@
 //!
 //! Older versions, all still read (`tests/fixtures/log_block_v*.zst` keep one of each
 //! under test); only version 4 is written (ADR 0049):
-//! - Version 3 (ADR 0048) wrote the source column as dictionary indexes, and every piece
-//!   of a message as a code (`words.rs`).
+//! - Version 3 (ADR 0048) wrote the source column as dictionary indexes.
 //! - Version 2 (ADR 0036) wrote each event time as its zigzag distance in nanoseconds
 //!   from the row's receive time, the process id as a ref like the other text fields, a
 //!   flagged row's whole frame (its length as len + 1, 0 = none), and every separator of a
@@ -727,11 +726,7 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
         }
         structured_data = optional_ranges(&sd_lengths, &mut reader)?;
         raw = optional_ranges(&raw_lengths, &mut reader)?;
-        (messages, message) = if format_version == 3 {
-            words::read_v3(&mut reader, count)?
-        } else {
-            words::read(&mut reader, count)?
-        };
+        (messages, message) = words::read(&mut reader, count)?;
     }
     if reader.position() != body.len() {
         return Err(BlockError::Damaged("trailing bytes"));
