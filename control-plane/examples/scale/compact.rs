@@ -15,6 +15,7 @@ use crate::fill::{Filled, MARKER};
 
 pub fn compact(
     data_dir: &Path,
+    config: &StoreConfig,
     filled: &Filled,
     settings: compaction::CompactionSettings,
 ) -> anyhow::Result<()> {
@@ -22,7 +23,7 @@ pub fn compact(
     // The appliance's clock at the end of the filled day: the newest `after` stays as cut.
     let now_ns = filled.day_start_ns + 86_400 * 1_000_000_000;
     let (before, after, done, seconds) = runtime.block_on(async {
-        let store = store::open(&StoreConfig::default(), data_dir).await?;
+        let store = store::open(config, data_dir).await?;
         let before = store.stats().await?;
         let started = Instant::now();
         let mut reported = 0u64;

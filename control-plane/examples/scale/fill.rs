@@ -49,12 +49,20 @@ pub fn read_marker(data_dir: &Path) -> Option<(Value, Filled)> {
     Some((marker, filled))
 }
 
-pub fn fill(data_dir: &Path, messages: u64, layout: Layout, level: i32) -> anyhow::Result<Filled> {
+pub fn fill(
+    data_dir: &Path,
+    config: &StoreConfig,
+    messages: u64,
+    layout: Layout,
+    level: i32,
+) -> anyhow::Result<Filled> {
     let layout_name = format!("{layout:?}");
+    let database_url = config.database_url.as_deref();
     if let Some((marker, filled)) = read_marker(data_dir)
         && marker["format"].as_u64() == Some(FILL_FORMAT)
         && filled.messages == messages
         && marker["layout"].as_str() == Some(layout_name.as_str())
+        && marker["database_url"].as_str() == database_url
         && marker["complete"].as_bool() == Some(true)
     {
         let compacted = if marker["compacted"].is_object() { ", compacted by host" } else { "" };
@@ -64,7 +72,8 @@ pub fn fill(data_dir: &Path, messages: u64, layout: Layout, level: i32) -> anyho
         );
         return Ok(filled);
     }
-    // A partial or different fill: start again from an empty directory.
+    // A partial or different fill: start again from an empty directory (a PostgreSQL
+    // database is checked for blocks once it is open: this does not drop anyone's data).
     if data_dir.exists() {
         for entry in std::fs::read_dir(data_dir)? {
             let path = entry?.path();
@@ -79,7 +88,8 @@ pub fn fill(data_dir: &Path, messages: u64, layout: Layout, level: i32) -> anyho
     let filled = Filled { messages, day_start_ns };
     let marker = |complete: bool| {
         json!({ "format": FILL_FORMAT, "messages": messages, "layout": layout_name,
-                "day_start_ns": day_start_ns, "block_messages": BLOCK_MESSAGES, "complete": complete })
+                "database_url": database_url, "day_start_ns": day_start_ns,
+                "block_messages": BLOCK_MESSAGES, "complete": complete })
     };
     std::fs::write(data_dir.join(MARKER), serde_json::to_vec_pretty(&marker(false))?)?;
 
@@ -138,8 +148,13 @@ pub fn fill(data_dir: &Path, messages: u64, layout: Layout, level: i32) -> anyho
     }
     drop(sender);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let committed = runtime.block_on(async {
-        let store = store::open(&StoreConfig::default(), data_dir).await?;
+    let (committed, stats) = runtime.block_on(async {
+        let store = store::open(config, data_dir).await?;
+        let held = store.stats().await?.blocks;
+        anyhow::ensure!(
+            held == 0,
+            "the store already holds {held} log blocks: a new fill needs an empty database"
+        );
         let mut committed = 0u64;
         let mut reported = 0u64;
         // The channel is fed by threads: take blocks off it without blocking the runtime.
@@ -163,9 +178,10 @@ pub fn fill(data_dir: &Path, messages: u64, layout: Layout, level: i32) -> anyho
                 );
             }
         }
+        let stats = store.stats().await?;
         store.close().await;
         let _ = forwarder.join();
-        anyhow::Ok(committed)
+        anyhow::Ok((committed, stats))
     })?;
     for worker in workers {
         worker.join().map_err(|_| anyhow::anyhow!("an encoder thread panicked"))??;
@@ -173,14 +189,23 @@ pub fn fill(data_dir: &Path, messages: u64, layout: Layout, level: i32) -> anyho
     anyhow::ensure!(committed == messages, "committed {committed} of {messages} messages");
     std::fs::write(data_dir.join(MARKER), serde_json::to_vec_pretty(&marker(true))?)?;
     let elapsed = started.elapsed().as_secs_f64();
-    let bytes: u64 = std::fs::read_dir(data_dir)?
-        .filter_map(|entry| entry.ok()?.metadata().ok())
-        .map(|metadata| metadata.len())
-        .sum();
+    let on_disk = match database_url {
+        // The database's own size is the server's business (`pg_database_size`).
+        Some(_) => String::from("in PostgreSQL"),
+        None => {
+            let bytes: u64 = std::fs::read_dir(data_dir)?
+                .filter_map(|entry| entry.ok()?.metadata().ok())
+                .map(|metadata| metadata.len())
+                .sum();
+            format!("{:.2} GB on disk", bytes as f64 / 1e9)
+        }
+    };
     println!(
-        "scale fill: {messages} messages ({layout_name}) in {elapsed:.1} s ({:.0} messages/s), {:.2} GB on disk",
+        "scale fill: {messages} messages ({layout_name}) in {elapsed:.1} s ({:.0} messages/s), \
+         {:.2} GB of log blocks (ratio {:.2}x), {on_disk}",
         messages as f64 / elapsed,
-        bytes as f64 / 1e9
+        stats.stored_bytes as f64 / 1e9,
+        stats.raw_bytes as f64 / stats.stored_bytes.max(1) as f64,
     );
     Ok(filled)
 }

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use killkrill::config::{DbType, StoreConfig};
 
 #[derive(Parser)]
 struct Args {
@@ -30,6 +31,10 @@ struct Args {
     /// The `killkrill` binary to serve the store with (query, api).
     #[arg(long)]
     killkrill: Option<PathBuf>,
+    /// Keep the store in this PostgreSQL database instead of SQLite in `--data-dir` (which
+    /// then holds only the marker file). A new fill needs a database without log blocks.
+    #[arg(long)]
+    database_url: Option<String>,
     #[command(subcommand)]
     phase: Phase,
 }
@@ -73,12 +78,27 @@ enum Phase {
     },
 }
 
+impl Args {
+    /// The store as `killkrill serve` would open it with the same settings.
+    fn store_config(&self) -> StoreConfig {
+        match &self.database_url {
+            Some(url) => StoreConfig {
+                db_type: DbType::Postgres,
+                database_url: Some(url.clone()),
+                ..StoreConfig::default()
+            },
+            None => StoreConfig::default(),
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filled = fill::fill(&args.data_dir, args.messages, args.layout, args.level)?;
+    let store = args.store_config();
+    let filled = fill::fill(&args.data_dir, &store, args.messages, args.layout, args.level)?;
     let serve = || {
         let binary = args.killkrill.clone().ok_or_else(|| anyhow::anyhow!("--killkrill is needed"))?;
-        server::Appliance::start(&binary, &args.data_dir)
+        server::Appliance::start(&binary, &args.data_dir, args.database_url.as_deref())
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match args.phase {
@@ -90,7 +110,7 @@ fn main() -> anyhow::Result<()> {
                 block_messages,
                 zstd_level: compact_level,
             };
-            compact::compact(&args.data_dir, &filled, settings)?;
+            compact::compact(&args.data_dir, &store, &filled, settings)?;
         }
         Phase::Query { iterations } => {
             let appliance = serve()?;

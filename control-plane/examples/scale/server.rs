@@ -25,8 +25,14 @@ impl Drop for Appliance {
 }
 
 impl Appliance {
-    pub fn start(binary: &Path, data_dir: &Path) -> anyhow::Result<Self> {
-        let mut child = Command::new(binary)
+    /// `database_url`: serve from this PostgreSQL database rather than the data
+    /// directory's SQLite file.
+    pub fn start(binary: &Path, data_dir: &Path, database_url: Option<&str>) -> anyhow::Result<Self> {
+        let mut command = Command::new(binary);
+        if let Some(url) = database_url {
+            command.env("DB_TYPE", "postgres").env("DATABASE_URL", url);
+        }
+        let mut child = command
             .args(["serve", "--data-dir"])
             .arg(data_dir)
             .args(["--api-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])

@@ -65,6 +65,10 @@ pub struct ScaleArgs {
     /// zstd level of compacted blocks (compact).
     #[arg(long, default_value_t = 9)]
     pub compact_level: i32,
+    /// Keep the store in this PostgreSQL database (empty for a new fill) instead of SQLite
+    /// in the data directory.
+    #[arg(long)]
+    pub database_url: Option<String>,
     /// Debug builds (fast to build; for smoke runs, never for figures).
     #[arg(long)]
     pub debug_build: bool,
@@ -87,6 +91,7 @@ impl ScaleArgs {
             window_s: 60,
             block_messages: 1_024,
             compact_level: 9,
+            database_url: None,
             debug_build: true,
         }
     }
@@ -134,15 +139,17 @@ pub fn run(args: &ScaleArgs) -> anyhow::Result<()> {
             api
         }
     };
-    exec(
-        std::process::Command::new(dir.join("examples/scale"))
-            .arg("--data-dir")
-            .arg(&args.data_dir)
-            .args(["--messages", &args.messages.to_string(), "--layout", &args.layout])
-            .arg("--killkrill")
-            .arg(dir.join("killkrill"))
-            .args(phase),
-    )
+    let mut scale = std::process::Command::new(dir.join("examples/scale"));
+    scale
+        .arg("--data-dir")
+        .arg(&args.data_dir)
+        .args(["--messages", &args.messages.to_string(), "--layout", &args.layout])
+        .arg("--killkrill")
+        .arg(dir.join("killkrill"));
+    if let Some(url) = &args.database_url {
+        scale.args(["--database-url", url]);
+    }
+    exec(scale.args(phase))
 }
 
 /// The smoke run of `cargo xtask test`: every phase on a small store.
