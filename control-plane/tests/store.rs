@@ -382,6 +382,28 @@ async fn migrations_are_safe_to_run_twice() {
     assert_eq!(open_postgres(url).await.stats().await.unwrap().messages, 2);
 }
 
+/// PostgreSQL keeps a block's Bloom filters in its row (MAIN) and its compressed payload
+/// out of line without a second compression (EXTERNAL), docs/adr/0050.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_keeps_the_filters_in_the_row_and_the_payload_out_of_it() {
+    let server = PostgresServer::start();
+    let url = server.create_database("storage");
+    open_postgres(url.clone()).await.close().await;
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let storage: Vec<(String, String)> = sqlx::query_as(
+        "SELECT attname::text, attstorage::text FROM pg_attribute \
+         WHERE attrelid = 'log_blocks'::regclass AND attname IN ('field_filter', 'token_filter', 'payload') \
+         ORDER BY attname",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let expected = [("field_filter", "m"), ("payload", "e"), ("token_filter", "m")]
+        .map(|(name, storage)| (name.to_owned(), storage.to_owned()));
+    assert_eq!(storage, expected);
+    pool.close().await;
+}
+
 /// Four blocks a minute apart: age removes exactly the blocks wholly older than the
 /// limit; size removes the oldest blocks until what is left fits, and nothing else.
 async fn retention_removes_what_it_should(store: Arc<dyn Store>) {

@@ -25,6 +25,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (4, "runtime config", include_str!("../../migrations/postgres/0004_runtime_config.sql")),
     (5, "log block totals", include_str!("../../migrations/postgres/0005_log_block_totals.sql")),
     (6, "log block compaction", include_str!("../../migrations/postgres/0006_log_block_compaction.sql")),
+    (
+        7,
+        "log block filters inline",
+        include_str!("../../migrations/postgres/0007_log_block_filters_inline.sql"),
+    ),
 ];
 
 #[derive(Debug)]
