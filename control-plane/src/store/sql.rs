@@ -31,6 +31,12 @@ use crate::{Error, Result};
 /// page of the newest messages is usually in the first blocks), more each round after.
 const FIRST_ROUND_CANDIDATES: i64 = 16;
 const CANDIDATES_PER_ROUND: i64 = 256;
+/// On PostgreSQL a search reads the payloads of the blocks it will decode next in one
+/// statement: 1, then 2, 4 and at most this many at a time. Each statement is a round
+/// trip there; the cap bounds what a search reads ahead and may not need once its page is
+/// full. SQLite reads one at a time: a statement is a call in this process, and reading
+/// ahead only delays the next decode (docs/adr/0050).
+const MAX_POSTGRES_PAYLOADS_PER_READ: usize = 8;
 
 /// How much of the SQLite file reads map rather than copy (a 64-bit address space has
 /// room; a larger file reads its remainder as before).
@@ -375,13 +381,17 @@ impl SqlStore {
         let mut rounds = 1;
         // False when a block went (retention) between its index row and its payload.
         let mut every_block_read = true;
+        // Payloads read ahead of their decoding, and how many the next read takes.
+        let mut read_ahead: HashMap<i64, Vec<u8>> = HashMap::new();
+        let mut payloads_per_read = 1;
         'rounds: while let Some(last) = candidates.last() {
             after = Some(match query.order {
                 Order::Descending => (last.max_received_ns, last.seq),
                 Order::Ascending => (last.min_received_ns, last.seq),
             });
-            let round_len = candidates.len();
-            for candidate in std::mem::take(&mut candidates) {
+            let round = std::mem::take(&mut candidates);
+            let round_len = round.len();
+            for (index, candidate) in round.iter().enumerate() {
                 if found.len() >= wanted {
                     found.sort_by(|a, b| better(&a.0, &b.0));
                     found.truncate(wanted);
@@ -395,7 +405,7 @@ impl SqlStore {
                         break 'rounds;
                     }
                 }
-                if !query.may_match(plan, &candidate) {
+                if !query.may_match(plan, candidate) {
                     continue;
                 }
                 let job = match self.decoded.get(candidate.seq) {
@@ -409,18 +419,36 @@ impl SqlStore {
                     Some(block) => {
                         matching_rows(query.clone(), candidate.seq, BlockSource::Decoded(block), wanted)
                     }
-                    None => match self.payload(candidate.seq).await? {
-                        Some(payload) => matching_rows(
-                            query.clone(),
-                            candidate.seq,
-                            BlockSource::Payload(payload, self.decoded.clone()),
-                            wanted,
-                        ),
-                        None => {
-                            every_block_read = false;
-                            continue;
+                    None => {
+                        if !read_ahead.contains_key(&candidate.seq) {
+                            // This block and the next ones of the round that will need
+                            // their payloads, in one statement.
+                            let next_seqs = round[index + 1..]
+                                .iter()
+                                .filter(|next| {
+                                    query.may_match(plan, next) && !self.decoded.contains(next.seq)
+                                })
+                                .map(|next| next.seq);
+                            let seqs: Vec<i64> = std::iter::once(candidate.seq)
+                                .chain(next_seqs)
+                                .take(payloads_per_read)
+                                .collect();
+                            read_ahead.extend(self.payloads(&seqs).await?);
+                            payloads_per_read = (payloads_per_read * 2).min(self.max_payloads_per_read());
                         }
-                    },
+                        match read_ahead.remove(&candidate.seq) {
+                            Some(payload) => matching_rows(
+                                query.clone(),
+                                candidate.seq,
+                                BlockSource::Payload(payload, self.decoded.clone()),
+                                wanted,
+                            ),
+                            None => {
+                                every_block_read = false;
+                                continue;
+                            }
+                        }
+                    }
                 };
                 decoding.push_back(job);
                 // The first block alone (it often fills the page: no work wasted on a
@@ -458,6 +486,33 @@ impl SqlStore {
                 next_cursor,
             },
             settled_by_first_round: rounds == 1 && every_block_read,
+        })
+    }
+
+    fn max_payloads_per_read(&self) -> usize {
+        match self.pool {
+            Pool::Sqlite(_) => 1,
+            Pool::Postgres(_) => MAX_POSTGRES_PAYLOADS_PER_READ,
+        }
+    }
+
+    /// The payloads of these blocks, by sequence number; a block gone (retention) since its
+    /// index row was read is missing from the answer.
+    async fn payloads(&self, seqs: &[i64]) -> Result<HashMap<i64, Vec<u8>>> {
+        if let [seq] = seqs {
+            return Ok(self.payload(*seq).await?.map(|payload| (*seq, payload)).into_iter().collect());
+        }
+        on_pool!(&self.pool, pool => {
+            let mut sql = QueryBuilder::new("SELECT seq, payload FROM log_blocks WHERE seq IN (");
+            let mut list = sql.separated(", ");
+            for seq in seqs {
+                list.push_bind(*seq);
+            }
+            sql.push(")");
+            let rows = sql.build().fetch_all(pool).await?;
+            rows.iter()
+                .map(|row| Ok((row.try_get("seq")?, row.try_get("payload")?)))
+                .collect::<Result<HashMap<_, _>>>()
         })
     }
 
