@@ -404,6 +404,37 @@ async fn postgres_keeps_the_filters_in_the_row_and_the_payload_out_of_it() {
     pool.close().await;
 }
 
+/// Searches that must read many blocks no decoded-block cache holds yet (a new store
+/// handle each time): on PostgreSQL their payloads come several to a statement (ADR 0050).
+/// Every row comes back once, in order, whether the search reads every block or stops
+/// with payloads read ahead that it did not need.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_over_many_unread_blocks_find_every_row_on_postgres() {
+    let server = PostgresServer::start();
+    let url = server.create_database("read_ahead");
+    let all: Vec<Sent> = (0..4000).map(sent_message).collect();
+    let writer = open_postgres(url.clone()).await;
+    for chunk in all.chunks(100) {
+        insert(&*writer, chunk).await;
+    }
+    writer.close().await;
+    for (words, order, limit) in [
+        ("", Order::Descending, 10_000),
+        ("error", Order::Ascending, 10_000),
+        ("timeout -link", Order::Descending, 10_000),
+        ("", Order::Descending, 50),
+        ("failed", Order::Ascending, 50),
+    ] {
+        let reader = open_postgres(url.clone()).await;
+        let search = LogQuery { text: text(words), order, limit, ..LogQuery::default() };
+        let scan = expected(&all, &search, |sent| store_side_text_match(&text(words), &sent.text));
+        let page = reader.query_logs(&search).await.unwrap();
+        assert!(!scan.is_empty(), "{words:?}: the case selects something");
+        assert_eq!(seqs(&page.logs), scan, "{words:?} {order:?} limit {limit}");
+        reader.close().await;
+    }
+}
+
 /// Four blocks a minute apart: age removes exactly the blocks wholly older than the
 /// limit; size removes the oldest blocks until what is left fits, and nothing else.
 async fn retention_removes_what_it_should(store: Arc<dyn Store>) {
