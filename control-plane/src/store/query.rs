@@ -220,17 +220,24 @@ impl LogQuery {
 
     /// Whether the block may hold a matching row, from its filters alone.
     pub fn may_match(&self, plan: &Plan, block: &BlockCandidate) -> bool {
+        self.fields_may_match(plan, block)
+            && plan.token_hashes.iter().all(|&hash| filter::may_contain(&block.token_filter, hash))
+    }
+
+    /// Whether the block may hold a row of the hosts, apps and source asked for, from its
+    /// field filter alone.
+    pub fn fields_may_match(&self, plan: &Plan, block: &BlockCandidate) -> bool {
         let any_field = |hashes: &[u64]| {
             hashes.is_empty() || hashes.iter().any(|&hash| filter::may_contain(&block.field_filter, hash))
         };
         any_field(&plan.host_hashes)
             && any_field(&plan.app_hashes)
             && plan.source_hash.is_none_or(|hash| filter::may_contain(&block.field_filter, hash))
-            && plan.token_hashes.iter().all(|&hash| filter::may_contain(&block.token_filter, hash))
     }
 
     /// Whether a row of a decoded block matches every filter (the cursor included).
-    pub fn matches(&self, block: &DecodedBlock, row: usize, id: i64) -> bool {
+    /// `scratch` holds the row's message while the text is checked, when there is text to check.
+    pub fn matches(&self, block: &DecodedBlock, row: usize, id: i64, scratch: &mut Vec<u8>) -> bool {
         let received = block.received_ns[row];
         if self.start_ns.is_some_and(|start| received < start)
             || self.end_ns.is_some_and(|end| received >= end)
@@ -270,7 +277,8 @@ impl LogQuery {
                 return false;
             }
         }
-        self.text.matches(block.message(row))
+        // The message is built only for rows every other filter let through.
+        self.text.is_empty() || self.text.matches(block.message_into(row, scratch))
     }
 }
 

@@ -128,6 +128,8 @@ pub struct BlockEncoder {
     token_filter: filter::FilterBuilder,
     address_text: String,
     messages: words::MessageCoder,
+    /// A message of a decoded block being encoded again (`encode_rows`).
+    message_scratch: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -255,6 +257,7 @@ impl BlockEncoder {
             token_filter: filter::FilterBuilder::default(),
             address_text: String::new(),
             messages: words::MessageCoder::default(),
+            message_scratch: Vec::new(),
         })
     }
 
@@ -451,12 +454,19 @@ pub struct DecodedBlock {
     event: Vec<Option<(i64, u8)>>,
     refs: [Vec<u32>; 6],
     structured_data: Vec<Option<Range<usize>>>,
-    /// Every message's text, back to back, and where each lies.
-    messages: Vec<u8>,
-    message: Vec<Range<usize>>,
+    messages: MessageColumn,
     raw: Vec<Option<Range<usize>>>,
     /// Parsed source addresses, one per dictionary entry that is an address.
     addresses: Vec<Option<IpAddr>>,
+}
+
+/// The messages of a decoded block.
+#[derive(Debug)]
+enum MessageColumn {
+    /// Formats 1 and 2: every message's text, back to back, and where each lies.
+    Text(Vec<u8>, Vec<Range<usize>>),
+    /// Formats 3 and 4: codes into pieces of the body, rendered row by row when asked for.
+    Coded(words::CodedMessages),
 }
 
 /// Which text field a `refs` column holds.
@@ -686,7 +696,7 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
         }
         Ok::<_, BlockError>(ranges)
     };
-    let (structured_data, messages, message, mut raw);
+    let (structured_data, messages, mut raw);
     // Rows whose frame is stored as the part before their message (format 3).
     let mut raw_prefixes = Vec::new();
     if format_version == 1 {
@@ -701,14 +711,15 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
             text.extend_from_slice(reader.take(len)?);
             ranges.push(start..text.len());
         }
-        (messages, message) = (text, ranges);
+        messages = MessageColumn::Text(text, ranges);
         raw = optional_ranges(&raw_lengths, &mut reader)?;
     } else if format_version == 2 {
         let sd_lengths = read_lengths(&mut reader)?;
         let raw_lengths = read_lengths(&mut reader)?;
         structured_data = optional_ranges(&sd_lengths, &mut reader)?;
         raw = optional_ranges(&raw_lengths, &mut reader)?;
-        (messages, message) = words::read_v2(&mut reader, count)?;
+        let (text, ranges) = words::read_v2(&mut reader, count)?;
+        messages = MessageColumn::Text(text, ranges);
     } else {
         let sd_lengths = read_lengths(&mut reader)?;
         // 0: none; 2 × len + 1: the whole frame; 2 × (len + 1): the part before the message.
@@ -726,7 +737,7 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
         }
         structured_data = optional_ranges(&sd_lengths, &mut reader)?;
         raw = optional_ranges(&raw_lengths, &mut reader)?;
-        (messages, message) = words::read(&mut reader, count)?;
+        messages = MessageColumn::Coded(words::read(&mut reader, count)?);
     }
     if reader.position() != body.len() {
         return Err(BlockError::Damaged("trailing bytes"));
@@ -751,11 +762,16 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
         });
         refs[RefColumn::Procid as usize][row] = index + 1;
     }
+    // A frame stored as the part before its message gets its message back (rendered
+    // from the body, so appended after the rendering: the body only grows).
+    let mut message = Vec::new();
     for row in raw_prefixes {
-        if let Some(prefix) = raw[row].clone() {
+        if let (Some(prefix), MessageColumn::Coded(coded)) = (raw[row].clone(), &messages) {
+            message.clear();
+            coded.render(&body, row, &mut message);
             let start = body.len();
             body.extend_from_within(prefix);
-            body.extend_from_slice(&messages[message[row].clone()]);
+            body.extend_from_slice(&message);
             raw[row] = Some(start..body.len());
         }
     }
@@ -774,7 +790,6 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
         refs,
         structured_data,
         messages,
-        message,
         raw,
         addresses,
         body,
@@ -854,8 +869,28 @@ impl DecodedBlock {
         self.structured_data[row].clone().and_then(|range| std::str::from_utf8(&self.body[range]).ok())
     }
 
-    pub fn message(&self, row: usize) -> &[u8] {
-        &self.messages[self.message[row].clone()]
+    /// The message of `row`, built in `scratch` when the block stores it as codes.
+    pub fn message_into<'a>(&'a self, row: usize, scratch: &'a mut Vec<u8>) -> &'a [u8] {
+        match &self.messages {
+            MessageColumn::Text(text, ranges) => &text[ranges[row].clone()],
+            MessageColumn::Coded(coded) => {
+                scratch.clear();
+                coded.render(&self.body, row, scratch);
+                scratch
+            }
+        }
+    }
+
+    /// The message of `row`; `message_into` spares the allocation in a loop.
+    pub fn message(&self, row: usize) -> std::borrow::Cow<'_, [u8]> {
+        match &self.messages {
+            MessageColumn::Text(text, ranges) => std::borrow::Cow::Borrowed(&text[ranges[row].clone()]),
+            MessageColumn::Coded(coded) => {
+                let mut text = Vec::new();
+                coded.render(&self.body, row, &mut text);
+                std::borrow::Cow::Owned(text)
+            }
+        }
     }
 
     pub fn raw(&self, row: usize) -> Option<&[u8]> {

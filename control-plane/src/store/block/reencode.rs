@@ -125,8 +125,9 @@ impl BlockEncoder {
                 }
                 None => put_u64(&mut self.columns.lengths[0], 0),
             }
-            self.columns.push_raw(block.raw(row), block.message(row));
-            self.messages.push(block.message(row), &mut self.token_filter);
+            let message = block.message_into(row, &mut self.message_scratch);
+            self.columns.push_raw(block.raw(row), message);
+            self.messages.push(message, &mut self.token_filter);
         }
         self.finish(BlockTotals {
             count: rows.len(),

@@ -49,7 +49,21 @@ impl<'a> Reader<'a> {
         Ok(byte)
     }
 
+    /// Inlined for the one-byte value (most codes, lengths and deltas of a block); the
+    /// longer ones are read out of line.
+    #[inline]
     pub(super) fn u64(&mut self) -> Result<u64, BlockError> {
+        if let Some(&byte) = self.bytes.get(self.position)
+            && byte < 0x80
+        {
+            self.position += 1;
+            return Ok(u64::from(byte));
+        }
+        self.long_u64()
+    }
+
+    #[inline(never)]
+    fn long_u64(&mut self) -> Result<u64, BlockError> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = self.u8()?;

@@ -463,33 +463,118 @@ fn short_hash(key: [u64; 2]) -> u64 {
 /// The text of every message of a block, back to back, and where each lies.
 type Messages = (Vec<u8>, Vec<Range<usize>>);
 
-/// Reads the message section of formats 3 and 4: every message's text, back to back, and where
-/// each lies.
-pub(super) fn read(reader: &mut Reader<'_>, count: usize) -> Result<Messages, BlockError> {
-    let (code_counts, total) = read_counts(reader, count)?;
-    let codes = read_codes(reader, total)?;
-    let mut pieces = PieceReader::read(reader, &codes)?;
-    let mut text = Vec::new();
-    let mut ranges = Vec::with_capacity(count);
-    let mut codes = codes.into_iter();
-    for code_count in code_counts {
-        let start = text.len();
+/// The message section of formats 3 and 4, read but not rendered: a message's text is
+/// built when asked for ([`CodedMessages::render`]). A search reads a whole block for the
+/// few rows its host or time filter leaves, and building every message's text was two
+/// thirds of decoding a block (`perf` of `store/decode_block`, ADR 0051).
+#[derive(Debug, Default)]
+pub(super) struct CodedMessages {
+    /// Every message's codes, in message order (0 = its next literal, k = piece k - 1).
+    codes: Vec<u32>,
+    /// Per message, and one past the last: where its codes start in `codes`.
+    code_starts: Vec<u32>,
+    /// Per message: the index in `literals` of its first literal.
+    literal_starts: Vec<u32>,
+    /// Where each ranked piece and each literal lies in the block's body.
+    pieces: Vec<Range<u32>>,
+    literals: Vec<Range<u32>>,
+}
+
+impl CodedMessages {
+    /// Appends the text of message `row` to `out`. Every code and literal was checked
+    /// when the section was read, so this cannot fail on a block `read` accepted.
+    pub(super) fn render(&self, body: &[u8], row: usize, out: &mut Vec<u8>) {
+        let (Some(&start), Some(&end), Some(&first_literal)) =
+            (self.code_starts.get(row), self.code_starts.get(row + 1), self.literal_starts.get(row))
+        else {
+            return;
+        };
+        let mut literals = self.literals[first_literal as usize..].iter();
         let mut after_word = false;
-        for code in codes.by_ref().take(code_count) {
-            let piece = pieces.piece(code)?;
+        for &code in &self.codes[start as usize..end as usize] {
+            let range = match code {
+                0 => literals.next(),
+                code => self.pieces.get(code as usize - 1),
+            };
+            let Some(range) = range else { return };
+            let piece = &body[range.start as usize..range.end as usize];
             let word = piece.first().is_some_and(|&byte| filter::is_token_byte(byte));
             if after_word && word {
-                text.push(b' ');
+                out.push(b' ');
             }
-            text.extend_from_slice(piece);
+            out.extend_from_slice(piece);
             after_word = word;
         }
-        if text.len() > MAX_BODY_BYTES {
+    }
+}
+
+/// Reads the message section of formats 3 and 4, checking every code and length, without
+/// building the text.
+pub(super) fn read(reader: &mut Reader<'_>, count: usize) -> Result<CodedMessages, BlockError> {
+    let (code_counts, total) = read_counts(reader, count)?;
+    // Each code takes at least one byte: a count past the body is damage.
+    if total > reader.remaining() {
+        return Err(BlockError::Damaged("more codes than bytes"));
+    }
+    let mut messages = CodedMessages {
+        codes: Vec::with_capacity(total),
+        code_starts: Vec::with_capacity(count + 1),
+        literal_starts: Vec::with_capacity(count),
+        ..CodedMessages::default()
+    };
+    let mut literal_count = 0u32;
+    for code_count in code_counts {
+        messages.code_starts.push(messages.codes.len() as u32);
+        messages.literal_starts.push(literal_count);
+        for _ in 0..code_count {
+            let code =
+                u32::try_from(reader.u64()?).map_err(|_| BlockError::Damaged("piece code out of range"))?;
+            literal_count += u32::from(code == 0);
+            messages.codes.push(code);
+        }
+    }
+    messages.code_starts.push(messages.codes.len() as u32);
+    let piece_count = reader.len()?;
+    messages.pieces = read_ranges(reader, piece_count)?;
+    messages.literals = read_ranges(reader, literal_count as usize)?;
+    // Every code must name a piece; and the text the codes make must stay within what
+    // a block can hold, or a damaged block that names a long piece many times would
+    // render far more. Bounded first by the longest piece, which settles it for any
+    // real block without a look-up per code.
+    let longest =
+        messages.pieces.iter().chain(&messages.literals).map(|range| range.len()).max().unwrap_or(0);
+    let codes_beyond = messages.codes.iter().any(|&code| code as usize > piece_count);
+    if codes_beyond {
+        return Err(BlockError::Damaged("piece code out of range"));
+    }
+    if messages.codes.len().saturating_mul(longest + 1) > MAX_BODY_BYTES {
+        let text_bytes: usize = messages
+            .codes
+            .iter()
+            .map(|&code| match code {
+                0 => 0,
+                code => messages.pieces[code as usize - 1].len() + 1,
+            })
+            .sum();
+        let literal_bytes: usize = messages.literals.iter().map(|range| range.len() + 1).sum();
+        if text_bytes + literal_bytes > MAX_BODY_BYTES {
             return Err(BlockError::Damaged("messages larger than any block"));
         }
-        ranges.push(start..text.len());
     }
-    Ok((text, ranges))
+    Ok(messages)
+}
+
+/// `count` lengths, then as many strings of those lengths: where each string lies.
+fn read_ranges(reader: &mut Reader<'_>, count: usize) -> Result<Vec<Range<u32>>, BlockError> {
+    let lengths = read_lengths(reader, count)?;
+    let mut ranges = Vec::with_capacity(lengths.len());
+    for len in lengths {
+        let start = reader.position();
+        reader.take(len)?;
+        // The body is at most `MAX_BODY_BYTES`, so its positions fit.
+        ranges.push(start as u32..(start + len) as u32);
+    }
+    Ok(ranges)
 }
 
 /// Reads the message section of format 2 (separators and words in runs of their own).
@@ -547,13 +632,18 @@ fn read_codes(reader: &mut Reader<'_>, count: usize) -> Result<Vec<usize>, Block
     Ok(codes)
 }
 
-/// `count` lengths, then as many strings of those lengths.
-fn read_strings<'a>(reader: &mut Reader<'a>, count: usize) -> Result<Vec<&'a [u8]>, BlockError> {
+/// `count` lengths.
+fn read_lengths(reader: &mut Reader<'_>, count: usize) -> Result<Vec<usize>, BlockError> {
     let mut lengths = Vec::with_capacity(count.min(reader.remaining()));
     for _ in 0..count {
         lengths.push(reader.len()?);
     }
-    lengths.into_iter().map(|len| reader.take(len)).collect()
+    Ok(lengths)
+}
+
+/// `count` lengths, then as many strings of those lengths.
+fn read_strings<'a>(reader: &mut Reader<'a>, count: usize) -> Result<Vec<&'a [u8]>, BlockError> {
+    read_lengths(reader, count)?.into_iter().map(|len| reader.take(len)).collect()
 }
 
 /// The ranked pieces and the literals of a message section, handed out by code.
@@ -607,6 +697,41 @@ mod tests {
             coder.push(message, &mut filter);
             assert_eq!(coder.sequence.len() - before, codes, "{}", String::from_utf8_lossy(message));
         }
+    }
+
+    /// A damaged section whose codes name one long piece again and again would render
+    /// more text than any block holds: refused when read, not when rendered.
+    #[test]
+    fn a_section_that_would_render_past_any_block_is_refused() {
+        let section = |repeats: usize, piece_len: usize| {
+            let mut bytes = Vec::new();
+            put_u64(&mut bytes, repeats as u64);
+            bytes.extend(std::iter::repeat_n(1u8, repeats));
+            put_u64(&mut bytes, 1);
+            put_u64(&mut bytes, piece_len as u64);
+            bytes.extend(std::iter::repeat_n(b'x', piece_len));
+            bytes
+        };
+        let small = section(1 << 10, 1 << 10);
+        let coded = read(&mut Reader::new(&small), 1).unwrap();
+        let mut text = Vec::new();
+        coded.render(&small, 0, &mut text);
+        assert_eq!(
+            text.len(),
+            (1 << 10) * (1 << 10) + (1 << 10) - 1,
+            "pieces with a space between each two words"
+        );
+        let huge = section(1 << 15, 1 << 15);
+        assert!(matches!(
+            read(&mut Reader::new(&huge), 1),
+            Err(BlockError::Damaged("messages larger than any block"))
+        ));
+        let mut beyond = section(4, 4);
+        beyond[2] = 2;
+        assert!(matches!(
+            read(&mut Reader::new(&beyond), 1),
+            Err(BlockError::Damaged("piece code out of range"))
+        ));
     }
 
     #[test]
