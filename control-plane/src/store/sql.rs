@@ -29,9 +29,12 @@ use super::{
 use crate::{Error, Result};
 
 /// Index rows read per round trip while looking for matching blocks: few at first (a
-/// page of the newest messages is usually in the first blocks), more each round after.
+/// page of the newest messages is usually in the first blocks), four times more each
+/// round after, up to 256 on SQLite and 1,024 on PostgreSQL, where each round is a round
+/// trip (an hour of 100 M messages a day is about 4,200 rows; docs/adr/0051).
 const FIRST_ROUND_CANDIDATES: i64 = 16;
-const CANDIDATES_PER_ROUND: i64 = 1024;
+const SQLITE_CANDIDATES_PER_ROUND: i64 = 256;
+const POSTGRES_CANDIDATES_PER_ROUND: i64 = 1024;
 /// On PostgreSQL a search reads the payloads of the blocks it will decode next in one
 /// statement: 1, then 2, 4 and at most this many at a time. Each statement is a round
 /// trip there; the cap bounds what a search reads ahead and may not need once its page is
@@ -487,7 +490,7 @@ impl SqlStore {
             if (round_len as i64) < round_limit {
                 break;
             }
-            round_limit = (round_limit * 4).min(CANDIDATES_PER_ROUND);
+            round_limit = (round_limit * 4).min(self.candidates_per_round());
             candidates = self.candidates(query, plan, after, round_limit, true).await?;
             rounds += 1;
         }
@@ -510,6 +513,13 @@ impl SqlStore {
             },
             settled_by_first_round: rounds == 1 && every_block_read,
         })
+    }
+
+    fn candidates_per_round(&self) -> i64 {
+        match self.pool {
+            Pool::Sqlite(_) => SQLITE_CANDIDATES_PER_ROUND,
+            Pool::Postgres(_) => POSTGRES_CANDIDATES_PER_ROUND,
+        }
     }
 
     fn max_payloads_per_read(&self) -> usize {
@@ -890,7 +900,8 @@ impl Store for SqlStore {
         let mut after = None;
         'rounds: loop {
             // Decodes every block it reads itself: the filters of every block prune.
-            let candidates = self.candidates(&query, &plan, after, CANDIDATES_PER_ROUND, false).await?;
+            let candidates =
+                self.candidates(&query, &plan, after, self.candidates_per_round(), false).await?;
             let Some(last) = candidates.last() else { break };
             after = Some((last.max_received_ns, last.seq));
             let round_len = candidates.len();
@@ -934,7 +945,7 @@ impl Store for SqlStore {
                     entry.2 = entry.2.max(last);
                 }
             }
-            if (round_len as i64) < CANDIDATES_PER_ROUND {
+            if (round_len as i64) < self.candidates_per_round() {
                 break;
             }
         }
