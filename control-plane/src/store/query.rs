@@ -104,6 +104,8 @@ impl TextQuery {
             .collect()
     }
 
+    /// The check on a message's text, which `matches_row` makes from a block's codes.
+    #[cfg(test)]
     fn matches(&self, message: &[u8]) -> bool {
         if self.is_empty() {
             return true;
@@ -115,6 +117,41 @@ impl TextQuery {
             && self.phrases.iter().all(|phrase| has_phrase(phrase))
             && !self.excluded_words.iter().any(|word| has_word(word))
             && !self.excluded_phrases.iter().any(|phrase| has_phrase(phrase))
+    }
+}
+
+/// A search's words made ready for one decoded block: the block's piece codes of each word,
+/// found once per block, so that a row's words are read from its codes rather than from
+/// its text; a row's text is built only for phrases (docs/adr/0051). Made by
+/// [`LogQuery::block_text`] for the block it is then used with.
+pub struct BlockText {
+    /// Per word of the search, then per excluded word: its piece codes in the block.
+    word_codes: Vec<Vec<u32>>,
+    /// A row's message, for phrases.
+    scratch: Vec<u8>,
+}
+
+impl TextQuery {
+    /// `matches` for a row of a decoded block.
+    fn matches_row(&self, block: &DecodedBlock, row: usize, text: &mut BlockText) -> bool {
+        let (word_codes, excluded_codes) =
+            text.word_codes.split_at(self.words.len().min(text.word_codes.len()));
+        let has_word =
+            |(word, codes): (&String, &Vec<u32>)| block.message_has_word(row, codes, word.as_bytes());
+        if !self.words.iter().zip(word_codes).all(has_word)
+            || self.excluded_words.iter().zip(excluded_codes).any(has_word)
+        {
+            return false;
+        }
+        if self.phrases.is_empty() && self.excluded_phrases.is_empty() {
+            return true;
+        }
+        let message = block.message_into(row, &mut text.scratch);
+        self.phrases.iter().all(|phrase| contains_ignore_ascii_case(message, phrase.as_bytes()))
+            && !self
+                .excluded_phrases
+                .iter()
+                .any(|phrase| contains_ignore_ascii_case(message, phrase.as_bytes()))
     }
 }
 
@@ -235,9 +272,18 @@ impl LogQuery {
             && plan.source_hash.is_none_or(|hash| filter::may_contain(&block.field_filter, hash))
     }
 
+    /// The search's words made ready for `block` (for `matches` on its rows).
+    pub fn block_text(&self, block: &DecodedBlock) -> BlockText {
+        let words = self.text.words.iter().chain(&self.text.excluded_words);
+        BlockText {
+            word_codes: words.map(|word| block.word_codes(word.as_bytes()).unwrap_or_default()).collect(),
+            scratch: Vec::new(),
+        }
+    }
+
     /// Whether a row of a decoded block matches every filter (the cursor included).
-    /// `scratch` holds the row's message while the text is checked, when there is text to check.
-    pub fn matches(&self, block: &DecodedBlock, row: usize, id: i64, scratch: &mut Vec<u8>) -> bool {
+    /// `text` comes from `block_text(block)`.
+    pub fn matches(&self, block: &DecodedBlock, row: usize, id: i64, text: &mut BlockText) -> bool {
         let received = block.received_ns[row];
         if self.start_ns.is_some_and(|start| received < start)
             || self.end_ns.is_some_and(|end| received >= end)
@@ -277,8 +323,8 @@ impl LogQuery {
                 return false;
             }
         }
-        // The message is built only for rows every other filter let through.
-        self.text.is_empty() || self.text.matches(block.message_into(row, scratch))
+        // Words last: every other filter is cheaper.
+        self.text.is_empty() || self.text.matches_row(block, row, text)
     }
 }
 

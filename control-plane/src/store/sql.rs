@@ -749,11 +749,11 @@ fn first_matches_in_time_order(
         Order::Ascending => range,
     };
     let mut matched = Vec::with_capacity(wanted);
-    let mut scratch = Vec::new();
+    let mut text = query.block_text(block);
     for row in range {
         // The full check still runs: the bounds above only spare rows it would refuse.
         let key = row_key(block, seq, row);
-        if query.matches(block, row, key.1, &mut scratch) {
+        if query.matches(block, row, key.1, &mut text) {
             matched.push((key, row));
             if matched.len() == wanted {
                 break;
@@ -791,13 +791,13 @@ fn best_matches(
     };
     let mut matched: Vec<(RowKey, usize)> = Vec::new();
     let mut worst_kept: Option<(RowKey, usize)> = None;
-    let mut scratch = Vec::new();
+    let mut text = query.block_text(block);
     for row in rows {
         let key = row_key(block, seq, row);
         if worst_kept.is_some_and(|worst| best_first(&(key, row), &worst).is_ge()) {
             continue;
         }
-        if !query.matches(block, row, key.1, &mut scratch) {
+        if !query.matches(block, row, key.1, &mut text) {
             continue;
         }
         matched.push((key, row));
@@ -919,9 +919,9 @@ impl Store for SqlStore {
                 let found = tokio::task::spawn_blocking(move || {
                     let block = block::decode(&payload)?;
                     let mut found: HashMap<(Option<String>, String), (u64, i64, i64)> = HashMap::new();
-                    let mut scratch = Vec::new();
+                    let mut text = block_query.block_text(&block);
                     for row in 0..block.len() {
-                        if !block_query.matches(&block, row, (seq << 16) | row as i64, &mut scratch) {
+                        if !block_query.matches(&block, row, (seq << 16) | row as i64, &mut text) {
                             continue;
                         }
                         let key = (
@@ -1291,7 +1291,14 @@ mod tests {
             let wanted = query.limit as usize + 1;
             let mut expected: Vec<RowKey> = (0..cached.block.len())
                 .map(|row| row_key(&cached.block, SEQ, row))
-                .filter(|key| query.matches(&cached.block, (key.1 & 0xffff) as usize, key.1, &mut Vec::new()))
+                .filter(|key| {
+                    query.matches(
+                        &cached.block,
+                        (key.1 & 0xffff) as usize,
+                        key.1,
+                        &mut query.block_text(&cached.block),
+                    )
+                })
                 .collect();
             expected.sort_unstable();
             if query.order == Order::Descending {

@@ -881,6 +881,27 @@ impl DecodedBlock {
         }
     }
 
+    /// The codes of this block's pieces that are `word` (ASCII case ignored), for
+    /// `message_has_word`; None when the block keeps its messages as text (formats 1, 2).
+    pub fn word_codes(&self, word: &[u8]) -> Option<Vec<u32>> {
+        match &self.messages {
+            MessageColumn::Text(..) => None,
+            MessageColumn::Coded(coded) => Some(coded.codes_of(&self.body, word)),
+        }
+    }
+
+    /// Whether message `row` has `word` as one of its words (ASCII case ignored), given
+    /// `codes` from `word_codes(word)`: the answer `filter::tokens` gives on the text, read
+    /// from the piece codes (docs/adr/0051).
+    pub fn message_has_word(&self, row: usize, codes: &[u32], word: &[u8]) -> bool {
+        match &self.messages {
+            MessageColumn::Text(text, ranges) => {
+                filter::tokens(&text[ranges[row].clone()]).any(|token| token.eq_ignore_ascii_case(word))
+            }
+            MessageColumn::Coded(coded) => coded.has_word(&self.body, row, codes, word),
+        }
+    }
+
     /// The message of `row`; `message_into` spares the allocation in a loop.
     pub fn message(&self, row: usize) -> std::borrow::Cow<'_, [u8]> {
         match &self.messages {

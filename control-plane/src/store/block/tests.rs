@@ -377,8 +377,7 @@ fn edge_messages() -> Vec<Vec<u8>> {
     messages
 }
 
-#[test]
-fn pieces_at_every_boundary_round_trip() {
+fn edge_batch() -> LogBatch {
     let limits = BatchLimits { max_messages: 1 << 16, max_bytes: 64 << 20, ..BatchLimits::default() };
     let mut batch = LogBatch::new(ListenerKind::SyslogTcp, &limits);
     for (index, message) in edge_messages().iter().enumerate() {
@@ -390,6 +389,12 @@ fn pieces_at_every_boundary_round_trip() {
         };
         batch.push_syslog(&frame, None, "192.0.2.1:514".parse::<SocketAddr>().unwrap(), &options);
     }
+    batch
+}
+
+#[test]
+fn pieces_at_every_boundary_round_trip() {
+    let batch = edge_batch();
     let block = BlockEncoder::new(1).unwrap().encode(batch.iter()).unwrap();
     let decoded = decode(&block.payload).unwrap();
     assert_rows_equal(&decoded, &batch);
@@ -420,6 +425,44 @@ fn generator_batch(count: usize) -> LogBatch {
         batch.push_syslog(&frame, None, source, &options);
     }
     batch
+}
+
+/// A row's words read from its piece codes (how a search checks them, ADR 0051) are the
+/// words of its text: every word of every tenth message, in its case and upper-cased, and
+/// words no message has, over load-generator traffic (pieces, and literals: words seen
+/// once, long numbers, long words) and the edge messages.
+#[test]
+fn words_read_from_codes_are_the_words_of_the_text() {
+    for batch in [generator_batch(2_000), edge_batch()] {
+        let block = BlockEncoder::new(1).unwrap().encode(batch.iter()).unwrap();
+        let decoded = decode(&block.payload).unwrap();
+        let texts: Vec<Vec<u8>> = (0..decoded.len()).map(|row| decoded.message(row).into_owned()).collect();
+        let mut words: Vec<Vec<u8>> = vec![b"nosuchword".to_vec(), b"x".to_vec(), b"0".to_vec()];
+        for text in texts.iter().step_by(10) {
+            for token in filter::tokens(text) {
+                words.push(token.to_vec());
+                words.push(token.to_ascii_uppercase());
+            }
+        }
+        words.sort_unstable();
+        words.dedup();
+        let mut found = 0;
+        for word in &words {
+            let codes = decoded.word_codes(word).expect("format 4 keeps the messages as codes");
+            for (row, text) in texts.iter().enumerate() {
+                let in_text = filter::tokens(text).any(|token| token.eq_ignore_ascii_case(word));
+                assert_eq!(
+                    decoded.message_has_word(row, &codes, word),
+                    in_text,
+                    "row {row}, word {:?}, message {:?}",
+                    String::from_utf8_lossy(word),
+                    String::from_utf8_lossy(text)
+                );
+                found += usize::from(in_text);
+            }
+        }
+        assert!(found > words.len(), "the words are found in many rows");
+    }
 }
 
 /// A full block (65,536 rows) of realistic traffic round-trips; one row more is refused.

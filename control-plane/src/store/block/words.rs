@@ -508,6 +508,41 @@ impl CodedMessages {
     }
 }
 
+impl CodedMessages {
+    /// The codes of the pieces that are `word`, ASCII case ignored (a word is a piece or
+    /// a literal, never part of one: both are cut where the token filter cuts).
+    pub(super) fn codes_of(&self, body: &[u8], word: &[u8]) -> Vec<u32> {
+        (1..)
+            .zip(&self.pieces)
+            .filter(|(_, range)| body[range.start as usize..range.end as usize].eq_ignore_ascii_case(word))
+            .map(|(code, _)| code)
+            .collect()
+    }
+
+    /// Whether message `row` has a piece among `codes` (from `codes_of(word)`) or a
+    /// literal that is `word`: the word check of a search, without building the text.
+    pub(super) fn has_word(&self, body: &[u8], row: usize, codes: &[u32], word: &[u8]) -> bool {
+        let (Some(&start), Some(&end), Some(&first_literal)) =
+            (self.code_starts.get(row), self.code_starts.get(row + 1), self.literal_starts.get(row))
+        else {
+            return false;
+        };
+        let mut literals = self.literals[first_literal as usize..].iter();
+        for &code in &self.codes[start as usize..end as usize] {
+            if code != 0 {
+                if codes.contains(&code) {
+                    return true;
+                }
+            } else if let Some(range) = literals.next()
+                && body[range.start as usize..range.end as usize].eq_ignore_ascii_case(word)
+            {
+                return true;
+            }
+        }
+        false
+    }
+}
+
 /// Reads the message section of formats 3 and 4, checking every code and length, without
 /// building the text.
 pub(super) fn read(reader: &mut Reader<'_>, count: usize) -> Result<CodedMessages, BlockError> {
