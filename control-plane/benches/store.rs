@@ -94,6 +94,20 @@ fn encode(c: &mut Criterion) {
         })
     });
     group.finish();
+    // Compaction's part per block: decode, then write every row again at its level (9).
+    let decoded = killkrill::store::block::decode(&block.payload).unwrap();
+    let rows: Vec<killkrill::store::block::RowRef> =
+        (0..decoded.len() as u32).map(|row| killkrill::store::block::RowRef { block: 0, row }).collect();
+    let mut group = c.benchmark_group("store/reencode_block");
+    group.throughput(Throughput::Elements(16_384));
+    let mut encoder = BlockEncoder::new(9).unwrap();
+    group.bench_function("zstd_9", |b| {
+        b.iter(|| {
+            let decoded = killkrill::store::block::decode(&block.payload).unwrap();
+            encoder.encode_rows(&[&decoded], &rows, block.summary.raw_bytes).unwrap()
+        })
+    });
+    group.finish();
 }
 
 /// Replays `MESSAGES` prepared messages through the batch writer into `store`; a message
