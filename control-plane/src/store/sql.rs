@@ -240,7 +240,7 @@ impl SqlStore {
                 .filter(|candidate| query.fields_may_match(plan, candidate))
                 .map(|candidate| candidate.seq)
                 .collect();
-            let mut filters = self.filters_of(&wanted, "token_filter").await?;
+            let mut filters = self.column_of(&wanted, "token_filter").await?;
             for candidate in &mut candidates {
                 if let Some(filter) = filters.remove(&candidate.seq) {
                     candidate.token_filter = filter;
@@ -250,9 +250,10 @@ impl SqlStore {
         Ok(candidates)
     }
 
-    /// One filter column (`field_filter` or `token_filter`) of the blocks `seqs`, by
-    /// sequence number; a block gone since its index row was read is missing.
-    async fn filters_of(&self, seqs: &[i64], column: &'static str) -> Result<HashMap<i64, Vec<u8>>> {
+    /// One bytes column (`field_filter`, `token_filter`, `payload`) of the blocks `seqs`,
+    /// by sequence number; a block gone (retention) since its index row was read is
+    /// missing from the answer.
+    async fn column_of(&self, seqs: &[i64], column: &'static str) -> Result<HashMap<i64, Vec<u8>>> {
         if seqs.is_empty() {
             return Ok(HashMap::new());
         }
@@ -281,7 +282,7 @@ impl SqlStore {
             .filter(|candidate| !uses_cache || !self.decoded.contains(candidate.seq))
             .map(|candidate| candidate.seq)
             .collect();
-        let filters = self.filters_of(&wanted, "field_filter").await?;
+        let filters = self.column_of(&wanted, "field_filter").await?;
         for candidate in candidates {
             if let Some(filter) = filters.get(&candidate.seq) {
                 candidate.field_filter.clone_from(filter);
@@ -535,18 +536,7 @@ impl SqlStore {
         if let [seq] = seqs {
             return Ok(self.payload(*seq).await?.map(|payload| (*seq, payload)).into_iter().collect());
         }
-        on_pool!(&self.pool, pool => {
-            let mut sql = QueryBuilder::new("SELECT seq, payload FROM log_blocks WHERE seq IN (");
-            let mut list = sql.separated(", ");
-            for seq in seqs {
-                list.push_bind(*seq);
-            }
-            sql.push(")");
-            let rows = sql.build().fetch_all(pool).await?;
-            rows.iter()
-                .map(|row| Ok((row.try_get("seq")?, row.try_get("payload")?)))
-                .collect::<Result<HashMap<_, _>>>()
-        })
+        self.column_of(seqs, "payload").await
     }
 
     async fn payload(&self, seq: i64) -> Result<Option<Vec<u8>>> {
