@@ -481,17 +481,20 @@ pub(super) struct CodedMessages {
 }
 
 impl CodedMessages {
+    /// Message `row`'s codes, and the literals from its first one on (its code 0s take
+    /// them in order); None past the last row.
+    fn row(&self, row: usize) -> Option<(&[u32], std::slice::Iter<'_, Range<u32>>)> {
+        let (&start, &end) = (self.code_starts.get(row)?, self.code_starts.get(row + 1)?);
+        let first_literal = *self.literal_starts.get(row)? as usize;
+        Some((&self.codes[start as usize..end as usize], self.literals[first_literal..].iter()))
+    }
+
     /// Appends the text of message `row` to `out`. Every code and literal was checked
     /// when the section was read, so this cannot fail on a block `read` accepted.
     pub(super) fn render(&self, body: &[u8], row: usize, out: &mut Vec<u8>) {
-        let (Some(&start), Some(&end), Some(&first_literal)) =
-            (self.code_starts.get(row), self.code_starts.get(row + 1), self.literal_starts.get(row))
-        else {
-            return;
-        };
-        let mut literals = self.literals[first_literal as usize..].iter();
+        let Some((codes, mut literals)) = self.row(row) else { return };
         let mut after_word = false;
-        for &code in &self.codes[start as usize..end as usize] {
+        for &code in codes {
             let range = match code {
                 0 => literals.next(),
                 code => self.pieces.get(code as usize - 1),
@@ -506,9 +509,7 @@ impl CodedMessages {
             after_word = word;
         }
     }
-}
 
-impl CodedMessages {
     /// The codes of the pieces that are `word`, ASCII case ignored (a word is a piece or
     /// a literal, never part of one: both are cut where the token filter cuts).
     pub(super) fn codes_of(&self, body: &[u8], word: &[u8]) -> Vec<u32> {
@@ -522,13 +523,8 @@ impl CodedMessages {
     /// Whether message `row` has a piece among `codes` (from `codes_of(word)`) or a
     /// literal that is `word`: the word check of a search, without building the text.
     pub(super) fn has_word(&self, body: &[u8], row: usize, codes: &[u32], word: &[u8]) -> bool {
-        let (Some(&start), Some(&end), Some(&first_literal)) =
-            (self.code_starts.get(row), self.code_starts.get(row + 1), self.literal_starts.get(row))
-        else {
-            return false;
-        };
-        let mut literals = self.literals[first_literal as usize..].iter();
-        for &code in &self.codes[start as usize..end as usize] {
+        let Some((row_codes, mut literals)) = self.row(row) else { return false };
+        for &code in row_codes {
             if code != 0 {
                 if codes.contains(&code) {
                     return true;
