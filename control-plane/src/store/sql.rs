@@ -282,10 +282,10 @@ impl SqlStore {
             .filter(|candidate| !uses_cache || !self.decoded.contains(candidate.seq))
             .map(|candidate| candidate.seq)
             .collect();
-        let filters = self.column_of(&wanted, "field_filter").await?;
+        let mut filters = self.column_of(&wanted, "field_filter").await?;
         for candidate in candidates {
-            if let Some(filter) = filters.get(&candidate.seq) {
-                candidate.field_filter.clone_from(filter);
+            if let Some(filter) = filters.remove(&candidate.seq) {
+                candidate.field_filter = filter;
             }
         }
         Ok(())
