@@ -676,13 +676,6 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
             source.push(dictionary_index(value)?);
         }
     }
-    let read_lengths = |reader: &mut Reader<'_>| {
-        let mut column = Vec::with_capacity(count);
-        for _ in 0..count {
-            column.push(reader.len()?);
-        }
-        Ok::<_, BlockError>(column)
-    };
     let optional_ranges = |lengths: &[usize], reader: &mut Reader<'_>| {
         let mut ranges = Vec::with_capacity(lengths.len());
         for &len in lengths {
@@ -700,9 +693,9 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
     // Rows whose frame is stored as the part before their message (format 3).
     let mut raw_prefixes = Vec::new();
     if format_version == 1 {
-        let sd_lengths = read_lengths(&mut reader)?;
-        let message_lengths = read_lengths(&mut reader)?;
-        let raw_lengths = read_lengths(&mut reader)?;
+        let sd_lengths = reader.lengths(count)?;
+        let message_lengths = reader.lengths(count)?;
+        let raw_lengths = reader.lengths(count)?;
         structured_data = optional_ranges(&sd_lengths, &mut reader)?;
         let mut ranges = Vec::with_capacity(count);
         let mut text = Vec::new();
@@ -714,14 +707,14 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
         messages = MessageColumn::Text(text, ranges);
         raw = optional_ranges(&raw_lengths, &mut reader)?;
     } else if format_version == 2 {
-        let sd_lengths = read_lengths(&mut reader)?;
-        let raw_lengths = read_lengths(&mut reader)?;
+        let sd_lengths = reader.lengths(count)?;
+        let raw_lengths = reader.lengths(count)?;
         structured_data = optional_ranges(&sd_lengths, &mut reader)?;
         raw = optional_ranges(&raw_lengths, &mut reader)?;
         let (text, ranges) = words::read_v2(&mut reader, count)?;
         messages = MessageColumn::Text(text, ranges);
     } else {
-        let sd_lengths = read_lengths(&mut reader)?;
+        let sd_lengths = reader.lengths(count)?;
         // 0: none; 2 × len + 1: the whole frame; 2 × (len + 1): the part before the message.
         let mut raw_lengths = Vec::with_capacity(count);
         for row in 0..count {

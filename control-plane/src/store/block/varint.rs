@@ -89,6 +89,15 @@ impl<'a> Reader<'a> {
             .ok_or(BlockError::Damaged("length larger than the block"))
     }
 
+    /// `count` lengths (a column of them).
+    pub(super) fn lengths(&mut self, count: usize) -> Result<Vec<usize>, BlockError> {
+        let mut lengths = Vec::with_capacity(count.min(self.remaining()));
+        for _ in 0..count {
+            lengths.push(self.len()?);
+        }
+        Ok(lengths)
+    }
+
     pub(super) fn take(&mut self, len: usize) -> Result<&'a [u8], BlockError> {
         let end = self.position.checked_add(len).ok_or(BlockError::Damaged("length overflow"))?;
         let slice = self.bytes.get(self.position..end).ok_or(BlockError::Damaged("body ends early"))?;

@@ -597,7 +597,7 @@ pub(super) fn read(reader: &mut Reader<'_>, count: usize) -> Result<CodedMessage
 
 /// `count` lengths, then as many strings of those lengths: where each string lies.
 fn read_ranges(reader: &mut Reader<'_>, count: usize) -> Result<Vec<Range<u32>>, BlockError> {
-    let lengths = read_lengths(reader, count)?;
+    let lengths = reader.lengths(count)?;
     let mut ranges = Vec::with_capacity(lengths.len());
     for len in lengths {
         let start = reader.position();
@@ -663,18 +663,9 @@ fn read_codes(reader: &mut Reader<'_>, count: usize) -> Result<Vec<usize>, Block
     Ok(codes)
 }
 
-/// `count` lengths.
-fn read_lengths(reader: &mut Reader<'_>, count: usize) -> Result<Vec<usize>, BlockError> {
-    let mut lengths = Vec::with_capacity(count.min(reader.remaining()));
-    for _ in 0..count {
-        lengths.push(reader.len()?);
-    }
-    Ok(lengths)
-}
-
 /// `count` lengths, then as many strings of those lengths.
 fn read_strings<'a>(reader: &mut Reader<'a>, count: usize) -> Result<Vec<&'a [u8]>, BlockError> {
-    read_lengths(reader, count)?.into_iter().map(|len| reader.take(len)).collect()
+    reader.lengths(count)?.into_iter().map(|len| reader.take(len)).collect()
 }
 
 /// The ranked pieces and the literals of a message section, handed out by code.
