@@ -113,7 +113,8 @@ pub(super) struct MessageCoder {
     literals: Vec<u8>,
     literal_ranges: Vec<Range<u32>>,
     literal_positions: Vec<u64>,
-    /// Scratch for the final ranking.
+    /// Scratch for the final ranking: per piece, and one past the last for a literal, its
+    /// code as written ([`packed_code`]).
     codes: Vec<u32>,
     ranked: Vec<u64>,
 }
@@ -316,10 +317,11 @@ impl MessageCoder {
                 .map(|(index, &count)| (u64::from(u32::MAX - count) << 32) | index as u64),
         );
         self.ranked.sort_unstable();
+        // A piece seen once is a literal, code 0, as is a word never looked up (the last entry).
         self.codes.clear();
-        self.codes.resize(pieces, 0);
+        self.codes.resize(pieces + 1, packed_code(0));
         for (rank, &key) in self.ranked.iter().enumerate() {
-            self.codes[key as u32 as usize] = rank as u32 + 1;
+            self.codes[key as u32 as usize] = packed_code(rank as u32 + 1);
         }
 
         body.extend_from_slice(&self.code_counts);
@@ -365,62 +367,81 @@ impl MessageCoder {
 impl MessageCoder {
     /// Every message's codes. The run's exact size is known from the counts, so the codes
     /// are written into a slice with a cursor rather than pushed one by one (a push
-    /// reloads the vector's length and capacity every time).
+    /// reloads the vector's length and capacity every time). Each code is stored as four
+    /// bytes and the cursor moves by its length, so no branch depends on whether a code
+    /// takes one byte or two: which it takes follows the piece's rank, not the text, and
+    /// that branch was a quarter of the writing's time (`perf annotate`, ADR 0052).
     fn write_codes(&self, body: &mut Vec<u8>) {
+        if self.ranked.len() >= 1 << 21 {
+            // Codes past three bytes (blocks of millions of distinct pieces).
+            return self.write_codes_plainly(body);
+        }
         let coded: usize = self
             .counts
             .iter()
             .zip(&self.codes)
-            .map(|(&count, &code)| count as usize * varint_len(code))
+            .map(|(&count, &code)| count as usize * packed_len(code))
             .sum();
         // Words never looked up are literals: code 0, one byte each.
         let size = coded + self.literal_ranges.len();
         let start = body.len();
-        body.resize(start + size, 0);
-        let code = |index: u32| if index == LITERAL { 0 } else { self.codes[index as usize] };
-        let mut out = CodeWriter { out: &mut body[start..], at: 0 };
+        // Three spare bytes: the last code's store reaches past the run.
+        body.resize(start + size + 3, 0);
+        let out = &mut body[start..];
+        let literal = self.codes.len() - 1;
+        let mut at = 0;
         for &index in &self.sequence {
-            out.put(code(index));
-        }
-        if out.at != size {
-            // Unreachable if the counts are right; if not, write the run the plain way.
-            debug_assert!(false, "code run of {} bytes, {size} expected", out.at);
-            body.truncate(start);
-            for &index in &self.sequence {
-                put_u64(body, u64::from(code(index)));
+            // `LITERAL` (u32::MAX) becomes the last entry, a branch-free clamp.
+            let code = self.codes[(index as usize).min(literal)];
+            if let Some(slot) = out.get_mut(at..at + 4) {
+                slot.copy_from_slice(&code.to_le_bytes());
             }
+            at += packed_len(code);
+        }
+        body.truncate(start + size);
+        if at != size {
+            // Unreachable if the counts are right; if not, write the run the plain way.
+            debug_assert!(false, "code run of {at} bytes, {size} expected");
+            body.truncate(start);
+            self.write_codes_plainly(body);
+        }
+    }
+
+    /// Every message's codes, one varint at a time, from the ranking alone.
+    fn write_codes_plainly(&self, body: &mut Vec<u8>) {
+        let mut codes = vec![0u32; self.ranges.len()];
+        for (rank, &key) in self.ranked.iter().enumerate() {
+            codes[key as u32 as usize] = rank as u32 + 1;
+        }
+        for &index in &self.sequence {
+            put_u64(body, u64::from(codes.get(index as usize).copied().unwrap_or(0)));
         }
     }
 }
 
-/// Bytes of a varint.
-fn varint_len(value: u32) -> usize {
-    (32 - (value | 1).leading_zeros() as usize).div_ceil(7)
+/// A code below 2^21 as written: its varint's bytes (one to three) in the low three bytes,
+/// and its length in the top one. Larger codes are never packed (see `write_codes`).
+const fn packed_code(code: u32) -> u32 {
+    let len = if code < 1 << 7 {
+        1
+    } else if code < 1 << 14 {
+        2
+    } else {
+        3
+    };
+    let mut bytes = (code & 0x7f) | (((code >> 7) & 0x7f) << 8) | (((code >> 14) & 0x7f) << 16);
+    if len > 1 {
+        bytes |= 0x80;
+    }
+    if len > 2 {
+        bytes |= 0x80 << 8;
+    }
+    bytes | (len << 24)
 }
 
-/// Writes varints into a slice sized beforehand; past its end it only counts.
-struct CodeWriter<'a> {
-    out: &'a mut [u8],
-    at: usize,
-}
-
-impl CodeWriter<'_> {
-    #[inline]
-    fn put(&mut self, mut code: u32) {
-        while code >= 0x80 {
-            self.byte((code as u8) | 0x80);
-            code >>= 7;
-        }
-        self.byte(code as u8);
-    }
-
-    #[inline]
-    fn byte(&mut self, byte: u8) {
-        if let Some(slot) = self.out.get_mut(self.at) {
-            *slot = byte;
-        }
-        self.at += 1;
-    }
+/// Bytes a packed code takes.
+fn packed_len(packed: u32) -> usize {
+    (packed >> 24) as usize
 }
 
 /// The key of a piece of at most [`SHORT_PIECE`] bytes: its bytes, zero-padded, with the
@@ -429,13 +450,25 @@ impl CodeWriter<'_> {
 fn short_key(message: &[u8], range: Range<usize>) -> [u64; 2] {
     let len = range.len();
     debug_assert!(len <= SHORT_PIECE);
-    let mut chunk = [0u8; 16];
-    match message.get(range.start..range.start + 16) {
+    let value = match message.get(range.start..range.start + 16) {
         // One unaligned load, masked to the piece; the piece is mid-message.
-        Some(window) => chunk.copy_from_slice(window),
-        None => chunk[..len].copy_from_slice(&message[range]),
-    }
-    let value = u128::from_le_bytes(chunk);
+        Some(window) => u128::from_le_bytes(window.try_into().unwrap_or_default()),
+        // Near the end of a message: the last sixteen bytes, shifted down to the piece. A
+        // copy of the piece alone called `memcpy` with a varying length, four times a
+        // message, and was a tenth of the encoder's mispredicted branches (ADR 0052).
+        None => match message.len().checked_sub(16) {
+            Some(last) => {
+                let window =
+                    message.get(last..).and_then(|window| window.try_into().ok()).unwrap_or_default();
+                u128::from_le_bytes(window) >> (8 * (range.start - last).min(15))
+            }
+            None => {
+                let mut chunk = [0u8; 16];
+                chunk[..len].copy_from_slice(&message[range]);
+                u128::from_le_bytes(chunk)
+            }
+        },
+    };
     let [low_mask, high_mask] = KEY_MASKS[len];
     [value as u64 & low_mask, ((value >> 64) as u64 & high_mask) | ((len as u64) << 56)]
 }
@@ -756,17 +789,66 @@ mod tests {
         ));
     }
 
+    /// A piece's key is its bytes and length wherever it lies: mid-message (one sixteen-byte
+    /// load), in the last sixteen bytes (a shifted load), or in a message shorter than
+    /// sixteen bytes (a copy).
     #[test]
-    fn varint_lengths_match_what_is_written() {
-        for value in [0, 1, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152, u32::MAX - 1, u32::MAX] {
+    fn short_keys_are_the_pieces_bytes_at_every_position() {
+        let text: Vec<u8> = (0..40u8).map(|at| b'a' + at % 26).collect();
+        for len in 0..=text.len() {
+            let message = &text[..len];
+            for start in 0..len {
+                for end in start + 1..=len.min(start + SHORT_PIECE) {
+                    let piece = &message[start..end];
+                    let mut bytes = [0u8; 16];
+                    bytes[..piece.len()].copy_from_slice(piece);
+                    bytes[15] = piece.len() as u8;
+                    let expected = [
+                        u64::from_le_bytes(bytes[..8].try_into().unwrap()),
+                        u64::from_le_bytes(bytes[8..].try_into().unwrap()),
+                    ];
+                    assert_eq!(short_key(message, start..end), expected, "len {len}, {start}..{end}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn packed_codes_are_the_varints_of_their_codes() {
+        for value in 0..1 << 21 {
             let mut written = Vec::new();
             put_u64(&mut written, u64::from(value));
-            assert_eq!(varint_len(value), written.len(), "{value}");
-            let mut slice = [0u8; 5];
-            let mut writer = CodeWriter { out: &mut slice, at: 0 };
-            writer.put(value);
-            let at = writer.at;
-            assert_eq!(&slice[..at], written.as_slice(), "{value}");
+            let packed = packed_code(value);
+            assert_eq!(packed_len(packed), written.len(), "{value}");
+            assert_eq!(&packed.to_le_bytes()[..written.len()], written.as_slice(), "{value}");
         }
+    }
+
+    /// The packed run and the one written a varint at a time (blocks of millions of distinct
+    /// pieces) are the same bytes, for codes of one and two bytes and literals.
+    #[test]
+    fn packed_and_plain_code_runs_are_the_same_bytes() {
+        let mut coder = MessageCoder::default();
+        coder.clear();
+        let mut token_filter = FilterBuilder::default();
+        for message in 0..3_000u32 {
+            let text = format!(
+                "app{} said {} x{} <{}> 1234567890123 end",
+                message % 300,
+                message % 7,
+                message,
+                message % 150
+            );
+            coder.push(text.as_bytes(), &mut token_filter);
+        }
+        let mut packed = Vec::new();
+        coder.write(&mut packed);
+        assert!(coder.ranked.len() > 300, "two-byte codes are covered");
+        let mut run = Vec::new();
+        coder.write_codes(&mut run);
+        let mut plain = Vec::new();
+        coder.write_codes_plainly(&mut plain);
+        assert!(!run.is_empty());
+        assert_eq!(run, plain);
     }
 }
