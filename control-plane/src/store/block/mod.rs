@@ -53,6 +53,8 @@ use rustc_hash::FxHashMap;
 use thiserror::Error;
 
 use fields::{EventTimeReader, EventTimeWriter, ProcidValue};
+#[cfg(test)]
+use reencode::MessagesFrom;
 pub use reencode::RowRef;
 use varint::{Reader, put_i64, put_u64};
 
@@ -871,6 +873,15 @@ impl DecodedBlock {
                 coded.render(&self.body, row, scratch);
                 scratch
             }
+        }
+    }
+
+    /// Message `row` as its piece codes (formats 3 and 4), for compaction; None for a
+    /// block that keeps its messages as text.
+    fn coded_row(&self, row: usize) -> Option<words::CodedRow<'_>> {
+        match &self.messages {
+            MessageColumn::Text(..) => None,
+            MessageColumn::Coded(coded) => coded.coded_row(&self.body, row),
         }
     }
 

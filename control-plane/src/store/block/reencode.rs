@@ -11,6 +11,16 @@ use super::{
     ROLE_APP, ROLE_HOST, RefColumn, SEVERITY_NONE_BIT, filter,
 };
 
+/// Where compaction takes a coded block's messages from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(test), allow(dead_code))] // `Text` is for the test that both give the same block
+pub(super) enum MessagesFrom {
+    /// The piece codes, mapped onto the new block's pieces (formats 3 and 4; ADR 0052).
+    Codes,
+    /// The rendered text, cut again (what formats 1 and 2 always take).
+    Text,
+}
+
 /// One row of one of the decoded blocks handed to [`BlockEncoder::encode_rows`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RowRef {
@@ -29,6 +39,18 @@ impl BlockEncoder {
         blocks: &[&DecodedBlock],
         rows: &[RowRef],
         raw_bytes: u64,
+    ) -> Result<EncodedBlock, BlockError> {
+        self.encode_rows_with(blocks, rows, raw_bytes, MessagesFrom::Codes)
+    }
+
+    /// [`Self::encode_rows`], with messages of coded blocks taken from their codes or (for
+    /// the test that both give the same block) from their rendered text.
+    pub(super) fn encode_rows_with(
+        &mut self,
+        blocks: &[&DecodedBlock],
+        rows: &[RowRef],
+        raw_bytes: u64,
+        messages_from: MessagesFrom,
     ) -> Result<EncodedBlock, BlockError> {
         if rows.len() > MAX_ROWS {
             return Err(BlockError::TooManyRows);
@@ -125,9 +147,26 @@ impl BlockEncoder {
                 }
                 None => put_u64(&mut self.columns.lengths[0], 0),
             }
-            let message = block.message_into(row, &mut self.message_scratch);
-            self.columns.push_raw(block.raw(row), message);
-            self.messages.push(message, &mut self.token_filter);
+            let coded = match messages_from {
+                MessagesFrom::Codes => block.coded_row(row),
+                MessagesFrom::Text => None,
+            };
+            match coded {
+                Some(coded) => {
+                    // Only a flagged row keeps its frame, stored without its message.
+                    let message = match block.raw(row) {
+                        Some(_) => block.message_into(row, &mut self.message_scratch),
+                        None => &[],
+                    };
+                    self.columns.push_raw(block.raw(row), message);
+                    self.messages.push_coded(which as usize, coded, &mut self.token_filter);
+                }
+                None => {
+                    let message = block.message_into(row, &mut self.message_scratch);
+                    self.columns.push_raw(block.raw(row), message);
+                    self.messages.push(message, &mut self.token_filter);
+                }
+            }
         }
         self.finish(BlockTotals {
             count: rows.len(),

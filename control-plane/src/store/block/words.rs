@@ -58,6 +58,8 @@ use super::{BlockError, MAX_BODY_BYTES};
 
 /// Piece index of a word that was never looked up (always a literal).
 const LITERAL: u32 = u32::MAX;
+/// In a code map: an old block's code not met yet in this block.
+const UNMAPPED: u32 = u32::MAX - 1;
 /// Pieces up to this many bytes are keyed by value (the 16th byte of the key holds the length).
 const SHORT_PIECE: usize = 15;
 
@@ -113,6 +115,9 @@ pub(super) struct MessageCoder {
     literals: Vec<u8>,
     literal_ranges: Vec<Range<u32>>,
     literal_positions: Vec<u64>,
+    /// Compaction (`push_coded`): per old block, per code, the piece index it became in
+    /// this block, `UNMAPPED`, or `LITERAL` (a word written as a literal every time).
+    code_maps: Vec<Vec<u32>>,
     /// Scratch for the final ranking: per piece, and one past the last for a literal, its
     /// code as written ([`packed_code`]).
     codes: Vec<u32>,
@@ -134,6 +139,7 @@ impl MessageCoder {
         self.literals.clear();
         self.literal_ranges.clear();
         self.literal_positions.clear();
+        self.code_maps.iter_mut().for_each(Vec::clear);
     }
 
     /// Adds one message; its words go into `token_filter` the first time the block sees them.
@@ -163,6 +169,70 @@ impl MessageCoder {
         put_u64(&mut self.code_counts, (self.sequence.len() - codes_before) as u64);
     }
 
+    /// Adds one message of an old block from its codes, for compaction: the same pieces,
+    /// looked up in the same order, as `push` of its rendered text would (so the block is
+    /// the same bytes; a test holds both to that), but a piece the old block coded is
+    /// looked up once per block it comes from, then counted through `code_maps`. Neither
+    /// the text is built nor are its pieces cut and hashed again, which `perf` put at a
+    /// fifth of compaction (ADR 0052). `from` numbers the old block among those the
+    /// rows come from.
+    pub(super) fn push_coded(&mut self, from: usize, row: CodedRow<'_>, token_filter: &mut FilterBuilder) {
+        let codes_before = self.sequence.len();
+        if self.code_maps.len() <= from {
+            self.code_maps.resize_with(from + 1, Vec::new);
+        }
+        if self.code_maps[from].len() < row.pieces.len() {
+            self.code_maps[from].resize(row.pieces.len(), UNMAPPED);
+        }
+        let mut literals = row.literals;
+        for &code in row.codes {
+            let Some(slot) = (code as usize).checked_sub(1) else {
+                // Every code 0 has its literal in a block `read` accepted.
+                if let Some(range) = literals.next() {
+                    self.coded_piece(row.body, range, token_filter);
+                }
+                continue;
+            };
+            let (Some(&mapped), Some(range)) = (self.code_maps[from].get(slot), row.pieces.get(slot)) else {
+                continue;
+            };
+            match mapped {
+                UNMAPPED => {
+                    let index = self.coded_piece(row.body, range, token_filter);
+                    self.code_maps[from][slot] = index;
+                }
+                LITERAL => self.literal(&row.body[range.start as usize..range.end as usize]),
+                index => {
+                    if let Some(count) = self.counts.get_mut(index as usize) {
+                        *count += 1;
+                    }
+                    self.sequence.push(index);
+                }
+            }
+        }
+        put_u64(&mut self.code_counts, (self.sequence.len() - codes_before) as u64);
+    }
+
+    /// One piece of an old block's message, as `push` handles a piece it cut: a word of an
+    /// unindexed shape is a literal, anything else is looked up. Returns its index, or
+    /// `LITERAL`.
+    fn coded_piece(&mut self, body: &[u8], range: &Range<u32>, token_filter: &mut FilterBuilder) -> u32 {
+        let range = range.start as usize..range.end as usize;
+        let piece = &body[range.clone()];
+        if !piece.first().is_some_and(|&byte| filter::is_token_byte(byte)) {
+            let index = self.lookup(body, range, None);
+            self.sequence.push(index);
+            return index;
+        }
+        if !filter::is_indexed(piece) {
+            self.literal(piece);
+            return LITERAL;
+        }
+        let index = self.lookup(body, range, Some(token_filter));
+        self.sequence.push(index);
+        index
+    }
+
     /// Position of the next code among all codes of the block, in message order.
     fn next_position(&self) -> u64 {
         self.sequence.len() as u64
@@ -181,15 +251,19 @@ impl MessageCoder {
         token_filter: &mut FilterBuilder,
     ) {
         if !filter::is_indexed_shape(range.len(), all_digits) {
-            let start = self.literals.len() as u32;
-            self.literals.extend_from_slice(&message[range]);
-            self.literal_ranges.push(start..self.literals.len() as u32);
-            self.literal_positions.push(self.next_position());
-            self.sequence.push(LITERAL);
-            return;
+            return self.literal(&message[range]);
         }
         let index = self.lookup(message, range, Some(token_filter));
         self.sequence.push(index);
+    }
+
+    /// A word that is never looked up (a long number, a long word): written as a literal.
+    fn literal(&mut self, word: &[u8]) {
+        let start = self.literals.len() as u32;
+        self.literals.extend_from_slice(word);
+        self.literal_ranges.push(start..self.literals.len() as u32);
+        self.literal_positions.push(self.next_position());
+        self.sequence.push(LITERAL);
     }
 
     /// The index of `message[range]`, counting this occurrence; a new word goes into the filter.
@@ -513,7 +587,24 @@ pub(super) struct CodedMessages {
     literals: Vec<Range<u32>>,
 }
 
+/// One message of a coded block as compaction reads it ([`MessageCoder::push_coded`]).
+pub(super) struct CodedRow<'a> {
+    /// The old block's body, which the ranges below point into.
+    body: &'a [u8],
+    /// Every ranked piece of the old block (code k is piece k - 1).
+    pieces: &'a [Range<u32>],
+    codes: &'a [u32],
+    /// The literals from the message's first one on.
+    literals: std::slice::Iter<'a, Range<u32>>,
+}
+
 impl CodedMessages {
+    /// Message `row` as its codes, for [`MessageCoder::push_coded`]; None past the last row.
+    pub(super) fn coded_row<'a>(&'a self, body: &'a [u8], row: usize) -> Option<CodedRow<'a>> {
+        let (codes, literals) = self.row(row)?;
+        Some(CodedRow { body, pieces: &self.pieces, codes, literals })
+    }
+
     /// Message `row`'s codes, and the literals from its first one on (its code 0s take
     /// them in order); None past the last row.
     fn row(&self, row: usize) -> Option<(&[u32], std::slice::Iter<'_, Range<u32>>)> {
