@@ -14,7 +14,7 @@ use crate::telemetry::metrics::HandoffCounters;
 /// A block is about a megabyte: give its write a generous bound.
 pub(crate) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Adds the entry unless the stream already holds ARGV[1] entries (then returns nil).
+/// Adds the entry unless the stream already holds `ARGV[1]` entries (then returns nil).
 const BOUNDED_XADD: &str = r"
 if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then
   return false

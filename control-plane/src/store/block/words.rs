@@ -37,6 +37,10 @@
 //! timestamps) are always literals: they rarely repeat, and they are not in the token
 //! filter either.
 //!
+//! Compaction hands the encoder a coded block's messages as their codes
+//! ([`MessageCoder::push_coded`]): each old code is looked up once per new block and then
+//! only counted, and the block written is the one the rendered text would give (ADR 0052).
+//!
 //! The encoder looks up every piece of every message, so the lookup is most of its cost
 //! (ADR 0039). Pieces of up to [`SHORT_PIECE`] bytes (nearly all of them) are keyed by
 //! their bytes packed into two 64-bit words held in the table entry itself: a lookup
@@ -58,8 +62,6 @@ use super::{BlockError, MAX_BODY_BYTES};
 
 /// Piece index of a word that was never looked up (always a literal).
 const LITERAL: u32 = u32::MAX;
-/// In a code map: an old block's code not met yet in this block.
-const UNMAPPED: u32 = u32::MAX - 1;
 /// Pieces up to this many bytes are keyed by value (the 16th byte of the key holds the length).
 const SHORT_PIECE: usize = 15;
 
@@ -115,9 +117,13 @@ pub(super) struct MessageCoder {
     literals: Vec<u8>,
     literal_ranges: Vec<Range<u32>>,
     literal_positions: Vec<u64>,
-    /// Compaction (`push_coded`): per old block, per code, the piece index it became in
-    /// this block, `UNMAPPED`, or `LITERAL` (a word written as a literal every time).
-    code_maps: Vec<Vec<u32>>,
+    /// Compaction (`push_coded`): per old block, per code, the piece index it became (or
+    /// `LITERAL`, a word written as a literal every time) in the upper 32 bits the block
+    /// number `map_generation` had when it was set. An entry of an earlier block counts as
+    /// unmapped, so starting a block does not clear the maps: a busy compaction window
+    /// holds up to 64 old blocks, each new block drawing rows from most of them.
+    code_maps: Vec<Vec<u64>>,
+    map_generation: u32,
     /// Scratch for the final ranking: per piece, and one past the last for a literal, its
     /// code as written ([`packed_code`]).
     codes: Vec<u32>,
@@ -139,7 +145,12 @@ impl MessageCoder {
         self.literals.clear();
         self.literal_ranges.clear();
         self.literal_positions.clear();
-        self.code_maps.iter_mut().for_each(Vec::clear);
+        self.map_generation = self.map_generation.wrapping_add(1);
+        if self.map_generation == 0 {
+            // Wrapped (after 2^32 blocks): generation 0 is what new entries hold.
+            self.code_maps.iter_mut().for_each(|map| map.fill(0));
+            self.map_generation = 1;
+        }
     }
 
     /// Adds one message; its words go into `token_filter` the first time the block sees them.
@@ -182,8 +193,11 @@ impl MessageCoder {
             self.code_maps.resize_with(from + 1, Vec::new);
         }
         if self.code_maps[from].len() < row.pieces.len() {
-            self.code_maps[from].resize(row.pieces.len(), UNMAPPED);
+            self.code_maps[from].resize(row.pieces.len(), 0);
         }
+        // `clear` starts every block, so no entry can hold generation 0 of a block.
+        debug_assert!(self.map_generation != 0, "push_coded before clear");
+        let generation = u64::from(self.map_generation) << 32;
         let mut literals = row.literals;
         for &code in row.codes {
             let Some(slot) = (code as usize).checked_sub(1) else {
@@ -193,14 +207,16 @@ impl MessageCoder {
                 }
                 continue;
             };
+            // Every code names a piece in a block `read` accepted.
             let (Some(&mapped), Some(range)) = (self.code_maps[from].get(slot), row.pieces.get(slot)) else {
                 continue;
             };
-            match mapped {
-                UNMAPPED => {
-                    let index = self.coded_piece(row.body, range, token_filter);
-                    self.code_maps[from][slot] = index;
-                }
+            if mapped & !u64::from(u32::MAX) != generation {
+                let index = self.coded_piece(row.body, range, token_filter);
+                self.code_maps[from][slot] = generation | u64::from(index);
+                continue;
+            }
+            match mapped as u32 {
                 LITERAL => self.literal(&row.body[range.start as usize..range.end as usize]),
                 index => {
                     if let Some(count) = self.counts.get_mut(index as usize) {
@@ -267,7 +283,7 @@ impl MessageCoder {
     }
 
     /// The index of `message[range]`, counting this occurrence; a new word goes into the filter.
-    /// Inlined (into both callers) for the common case, a short piece found in the cache;
+    /// Inlined (into its callers) for the common case, a short piece found in the cache;
     /// the rest is out of line.
     #[inline(always)]
     fn lookup(
@@ -442,8 +458,8 @@ impl MessageCoder {
     /// Every message's codes. The run's exact size is known from the counts, so the codes
     /// are written into a slice with a cursor rather than pushed one by one (a push
     /// reloads the vector's length and capacity every time). Each code is stored as four
-    /// bytes and the cursor moves by its length, so no branch depends on whether a code
-    /// takes one byte or two: which it takes follows the piece's rank, not the text, and
+    /// bytes and the cursor moves by its length, so no branch depends on how many bytes a
+    /// code takes: that follows the piece's rank, which the text makes random, and
     /// that branch was a quarter of the writing's time (`perf annotate`, ADR 0052).
     fn write_codes(&self, body: &mut Vec<u8>) {
         if self.ranked.len() >= 1 << 21 {
