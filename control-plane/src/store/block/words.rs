@@ -509,6 +509,23 @@ impl MessageCoder {
     }
 }
 
+/// Appends `source[range]` to `out`. Nearly every piece is short: one of up to sixteen
+/// bytes with sixteen bytes of `source` from its start is copied as a fixed sixteen-byte
+/// move and cut back to its length, instead of a `memcpy` call whose length varies from
+/// piece to piece and mispredicts inside (ADR 0052). Rendering gains from it; the
+/// encoder's own copies (literals, new pieces, the section's pieces) did not measurably.
+#[inline(always)]
+fn append_piece(out: &mut Vec<u8>, source: &[u8], range: Range<usize>) {
+    match source.get(range.start..range.start + 16) {
+        Some(window) if range.len() <= 16 => {
+            let len = out.len();
+            out.extend_from_slice(<&[u8; 16]>::try_from(window).unwrap_or(&[0; 16]));
+            out.truncate(len + range.len());
+        }
+        _ => out.extend_from_slice(&source[range]),
+    }
+}
+
 /// A code below 2^21 as written: its varint's bytes (one to three) in the low three bytes,
 /// and its length in the top one. Larger codes are never packed (see `write_codes`).
 const fn packed_code(code: u32) -> u32 {
@@ -646,17 +663,7 @@ impl CodedMessages {
             if after_word && word {
                 out.push(b' ');
             }
-            // Nearly every piece is short: copy sixteen bytes and keep the piece's, which
-            // is a fixed-size move instead of a `memcpy` call whose length varies (as for
-            // the encoder's keys, ADR 0052).
-            match body.get(start..start + 16) {
-                Some(window) if piece.len() <= 16 => {
-                    let len = out.len();
-                    out.extend_from_slice(<&[u8; 16]>::try_from(window).unwrap_or(&[0; 16]));
-                    out.truncate(len + piece.len());
-                }
-                _ => out.extend_from_slice(piece),
-            }
+            append_piece(out, body, start..end);
             after_word = word;
         }
     }
