@@ -170,6 +170,30 @@ fn regroup(
         return Ok((decodable, Vec::new(), undecodable));
     }
     let blocks: Vec<&DecodedBlock> = decoded.iter().collect();
+    let new_block_rows = rows_by_host(&blocks, settings.block_messages);
+    let total_rows: u64 = new_block_rows.iter().map(|rows| rows.len() as u64).sum();
+    let total_raw: u64 = decodable.iter().map(|meta| meta.raw_bytes.max(0) as u64).sum();
+    let mut encoder = BlockEncoder::new(settings.zstd_level)?;
+    let mut new_blocks = Vec::with_capacity(new_block_rows.len());
+    let mut raw_left = total_raw;
+    for (position, refs) in new_block_rows.iter().enumerate() {
+        // The frames of clean rows are not kept: the old blocks' raw size is shared out
+        // by rows, so the store's total stays exact.
+        let raw_bytes = if position + 1 == new_block_rows.len() {
+            raw_left
+        } else {
+            (total_raw as u128 * refs.len() as u128 / total_rows.max(1) as u128) as u64
+        };
+        raw_left = raw_left.saturating_sub(raw_bytes);
+        new_blocks.push(encoder.encode_rows(&blocks, refs, raw_bytes)?);
+    }
+    Ok((decodable, new_blocks, undecodable))
+}
+
+/// The rows of each new block of a window: every row of `blocks` sorted by hostname, cut
+/// at host boundaries into runs of at most `per_block` rows ([`cut_by_host`]), each run
+/// in receive-time order. Public for the compaction benchmark.
+pub fn rows_by_host(blocks: &[&DecodedBlock], per_block: usize) -> Vec<Vec<RowRef>> {
     // (host, received, block, row): unique, so an unstable sort is deterministic.
     let mut rows: Vec<(Option<&str>, i64, u32, u32)> =
         Vec::with_capacity(blocks.iter().map(|b| b.len()).sum());
@@ -184,31 +208,17 @@ fn regroup(
         }
     }
     rows.sort_unstable();
-    let per_block = settings.block_messages.clamp(1, block::MAX_ROWS);
-    let chunks = cut_by_host(&rows, per_block, |row| row.0);
-    let total_rows = rows.len() as u64;
-    let total_raw: u64 = decodable.iter().map(|meta| meta.raw_bytes.max(0) as u64).sum();
-    let mut encoder = BlockEncoder::new(settings.zstd_level)?;
-    let mut new_blocks = Vec::with_capacity(chunks.len());
-    let mut raw_left = total_raw;
+    let per_block = per_block.clamp(1, block::MAX_ROWS);
     let mut chunk_rows: Vec<(i64, u32, u32)> = Vec::with_capacity(per_block);
-    for (position, chunk) in chunks.iter().enumerate() {
-        chunk_rows.clear();
-        chunk_rows
-            .extend(rows[chunk.clone()].iter().map(|&(_, received, block, row)| (received, block, row)));
-        chunk_rows.sort_unstable();
-        let refs: Vec<RowRef> = chunk_rows.iter().map(|&(_, block, row)| RowRef { block, row }).collect();
-        // The frames of clean rows are not kept: the old blocks' raw size is shared out
-        // by rows, so the store's total stays exact.
-        let raw_bytes = if position + 1 == chunks.len() {
-            raw_left
-        } else {
-            (total_raw as u128 * chunk.len() as u128 / total_rows.max(1) as u128) as u64
-        };
-        raw_left = raw_left.saturating_sub(raw_bytes);
-        new_blocks.push(encoder.encode_rows(&blocks, &refs, raw_bytes)?);
-    }
-    Ok((decodable, new_blocks, undecodable))
+    cut_by_host(&rows, per_block, |row| row.0)
+        .into_iter()
+        .map(|chunk| {
+            chunk_rows.clear();
+            chunk_rows.extend(rows[chunk].iter().map(|&(_, received, block, row)| (received, block, row)));
+            chunk_rows.sort_unstable();
+            chunk_rows.iter().map(|&(_, block, row)| RowRef { block, row }).collect()
+        })
+        .collect()
 }
 
 /// Cuts rows sorted by host into runs of at most `per_block` rows, at host boundaries: a
