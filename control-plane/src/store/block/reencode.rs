@@ -151,21 +151,15 @@ impl BlockEncoder {
                 MessagesFrom::Codes => block.coded_row(row),
                 MessagesFrom::Text => None,
             };
+            // From codes, only a flagged row builds its text: its frame is stored without it.
+            let message = match (&coded, block.raw(row)) {
+                (Some(_), None) => &[][..],
+                _ => block.message_into(row, &mut self.message_scratch),
+            };
+            self.columns.push_raw(block.raw(row), message);
             match coded {
-                Some(coded) => {
-                    // Only a flagged row keeps its frame, stored without its message.
-                    let message = match block.raw(row) {
-                        Some(_) => block.message_into(row, &mut self.message_scratch),
-                        None => &[],
-                    };
-                    self.columns.push_raw(block.raw(row), message);
-                    self.messages.push_coded(which as usize, coded, &mut self.token_filter);
-                }
-                None => {
-                    let message = block.message_into(row, &mut self.message_scratch);
-                    self.columns.push_raw(block.raw(row), message);
-                    self.messages.push(message, &mut self.token_filter);
-                }
+                Some(coded) => self.messages.push_coded(which as usize, coded, &mut self.token_filter),
+                None => self.messages.push(message, &mut self.token_filter),
             }
         }
         self.finish(BlockTotals {
