@@ -112,11 +112,15 @@ impl TextQuery {
         }
         let has_word =
             |word: &str| filter::tokens(message).any(|token| token.eq_ignore_ascii_case(word.as_bytes()));
-        let has_phrase = |phrase: &str| contains_ignore_ascii_case(message, phrase.as_bytes());
         self.words.iter().all(|word| has_word(word))
-            && self.phrases.iter().all(|phrase| has_phrase(phrase))
             && !self.excluded_words.iter().any(|word| has_word(word))
-            && !self.excluded_phrases.iter().any(|phrase| has_phrase(phrase))
+            && self.phrases_match(message)
+    }
+
+    /// Whether `message` has every phrase and none of the excluded ones.
+    fn phrases_match(&self, message: &[u8]) -> bool {
+        let has_phrase = |phrase: &String| contains_ignore_ascii_case(message, phrase.as_bytes());
+        self.phrases.iter().all(has_phrase) && !self.excluded_phrases.iter().any(has_phrase)
     }
 }
 
@@ -146,12 +150,7 @@ impl TextQuery {
         if self.phrases.is_empty() && self.excluded_phrases.is_empty() {
             return true;
         }
-        let message = block.message_into(row, &mut text.scratch);
-        self.phrases.iter().all(|phrase| contains_ignore_ascii_case(message, phrase.as_bytes()))
-            && !self
-                .excluded_phrases
-                .iter()
-                .any(|phrase| contains_ignore_ascii_case(message, phrase.as_bytes()))
+        self.phrases_match(block.message_into(row, &mut text.scratch))
     }
 }
 
