@@ -22,7 +22,10 @@
 //! ```
 //!
 //! Columns of one kind sit together and the text comes last, so zstd sees similar bytes
-//! side by side; that, and the dictionaries, is most of the compression.
+//! side by side; that, and the dictionaries, is most of the compression. Each section
+//! (each line above, and each part of the message column) starts a zstd block of its own
+//! inside the one frame, so that each is coded with tables fitted to its bytes
+//! (`sections.rs`, ADR 0053).
 //!
 //! Older versions, all still read (`tests/fixtures/log_block_v*.zst` keep one of each
 //! under test); only version 4 is written (ADR 0049):
@@ -39,6 +42,7 @@ mod cut;
 mod fields;
 pub mod filter;
 mod reencode;
+mod sections;
 mod varint;
 mod words;
 
@@ -114,7 +118,9 @@ pub struct EncodedBlock {
 
 /// Builds blocks, keeping its buffers and compression context between blocks.
 pub struct BlockEncoder {
-    compressor: zstd::bulk::Compressor<'static>,
+    compressor: sections::SectionCompressor,
+    /// Where each section of `body` ends: the compressor starts a zstd block there.
+    section_ends: Vec<usize>,
     /// Dictionary lookup: each entry's hash and index, compared against the arena.
     dictionary: HashTable<(u64, u32)>,
     /// Every dictionary value, back to back, and where each one lies.
@@ -247,7 +253,8 @@ impl BlockEncoder {
     /// `level` is the zstd level (1 is fast and already compresses syslog well).
     pub fn new(level: i32) -> Result<Self, BlockError> {
         Ok(Self {
-            compressor: zstd::bulk::Compressor::new(level).map_err(BlockError::Compression)?,
+            compressor: sections::SectionCompressor::new(level).map_err(BlockError::Compression)?,
+            section_ends: Vec::new(),
             dictionary: HashTable::new(),
             dictionary_bytes: Vec::new(),
             dictionary_order: Vec::new(),
@@ -516,7 +523,9 @@ impl BlockEncoder {
         let (min_received, max_received) =
             if totals.count == 0 { (0, 0) } else { (totals.min_received, totals.max_received) };
         let body = &mut self.body;
+        let ends = &mut self.section_ends;
         body.clear();
+        ends.clear();
         body.push(FORMAT_VERSION);
         put_u64(body, totals.count as u64);
         put_u64(body, self.dictionary_order.len() as u64);
@@ -524,9 +533,12 @@ impl BlockEncoder {
             put_u64(body, range.len() as u64);
             body.extend_from_slice(&self.dictionary_bytes[range.clone()]);
         }
+        ends.push(body.len());
         put_i64(body, totals.base_received);
         body.extend_from_slice(&self.columns.received);
+        ends.push(body.len());
         self.columns.write_sources(body, self.dictionary_order.len());
+        ends.push(body.len());
         let columns = &self.columns;
         for column in [
             &columns.port,
@@ -539,12 +551,14 @@ impl BlockEncoder {
             &columns.event_delta,
         ] {
             body.extend_from_slice(column);
+            ends.push(body.len());
         }
         for column in columns.refs.iter().chain(&columns.lengths).chain(&columns.texts) {
             body.extend_from_slice(column);
+            ends.push(body.len());
         }
-        self.messages.write(body);
-        let payload = self.compressor.compress(body).map_err(BlockError::Compression)?;
+        self.messages.write(body, ends);
+        let payload = self.compressor.compress(body, ends).map_err(BlockError::Compression)?;
         Ok(EncodedBlock {
             summary: BlockSummary {
                 block_id: format!("{:032x}", rand::random::<u128>()),

@@ -391,7 +391,8 @@ impl MessageCoder {
     }
 
     /// Appends the message section (layout in the module documentation) to `body`.
-    pub(super) fn write(&mut self, body: &mut Vec<u8>) {
+    /// Writes the message column, and where each of its sections ends into `section_ends`.
+    pub(super) fn write(&mut self, body: &mut Vec<u8>, section_ends: &mut Vec<usize>) {
         let pieces = self.ranges.len();
         for recent in &mut self.recent {
             if let Some(count) = self.counts.get_mut(recent.index as usize) {
@@ -417,11 +418,14 @@ impl MessageCoder {
         }
 
         body.extend_from_slice(&self.code_counts);
+        section_ends.push(body.len());
         self.write_codes(body);
+        section_ends.push(body.len());
         put_u64(body, self.ranked.len() as u64);
         for &key in &self.ranked {
             put_u64(body, self.ranges[key as u32 as usize].len() as u64);
         }
+        section_ends.push(body.len());
         for &key in &self.ranked {
             let range = &self.ranges[key as u32 as usize];
             body.extend_from_slice(&self.bytes[range.start as usize..range.end as usize]);
@@ -447,9 +451,11 @@ impl MessageCoder {
             };
             literals.extend(piece);
         }
+        section_ends.push(body.len());
         for piece in &literals {
             put_u64(body, piece.len() as u64);
         }
+        section_ends.push(body.len());
         for piece in &literals {
             body.extend_from_slice(piece);
         }
@@ -969,7 +975,7 @@ mod tests {
             coder.push(text.as_bytes(), &mut token_filter);
         }
         let mut packed = Vec::new();
-        coder.write(&mut packed);
+        coder.write(&mut packed, &mut Vec::new());
         assert!(coder.ranked.len() > 300, "two-byte codes are covered");
         let mut run = Vec::new();
         coder.write_codes(&mut run);
