@@ -10,7 +10,16 @@
 //! give small and repeating numbers. The first event time of each precision is measured
 //! from the row's receive time cut to that precision.
 //!
+//! That suits rows in arrival order. A compacted block holds its rows by host, so the
+//! previous row is often minutes away, while a sender's clock stays about as far from
+//! ours as it was. Format 5 (ADR 0054) therefore lets each block measure every event time
+//! from its own row's receive time cut to its precision instead, and says which it did
+//! in one byte; the encoder writes both and keeps the one whose bytes carry fewer bits
+//! (order-0 entropy, [`EventTimeWriter::write`]). Logs replayed long after they were
+//! written keep the format 3 way: their event times march on their own clock.
+//!
 //! ```text
+//! u8 reference (format 5 on): 0 = the previous event time of the precision, 1 = the receive time
 //! per present event time, 0 to 8 fractional digits:
 //!   varint (zigzag(distance / unit) << 1)         when the distance is whole units
 //!   varint 1, then zigzag varint distance in ns   otherwise
@@ -44,41 +53,117 @@ fn reference(previous: Option<i64>, received: i64, unit: i64) -> i64 {
     previous.unwrap_or_else(|| received.div_euclid(unit).wrapping_mul(unit))
 }
 
-/// Writes the event times of one block.
-#[derive(Default)]
-pub(super) struct EventTimeWriter {
-    previous: [Option<i64>; PRECISIONS],
+/// What a block's event times are measured from (the byte format 5 writes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum EventReference {
+    /// The previous event time of the block with the same precision (formats 3 and 4).
+    Previous = 0,
+    /// The row's own receive time cut to the precision.
+    Receipt = 1,
 }
 
-impl EventTimeWriter {
-    /// Appends the event time `nanos` of a row with `digits` fractional digits (0 to 9)
-    /// received at `received`.
-    pub(super) fn put(&mut self, out: &mut Vec<u8>, nanos: i64, digits: u8, received: i64) {
-        let digits = digits.min(9);
-        let slot = &mut self.previous[usize::from(digits)];
-        let unit = unit(digits);
-        let reference = reference(*slot, received, unit);
-        *slot = Some(nanos);
-        let distance = nanos.wrapping_sub(reference);
-        if unit == 1 {
-            put_i64(out, distance);
-        } else if distance % unit == 0 {
-            // |distance / unit| < 2^63 / 10, so the shifted zigzag value keeps every bit.
-            put_u64(out, zigzag(distance / unit) << 1);
-        } else {
-            put_u64(out, 1);
-            put_i64(out, distance);
+impl EventReference {
+    pub(super) fn from_byte(byte: u8) -> Result<Self, BlockError> {
+        match byte {
+            0 => Ok(Self::Previous),
+            1 => Ok(Self::Receipt),
+            _ => Err(BlockError::Damaged("event time reference")),
         }
     }
 }
 
-/// Reads back what [`EventTimeWriter`] wrote.
+/// Writes the event times of one block both ways, keeping the cheaper at the end.
 #[derive(Default)]
+pub(super) struct EventTimeWriter {
+    previous: [Option<i64>; PRECISIONS],
+    by_previous: Vec<u8>,
+    by_receipt: Vec<u8>,
+}
+
+impl EventTimeWriter {
+    pub(super) fn clear(&mut self) {
+        self.previous = [None; PRECISIONS];
+        self.by_previous.clear();
+        self.by_receipt.clear();
+    }
+
+    /// Takes the event time `nanos` of a row with `digits` fractional digits (0 to 9)
+    /// received at `received`.
+    pub(super) fn put(&mut self, nanos: i64, digits: u8, received: i64) {
+        let digits = digits.min(9);
+        let slot = &mut self.previous[usize::from(digits)];
+        let unit = unit(digits);
+        let from_previous = reference(*slot, received, unit);
+        *slot = Some(nanos);
+        put_distance(&mut self.by_previous, nanos.wrapping_sub(from_previous), unit);
+        put_distance(&mut self.by_receipt, nanos.wrapping_sub(reference(None, received, unit)), unit);
+    }
+
+    /// Appends the reference byte and the event times measured from it: from the receive
+    /// times when those bytes carry fewer bits, else from the previous event times.
+    pub(super) fn write(&self, body: &mut Vec<u8>) {
+        let reference = if order0_bits(&self.by_receipt) < order0_bits(&self.by_previous) {
+            EventReference::Receipt
+        } else {
+            EventReference::Previous
+        };
+        self.write_as(body, reference);
+    }
+
+    pub(super) fn write_as(&self, body: &mut Vec<u8>, reference: EventReference) {
+        body.push(reference as u8);
+        body.extend_from_slice(match reference {
+            EventReference::Previous => &self.by_previous,
+            EventReference::Receipt => &self.by_receipt,
+        });
+    }
+}
+
+fn put_distance(out: &mut Vec<u8>, distance: i64, unit: i64) {
+    if unit == 1 {
+        put_i64(out, distance);
+    } else if distance % unit == 0 {
+        // |distance / unit| < 2^63 / 10, so the shifted zigzag value keeps every bit.
+        put_u64(out, zigzag(distance / unit) << 1);
+    } else {
+        put_u64(out, 1);
+        put_i64(out, distance);
+    }
+}
+
+/// The bits `bytes` would take coded at their order-0 entropy: what zstd's Huffman stage
+/// gets close to for a column of small numbers, and cheap enough to work out per block.
+fn order0_bits(bytes: &[u8]) -> f64 {
+    let mut counts = [0u32; 256];
+    for &byte in bytes {
+        counts[usize::from(byte)] += 1;
+    }
+    let total = bytes.len() as f64;
+    counts
+        .iter()
+        .filter(|&&count| count > 0)
+        .map(|&count| f64::from(count) * (total / f64::from(count)).log2())
+        .sum()
+}
+
+/// Reads back what [`EventTimeWriter`] wrote.
 pub(super) struct EventTimeReader {
     previous: [Option<i64>; PRECISIONS],
+    reference: EventReference,
+}
+
+impl Default for EventTimeReader {
+    /// The reader of formats 3 and 4, which measure from the previous event time.
+    fn default() -> Self {
+        Self::new(EventReference::Previous)
+    }
 }
 
 impl EventTimeReader {
+    pub(super) fn new(reference: EventReference) -> Self {
+        Self { previous: [None; PRECISIONS], reference }
+    }
+
     pub(super) fn read(
         &mut self,
         reader: &mut Reader<'_>,
@@ -90,7 +175,10 @@ impl EventTimeReader {
         }
         let slot = &mut self.previous[usize::from(digits)];
         let unit = unit(digits);
-        let reference = reference(*slot, received, unit);
+        let reference = match self.reference {
+            EventReference::Previous => reference(*slot, received, unit),
+            EventReference::Receipt => reference(None, received, unit),
+        };
         let distance = if unit == 1 {
             reader.i64()?
         } else {
@@ -181,33 +269,68 @@ mod tests {
             }
         }
         let mut writer = EventTimeWriter::default();
-        let mut out = Vec::new();
         for &(nanos, digits, received) in &rows {
-            writer.put(&mut out, nanos, digits, received);
+            writer.put(nanos, digits, received);
         }
-        let mut reader = EventTimeReader::default();
-        let mut input = Reader::new(&out);
-        for &(nanos, digits, received) in &rows {
-            assert_eq!(reader.read(&mut input, digits, received).unwrap(), nanos, "{digits} digits");
+        for reference in [EventReference::Previous, EventReference::Receipt] {
+            let mut out = Vec::new();
+            writer.write_as(&mut out, reference);
+            let mut input = Reader::new(&out);
+            let mut reader = EventTimeReader::new(EventReference::from_byte(input.u8().unwrap()).unwrap());
+            for &(nanos, digits, received) in &rows {
+                assert_eq!(
+                    reader.read(&mut input, digits, received).unwrap(),
+                    nanos,
+                    "{digits} digits, {reference:?}"
+                );
+            }
+            assert_eq!(input.remaining(), 0);
         }
-        assert_eq!(input.remaining(), 0);
     }
 
-    /// A sender's whole-second timestamps cost one byte a row, however far they are from
-    /// the receive times.
-    #[test]
-    fn repeating_event_times_take_one_byte() {
+    fn written(rows: impl Iterator<Item = (i64, u8, i64)>) -> Vec<u8> {
         let mut writer = EventTimeWriter::default();
-        let mut out = Vec::new();
-        for row in 0..100i64 {
-            writer.put(&mut out, 1_000_000_000 * (row / 10), 0, 1_700_000_000_000_000_000 + row * 997);
+        for (nanos, digits, received) in rows {
+            writer.put(nanos, digits, received);
         }
+        let mut out = Vec::new();
+        writer.write(&mut out);
+        out
+    }
+
+    /// Logs replayed long after they were written: whole-second timestamps on their own
+    /// clock cost one byte a row measured from the previous one, however far they are from
+    /// the receive times, and the writer measures them so.
+    #[test]
+    fn replayed_event_times_are_measured_from_the_previous_one() {
+        let out = written(
+            (0..100i64).map(|row| (1_000_000_000 * (row / 10), 0, 1_700_000_000_000_000_000 + row * 997)),
+        );
+        assert_eq!(out[0], EventReference::Previous as u8);
         // The first is far from its receive time; the other 99 are 0 or 1 second on.
         assert!(out.len() < 120, "{} bytes", out.len());
     }
 
+    /// Rows grouped by host, as compaction leaves them: each host's clock is a steady
+    /// distance from ours, but the previous row is another host's, seconds away. Measured
+    /// from the receive time every row is that host's skew, and the writer measures so.
+    #[test]
+    fn grouped_event_times_are_measured_from_the_receive_time() {
+        let rows = (0..4i64).flat_map(|host| {
+            (0..250i64).map(move |row| {
+                let received = 1_700_000_000_000_000_000 + row * 7_919_000_000 + host * 1_000_003;
+                let skew_ms = host * 20 - 30;
+                (received.div_euclid(1_000_000) * 1_000_000 + skew_ms * 1_000_000, 3u8, received)
+            })
+        });
+        let out = written(rows);
+        assert_eq!(out[0], EventReference::Receipt as u8);
+        assert_eq!(out.len(), 1 + 1_000, "one byte a row");
+    }
+
     #[test]
     fn damaged_event_times_are_errors() {
+        assert!(EventReference::from_byte(2).is_err(), "reference other than 0 or 1");
         let mut reader = EventTimeReader::default();
         assert!(reader.read(&mut Reader::new(&[3]), 0, 0).is_err(), "odd tag other than 1");
         assert!(reader.read(&mut Reader::new(&[0]), 10, 0).is_err(), "digits past 9");

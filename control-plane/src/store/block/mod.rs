@@ -2,7 +2,7 @@
 //! an index row (time range, severity and facility masks, Bloom filters over hosts, apps,
 //! source addresses and message words) that lets a query skip the block unread.
 //!
-//! Body layout, format version 4 (all integers LEB128 varints unless noted; "ref" is 0
+//! Body layout, format version 5 (all integers LEB128 varints unless noted; "ref" is 0
 //! for none or 1 + an index into the dictionary):
 //!
 //! ```text
@@ -12,7 +12,8 @@
 //! count × source port
 //! count × listener (dictionary index) | count × format (dictionary index)
 //! count × u8 facility | count × u8 severity | count × u8 version (255 = none)
-//! count × u8 event time digits (255 = none) | per present event time: its distance (`fields.rs`)
+//! count × u8 event time digits (255 = none)
+//! u8 event time reference | per present event time: its distance from it (`fields.rs`)
 //! count × ref hostname | app | count × procid (`fields.rs`) | count × ref msgid | parse error | frame flag
 //! count × structured-data length (0 = none, else len + 1)
 //! count × frame of a flagged row: 0 = none, 2 × len + 1 = the whole frame,
@@ -28,8 +29,10 @@
 //! (`sections.rs`, ADR 0053).
 //!
 //! Older versions, all still read (`tests/fixtures/log_block_v*.zst` keep one of each
-//! under test); only version 4 is written (ADR 0049):
-//! - Version 3 (ADR 0048) wrote the source column as dictionary indexes.
+//! under test); only version 5 is written (ADR 0054):
+//! - Version 4 (ADR 0049) had no event time reference byte: every event time was measured
+//!   from the previous one of its precision.
+//! - Version 3 (ADR 0048) was version 4 with the source column as dictionary indexes.
 //! - Version 2 (ADR 0036) wrote each event time as its zigzag distance in nanoseconds
 //!   from the row's receive time, the process id as a ref like the other text fields, a
 //!   flagged row's whole frame (its length as len + 1, 0 = none), and every separator of a
@@ -56,14 +59,14 @@ use killkrill_parsers::syslog::SyslogFormat;
 use rustc_hash::FxHashMap;
 use thiserror::Error;
 
-use fields::{EventTimeReader, EventTimeWriter, ProcidValue};
+use fields::{EventReference, EventTimeReader, EventTimeWriter, ProcidValue};
 #[cfg(test)]
 use reencode::MessagesFrom;
 pub use reencode::RowRef;
 use varint::{Reader, put_i64, put_u64};
 
 /// The body format written by this build.
-pub const FORMAT_VERSION: u8 = 4;
+pub const FORMAT_VERSION: u8 = 5;
 /// The oldest body format this build still reads.
 pub const OLDEST_FORMAT_VERSION: u8 = 1;
 /// Row numbers live in the low 16 bits of a message id.
@@ -144,24 +147,92 @@ pub struct BlockEncoder {
 struct Columns {
     received: Vec<u8>,
     /// Per row: the source address's dictionary index, and the hostname ref (0 for none,
-    /// else index + 1); the source column is written from both (`write_sources`).
+    /// else index + 1); the source column is written from both (`write_by_host`).
     source_rows: Vec<u32>,
     host_rows: Vec<u32>,
-    /// Scratch: per hostname ref, the source index of its last row.
-    last_source: Vec<u32>,
+    /// Scratch of `write_by_host`: per hostname ref, the value of its last row.
+    last_by_host: Vec<u32>,
     port: Vec<u8>,
     listener: Vec<u8>,
-    format: Vec<u8>,
+    /// Per row: the format's dictionary index (written by host, like the source, the
+    /// version and the event time digits).
+    format_rows: Vec<u32>,
     facility: Vec<u8>,
     severity: Vec<u8>,
     version: Vec<u8>,
     event_digits: Vec<u8>,
-    event_delta: Vec<u8>,
     event_times: EventTimeWriter,
     refs: [Vec<u8>; 6],
     /// Structured data, then the raw frame.
     lengths: [Vec<u8>; 2],
     texts: [Vec<u8>; 2],
+}
+
+/// Writes a column by host: 0 where a row's value is its host's last row's (for the first
+/// row of a host, the previous row's), else the value + 1. A host nearly always sends from
+/// one address, in one format and syslog version, with one timestamp precision, so these
+/// columns all but vanish (ADR 0049, 0054); where nearly every row has a host of its own
+/// (text that did not parse, read as a hostname), they are as small as a column that
+/// repeats the previous row.
+fn write_by_host(
+    body: &mut Vec<u8>,
+    values: impl Iterator<Item = u32>,
+    host_rows: &[u32],
+    last_by_host: &mut Vec<u32>,
+    dictionary_len: usize,
+) {
+    last_by_host.clear();
+    last_by_host.resize(dictionary_len + 1, u32::MAX);
+    let mut previous = u32::MAX;
+    for (value, &host) in values.zip(host_rows) {
+        let last = &mut last_by_host[host as usize];
+        let reference = if *last == u32::MAX { previous } else { *last };
+        put_u64(body, if reference == value { 0 } else { u64::from(value) + 1 });
+        *last = value;
+        previous = value;
+    }
+}
+
+/// What the first row of a host repeats in a column written by host.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FirstOfHost {
+    /// Nothing: its value is always written (format 4's source column).
+    Written,
+    /// The previous row's value (format 5).
+    RepeatsPreviousRow,
+}
+
+/// Reads back in place a column [`write_by_host`] wrote: each row's value. `last_by_host`
+/// is scratch, kept across the columns of a block.
+fn resolve_by_host(
+    values: &mut [u64],
+    host_rows: &[u32],
+    first_of_host: FirstOfHost,
+    last_by_host: &mut Vec<u64>,
+    dictionary_len: usize,
+) -> Result<(), BlockError> {
+    // No value is u64::MAX: the written value + 1 would not fit.
+    last_by_host.clear();
+    last_by_host.resize(dictionary_len + 1, u64::MAX);
+    let mut previous = u64::MAX;
+    for (value, &host) in values.iter_mut().zip(host_rows) {
+        let last = last_by_host.get_mut(host as usize).ok_or(BlockError::Damaged("hostname ref"))?;
+        if *value == 0 {
+            let reference = match first_of_host {
+                FirstOfHost::RepeatsPreviousRow if *last == u64::MAX => previous,
+                _ => *last,
+            };
+            if reference == u64::MAX {
+                return Err(BlockError::Damaged("by-host column: nothing to repeat"));
+            }
+            *value = reference;
+        } else {
+            *value -= 1;
+        }
+        *last = *value;
+        previous = *value;
+    }
+    Ok(())
 }
 
 impl Columns {
@@ -170,32 +241,18 @@ impl Columns {
             &mut self.received,
             &mut self.port,
             &mut self.listener,
-            &mut self.format,
             &mut self.facility,
             &mut self.severity,
             &mut self.version,
             &mut self.event_digits,
-            &mut self.event_delta,
         ] {
             column.clear();
         }
         self.refs.iter_mut().chain(&mut self.lengths).chain(&mut self.texts).for_each(Vec::clear);
         self.source_rows.clear();
         self.host_rows.clear();
-        self.event_times = EventTimeWriter::default();
-    }
-
-    /// The source column: 0 where a row's source address is its host's last one (a host
-    /// nearly always sends from one address, so this column all but vanishes), else the
-    /// address's dictionary index + 1.
-    fn write_sources(&mut self, body: &mut Vec<u8>, dictionary_len: usize) {
-        self.last_source.clear();
-        self.last_source.resize(dictionary_len + 1, u32::MAX);
-        for (&source, &host) in self.source_rows.iter().zip(&self.host_rows) {
-            let last = &mut self.last_source[host as usize];
-            put_u64(body, if *last == source { 0 } else { u64::from(source) + 1 });
-            *last = source;
-        }
+        self.format_rows.clear();
+        self.event_times.clear();
     }
 
     /// The frame of a flagged row. When the frame ends with the row's message (nearly
@@ -218,7 +275,7 @@ impl Columns {
             Some((nanos, digits)) => {
                 let digits = digits.min(9);
                 self.event_digits.push(digits);
-                self.event_times.put(&mut self.event_delta, nanos, digits, received);
+                self.event_times.put(nanos, digits, received);
             }
             None => self.event_digits.push(NONE_U8),
         }
@@ -389,7 +446,7 @@ impl BlockEncoder {
                     index
                 }
             };
-            put_u64(&mut self.columns.format, u64::from(format));
+            self.columns.format_rows.push(format);
 
             let facility = entry.facility();
             let severity = entry.severity();
@@ -537,26 +594,40 @@ impl BlockEncoder {
         put_i64(body, totals.base_received);
         body.extend_from_slice(&self.columns.received);
         ends.push(body.len());
-        self.columns.write_sources(body, self.dictionary_order.len());
+        let columns = &mut self.columns;
+        let hosts = self.dictionary_order.len();
+        let by_host = |body: &mut Vec<u8>, values: &mut dyn Iterator<Item = u32>, last: &mut Vec<u32>| {
+            write_by_host(body, values, &columns.host_rows, last, hosts)
+        };
+        let mut last = std::mem::take(&mut columns.last_by_host);
+        by_host(body, &mut columns.source_rows.iter().copied(), &mut last);
         ends.push(body.len());
-        let columns = &self.columns;
-        for column in [
-            &columns.port,
-            &columns.listener,
-            &columns.format,
-            &columns.facility,
-            &columns.severity,
-            &columns.version,
-            &columns.event_digits,
-            &columns.event_delta,
-        ] {
+        for column in [&columns.port, &columns.listener] {
             body.extend_from_slice(column);
             ends.push(body.len());
         }
-        for column in columns.refs.iter().chain(&columns.lengths).chain(&columns.texts) {
+        by_host(body, &mut columns.format_rows.iter().copied(), &mut last);
+        ends.push(body.len());
+        for column in [&columns.facility, &columns.severity] {
             body.extend_from_slice(column);
             ends.push(body.len());
         }
+        for column in [&columns.version, &columns.event_digits] {
+            by_host(body, &mut column.iter().map(|&value| u32::from(value)), &mut last);
+            ends.push(body.len());
+        }
+        for column in &columns.refs {
+            body.extend_from_slice(column);
+            ends.push(body.len());
+        }
+        // After the hostname refs: the reader needs each row's digits, which it resolves by host.
+        columns.event_times.write(body);
+        ends.push(body.len());
+        for column in columns.lengths.iter().chain(&columns.texts) {
+            body.extend_from_slice(column);
+            ends.push(body.len());
+        }
+        columns.last_by_host = last;
         self.messages.write(body, ends);
         let payload = self.compressor.compress(body, ends).map_err(BlockError::Compression)?;
         Ok(EncodedBlock {
@@ -635,23 +706,31 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
     for _ in 0..count {
         listener.push(dictionary_index(reader.u64()?)?);
     }
-    let mut format = Vec::with_capacity(count);
+    // Format 5 writes the format, the version and the event time digits by host: they are
+    // resolved, and the event times read, once the hostname refs are.
+    let by_host = format_version >= 5;
+    let mut format_values = Vec::with_capacity(count);
     for _ in 0..count {
-        format.push(dictionary_index(reader.u64()?)?);
+        format_values.push(reader.u64()?);
     }
     let facility = reader.take(count)?.to_vec();
     let severity = reader.take(count)?.to_vec();
-    let version = reader.take(count)?.to_vec();
-    let digits = reader.take(count)?.to_vec();
-    let mut event = Vec::with_capacity(count);
-    let mut event_times = EventTimeReader::default();
-    for (row, &digits) in digits.iter().enumerate() {
-        let received = received_ns[row];
-        event.push(match digits {
-            NONE_U8 => None,
-            _ if format_version >= 3 => Some((event_times.read(&mut reader, digits, received)?, digits)),
-            _ => Some((received.wrapping_add(reader.i64()?), digits)),
-        });
+    let (mut version_values, mut digit_values) = (Vec::new(), Vec::new());
+    let (mut version, mut digits) = (Vec::new(), Vec::new());
+    if by_host {
+        for values in [&mut version_values, &mut digit_values] {
+            values.reserve(count);
+            for _ in 0..count {
+                values.push(reader.u64()?);
+            }
+        }
+    } else {
+        version = reader.take(count)?.to_vec();
+        digits = reader.take(count)?.to_vec();
+    }
+    let mut event = Vec::new();
+    if !by_host {
+        event = read_event_times(&mut reader, format_version, &digits, &received_ns)?;
     }
     let mut refs: [Vec<u32>; 6] = Default::default();
     // Rows whose process id is a decimal (format 3): entered in the dictionary below.
@@ -674,24 +753,28 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
             values.push(if reference == 0 { 0 } else { dictionary_index(reference - 1)? + 1 });
         }
     }
-    let mut source = Vec::with_capacity(count);
+    let host_rows = &refs[RefColumn::Hostname as usize];
+    let mut last_by_host = Vec::new();
+    let first_of_host = if by_host { FirstOfHost::RepeatsPreviousRow } else { FirstOfHost::Written };
+    let mut resolve = |values: &mut [u64]| {
+        resolve_by_host(values, host_rows, first_of_host, &mut last_by_host, dictionary.len())
+    };
     if format_version >= 4 {
-        // 0: the last source of the row's host; else the dictionary index + 1.
-        let mut last_source = vec![None; dictionary.len() + 1];
-        for (&value, &host) in source_values.iter().zip(&refs[RefColumn::Hostname as usize]) {
-            let last = last_source.get_mut(host as usize).ok_or(BlockError::Damaged("hostname ref"))?;
-            let index = match value {
-                0 => last.ok_or(BlockError::Damaged("source of a host not seen before"))?,
-                value => dictionary_index(value - 1)?,
-            };
-            *last = Some(index);
-            source.push(index);
-        }
-    } else {
-        for value in source_values {
-            source.push(dictionary_index(value)?);
-        }
+        resolve(&mut source_values)?;
     }
+    let source =
+        source_values.iter().map(|&value| dictionary_index(value)).collect::<Result<Vec<u32>, _>>()?;
+    if by_host {
+        resolve(&mut format_values)?;
+        let byte = |&value: &u64| u8::try_from(value).map_err(|_| BlockError::Damaged("by-host byte column"));
+        resolve(&mut version_values)?;
+        version = version_values.iter().map(byte).collect::<Result<_, _>>()?;
+        resolve(&mut digit_values)?;
+        digits = digit_values.iter().map(byte).collect::<Result<_, _>>()?;
+        event = read_event_times(&mut reader, format_version, &digits, &received_ns)?;
+    }
+    let format =
+        format_values.iter().map(|&value| dictionary_index(value)).collect::<Result<Vec<u32>, _>>()?;
     let optional_ranges = |lengths: &[usize], reader: &mut Reader<'_>| {
         let mut ranges = Vec::with_capacity(lengths.len());
         for &len in lengths {
@@ -803,6 +886,29 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
         addresses,
         body,
     })
+}
+
+/// The event times of a block's rows, from their digits column (`fields.rs`).
+fn read_event_times(
+    reader: &mut Reader<'_>,
+    format_version: u8,
+    digits: &[u8],
+    received_ns: &[i64],
+) -> Result<Vec<Option<(i64, u8)>>, BlockError> {
+    let mut event_times = if format_version >= 5 {
+        EventTimeReader::new(EventReference::from_byte(reader.u8()?)?)
+    } else {
+        EventTimeReader::default()
+    };
+    let mut event = Vec::with_capacity(digits.len());
+    for (&digits, &received) in digits.iter().zip(received_ns) {
+        event.push(match digits {
+            NONE_U8 => None,
+            _ if format_version >= 3 => Some((event_times.read(reader, digits, received)?, digits)),
+            _ => Some((received.wrapping_add(reader.i64()?), digits)),
+        });
+    }
+    Ok(event)
 }
 
 fn optional_u8(value: u8) -> Option<u8> {

@@ -99,7 +99,7 @@ impl BlockEncoder {
             let listener = intern(self, block.listener[row]);
             put_u64(&mut self.columns.listener, u64::from(listener));
             let format = intern(self, block.format[row]);
-            put_u64(&mut self.columns.format, u64::from(format));
+            self.columns.format_rows.push(format);
 
             let (facility, severity) = (block.facility[row], block.severity[row]);
             self.columns.facility.push(facility);

@@ -334,14 +334,15 @@ fn rows_of_several_blocks_make_one() {
 
 /// Work on the encoder's speed keeps the format it writes byte for byte: the frozen
 /// fixture's body is exactly what this build writes for the same messages (format 2 was
-/// pinned so through ADR 0039 to 0046, format 3 by ADR 0048; format 4 from ADR 0049 on).
+/// pinned so through ADR 0039 to 0046, format 3 by ADR 0048, format 4 by ADR 0049 to 0053;
+/// format 5 from ADR 0054 on).
 #[test]
-fn the_encoder_still_writes_the_frozen_format_4_bytes() {
-    let fixture = std::fs::read(fixture_path(4)).unwrap();
+fn the_encoder_still_writes_the_frozen_format_5_bytes() {
+    let fixture = std::fs::read(fixture_path(5)).unwrap();
     let frozen = zstd::bulk::decompress(&fixture, 1 << 30).unwrap();
     let block = BlockEncoder::new(3).unwrap().encode(varied_batch().iter()).unwrap();
     let written = zstd::bulk::decompress(&block.payload, 1 << 30).unwrap();
-    assert!(written == frozen, "format 4 body changed ({} bytes, frozen {})", written.len(), frozen.len());
+    assert!(written == frozen, "format 5 body changed ({} bytes, frozen {})", written.len(), frozen.len());
 }
 
 /// Pieces around the table's boundaries: 15 and 16 bytes (short and long keys), 32 and
@@ -448,7 +449,7 @@ fn words_read_from_codes_are_the_words_of_the_text() {
         words.dedup();
         let mut found = 0;
         for word in &words {
-            let codes = decoded.word_codes(word).expect("format 4 keeps the messages as codes");
+            let codes = decoded.word_codes(word).expect("formats 3 on keep the messages as codes");
             for (row, text) in texts.iter().enumerate() {
                 let in_text = filter::tokens(text).any(|token| token.eq_ignore_ascii_case(word));
                 assert_eq!(
@@ -495,6 +496,40 @@ fn sections_compress_apart() {
         );
         assert_rows_equal(&decode(&block.payload).unwrap(), &batch);
     }
+}
+
+/// A column written by host (sources since format 4; formats, versions and event time
+/// digits since format 5) reads back row for row, costs one byte a row while each host
+/// keeps its value, and a host's first row repeats the previous row's; a damaged one is
+/// an error. Format 4's sources, whose first row of a host is always written, still read.
+#[test]
+fn columns_by_host_round_trip() {
+    let hosts = [0u32, 1, 2, 1, 1, 0, 3, 3, 2, 1];
+    let values = [7u32, 7, 7, 8, 8, 255, 0, 0, 7, u32::MAX - 1];
+    let mut body = Vec::new();
+    let mut last = Vec::new();
+    write_by_host(&mut body, values.iter().copied(), &hosts, &mut last, 3);
+    let mut reader = Reader::new(&body);
+    let written: Vec<u64> = (0..values.len()).map(|_| reader.u64().unwrap()).collect();
+    assert_eq!(written[..7], [8, 0, 0, 9, 0, 256, 1], "0 where a row repeats its host's last value");
+    let mut read = written.clone();
+    let mut scratch = Vec::new();
+    resolve_by_host(&mut read, &hosts, FirstOfHost::RepeatsPreviousRow, &mut scratch, 3).unwrap();
+    assert_eq!(read, values.iter().map(|&value| u64::from(value)).collect::<Vec<_>>());
+    let first_repeats = FirstOfHost::RepeatsPreviousRow;
+    assert!(
+        resolve_by_host(&mut [0], &[1], first_repeats, &mut scratch, 3).is_err(),
+        "the first row cannot repeat"
+    );
+    assert!(
+        resolve_by_host(&mut [1], &[4], first_repeats, &mut scratch, 3).is_err(),
+        "a hostname ref past the dictionary"
+    );
+    // Format 4: a host's first row is written, so a 0 there is damage.
+    let mut format_4 = [8, 0, 8, 9];
+    resolve_by_host(&mut format_4, &[0, 0, 1, 1], FirstOfHost::Written, &mut scratch, 3).unwrap();
+    assert_eq!(format_4, [7, 7, 7, 8]);
+    assert!(resolve_by_host(&mut [8, 0], &[0, 1], FirstOfHost::Written, &mut scratch, 3).is_err());
 }
 
 /// Compaction writes the same bytes whatever zstd level the arrival block had (ADR 0041):
