@@ -10,9 +10,10 @@
 //! give small and repeating numbers. The first event time of each precision is measured
 //! from the row's receive time cut to that precision.
 //!
-//! That suits rows in arrival order. A compacted block holds its rows by host, so the
-//! previous row is often minutes away, while a sender's clock stays about as far from
-//! ours as it was. Format 5 (ADR 0054) therefore lets each block measure every event time
+//! That suits rows in arrival order. A compacted block holds a share of the hosts over a
+//! whole window, so consecutive rows lie tens of milliseconds to seconds apart and that gap
+//! is noise, while each sender's clock stays about as far from ours as it was. Format 5
+//! (ADR 0054) therefore lets each block measure every event time
 //! from its own row's receive time cut to its precision instead, and says which it did
 //! in one byte; the encoder writes both and keeps the one whose bytes carry fewer bits
 //! (order-0 entropy, [`EventTimeWriter::write`]). Logs replayed long after they were
@@ -311,9 +312,9 @@ mod tests {
         assert!(out.len() < 120, "{} bytes", out.len());
     }
 
-    /// Rows grouped by host, as compaction leaves them: each host's clock is a steady
-    /// distance from ours, but the previous row is another host's, seconds away. Measured
-    /// from the receive time every row is that host's skew, and the writer measures so.
+    /// Rows seconds apart, each host's clock a steady distance from ours (as in a compacted
+    /// block, which holds a share of the hosts over a whole window): measured from the
+    /// receive time every row is its host's skew, and the writer measures so.
     #[test]
     fn grouped_event_times_are_measured_from_the_receive_time() {
         let rows = (0..4i64).flat_map(|host| {

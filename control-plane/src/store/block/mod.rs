@@ -8,19 +8,22 @@
 //! ```text
 //! u8 version | count | dictionary: n, then n × (len, bytes) | base received_ns (zigzag)
 //! count × received_ns delta from the previous row (zigzag)
-//! count × source address: 0 = the last row's of the same hostname ref, else dictionary index + 1
+//! count × source address (dictionary index), by host
 //! count × source port
-//! count × listener (dictionary index) | count × format (dictionary index)
-//! count × u8 facility | count × u8 severity | count × u8 version (255 = none)
-//! count × u8 event time digits (255 = none)
-//! u8 event time reference | per present event time: its distance from it (`fields.rs`)
+//! count × listener (dictionary index) | count × format (dictionary index), by host
+//! count × u8 facility | count × u8 severity
+//! count × version (255 = none), by host | count × event time digits (255 = none), by host
 //! count × ref hostname | app | count × procid (`fields.rs`) | count × ref msgid | parse error | frame flag
+//! u8 event time reference | per present event time: its distance from it (`fields.rs`)
 //! count × structured-data length (0 = none, else len + 1)
 //! count × frame of a flagged row: 0 = none, 2 × len + 1 = the whole frame,
 //!   2 × (len + 1) = the part of the frame before the row's message (which it ends with)
 //! structured data bytes | frame bytes
 //! messages: words and separators as codes into a ranked piece dictionary (`words.rs`)
 //! ```
+//!
+//! "By host" (`write_by_host`): 0 where the row's value is that of the last row with the
+//! same hostname ref (for a host's first row, the previous row's), else the value + 1.
 //!
 //! Columns of one kind sit together and the text comes last, so zstd sees similar bytes
 //! side by side; that, and the dictionaries, is most of the compression. Each section
@@ -30,8 +33,10 @@
 //!
 //! Older versions, all still read (`tests/fixtures/log_block_v*.zst` keep one of each
 //! under test); only version 5 is written (ADR 0054):
-//! - Version 4 (ADR 0049) had no event time reference byte: every event time was measured
-//!   from the previous one of its precision.
+//! - Version 4 (ADR 0049) wrote the format as its dictionary index, the version and the
+//!   event time digits as one byte a row, and right after the digits the event times,
+//!   each measured from the previous one of its precision (no reference byte); its source
+//!   column was by host, except that a host's first row always had its value.
 //! - Version 3 (ADR 0048) was version 4 with the source column as dictionary indexes.
 //! - Version 2 (ADR 0036) wrote each event time as its zigzag distance in nanoseconds
 //!   from the row's receive time, the process id as a ref like the other text fields, a
@@ -693,7 +698,7 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
         current = current.wrapping_add(reader.i64()?);
         received_ns.push(current);
     }
-    // Resolved once the hostname refs are read (format 4 writes it by host).
+    // Resolved once the hostname refs are read (formats 4 and 5 write it by host).
     let mut source_values = Vec::with_capacity(count);
     for _ in 0..count {
         source_values.push(reader.u64()?);
@@ -996,7 +1001,7 @@ impl DecodedBlock {
         }
     }
 
-    /// Message `row` as its piece codes (formats 3 and 4), for compaction; None for a
+    /// Message `row` as its piece codes (formats 3 to 5), for compaction; None for a
     /// block that keeps its messages as text.
     fn coded_row(&self, row: usize) -> Option<words::CodedRow<'_>> {
         match &self.messages {

@@ -15,7 +15,7 @@ use super::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(not(test), allow(dead_code))] // `Text` is for the test that both give the same block
 pub(super) enum MessagesFrom {
-    /// The piece codes, mapped onto the new block's pieces (formats 3 and 4; ADR 0052).
+    /// The piece codes, mapped onto the new block's pieces (formats 3 to 5; ADR 0052).
     Codes,
     /// The rendered text, cut again (what formats 1 and 2 always take).
     Text,

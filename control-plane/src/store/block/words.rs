@@ -9,7 +9,7 @@
 //! cutting is the one the token filter uses ([`filter::tokens`]), so each word is hashed
 //! once per block for the filter instead of once per occurrence.
 //!
-//! Format versions 3 (ADR 0048) and 4 (ADR 0049, which changed only the source column):
+//! Format versions 3 (ADR 0048) to 5 (ADR 0049 and 0054 changed other columns only):
 //!
 //! ```text
 //! count × codes in the message
@@ -611,7 +611,7 @@ fn short_hash(key: [u64; 2]) -> u64 {
 /// The text of every message of a block, back to back, and where each lies.
 type Messages = (Vec<u8>, Vec<Range<usize>>);
 
-/// The message section of formats 3 and 4, read but not rendered: a message's text is
+/// The message section of formats 3 to 5, read but not rendered: a message's text is
 /// built when asked for ([`CodedMessages::render`]). A search reads a whole block for the
 /// few rows its host or time filter leaves, and building every message's text was two
 /// thirds of decoding a block (`perf` of `store/decode_block`, ADR 0051).
@@ -705,7 +705,7 @@ impl CodedMessages {
     }
 }
 
-/// Reads the message section of formats 3 and 4, checking every code and length, without
+/// Reads the message section of formats 3 to 5, checking every code and length, without
 /// building the text.
 pub(super) fn read(reader: &mut Reader<'_>, count: usize) -> Result<CodedMessages, BlockError> {
     let (code_counts, total) = read_counts(reader, count)?;
