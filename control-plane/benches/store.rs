@@ -142,6 +142,37 @@ fn compact_busy_window(c: &mut Criterion) {
         })
     });
     group.finish();
+    // The merge of older data (ADR 0055): the same window's blocks by host, merged into
+    // blocks of 16,384 rows at zstd 19. Prints both sizes.
+    let by_host: Vec<_> =
+        new_blocks.iter().map(|refs| encoder.encode_rows(&blocks, refs, 0).unwrap()).collect();
+    let by_host_decoded: Vec<_> = by_host.iter().map(|block| decode(&block.payload).unwrap()).collect();
+    let by_host_blocks: Vec<_> = by_host_decoded.iter().collect();
+    let merged_rows = killkrill::store::compaction::rows_by_host(&by_host_blocks, 16_384);
+    let mut merger = BlockEncoder::new(19).unwrap();
+    let stored = |block: &killkrill::store::EncodedBlock| {
+        block.payload.len() + block.summary.token_filter.len() + block.summary.field_filter.len()
+    };
+    let merged_bytes: usize =
+        merged_rows.iter().map(|refs| stored(&merger.encode_rows(&by_host_blocks, refs, 0).unwrap())).sum();
+    println!(
+        "store/merge_window: {} blocks by host, {} bytes stored; {} merged blocks, {merged_bytes} bytes",
+        by_host.len(),
+        by_host.iter().map(stored).sum::<usize>(),
+        merged_rows.len()
+    );
+    let mut group = c.benchmark_group("store/merge_window");
+    group.throughput(Throughput::Elements(messages as u64));
+    group.sample_size(10);
+    group.bench_function("by_host_blocks_into_16384_zstd_19", |b| {
+        b.iter(|| {
+            merged_rows
+                .iter()
+                .map(|refs| merger.encode_rows(&by_host_blocks, refs, 0).unwrap().payload.len())
+                .sum::<usize>()
+        })
+    });
+    group.finish();
 }
 
 /// Replays `MESSAGES` prepared messages through the batch writer into `store`; a message

@@ -1,9 +1,10 @@
 //! How small does the store keep a log file? Reads each file given, one message per line
 //! (a line without a `<PRI>` gets `<13>`, as a forwarding relay would give it), parses the
 //! lines as the syslog listeners do, encodes them as one block per `--block-messages` lines
-//! at the arrival level (zstd 1) and at compaction's (zstd 9), and prints the ratio of the
-//! frames' bytes to the stored bytes (payload and both Bloom filters; "filters" is their
-//! share at zstd 1), beside zstd on the plain text for comparison.
+//! at the arrival level (zstd 1), at compaction's (zstd 9) and at the merge's (zstd 19),
+//! and prints the ratio of the frames' bytes to the stored bytes (payload and both Bloom
+//! filters; "filters" is their share at zstd 1), beside zstd on the plain text for
+//! comparison.
 //!
 //! ```sh
 //! cargo run --release -p killkrill --example block_ratio -- /var/log/syslog other.log
@@ -30,8 +31,17 @@ fn main() -> Result<()> {
     }
     anyhow::ensure!(!files.is_empty(), "usage: block_ratio [--block-messages N] FILE...");
     println!(
-        "{:<24} {:>7} {:>10} {:>6} {:>9} {:>9} {:>8} {:>9} {:>9}",
-        "file", "lines", "raw bytes", "flags", "zstd 1", "zstd 9", "filters", "text z3", "text z19"
+        "{:<24} {:>7} {:>10} {:>6} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9}",
+        "file",
+        "lines",
+        "raw bytes",
+        "flags",
+        "zstd 1",
+        "zstd 9",
+        "zstd 19",
+        "filters",
+        "text z3",
+        "text z19"
     );
     for path in files {
         let text = std::fs::read(&path).with_context(|| format!("reading {path}"))?;
@@ -43,12 +53,12 @@ fn main() -> Result<()> {
             .collect();
         let raw: usize = frames.iter().map(Vec::len).sum();
         let plain = frames.join(&b'\n');
-        let mut stored = [0usize; 2];
+        let mut stored = [0usize; 3];
         let mut flagged = 0u32;
         let mut filters = 0usize;
         for chunk in frames.chunks(block_messages.max(1)) {
             let batch = batch_of(chunk);
-            for (slot, level) in [1, 9].into_iter().enumerate() {
+            for (slot, level) in [1, 9, 19].into_iter().enumerate() {
                 let block = BlockEncoder::new(level)?.encode(batch.iter())?;
                 stored[slot] +=
                     block.payload.len() + block.summary.field_filter.len() + block.summary.token_filter.len();
@@ -63,13 +73,14 @@ fn main() -> Result<()> {
         let name =
             std::path::Path::new(&path).file_name().map_or(path.clone(), |n| n.to_string_lossy().into());
         println!(
-            "{:<24} {:>7} {:>10} {:>6} {:>8.2}x {:>8.2}x {:>7.0}% {:>8.2}x {:>8.2}x",
+            "{:<24} {:>7} {:>10} {:>6} {:>8.2}x {:>8.2}x {:>8.2}x {:>7.0}% {:>8.2}x {:>8.2}x",
             name,
             frames.len(),
             raw,
             flagged,
             ratio(stored[0]),
             ratio(stored[1]),
+            ratio(stored[2]),
             100.0 * filters as f64 / stored[0].max(1) as f64,
             ratio(zstd_text(3)?),
             ratio(zstd_text(19)?)

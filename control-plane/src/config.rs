@@ -442,7 +442,8 @@ pub struct StoreConfig {
 }
 
 /// `[store.compaction]`: blocks older than `after` are written again grouped by host, so a
-/// search for one host decodes a few small blocks (docs/storage.md, ADR 0037).
+/// search for one host decodes a few small blocks (docs/storage.md, ADR 0037), and those
+/// older than `merge_after` are merged into large blocks (ADR 0055).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CompactionConfig {
@@ -461,6 +462,17 @@ pub struct CompactionConfig {
     pub zstd_level: i32,
     /// How often, in seconds, compaction looks for blocks old enough.
     pub interval_s: u64,
+    /// Blocks grouped by host are merged once this old ("0": never); at least `after`
+    /// plus `window`.
+    #[serde(deserialize_with = "duration_text")]
+    pub merge_after: String,
+    /// Blocks grouped by host that began within one merge window are merged together.
+    #[serde(deserialize_with = "duration_text")]
+    pub merge_window: String,
+    /// Messages per merged block, about (1 to 65,536).
+    pub merge_block_messages: usize,
+    /// zstd level of merged blocks (1 to 22).
+    pub merge_zstd_level: i32,
 }
 
 impl Default for CompactionConfig {
@@ -472,6 +484,10 @@ impl Default for CompactionConfig {
             block_messages: 1_024,
             zstd_level: 9,
             interval_s: 10,
+            merge_after: "1h".to_owned(),
+            merge_window: "1h".to_owned(),
+            merge_block_messages: 16_384,
+            merge_zstd_level: 19,
         }
     }
 }
@@ -1049,33 +1065,59 @@ impl Config {
             parse_duration_ns(text)
                 .map_err(|message| Error::Config(format!("store.compaction.{name} = {text:?}: {message}")))
         };
-        let after_ns = duration("after", &config.after)?;
-        let window_ns = duration("window", &config.window)?;
-        if window_ns <= 0 {
+        let block_messages = |name: &str, value: usize| {
+            if (1..=crate::store::block::MAX_ROWS).contains(&value) {
+                Ok(value)
+            } else {
+                Err(Error::Config(format!(
+                    "store.compaction.{name} = {value} must be 1 to {}",
+                    crate::store::block::MAX_ROWS
+                )))
+            }
+        };
+        let zstd_level = |name: &str, value: i32| {
+            if (1..=22).contains(&value) {
+                Ok(value)
+            } else {
+                Err(Error::Config(format!("store.compaction.{name} = {value} must be 1 to 22")))
+            }
+        };
+        let by_host = crate::store::compaction::PassSettings {
+            after_ns: duration("after", &config.after)?,
+            window_ns: duration("window", &config.window)?,
+            block_messages: block_messages("block_messages", config.block_messages)?,
+            zstd_level: zstd_level("zstd_level", config.zstd_level)?,
+        };
+        if by_host.window_ns <= 0 {
             return Err(Error::Config("store.compaction.window must be longer than 0".to_owned()));
-        }
-        if !(1..=crate::store::block::MAX_ROWS).contains(&config.block_messages) {
-            return Err(Error::Config(format!(
-                "store.compaction.block_messages = {} must be 1 to {}",
-                config.block_messages,
-                crate::store::block::MAX_ROWS
-            )));
-        }
-        if !(1..=22).contains(&config.zstd_level) {
-            return Err(Error::Config(format!(
-                "store.compaction.zstd_level = {} must be 1 to 22",
-                config.zstd_level
-            )));
         }
         if config.interval_s == 0 {
             return Err(Error::Config("store.compaction.interval_s must be at least 1".to_owned()));
         }
-        Ok(Some(crate::store::compaction::CompactionSettings {
-            after_ns,
-            window_ns,
-            block_messages: config.block_messages,
-            zstd_level: config.zstd_level,
-        }))
+        let merge_after_ns = duration("merge_after", &config.merge_after)?;
+        let merge = if merge_after_ns == 0 {
+            None
+        } else {
+            let merge = crate::store::compaction::PassSettings {
+                after_ns: merge_after_ns,
+                window_ns: duration("merge_window", &config.merge_window)?,
+                block_messages: block_messages("merge_block_messages", config.merge_block_messages)?,
+                zstd_level: zstd_level("merge_zstd_level", config.merge_zstd_level)?,
+            };
+            if merge.window_ns <= 0 {
+                return Err(Error::Config("store.compaction.merge_window must be longer than 0".to_owned()));
+            }
+            // Merging a window before the first pass is done with it would leave that
+            // pass's later blocks to be merged alone.
+            if merge.after_ns < by_host.after_ns.saturating_add(by_host.window_ns) {
+                return Err(Error::Config(format!(
+                    "store.compaction.merge_after = {:?} must be at least after + window ({} + {}), or \"0\" to not merge",
+                    config.merge_after, config.after, config.window
+                )));
+            }
+            Some(merge)
+        };
+        Ok(Some(crate::store::compaction::CompactionSettings { by_host, merge }))
     }
 
     /// The parsed `syslog.time_zone`.
@@ -1407,6 +1449,34 @@ mod tests {
             jail.set_env("KILLKRILL_METRICS__RETENTION_MAX_AGE", "soon");
             let error = load(jail, None, FlagOverrides::default()).unwrap_err();
             assert!(error.to_string().contains("metrics.retention_max_age"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn compaction_merges_after_an_hour_by_default_and_bad_merge_settings_name_the_key() {
+        Jail::expect_with(|jail| {
+            let settings = load(jail, None, FlagOverrides::default()).unwrap().compaction().unwrap().unwrap();
+            assert_eq!(settings, crate::store::compaction::CompactionSettings::default());
+            let merge = settings.merge.unwrap();
+            assert_eq!(
+                (merge.after_ns, merge.block_messages, merge.zstd_level),
+                (3_600_000_000_000, 16_384, 19)
+            );
+            jail.set_env("KILLKRILL_STORE__COMPACTION__MERGE_AFTER", "0");
+            let settings = load(jail, None, FlagOverrides::default()).unwrap().compaction().unwrap().unwrap();
+            assert_eq!(settings.merge, None, "\"0\" does not merge");
+            jail.set_env("KILLKRILL_STORE__COMPACTION__MERGE_AFTER", "80s");
+            let error = load(jail, None, FlagOverrides::default()).unwrap_err();
+            assert!(error.to_string().contains("store.compaction.merge_after"), "{error}");
+            jail.set_env("KILLKRILL_STORE__COMPACTION__MERGE_AFTER", "2h");
+            jail.set_env("KILLKRILL_STORE__COMPACTION__MERGE_BLOCK_MESSAGES", "100000");
+            let error = load(jail, None, FlagOverrides::default()).unwrap_err();
+            assert!(error.to_string().contains("store.compaction.merge_block_messages"), "{error}");
+            jail.set_env("KILLKRILL_STORE__COMPACTION__MERGE_BLOCK_MESSAGES", "4096");
+            jail.set_env("KILLKRILL_STORE__COMPACTION__MERGE_ZSTD_LEVEL", "23");
+            let error = load(jail, None, FlagOverrides::default()).unwrap_err();
+            assert!(error.to_string().contains("store.compaction.merge_zstd_level"), "{error}");
             Ok(())
         });
     }

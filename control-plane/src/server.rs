@@ -376,6 +376,7 @@ async fn compact_in_background(
                 if done.windows > 0 {
                     tracing::info!(
                         windows = done.windows,
+                        merged_windows = done.merged_windows,
                         blocks_read = done.blocks_read,
                         blocks_written = done.blocks_written,
                         messages = done.messages,
@@ -402,6 +403,9 @@ fn count_compaction(
     counted: &store::compaction::Compacted,
 ) {
     counters.compaction_windows.fetch_add(total.windows - counted.windows, Ordering::Relaxed);
+    counters
+        .compaction_merged_windows
+        .fetch_add(total.merged_windows - counted.merged_windows, Ordering::Relaxed);
     counters.compaction_blocks_read.fetch_add(total.blocks_read - counted.blocks_read, Ordering::Relaxed);
     counters
         .compaction_blocks_written

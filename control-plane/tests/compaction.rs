@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use killkrill::config::{DbType, StoreConfig};
-use killkrill::store::compaction::{self, CompactionSettings};
+use killkrill::store::compaction::{self, CompactionSettings, PassSettings};
 use killkrill::store::{self, BlockEncoder, EncodedBlock, LogQuery, Order, Store, StoredLog, TextQuery};
 use killkrill_dataplane::batch::{BatchLimits, LogBatch};
 use killkrill_dataplane::listener::ListenerKind;
@@ -76,12 +76,16 @@ fn arrival_blocks() -> Vec<EncodedBlock> {
         .collect()
 }
 
+/// Grouping by host only: the merge has tests of its own.
 fn settings() -> CompactionSettings {
     CompactionSettings {
-        after_ns: 60_000_000_000,
-        window_ns: 300_000_000_000,
-        block_messages: 64,
-        zstd_level: 9,
+        by_host: PassSettings {
+            after_ns: 60_000_000_000,
+            window_ns: 300_000_000_000,
+            block_messages: 64,
+            zstd_level: 9,
+        },
+        merge: None,
     }
 }
 
@@ -214,6 +218,88 @@ async fn damaged_blocks_are_skipped_and_counted(store: Arc<dyn Store>) {
     assert_eq!(again.undecodable_blocks, 0, "tried once");
 }
 
+/// Seconds after `BASE_NS`, in nanoseconds.
+fn at(seconds: i64) -> i64 {
+    BASE_NS + seconds * 1_000_000_000
+}
+
+/// A window is rewritten whole once it has ended `after` ago, however often compaction
+/// looks; the blocks grouped by host are merged into large ones once older than the
+/// merge's `after`, and every message and search answer stays the same (ADR 0055).
+async fn windows_are_rewritten_whole_then_merged(store: Arc<dyn Store>) -> Vec<StoredLog> {
+    let blocks = arrival_blocks();
+    for block in &blocks {
+        assert!(store.insert_block(block).await.unwrap());
+    }
+    let before_rows = everything(&*store).await;
+    let before_searches = searches(&*store).await;
+    let merge = PassSettings {
+        after_ns: 600_000_000_000,
+        window_ns: 3_600_000_000_000,
+        block_messages: 1_000,
+        zstd_level: 19,
+    };
+    let settings = CompactionSettings { merge: Some(merge), ..settings() };
+    let compact = |now_ns: i64| {
+        let store = store.clone();
+        async move { compaction::compact_pending(&*store, &settings, now_ns, |_| true).await.unwrap().0 }
+    };
+    // Windows of 300 s of receive time start 200 s before BASE_NS (1,700,000,000 s is
+    // 200 s past a multiple of 300); blocks of 400 messages span 40 s. At 400 s the first
+    // window [-200, 100) has ended more than `after` (60 s) ago; the second, [100, 400),
+    // has not, though its first blocks are old enough.
+    let done = compact(at(400)).await;
+    assert_eq!((done.windows, done.blocks_read, done.merged_windows), (1, 3, 0), "{done:?}");
+    let done = compact(at(455)).await;
+    assert_eq!(done.windows, 0, "the second window has ended only 55 s ago: {done:?}");
+    let done = compact(at(460)).await;
+    assert_eq!((done.windows, done.blocks_read), (1, 7), "the second window, whole: {done:?}");
+    // The rest, at once; the merge window [-800 s, 2,800 s) is not old enough yet.
+    let done = compact(at(3_399)).await;
+    assert_eq!((done.windows, done.blocks_read, done.merged_windows), (1, 5, 0), "{done:?}");
+    let by_host = store.stats().await.unwrap();
+    assert_eq!(
+        (by_host.blocks, by_host.compacted_blocks, by_host.merged_blocks),
+        (by_host.blocks, by_host.blocks, 0)
+    );
+    assert!(by_host.messages / by_host.blocks <= 64, "blocks of at most 64 rows: {by_host:?}");
+    assert_eq!(everything(&*store).await, before_rows);
+
+    let done = compact(at(3_400)).await;
+    assert_eq!(
+        (done.windows, done.merged_windows, done.blocks_read),
+        (1, 1, by_host.blocks as u64),
+        "{done:?}"
+    );
+    let merged = store.stats().await.unwrap();
+    // 6,000 rows of 40 hosts (150 each), cut at host boundaries into blocks of at most
+    // 1,000 rows: six hosts a block.
+    assert_eq!((merged.blocks, merged.compacted_blocks, merged.merged_blocks), (7, 7, 7), "{merged:?}");
+    assert!(merged.blocks * 10 < by_host.blocks);
+    assert_eq!((merged.messages, merged.raw_bytes), (by_host.messages, by_host.raw_bytes));
+    assert!(merged.stored_bytes < by_host.stored_bytes, "merged blocks are smaller: {merged:?} {by_host:?}");
+    assert_eq!(everything(&*store).await, before_rows, "every message once, every field the same");
+    assert_eq!(searches(&*store).await, before_searches);
+    let one_host = LogQuery { hosts: vec![host(5)], start_ns: Some(BASE_NS), ..LogQuery::default() };
+    assert_eq!(store.sources(&one_host, u64::MAX).await.unwrap().blocks_read, 1, "one host, one block");
+    assert_eq!(compact(at(100_000)).await, compaction::Compacted::default(), "nothing left to do");
+    // The writer's block ids stay retired through the merge.
+    assert!(!store.insert_block(&blocks[0]).await.unwrap());
+    everything(&*store).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_are_rewritten_whole_then_merged_on_both_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = windows_are_rewritten_whole_then_merged(open_sqlite(dir.path()).await).await;
+    let server = PostgresServer::start();
+    let postgres = windows_are_rewritten_whole_then_merged(
+        open_postgres(server.create_database("compaction_merge")).await,
+    )
+    .await;
+    assert_eq!(sqlite, postgres, "the two backends differ");
+}
+
 async fn open_sqlite(dir: &std::path::Path) -> Arc<dyn Store> {
     store::open(&StoreConfig::default(), dir).await.unwrap()
 }
@@ -255,6 +341,8 @@ fn serve_compacts_and_the_tail_does_not_repeat(backend: &[(&str, &str)]) {
     let temp = tempfile::tempdir().unwrap();
     let mut env = vec![
         ("KILLKRILL_STORE__COMPACTION__AFTER", "3s"),
+        // Windows are compacted whole once ended `after` ago.
+        ("KILLKRILL_STORE__COMPACTION__WINDOW", "2s"),
         ("KILLKRILL_STORE__COMPACTION__INTERVAL_S", "1"),
         ("KILLKRILL_STORE__COMPACTION__BLOCK_MESSAGES", "8"),
     ];

@@ -46,36 +46,51 @@ pub fn compact(
         anyhow::Ok((before, after, done, seconds))
     })?;
     let ratio = |stats: &store::StoreStats| stats.raw_bytes as f64 / stats.stored_bytes.max(1) as f64;
+    let pass = |pass: &compaction::PassSettings| {
+        format!(
+            "after {} s, window {} s, {} messages a block, zstd {}",
+            pass.after_ns / 1_000_000_000,
+            pass.window_ns / 1_000_000_000,
+            pass.block_messages,
+            pass.zstd_level
+        )
+    };
+    let merge = settings.merge.as_ref().map_or_else(|| "off".to_owned(), pass);
     println!(
-        "scale compact: {} messages in {} windows, {} blocks -> {} in {seconds:.1} s ({:.0} messages/s); \
-         blocks in the store {} -> {} ({} compacted); stored {:.2} GB -> {:.2} GB, ratio {:.2}x -> {:.2}x \
-         (after {} s, window {} s, {} messages a block, zstd {}); {} blocks could not be decoded",
+        "scale compact: {} messages in {} windows ({} merged), {} blocks -> {} in {seconds:.1} s ({:.0} messages/s); \
+         blocks in the store {} -> {} ({} compacted, {} merged); stored {:.2} GB -> {:.2} GB, ratio {:.2}x -> {:.2}x \
+         (by host: {}; merge: {merge}); {} blocks could not be decoded",
         done.messages,
         done.windows,
+        done.merged_windows,
         done.blocks_read,
         done.blocks_written,
         done.messages as f64 / seconds.max(1e-9),
         before.blocks,
         after.blocks,
         after.compacted_blocks,
+        after.merged_blocks,
         before.stored_bytes as f64 / 1e9,
         after.stored_bytes as f64 / 1e9,
         ratio(&before),
         ratio(&after),
-        settings.after_ns / 1_000_000_000,
-        settings.window_ns / 1_000_000_000,
-        settings.block_messages,
-        settings.zstd_level,
+        pass(&settings.by_host),
         done.undecodable_blocks,
     );
     let path = data_dir.join(MARKER);
     let mut marker: Value = serde_json::from_slice(&std::fs::read(&path)?)?;
-    marker["compacted"] = json!({
-        "after_s": settings.after_ns / 1_000_000_000,
-        "window_s": settings.window_ns / 1_000_000_000,
-        "block_messages": settings.block_messages,
-        "zstd_level": settings.zstd_level,
-    });
+    marker["compacted"] = marker_pass(&settings.by_host);
+    marker["merged"] = settings.merge.as_ref().map_or(Value::Null, marker_pass);
     std::fs::write(&path, serde_json::to_vec_pretty(&marker)?)?;
     Ok(())
+}
+
+/// A pass's settings as the marker file keeps them.
+fn marker_pass(pass: &compaction::PassSettings) -> Value {
+    json!({
+        "after_s": pass.after_ns / 1_000_000_000,
+        "window_s": pass.window_ns / 1_000_000_000,
+        "block_messages": pass.block_messages,
+        "zstd_level": pass.zstd_level,
+    })
 }

@@ -57,6 +57,19 @@ enum Phase {
         /// zstd level of compacted blocks.
         #[arg(long, default_value_t = 9)]
         compact_level: i32,
+        /// Host-grouped blocks older than this (seconds before the end of the day) are
+        /// merged into large blocks; 0: not merged.
+        #[arg(long, default_value_t = 3_600)]
+        merge_after_s: i64,
+        /// Host-grouped blocks that began within one merge window are merged together.
+        #[arg(long, default_value_t = 3_600)]
+        merge_window_s: i64,
+        /// Messages per merged block, about.
+        #[arg(long, default_value_t = 16_384)]
+        merge_block_messages: usize,
+        /// zstd level of merged blocks.
+        #[arg(long, default_value_t = 19)]
+        merge_level: i32,
     },
     /// Selective and broad search latency.
     Query {
@@ -103,12 +116,30 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match args.phase {
         Phase::Fill => {}
-        Phase::Compact { after_s, window_s, block_messages, compact_level } => {
-            let settings = killkrill::store::compaction::CompactionSettings {
-                after_ns: after_s * 1_000_000_000,
-                window_ns: window_s * 1_000_000_000,
-                block_messages,
-                zstd_level: compact_level,
+        Phase::Compact {
+            after_s,
+            window_s,
+            block_messages,
+            compact_level,
+            merge_after_s,
+            merge_window_s,
+            merge_block_messages,
+            merge_level,
+        } => {
+            use killkrill::store::compaction::{CompactionSettings, PassSettings};
+            let settings = CompactionSettings {
+                by_host: PassSettings {
+                    after_ns: after_s * 1_000_000_000,
+                    window_ns: window_s * 1_000_000_000,
+                    block_messages,
+                    zstd_level: compact_level,
+                },
+                merge: (merge_after_s > 0).then_some(PassSettings {
+                    after_ns: merge_after_s * 1_000_000_000,
+                    window_ns: merge_window_s * 1_000_000_000,
+                    block_messages: merge_block_messages,
+                    zstd_level: merge_level,
+                }),
             };
             compact::compact(&args.data_dir, &store, &filled, settings)?;
         }

@@ -61,7 +61,9 @@ async fn timed_get(client: &reqwest::Client, url: &str, key: &str) -> anyhow::Re
 }
 
 /// The selective (one host, last hour, one word) and broad (`q=error` over the day)
-/// searches, `iterations` each, a different host and word every time.
+/// searches, `iterations` each, a different host and word every time; then the same two
+/// over older data, ending 2 to 23 hours before the day's end, which compaction has merged
+/// into large blocks by then (ADR 0055).
 pub async fn run_queries(
     appliance: &Appliance,
     filled: &Filled,
@@ -73,34 +75,58 @@ pub async fn run_queries(
     let mut rng = SplitMix64::new(42);
     let mut selective = Latencies::new("selective (one host, last hour, one word)")?;
     let mut broad = Latencies::new("broad (q=error over the day, first page)")?;
-    // A few unrecorded rounds first: the first queries warm the page cache.
-    for round in 0..iterations + 3 {
-        let host = corpus::host_name(rng.below(corpus::HOSTS));
-        let (word, _) = corpus::TERMS[rng.below(corpus::TERMS.len() as u64) as usize];
-        let url = appliance.url(&format!(
-            "/api/v1/logs?host={host}&q={word}&start={}&end={}&limit=100",
-            rfc3339(day_end - HOUR_NS),
-            rfc3339(day_end)
-        ));
-        let (elapsed, body) = timed_get(&client, &url, &key).await?;
-        if round >= 3 {
-            selective.histogram.saturating_record(elapsed.as_micros() as u64);
-            selective.rows += body["logs"].as_array().map_or(0, Vec::len) as u64;
-        }
-        // The broad search ends somewhere in the last hour, so no two are alike.
-        let end = day_end - rng.below(HOUR_NS as u64) as i64;
-        let url = appliance.url(&format!(
-            "/api/v1/logs?q=error&start={}&end={}&limit=100",
-            rfc3339(end - DAY_NS),
-            rfc3339(end)
-        ));
-        let (elapsed, body) = timed_get(&client, &url, &key).await?;
-        if round >= 3 {
-            broad.histogram.saturating_record(elapsed.as_micros() as u64);
-            broad.rows += body["logs"].as_array().map_or(0, Vec::len) as u64;
+    let mut older_selective = Latencies::new("selective, an hour ending 2 to 23 hours ago")?;
+    let mut older_broad = Latencies::new("broad, first page of a day ending 2 to 23 hours ago")?;
+    // The recent pair, then the older pair, each after a few unrecorded rounds (the first
+    // queries warm the page cache): an older broad search decodes far more than the cache
+    // of decoded blocks keeps, so interleaved it would measure the recent searches' misses.
+    let mut latencies = [(&mut selective, &mut broad), (&mut older_selective, &mut older_broad)];
+    for (pair, (selective, broad)) in latencies.iter_mut().enumerate() {
+        // The searches of the last hour end at the day's end, the broad one somewhere in
+        // the last hour so that no two are alike; the older ones 2 to 23 hours back.
+        let end = |rng: &mut SplitMix64, within: i64| {
+            if pair == 0 {
+                day_end - rng.below(within as u64) as i64
+            } else {
+                day_end - 2 * HOUR_NS - rng.below(21 * HOUR_NS as u64) as i64
+            }
+        };
+        for round in 0..iterations + 3 {
+            let recorded = round >= 3;
+            let selective_end = end(&mut rng, 1);
+            let broad_end = end(&mut rng, HOUR_NS);
+            let host = corpus::host_name(rng.below(corpus::HOSTS));
+            let (word, _) = corpus::TERMS[rng.below(corpus::TERMS.len() as u64) as usize];
+            let url = appliance.url(&format!(
+                "/api/v1/logs?host={host}&q={word}&start={}&end={}&limit=100",
+                rfc3339(selective_end - HOUR_NS),
+                rfc3339(selective_end)
+            ));
+            time_search(&client, &url, &key, recorded.then_some(&mut **selective)).await?;
+            let url = appliance.url(&format!(
+                "/api/v1/logs?q=error&start={}&end={}&limit=100",
+                rfc3339(broad_end - DAY_NS),
+                rfc3339(broad_end)
+            ));
+            time_search(&client, &url, &key, recorded.then_some(&mut **broad)).await?;
         }
     }
-    Ok(vec![selective, broad])
+    Ok(vec![selective, broad, older_selective, older_broad])
+}
+
+/// Runs one search, recording its latency and rows where `latencies` is given.
+async fn time_search(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    latencies: Option<&mut Latencies>,
+) -> anyhow::Result<()> {
+    let (elapsed, body) = timed_get(client, url, key).await?;
+    if let Some(latencies) = latencies {
+        latencies.histogram.saturating_record(elapsed.as_micros() as u64);
+        latencies.rows += body["logs"].as_array().map_or(0, Vec::len) as u64;
+    }
+    Ok(())
 }
 
 /// What the concurrent client measured.

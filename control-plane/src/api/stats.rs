@@ -140,10 +140,12 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
             "oldest_received_at": time(store.oldest_received_ns),
             "newest_received_at": time(store.newest_received_ns),
             "compacted_blocks": store.compacted_blocks,
+            "merged_blocks": store.merged_blocks,
         },
         "compaction": {
             "enabled": state.compaction_enabled,
             "windows": writer.compaction_windows.load(Ordering::Relaxed),
+            "merged_windows": writer.compaction_merged_windows.load(Ordering::Relaxed),
             "blocks_read": writer.compaction_blocks_read.load(Ordering::Relaxed),
             "blocks_written": writer.compaction_blocks_written.load(Ordering::Relaxed),
             "messages": writer.compaction_messages.load(Ordering::Relaxed),

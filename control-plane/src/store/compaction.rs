@@ -1,52 +1,85 @@
 //! Compaction: blocks older than a few minutes are written again grouped by host, so that
 //! a search for one host decodes one small block per window instead of every block of the
-//! hour (docs/adr/0037).
+//! hour (docs/adr/0037); blocks older than an hour are merged into large blocks, which
+//! take a quarter less room (docs/adr/0055).
 //!
-//! The writer cuts blocks in arrival order, so every block holds nearly every host. A pass
-//! takes the oldest blocks not compacted yet whose newest message is older than `after`,
-//! as many as began in one `window` of receive time, decodes them, sorts their rows by
-//! host, cuts the sorted rows into blocks of about `block_messages` rows at host
-//! boundaries (a host larger than that is cut into several), puts each new block's rows
-//! back in receive-time order (the search walks a block's rows newest first), encodes them
-//! at `zstd_level`, and replaces the old blocks with the new ones in one transaction.
+//! The writer cuts blocks in arrival order, so every block holds nearly every host. The
+//! first pass takes the blocks that began in the oldest `window` of receive time once that
+//! window has ended `after` ago and each of those blocks' newest message is that old too
+//! (so a window is rewritten whole, however often compaction looks), decodes them, sorts
+//! their rows by host, cuts the sorted rows into blocks of about `block_messages` rows at
+//! host boundaries (a host larger than that is cut into several), puts each new block's
+//! rows back in receive-time order (the search walks a block's rows newest first), encodes
+//! them at `zstd_level`, and replaces the old blocks with the new ones in one transaction.
+//! The merge pass does the same to those blocks once they are older than its own `after`,
+//! with its longer window, larger blocks and higher level.
 
 use std::ops::Range;
 use std::time::Instant;
 
 use super::block::{self, BlockEncoder, DecodedBlock, EncodedBlock, RefColumn, RowRef};
-use super::{BlockMeta, Store};
+use super::{BlockMeta, BlockTier, Store};
 use crate::{Error, Result};
 
-/// Index rows read per look for work: far more than one window holds.
+/// Index rows read per look for work: more than one window holds (the writer's blocks of
+/// a minute; the first pass's blocks of an hour, up to 2^20 messages of them).
 const CANDIDATES: i64 = 512;
+const MERGE_CANDIDATES: i64 = 4096;
 /// At most this many messages are decoded at once, however busy a window was.
 const MAX_WINDOW_MESSAGES: i64 = 1 << 20;
 
-/// How compaction groups and encodes.
+/// Which blocks one pass takes, and how it writes them again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CompactionSettings {
-    /// Blocks whose newest message is younger than this are left to the live tail and the
-    /// newest-first search as the writer cut them.
+pub struct PassSettings {
+    /// A window is rewritten once it ended this long ago and the newest message of every
+    /// block that began in it is this old. Younger blocks are left as they are (the live
+    /// tail and the newest-first search read the writer's blocks).
     pub after_ns: i64,
-    /// Blocks that began within one window of receive time are compacted together.
+    /// Blocks that began within one window of receive time are rewritten together.
     pub window_ns: i64,
-    /// Rows per compacted block, about (at most 65,536).
+    /// Rows per new block, about (at most 65,536).
     pub block_messages: usize,
     pub zstd_level: i32,
 }
 
+/// How compaction groups and encodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompactionSettings {
+    /// The writer's blocks, grouped by host.
+    pub by_host: PassSettings,
+    /// Blocks grouped by host, merged into large ones when they are older than its `after`
+    /// (at least the first pass's `after` plus its `window`); None: not merged.
+    pub merge: Option<PassSettings>,
+}
+
 impl Default for CompactionSettings {
     fn default() -> Self {
-        Self { after_ns: 30_000_000_000, window_ns: 60_000_000_000, block_messages: 1_024, zstd_level: 9 }
+        Self {
+            by_host: PassSettings {
+                after_ns: 30_000_000_000,
+                window_ns: 60_000_000_000,
+                block_messages: 1_024,
+                zstd_level: 9,
+            },
+            merge: Some(PassSettings {
+                after_ns: 3_600_000_000_000,
+                window_ns: 3_600_000_000_000,
+                block_messages: 16_384,
+                zstd_level: 19,
+            }),
+        }
     }
 }
 
 /// What compaction did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Compacted {
+    /// Windows rewritten by either pass, and of those, by the merge pass.
     pub windows: u64,
+    pub merged_windows: u64,
     pub blocks_read: u64,
     pub blocks_written: u64,
+    /// Messages rewritten (a message merged later is counted again).
     pub messages: u64,
     /// Blocks left as they were because they could not be decoded.
     pub undecodable_blocks: u64,
@@ -58,6 +91,7 @@ pub struct Compacted {
 impl Compacted {
     fn add(&mut self, other: &Compacted) {
         self.windows += other.windows;
+        self.merged_windows += other.merged_windows;
         self.blocks_read += other.blocks_read;
         self.blocks_written += other.blocks_written;
         self.messages += other.messages;
@@ -67,8 +101,8 @@ impl Compacted {
     }
 }
 
-/// Compacts windows until none is old enough, `keep_going` says stop, or a store error.
-/// Returns what it did and how long it took.
+/// Compacts windows, then merges, until none is old enough, `keep_going` says stop, or a
+/// store error. Returns what it did and how long it took.
 pub async fn compact_pending(
     store: &dyn Store,
     settings: &CompactionSettings,
@@ -86,27 +120,57 @@ pub async fn compact_pending(
     Ok((total, started.elapsed()))
 }
 
-/// Compacts the oldest window with blocks old enough; None when there is none.
+/// Rewrites the oldest window ready for either pass (grouping by host first, since the
+/// merge reads its output); None when there is none.
 pub async fn compact_next_window(
     store: &dyn Store,
     settings: &CompactionSettings,
     now_ns: i64,
 ) -> Result<Option<Compacted>> {
-    let window_ns = settings.window_ns.max(1);
-    let candidates =
-        store.compaction_candidates(now_ns.saturating_sub(settings.after_ns), CANDIDATES).await?;
+    if let Some(done) = rewrite_next_window(store, &settings.by_host, BlockTier::Arrival, now_ns).await? {
+        return Ok(Some(done));
+    }
+    let Some(merge) = &settings.merge else { return Ok(None) };
+    Ok(rewrite_next_window(store, merge, BlockTier::ByHost, now_ns)
+        .await?
+        .map(|done| Compacted { merged_windows: done.windows, ..done }))
+}
+
+/// The tier a pass writes, given the tier it reads.
+fn written_tier(from: BlockTier) -> BlockTier {
+    match from {
+        BlockTier::Arrival => BlockTier::ByHost,
+        _ => BlockTier::Merged,
+    }
+}
+
+/// Rewrites the oldest window of `from` blocks if it is ready (see [`PassSettings`]).
+async fn rewrite_next_window(
+    store: &dyn Store,
+    pass: &PassSettings,
+    from: BlockTier,
+    now_ns: i64,
+) -> Result<Option<Compacted>> {
+    let window_ns = pass.window_ns.max(1);
+    let horizon = now_ns.saturating_sub(pass.after_ns);
+    let limit = if from == BlockTier::Arrival { CANDIDATES } else { MERGE_CANDIDATES };
+    let candidates = store.compaction_candidates(from, limit).await?;
     let Some(first) = candidates.first() else { return Ok(None) };
     let window_end = first.min_received_ns - first.min_received_ns.rem_euclid(window_ns) + window_ns;
+    let in_window = candidates.iter().take_while(|candidate| candidate.min_received_ns < window_end);
+    // A window is rewritten whole: not before it has ended, nor while one of its blocks
+    // still holds young messages.
+    if window_end > horizon || in_window.clone().any(|candidate| candidate.max_received_ns >= horizon) {
+        return Ok(None);
+    }
     let mut group: Vec<BlockMeta> = Vec::new();
     let mut messages = 0i64;
-    for candidate in candidates {
-        if candidate.min_received_ns >= window_end
-            || (!group.is_empty() && messages + candidate.message_count > MAX_WINDOW_MESSAGES)
-        {
+    for candidate in in_window {
+        if !group.is_empty() && messages + candidate.message_count > MAX_WINDOW_MESSAGES {
             break;
         }
         messages += candidate.message_count;
-        group.push(candidate);
+        group.push(candidate.clone());
     }
     let mut done = Compacted { windows: 1, ..Compacted::default() };
     let mut payloads = Vec::with_capacity(group.len());
@@ -118,20 +182,20 @@ pub async fn compact_next_window(
             present.push(meta);
         }
     }
-    let settings = *settings;
+    let pass = *pass;
     let (decodable, new_blocks, undecodable) =
-        tokio::task::spawn_blocking(move || regroup(present, &payloads, &settings))
+        tokio::task::spawn_blocking(move || regroup(present, &payloads, &pass))
             .await
             .map_err(|error| Error::Internal(format!("compaction stopped: {error}")))??;
     for meta in &undecodable {
         tracing::warn!(seq = meta.seq, block_id = %meta.block_id, "A log block could not be decoded; compaction leaves it as it is.");
-        store.mark_undecodable(meta.seq).await?;
+        store.mark_undecodable(meta.seq, from).await?;
         done.undecodable_blocks += 1;
     }
     if decodable.is_empty() {
         return Ok(Some(done));
     }
-    if store.replace_blocks(&decodable, &new_blocks).await? {
+    if store.replace_blocks(&decodable, from, &new_blocks, written_tier(from)).await? {
         done.blocks_read = decodable.len() as u64;
         done.blocks_written = new_blocks.len() as u64;
         done.messages = decodable.iter().map(|meta| meta.message_count as u64).sum();
@@ -150,7 +214,7 @@ fn stored_bytes(block: &EncodedBlock) -> u64 {
 fn regroup(
     group: Vec<BlockMeta>,
     payloads: &[Vec<u8>],
-    settings: &CompactionSettings,
+    settings: &PassSettings,
 ) -> Result<(Vec<BlockMeta>, Vec<EncodedBlock>, Vec<BlockMeta>)> {
     let mut decoded: Vec<DecodedBlock> = Vec::with_capacity(group.len());
     let mut decodable = Vec::with_capacity(group.len());

@@ -106,8 +106,30 @@ pub struct StoreStats {
     pub stored_bytes: i64,
     pub oldest_received_ns: Option<i64>,
     pub newest_received_ns: Option<i64>,
-    /// Blocks written by compaction (docs/adr/0037).
+    /// Blocks written by compaction (docs/adr/0037), merged ones included.
     pub compacted_blocks: i64,
+    /// Of those, blocks that the merge of older data wrote (docs/adr/0055).
+    pub merged_blocks: i64,
+}
+
+/// What `log_blocks.compacted` says of a block: how it was written (docs/adr/0037, 0055).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockTier {
+    /// As the writer cut it, rows in arrival order.
+    Arrival = 0,
+    /// Compaction's rewrite of one window's rows, grouped by host.
+    ByHost = 1,
+    /// Compaction could not decode it: left as it was and not tried again.
+    Undecodable = 2,
+    /// Older blocks grouped by host, merged into large ones.
+    Merged = 3,
+}
+
+impl BlockTier {
+    /// The value of the `compacted` column.
+    pub fn column(self) -> i64 {
+        self as i64
+    }
 }
 
 /// The index row of a block that compaction may rewrite.
@@ -201,25 +223,31 @@ pub trait Store: MetricStore + Send + Sync {
     /// bytes fit the size limit. A block goes only when all of it may go by age, or when
     /// the size limit needs its room.
     async fn enforce_retention(&self, retention: &Retention, now_ns: i64) -> Result<Removed>;
-    /// Blocks as the writer cut them (not compacted yet) whose newest message is older than
-    /// `before_ns`, oldest first (`store/compaction.rs`).
-    async fn compaction_candidates(&self, _before_ns: i64, _limit: i64) -> Result<Vec<BlockMeta>> {
+    /// Up to `limit` blocks of `tier`, oldest first by their first message
+    /// (`store/compaction.rs`).
+    async fn compaction_candidates(&self, _tier: BlockTier, _limit: i64) -> Result<Vec<BlockMeta>> {
         Ok(Vec::new())
     }
     /// The compressed body of one block (None when it is gone).
     async fn block_payload(&self, _seq: i64) -> Result<Option<Vec<u8>>> {
         Ok(None)
     }
-    /// In one transaction: removes the `old` blocks, keeps their ids as retired (a
-    /// redelivery of one is then not stored again), and inserts `new` as compacted
-    /// blocks. False, with nothing changed, when any old block is gone or compacted
-    /// already (retention or another control plane got there first).
-    async fn replace_blocks(&self, _old: &[BlockMeta], _new: &[EncodedBlock]) -> Result<bool> {
+    /// In one transaction: removes the `old` blocks (of tier `from`), keeps their ids as
+    /// retired (a redelivery of one is then not stored again), and inserts `new` as blocks
+    /// of tier `to`. False, with nothing changed, when any old block is gone or no longer
+    /// of tier `from` (retention or another control plane got there first).
+    async fn replace_blocks(
+        &self,
+        _old: &[BlockMeta],
+        _from: BlockTier,
+        _new: &[EncodedBlock],
+        _to: BlockTier,
+    ) -> Result<bool> {
         Err(Error::Internal("this store cannot compact".to_owned()))
     }
     /// Marks a block compaction could not decode, so that it is left as it is and not
     /// tried again.
-    async fn mark_undecodable(&self, _seq: i64) -> Result<()> {
+    async fn mark_undecodable(&self, _seq: i64, _from: BlockTier) -> Result<()> {
         Ok(())
     }
     /// Every live setting kept (`runtime_config`), by key.

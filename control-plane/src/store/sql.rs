@@ -23,8 +23,8 @@ use super::block_cache::{self, BlockCache, CachedBlock};
 use super::query::{BlockCandidate, Cursor, LogQuery, Order, Plan};
 use super::shared_reads::{SharedReads, Turn};
 use super::{
-    BlockMeta, LogPage, MetricStore as _, Removed, Retention, RuntimeConfigEntry, SharedPage, SourceSeen,
-    SourcesSeen, Store, StoreStats, StoredLog,
+    BlockMeta, BlockTier, LogPage, MetricStore as _, Removed, Retention, RuntimeConfigEntry, SharedPage,
+    SourceSeen, SourcesSeen, Store, StoreStats, StoredLog,
 };
 use crate::{Error, Result};
 
@@ -94,9 +94,10 @@ macro_rules! push_candidate_filters {
         }
         if let Some((low, high)) = query.block_seqs {
             // Blocks committed since a look (the live tail): compaction's blocks hold
-            // old messages under new sequence numbers, never new ones (ADR 0037).
+            // old messages under new sequence numbers, never new ones (ADR 0037): only
+            // blocks as the writer cut them (an undecodable one was one of those).
             sql.push(" AND seq > ").push_bind(low).push(" AND seq <= ").push_bind(high);
-            sql.push(" AND compacted <> 1");
+            sql.push(" AND compacted IN (0, 2)");
         }
         let (bound_column, comparison, direction) = match query.order {
             Order::Descending => ("max_received_ns", "<", "DESC"),
@@ -967,7 +968,8 @@ impl Store for SqlStore {
                  CAST(COALESCE(SUM(raw_bytes), 0) AS BIGINT) AS raw_bytes, \
                  CAST(COALESCE(SUM(stored_bytes), 0) AS BIGINT) AS stored_bytes, \
                  MIN(min_received_ns) AS oldest, MAX(max_received_ns) AS newest, \
-                 CAST(COALESCE(SUM(CASE WHEN compacted = 1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS compacted \
+                 CAST(COALESCE(SUM(CASE WHEN compacted IN (1, 3) THEN 1 ELSE 0 END), 0) AS BIGINT) AS compacted, \
+                 CAST(COALESCE(SUM(CASE WHEN compacted = 3 THEN 1 ELSE 0 END), 0) AS BIGINT) AS merged \
                  FROM log_blocks",
             )
             .fetch_one(pool)
@@ -980,6 +982,7 @@ impl Store for SqlStore {
                 oldest_received_ns: row.try_get("oldest")?,
                 newest_received_ns: row.try_get("newest")?,
                 compacted_blocks: row.try_get("compacted")?,
+                merged_blocks: row.try_get("merged")?,
             })
         })
     }
@@ -1060,13 +1063,15 @@ impl Store for SqlStore {
         Ok(removed)
     }
 
-    async fn compaction_candidates(&self, before_ns: i64, limit: i64) -> Result<Vec<BlockMeta>> {
+    async fn compaction_candidates(&self, tier: BlockTier, limit: i64) -> Result<Vec<BlockMeta>> {
         on_pool!(&self.pool, pool => {
             let mut sql = QueryBuilder::new(
                 "SELECT seq, block_id, min_received_ns, max_received_ns, message_count, raw_bytes, stored_bytes \
-                 FROM log_blocks WHERE compacted = 0 AND max_received_ns < ",
+                 FROM log_blocks WHERE compacted = ",
             );
-            sql.push_bind(before_ns).push(" ORDER BY min_received_ns ASC, seq ASC LIMIT ").push_bind(limit);
+            sql.push_bind(tier.column())
+                .push(" ORDER BY min_received_ns ASC, seq ASC LIMIT ")
+                .push_bind(limit);
             let rows = sql.build().fetch_all(pool).await?;
             rows.iter()
                 .map(|row| {
@@ -1088,13 +1093,20 @@ impl Store for SqlStore {
         self.payload(seq).await
     }
 
-    async fn replace_blocks(&self, old: &[BlockMeta], new: &[EncodedBlock]) -> Result<bool> {
+    async fn replace_blocks(
+        &self,
+        old: &[BlockMeta],
+        from: BlockTier,
+        new: &[EncodedBlock],
+        to: BlockTier,
+    ) -> Result<bool> {
         if old.is_empty() {
             return Ok(false);
         }
         on_pool!(&self.pool, pool => {
             let mut transaction = pool.begin().await?;
-            let mut sql = QueryBuilder::new("DELETE FROM log_blocks WHERE compacted = 0 AND seq IN (");
+            let mut sql = QueryBuilder::new("DELETE FROM log_blocks WHERE compacted = ");
+            sql.push_bind(from.column()).push(" AND seq IN (");
             let mut list = sql.separated(", ");
             for block in old {
                 list.push_bind(block.seq);
@@ -1114,17 +1126,18 @@ impl Store for SqlStore {
                 sql.build().execute(&mut *transaction).await?;
             }
             for block in new {
-                insert_block_statement!(block, 1i64).build().execute(&mut *transaction).await?;
+                insert_block_statement!(block, to.column()).build().execute(&mut *transaction).await?;
             }
             transaction.commit().await?;
             Ok(true)
         })
     }
 
-    async fn mark_undecodable(&self, seq: i64) -> Result<()> {
+    async fn mark_undecodable(&self, seq: i64, from: BlockTier) -> Result<()> {
         on_pool!(&self.pool, pool => {
-            let mut sql = QueryBuilder::new("UPDATE log_blocks SET compacted = 2 WHERE compacted = 0 AND seq = ");
-            sql.push_bind(seq);
+            let mut sql = QueryBuilder::new("UPDATE log_blocks SET compacted = ");
+            sql.push_bind(BlockTier::Undecodable.column()).push(" WHERE compacted = ").push_bind(from.column());
+            sql.push(" AND seq = ").push_bind(seq);
             sql.build().execute(pool).await?;
         });
         Ok(())

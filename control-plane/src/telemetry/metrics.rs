@@ -60,9 +60,11 @@ pub struct StoreCounters {
     pub committed: tokio::sync::Notify,
     /// Failed store writes; the batch is retried, not dropped.
     pub write_errors: AtomicU64,
-    /// Compaction (ADR 0037): windows done, blocks read and written, messages rewritten,
-    /// blocks left as they were because they could not be decoded, time spent.
+    /// Compaction (ADR 0037, 0055): windows done (and of those, merged), blocks read and
+    /// written, messages rewritten, blocks left as they were because they could not be
+    /// decoded, time spent.
     pub compaction_windows: AtomicU64,
+    pub compaction_merged_windows: AtomicU64,
     pub compaction_blocks_read: AtomicU64,
     pub compaction_blocks_written: AtomicU64,
     pub compaction_messages: AtomicU64,
@@ -519,8 +521,13 @@ impl prometheus_client::collector::Collector for IngestCollector {
             ),
             (
                 "killkrill_compaction_windows",
-                "Windows of log blocks compacted by host",
+                "Windows of log blocks compacted by host or merged",
                 &store.compaction_windows,
+            ),
+            (
+                "killkrill_compaction_merged_windows",
+                "Windows of host-grouped log blocks merged into large blocks",
+                &store.compaction_merged_windows,
             ),
             (
                 "killkrill_compaction_blocks_read",
@@ -529,7 +536,7 @@ impl prometheus_client::collector::Collector for IngestCollector {
             ),
             (
                 "killkrill_compaction_blocks_written",
-                "Host-grouped log blocks compaction wrote",
+                "Host-grouped and merged log blocks compaction wrote",
                 &store.compaction_blocks_written,
             ),
             ("killkrill_compaction_messages", "Messages compaction rewrote", &store.compaction_messages),

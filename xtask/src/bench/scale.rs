@@ -15,7 +15,8 @@ use crate::util::{cargo, exec, target_dir};
 pub enum Phase {
     /// Build (or reuse) the store only.
     Fill,
-    /// Compact the filled store by host (ADR 0037): throughput and size before and after.
+    /// Compact the filled store by host (ADR 0037) and merge what is older than an hour
+    /// (ADR 0055): throughput and size before and after.
     Compact,
     /// Selective and broad search latency (p50, p99, max).
     Query,
@@ -65,6 +66,19 @@ pub struct ScaleArgs {
     /// zstd level of compacted blocks (compact).
     #[arg(long, default_value_t = 9)]
     pub compact_level: i32,
+    /// Host-grouped blocks older than this many seconds before the end of the filled day
+    /// are merged into large blocks (compact; `store.compaction.merge_after`; 0: not merged).
+    #[arg(long, default_value_t = 3_600)]
+    pub merge_after_s: i64,
+    /// Merge window in seconds of receive time (compact).
+    #[arg(long, default_value_t = 3_600)]
+    pub merge_window_s: i64,
+    /// Messages per merged block, about (compact).
+    #[arg(long, default_value_t = 16_384)]
+    pub merge_block_messages: usize,
+    /// zstd level of merged blocks (compact).
+    #[arg(long, default_value_t = 19)]
+    pub merge_level: i32,
     /// Keep the store in this PostgreSQL database (empty for a new fill) instead of SQLite
     /// in the data directory.
     #[arg(long)]
@@ -91,6 +105,10 @@ impl ScaleArgs {
             window_s: 60,
             block_messages: 1_024,
             compact_level: 9,
+            merge_after_s: 3_600,
+            merge_window_s: 3_600,
+            merge_block_messages: 16_384,
+            merge_level: 19,
             database_url: None,
             debug_build: true,
         }
@@ -120,6 +138,14 @@ pub fn run(args: &ScaleArgs) -> anyhow::Result<()> {
             args.block_messages.to_string(),
             "--compact-level".to_owned(),
             args.compact_level.to_string(),
+            "--merge-after-s".to_owned(),
+            args.merge_after_s.to_string(),
+            "--merge-window-s".to_owned(),
+            args.merge_window_s.to_string(),
+            "--merge-block-messages".to_owned(),
+            args.merge_block_messages.to_string(),
+            "--merge-level".to_owned(),
+            args.merge_level.to_string(),
         ],
         Phase::Query => vec!["query".to_owned(), "--iterations".to_owned(), args.iterations.to_string()],
         Phase::Api => {
