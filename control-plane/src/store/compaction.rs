@@ -22,11 +22,15 @@ use super::{BlockMeta, BlockTier, Store};
 use crate::{Error, Result};
 
 /// Index rows read per look for work: more than one window holds (the writer's blocks of
-/// a minute; the first pass's blocks of an hour, up to 2^20 messages of them).
+/// a minute; the first pass's blocks of an hour, up to 2^19 messages of them).
 const CANDIDATES: i64 = 512;
 const MERGE_CANDIDATES: i64 = 4096;
 /// At most this many messages are decoded at once, however busy a window was.
 const MAX_WINDOW_MESSAGES: i64 = 1 << 20;
+/// At most this many messages are merged at once: every merged block of a group spans
+/// the group's time, so the first page of a search without a host filter that ends in it
+/// decodes all of them (ADR 0055).
+const MAX_MERGE_MESSAGES: i64 = 1 << 19;
 
 /// Which blocks one pass takes, and how it writes them again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,7 +157,11 @@ async fn rewrite_next_window(
 ) -> Result<Option<Compacted>> {
     let window_ns = pass.window_ns.max(1);
     let horizon = now_ns.saturating_sub(pass.after_ns);
-    let limit = if from == BlockTier::Arrival { CANDIDATES } else { MERGE_CANDIDATES };
+    let (limit, max_messages) = if from == BlockTier::Arrival {
+        (CANDIDATES, MAX_WINDOW_MESSAGES)
+    } else {
+        (MERGE_CANDIDATES, MAX_MERGE_MESSAGES)
+    };
     let candidates = store.compaction_candidates(from, limit).await?;
     let Some(first) = candidates.first() else { return Ok(None) };
     let window_end = first.min_received_ns - first.min_received_ns.rem_euclid(window_ns) + window_ns;
@@ -166,7 +174,7 @@ async fn rewrite_next_window(
     let mut group: Vec<BlockMeta> = Vec::new();
     let mut messages = 0i64;
     for candidate in in_window {
-        if !group.is_empty() && messages + candidate.message_count > MAX_WINDOW_MESSAGES {
+        if !group.is_empty() && messages + candidate.message_count > max_messages {
             break;
         }
         messages += candidate.message_count;
