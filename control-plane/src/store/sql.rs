@@ -210,9 +210,9 @@ impl SqlStore {
             return Ok(candidates);
         }
         // With both, the word filters come second, for the blocks whose host, app and
-        // source filter lets them through: a compacted block's word filter is ten times
-        // its field filter, and a search of one host keeps about one block in 70
-        // (docs/adr/0051).
+        // source filter lets them through: a compacted block's word filter is several
+        // times its field filter (3 to 4 times since ADR 0056, 10 before), and a search of
+        // one host keeps about one block in 70 (docs/adr/0051).
         let columns = if field_filter { ", field_filter" } else { ", token_filter" };
         let mut candidates = on_pool!(&self.pool, pool => {
             let mut sql = QueryBuilder::new(format!(

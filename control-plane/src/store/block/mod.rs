@@ -324,7 +324,7 @@ impl BlockEncoder {
             body: Vec::new(),
             columns: Columns::default(),
             addresses: FxHashMap::default(),
-            field_filter: filter::FilterBuilder::default(),
+            field_filter: filter::FilterBuilder::new(filter::FIELD_BITS_PER_KEY),
             token_filter: filter::FilterBuilder::default(),
             address_text: String::new(),
             messages: words::MessageCoder::default(),
