@@ -90,66 +90,33 @@ pub const FIELD_HOST: u8 = b'h';
 pub const FIELD_APP: u8 = b'a';
 pub const FIELD_SOURCE: u8 = b's';
 
-/// Builds a filter for keys added one by one, without de-duplicating them: bits are set
-/// in a filter of the largest size, whose share of set bits then tells how many distinct
-/// keys there were, and the keys are set again in a filter of the size they need. Where
-/// that size is a power of two, the largest filter is folded in half down to it instead
-/// (with masked positions, folding gives exactly the smaller filter).
+/// Builds a filter for keys added one by one: their hashes are kept, and the filter is
+/// made at the end in the size their number calls for. Each insert counts as a key, so
+/// callers insert each distinct key once (a piece when the block first meets it, a host or
+/// app once per role, an address once); a repeat only makes the filter a little larger.
 pub struct FilterBuilder {
-    bits: Vec<u8>,
     hashes: Vec<u64>,
     bits_per_key: f64,
 }
 
 impl FilterBuilder {
     pub fn new(bits_per_key: f64) -> Self {
-        Self { bits: vec![0; MAX_BYTES], hashes: Vec::new(), bits_per_key }
+        Self { hashes: Vec::new(), bits_per_key }
     }
-}
 
-/// A word filter's builder.
-impl Default for FilterBuilder {
-    fn default() -> Self {
-        Self::new(TOKEN_BITS_PER_KEY)
-    }
-}
-
-impl FilterBuilder {
     pub fn clear(&mut self) {
-        self.bits.clear();
-        self.bits.resize(MAX_BYTES, 0);
         self.hashes.clear();
     }
 
     pub fn insert(&mut self, hash: u64) {
-        for position in probe_positions(hash, MAX_BYTES) {
-            self.bits[position / 8] |= 1 << (position % 8);
-        }
         self.hashes.push(hash);
     }
 
-    /// The finished filter, about `bits_per_key` bits per distinct key ([`MIN_BYTES`] to
-    /// [`MAX_BYTES`]).
+    /// The finished filter, `bits_per_key` bits per key ([`MIN_BYTES`] to [`MAX_BYTES`],
+    /// a multiple of 8 bytes).
     pub fn finish(&mut self) -> Vec<u8> {
-        let bits = (MAX_BYTES * 8) as f64;
-        let set_bits = self.bits.iter().map(|byte| byte.count_ones()).sum::<u32>() as f64;
-        // With k probes per key, n distinct keys leave a share exp(-k n / m) of m bits unset.
-        let keys = -bits / PROBES as f64 * (1.0 - set_bits / bits).ln();
-        let len = ((keys * self.bits_per_key / 8.0).ceil() as usize)
-            .next_multiple_of(8)
-            .clamp(MIN_BYTES, MAX_BYTES);
-        if len.is_power_of_two() {
-            let mut folded = MAX_BYTES;
-            while folded > len {
-                let half = folded / 2;
-                let (low, high) = self.bits.split_at_mut(half);
-                for (target, source) in low.iter_mut().zip(&high[..half]) {
-                    *target |= *source;
-                }
-                folded = half;
-            }
-            return self.bits[..len].to_vec();
-        }
+        let wanted = (self.hashes.len() as f64 * self.bits_per_key / 8.0).ceil() as usize;
+        let len = wanted.next_multiple_of(8).clamp(MIN_BYTES, MAX_BYTES);
         let mut filter = vec![0u8; len];
         for &hash in &self.hashes {
             for position in probe_positions(hash, len) {
@@ -157,6 +124,13 @@ impl FilterBuilder {
             }
         }
         filter
+    }
+}
+
+/// A word filter's builder.
+impl Default for FilterBuilder {
+    fn default() -> Self {
+        Self::new(TOKEN_BITS_PER_KEY)
     }
 }
 
@@ -216,8 +190,7 @@ mod tests {
     fn a_filter_has_every_key_and_rejects_most_others() {
         let keys: Vec<String> = (0..2000).map(|n| format!("word{n}")).collect();
         let hashes: Vec<u64> = keys.iter().map(|key| token_hash(key.as_bytes())).collect();
-        // Each key twice: duplicates do not count as keys.
-        let filter = build(&[hashes.clone(), hashes.clone()].concat());
+        let filter = build(&hashes);
         assert!(
             (2_400..=2_600).contains(&filter.len()) && !filter.len().is_power_of_two(),
             "about ten bits a key: {} bytes",
@@ -260,7 +233,7 @@ mod tests {
         let absent =
             (0..10_000).filter(|n| may_contain(&old, token_hash(format!("new{n}").as_bytes()))).count();
         assert!(absent < 10, "{absent}");
-        // And one folded to a power of two holds its keys the same way.
+        // And a new filter whose size is a power of two is laid out the same way.
         let few = build(&hashes[..3]);
         assert_eq!(few.len(), MIN_BYTES);
         assert!(hashes[..3].iter().all(|&hash| may_contain(&few, hash)));
@@ -276,7 +249,7 @@ mod tests {
     }
 
     #[test]
-    fn folded_filters_shrink_with_few_keys_and_keep_them() {
+    fn filters_shrink_with_few_keys_and_stop_at_the_cap() {
         let few = build(&[token_hash(b"one"), token_hash(b"two")]);
         assert_eq!(few.len(), MIN_BYTES);
         assert!(may_contain(&few, token_hash(b"one")) && may_contain(&few, token_hash(b"two")));
