@@ -131,28 +131,23 @@ pub async fn compact_next_window(
     settings: &CompactionSettings,
     now_ns: i64,
 ) -> Result<Option<Compacted>> {
-    if let Some(done) = rewrite_next_window(store, &settings.by_host, BlockTier::Arrival, now_ns).await? {
+    let by_host = (BlockTier::Arrival, BlockTier::ByHost);
+    if let Some(done) = rewrite_next_window(store, &settings.by_host, by_host, now_ns).await? {
         return Ok(Some(done));
     }
     let Some(merge) = &settings.merge else { return Ok(None) };
-    Ok(rewrite_next_window(store, merge, BlockTier::ByHost, now_ns)
+    let merged = (BlockTier::ByHost, BlockTier::Merged);
+    Ok(rewrite_next_window(store, merge, merged, now_ns)
         .await?
         .map(|done| Compacted { merged_windows: done.windows, ..done }))
 }
 
-/// The tier a pass writes, given the tier it reads.
-fn written_tier(from: BlockTier) -> BlockTier {
-    match from {
-        BlockTier::Arrival => BlockTier::ByHost,
-        _ => BlockTier::Merged,
-    }
-}
-
-/// Rewrites the oldest window of `from` blocks if it is ready (see [`PassSettings`]).
+/// Rewrites the oldest window of `from` blocks as `to` blocks if it is ready (see
+/// [`PassSettings`]).
 async fn rewrite_next_window(
     store: &dyn Store,
     pass: &PassSettings,
-    from: BlockTier,
+    (from, to): (BlockTier, BlockTier),
     now_ns: i64,
 ) -> Result<Option<Compacted>> {
     let window_ns = pass.window_ns.max(1);
@@ -203,7 +198,7 @@ async fn rewrite_next_window(
     if decodable.is_empty() {
         return Ok(Some(done));
     }
-    if store.replace_blocks(&decodable, from, &new_blocks, written_tier(from)).await? {
+    if store.replace_blocks(&decodable, from, &new_blocks, to).await? {
         done.blocks_read = decodable.len() as u64;
         done.blocks_written = new_blocks.len() as u64;
         done.messages = decodable.iter().map(|meta| meta.message_count as u64).sum();
