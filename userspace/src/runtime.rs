@@ -109,10 +109,11 @@ pub struct TlsListenerConfig {
     pub handshake_timeout: Duration,
 }
 
-/// `threads` sockets on one address (SO_REUSEPORT when more than one); with port 0, the
-/// first socket picks the port and the others join it.
+/// `threads` sockets on one address (SO_REUSEPORT when more than one); with port 0, a
+/// free port is found first and they all bind it.
 fn bind_shared_sockets(kind: ListenerKind, address: SocketAddr, threads: usize) -> Result<Vec<UdpSocket>> {
     let shared = threads > 1;
+    let address = if address.port() == 0 { free_udp_port(kind, address)? } else { address };
     let first = bind_udp_with(kind, address, shared)?;
     let bound = first.local_addr().map_err(|source| crate::Error::SocketOption { listener: kind, source })?;
     let mut sockets = vec![first];
@@ -120,6 +121,17 @@ fn bind_shared_sockets(kind: ListenerKind, address: SocketAddr, threads: usize) 
         sockets.push(bind_udp_with(kind, bound, true)?);
     }
     Ok(sockets)
+}
+
+/// A port nothing is bound to, on `address`'s IP. Our listener sockets set SO_REUSEADDR
+/// (and SO_REUSEPORT when shared), and the kernel may give a socket with those a port that
+/// another such socket of the same user already holds: two listeners asked for port 0
+/// could share one and split each other's datagrams. A socket with neither option gets a
+/// port no socket holds; it is closed before the listener binds the port.
+fn free_udp_port(kind: ListenerKind, address: SocketAddr) -> Result<SocketAddr> {
+    let probe =
+        UdpSocket::bind(address).map_err(|source| crate::Error::Bind { listener: kind, address, source })?;
+    probe.local_addr().map_err(|source| crate::Error::SocketOption { listener: kind, source })
 }
 
 /// A listener the data plane can run: what it speaks and where.
@@ -838,5 +850,27 @@ fn log_runtime(status: &RuntimeStatus) {
             reason = %reason,
             "glommio cannot run here; the data plane uses pinned threads instead."
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Listeners asked for port 0 each get a port of their own, however many there are:
+    /// sockets with SO_REUSEADDR / SO_REUSEPORT may otherwise be given a port that
+    /// another listener of this process already holds.
+    #[test]
+    fn listeners_on_port_zero_never_share_a_port() {
+        let address: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut held = Vec::new();
+        let mut ports = std::collections::HashSet::new();
+        for _ in 0..300 {
+            let sockets = bind_shared_sockets(ListenerKind::SyslogUdp, address, 2).unwrap();
+            let port = sockets[0].local_addr().unwrap().port();
+            assert_eq!(sockets[1].local_addr().unwrap().port(), port, "a listener's sockets share its port");
+            assert!(ports.insert(port), "port {port} given to two listeners");
+            held.push(sockets);
+        }
     }
 }
