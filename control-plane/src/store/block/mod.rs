@@ -2,7 +2,7 @@
 //! an index row (time range, severity and facility masks, Bloom filters over hosts, apps,
 //! source addresses and message words) that lets a query skip the block unread.
 //!
-//! Body layout, format version 5 (all integers LEB128 varints unless noted; "ref" is 0
+//! Body layout, format version 6 (all integers LEB128 varints unless noted; "ref" is 0
 //! for none or 1 + an index into the dictionary):
 //!
 //! ```text
@@ -19,7 +19,8 @@
 //! count × frame of a flagged row: 0 = none, 2 × len + 1 = the whole frame,
 //!   2 × (len + 1) = the part of the frame before the row's message (which it ends with)
 //! structured data bytes | frame bytes
-//! messages: words and separators as codes into a ranked piece dictionary (`words.rs`)
+//! messages: words and separators as codes into a ranked piece dictionary, IPv4
+//!   addresses as four bytes (`words.rs`)
 //! ```
 //!
 //! "By host" (`write_by_host`): 0 where the row's value is that of the last row with the
@@ -32,7 +33,9 @@
 //! (`sections.rs`, ADR 0053).
 //!
 //! Older versions, all still read (`tests/fixtures/log_block_v*.zst` keep one of each
-//! under test); only version 5 is written (ADR 0054):
+//! under test); only version 6 is written (ADR 0057):
+//! - Version 5 (ADR 0054) wrote the octets and dots of an IPv4 address as pieces, and
+//!   piece k as code k + 1 (`words.rs`).
 //! - Version 4 (ADR 0049) wrote the format as its dictionary index, the version and the
 //!   event time digits as one byte a row, and right after the digits the event times,
 //!   each measured from the previous one of its precision (no reference byte); its source
@@ -71,7 +74,7 @@ pub use reencode::RowRef;
 use varint::{Reader, put_i64, put_u64};
 
 /// The body format written by this build.
-pub const FORMAT_VERSION: u8 = 5;
+pub const FORMAT_VERSION: u8 = 6;
 /// The oldest body format this build still reads.
 pub const OLDEST_FORMAT_VERSION: u8 = 1;
 /// Row numbers live in the low 16 bits of a message id.
@@ -834,7 +837,7 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
         }
         structured_data = optional_ranges(&sd_lengths, &mut reader)?;
         raw = optional_ranges(&raw_lengths, &mut reader)?;
-        messages = MessageColumn::Coded(words::read(&mut reader, count)?);
+        messages = MessageColumn::Coded(words::read(&mut reader, count, format_version)?);
     }
     if reader.position() != body.len() {
         return Err(BlockError::Damaged("trailing bytes"));

@@ -6,6 +6,7 @@
 use rustc_hash::FxHashMap;
 
 use super::varint::{put_i64, put_u64};
+use super::words::ADDRESSES_FROM_FORMAT;
 use super::{
     BlockEncoder, BlockError, BlockTotals, DecodedBlock, EncodedBlock, FACILITY_NONE_BIT, MAX_ROWS, NONE_U8,
     ROLE_APP, ROLE_HOST, RefColumn, SEVERITY_NONE_BIT, filter,
@@ -147,9 +148,13 @@ impl BlockEncoder {
                 }
                 None => put_u64(&mut self.columns.lengths[0], 0),
             }
+            // A block before format 6 coded an address as pieces: its text is cut again,
+            // so that the new block holds the address as `encode` would.
             let coded = match messages_from {
-                MessagesFrom::Codes => block.coded_row(row),
-                MessagesFrom::Text => None,
+                MessagesFrom::Codes if block.format_version() >= ADDRESSES_FROM_FORMAT => {
+                    block.coded_row(row)
+                }
+                MessagesFrom::Codes | MessagesFrom::Text => None,
             };
             // From codes, only a flagged row builds its text: its frame is stored without it.
             let message = match (&coded, block.raw(row)) {

@@ -9,13 +9,14 @@
 //! cutting is the one the token filter uses ([`filter::tokens`]), so each word is hashed
 //! once per block for the filter instead of once per occurrence.
 //!
-//! Format versions 3 (ADR 0048) to 5 (ADR 0049 and 0054 changed other columns only):
+//! Format version 6 (ADR 0057):
 //!
 //! ```text
 //! count × codes in the message
-//! every message's codes, in message order   (code 0 = literal, k = piece k - 1)
+//! every message's codes, in message order   (0 = literal, 1 = address, k = piece k - 2)
 //! pieces: n, n × len, then their bytes (most frequent first)
 //! literals: one len per code 0, in message order, then their bytes
+//! addresses: per code 1, in message order, its four bytes
 //! ```
 //!
 //! A message is its pieces in order, except that one space between two words is not
@@ -24,6 +25,16 @@
 //! runs of token and other bytes; no written piece is empty. Nearly every separator of a
 //! syslog message is one space between words, so a message is about half as many codes
 //! as pieces, and the codes of a template repeat as one run that zstd finds as a match.
+//!
+//! An IPv4 address in dotted decimal (`ipv4_at`: four whole-word octets, none with a
+//! leading zero) is one code and four bytes, and counts as a word for the implied space.
+//! As pieces it was seven codes, three or four of them octets whose ranks the text makes
+//! random; where addresses vary, that was over a fifth of a block (ADR 0057). Its octets
+//! go into the token filter, and a search for a word that is an octet looks inside the
+//! row's addresses.
+//!
+//! Formats 3 (ADR 0048) to 5 (ADR 0049 and 0054 changed other columns only) had no
+//! addresses and wrote piece k as code k + 1; the reader shifts their codes to version 6's.
 //!
 //! Format version 2 wrote every separator, empty ones included, as a run of its own:
 //!
@@ -60,8 +71,21 @@ use super::filter::{self, FilterBuilder};
 use super::varint::{Reader, put_u64};
 use super::{BlockError, MAX_BODY_BYTES};
 
-/// Piece index of a word that was never looked up (always a literal).
+/// Piece index of a word that was never looked up (always a literal). Odd, and
+/// [`ADDRESS`] even: `write_codes` tells them apart by that bit.
 const LITERAL: u32 = u32::MAX;
+/// Piece index of an IPv4 address (format 6): its four bytes are in `addresses`.
+const ADDRESS: u32 = u32::MAX - 1;
+
+/// Codes as a reader holds them, whatever the format: 0 is the message's next literal, 1
+/// its next address, k ≥ 2 ranked piece k - 2. Format 6 writes them so; formats 3 to 5
+/// wrote piece k as k + 1 and had no addresses, and are read into these codes.
+const LITERAL_CODE: u32 = 0;
+const ADDRESS_CODE: u32 = 1;
+const FIRST_PIECE_CODE: u32 = 2;
+
+/// The first block format whose messages keep IPv4 addresses as four bytes (ADR 0057).
+pub(super) const ADDRESSES_FROM_FORMAT: u8 = 6;
 /// Pieces up to this many bytes are keyed by value (the 16th byte of the key holds the length).
 const SHORT_PIECE: usize = 15;
 
@@ -113,6 +137,10 @@ pub(super) struct MessageCoder {
     code_counts: Vec<u8>,
     /// Every written piece of every message, in order: its piece index, or `LITERAL`.
     sequence: Vec<u32>,
+    /// Every IPv4 address of every message, in order (format 6).
+    addresses: Vec<[u8; 4]>,
+    /// Bit n set: octet n is in the token filter (each inserted once a block).
+    octets_in_filter: [u64; 4],
     /// Bytes of the words never looked up, in message order, with their positions.
     literals: Vec<u8>,
     literal_ranges: Vec<Range<u32>>,
@@ -142,6 +170,8 @@ impl MessageCoder {
         self.first_seen.clear();
         self.code_counts.clear();
         self.sequence.clear();
+        self.addresses.clear();
+        self.octets_in_filter = [0; 4];
         self.literals.clear();
         self.literal_ranges.clear();
         self.literal_positions.clear();
@@ -168,7 +198,19 @@ impl MessageCoder {
             // it by length was a branch the length mispredicts (callgrind: +4 M
             // mispredicts per 13 blocks, and no time saved; ADR 0041).
             let all_digits = self.classes.all_digits(start, position);
-            self.word(message, start..position, all_digits, token_filter);
+            // A dotted IPv4 address begins with a word of one to three digits and a dot.
+            let address = if all_digits && position - start <= 3 && message.get(position) == Some(&b'.') {
+                ipv4_at(message, start)
+            } else {
+                None
+            };
+            match address {
+                Some((octets, end)) => {
+                    self.address(octets, token_filter);
+                    position = end;
+                }
+                None => self.word(message, start..position, all_digits, token_filter),
+            }
             let start = position;
             position = self.classes.next_token(start);
             // One space with a word after it is what a reader assumes between two words.
@@ -198,14 +240,24 @@ impl MessageCoder {
         // `clear` starts every block, so no entry can hold generation 0 of a block.
         debug_assert!(self.map_generation != 0, "push_coded before clear");
         let generation = u64::from(self.map_generation) << 32;
-        let mut literals = row.literals;
+        let (mut literals, mut addresses) = (row.literals, row.addresses);
         for &code in row.codes {
-            let Some(slot) = (code as usize).checked_sub(1) else {
-                // Every code 0 has its literal in a block `read` accepted.
-                if let Some(range) = literals.next() {
-                    self.coded_piece(row.body, range, token_filter);
+            let slot = match code {
+                // Every code 0 has its literal, and every code 1 its address, in a block
+                // `read` accepted.
+                LITERAL_CODE => {
+                    if let Some(range) = literals.next() {
+                        self.coded_piece(row.body, range, token_filter);
+                    }
+                    continue;
                 }
-                continue;
+                ADDRESS_CODE => {
+                    if let Some(&octets) = addresses.next() {
+                        self.address(octets, token_filter);
+                    }
+                    continue;
+                }
+                code => (code - FIRST_PIECE_CODE) as usize,
             };
             // Every code names a piece in a block `read` accepted.
             let (Some(&mapped), Some(range)) = (self.code_maps[from].get(slot), row.pieces.get(slot)) else {
@@ -273,6 +325,21 @@ impl MessageCoder {
         }
         let index = self.lookup(message, range, Some(token_filter));
         self.sequence.push(index);
+    }
+
+    /// An IPv4 address: four bytes of their own, whose octets go into the token filter as
+    /// the words the text has there.
+    fn address(&mut self, octets: [u8; 4], token_filter: &mut FilterBuilder) {
+        for octet in octets {
+            let (word, bit) = (usize::from(octet >> 6), 1u64 << (octet & 63));
+            if self.octets_in_filter[word] & bit == 0 {
+                self.octets_in_filter[word] |= bit;
+                let mut digits = [0u8; 3];
+                token_filter.insert(filter::token_hash(octet_text(octet, &mut digits)));
+            }
+        }
+        self.addresses.push(octets);
+        self.sequence.push(ADDRESS);
     }
 
     /// A word that is never looked up (a long number, a long word): written as a literal.
@@ -410,11 +477,13 @@ impl MessageCoder {
                 .map(|(index, &count)| (u64::from(u32::MAX - count) << 32) | index as u64),
         );
         self.ranked.sort_unstable();
-        // A piece seen once is a literal, code 0, as is a word never looked up (the last entry).
+        // A piece seen once is a literal, code 0, as is a word never looked up (the last
+        // entry); an address (the entry before it) is code 1.
         self.codes.clear();
-        self.codes.resize(pieces + 1, packed_code(0));
+        self.codes.resize(pieces + 2, packed_code(LITERAL_CODE));
+        self.codes[pieces] = packed_code(ADDRESS_CODE);
         for (rank, &key) in self.ranked.iter().enumerate() {
-            self.codes[key as u32 as usize] = packed_code(rank as u32 + 1);
+            self.codes[key as u32 as usize] = packed_code(rank as u32 + FIRST_PIECE_CODE);
         }
 
         body.extend_from_slice(&self.code_counts);
@@ -459,6 +528,12 @@ impl MessageCoder {
         for piece in &literals {
             body.extend_from_slice(piece);
         }
+        // Addresses in message order, each as its four bytes side by side, so that zstd
+        // finds an address seen before as a match (ADR 0057).
+        section_ends.push(body.len());
+        for address in &self.addresses {
+            body.extend_from_slice(address);
+        }
     }
 }
 
@@ -480,17 +555,18 @@ impl MessageCoder {
             .zip(&self.codes)
             .map(|(&count, &code)| count as usize * packed_len(code))
             .sum();
-        // Words never looked up are literals: code 0, one byte each.
-        let size = coded + self.literal_ranges.len();
+        // Words never looked up (code 0) and addresses (code 1): one byte each.
+        let size = coded + self.literal_ranges.len() + self.addresses.len();
         let start = body.len();
         // Three spare bytes: the last code's store reaches past the run.
         body.resize(start + size + 3, 0);
         let out = &mut body[start..];
-        let literal = self.codes.len() - 1;
+        let pieces = self.ranges.len();
         let mut at = 0;
         for &index in &self.sequence {
-            // `LITERAL` (u32::MAX) becomes the last entry, a branch-free clamp.
-            let code = self.codes[(index as usize).min(literal)];
+            // `ADDRESS` (even) becomes the entry after the pieces, `LITERAL` (odd) the last
+            // one: a branch-free clamp.
+            let code = self.codes[(index as usize).min(pieces + (index & 1) as usize)];
             if let Some(slot) = out.get_mut(at..at + 4) {
                 slot.copy_from_slice(&code.to_le_bytes());
             }
@@ -507,12 +583,16 @@ impl MessageCoder {
 
     /// Every message's codes, one varint at a time, from the ranking alone.
     fn write_codes_plainly(&self, body: &mut Vec<u8>) {
-        let mut codes = vec![0u32; self.ranges.len()];
+        let mut codes = vec![LITERAL_CODE; self.ranges.len()];
         for (rank, &key) in self.ranked.iter().enumerate() {
-            codes[key as u32 as usize] = rank as u32 + 1;
+            codes[key as u32 as usize] = rank as u32 + FIRST_PIECE_CODE;
         }
         for &index in &self.sequence {
-            put_u64(body, u64::from(codes.get(index as usize).copied().unwrap_or(0)));
+            let code = match index {
+                ADDRESS => ADDRESS_CODE,
+                index => codes.get(index as usize).copied().unwrap_or(LITERAL_CODE),
+            };
+            put_u64(body, u64::from(code));
         }
     }
 }
@@ -617,52 +697,78 @@ type Messages = (Vec<u8>, Vec<Range<usize>>);
 /// thirds of decoding a block (`perf` of `store/decode_block`, ADR 0051).
 #[derive(Debug, Default)]
 pub(super) struct CodedMessages {
-    /// Every message's codes, in message order (0 = its next literal, k = piece k - 1).
+    /// Every message's codes, in message order ([`LITERAL_CODE`], [`ADDRESS_CODE`], or
+    /// piece k + [`FIRST_PIECE_CODE`]).
     codes: Vec<u32>,
     /// Per message, and one past the last: where its codes start in `codes`.
     code_starts: Vec<u32>,
-    /// Per message: the index in `literals` of its first literal.
+    /// Per message: the index in `literals` of its first literal, and in `addresses` of
+    /// its first address.
     literal_starts: Vec<u32>,
+    address_starts: Vec<u32>,
     /// Where each ranked piece and each literal lies in the block's body.
     pieces: Vec<Range<u32>>,
     literals: Vec<Range<u32>>,
+    addresses: Vec<[u8; 4]>,
+}
+
+/// One message's codes, with the literals and addresses its code 0s and 1s take in order.
+struct RowCodes<'a> {
+    codes: &'a [u32],
+    literals: std::slice::Iter<'a, Range<u32>>,
+    addresses: std::slice::Iter<'a, [u8; 4]>,
 }
 
 /// One message of a coded block as compaction reads it ([`MessageCoder::push_coded`]).
 pub(super) struct CodedRow<'a> {
     /// The old block's body, which the ranges below point into.
     body: &'a [u8],
-    /// Every ranked piece of the old block (code k is piece k - 1).
+    /// Every ranked piece of the old block (code k is piece k - `FIRST_PIECE_CODE`).
     pieces: &'a [Range<u32>],
     codes: &'a [u32],
-    /// The literals from the message's first one on.
+    /// The literals, and the addresses, from the message's first one on.
     literals: std::slice::Iter<'a, Range<u32>>,
+    addresses: std::slice::Iter<'a, [u8; 4]>,
 }
 
 impl CodedMessages {
     /// Message `row` as its codes, for [`MessageCoder::push_coded`]; None past the last row.
     pub(super) fn coded_row<'a>(&'a self, body: &'a [u8], row: usize) -> Option<CodedRow<'a>> {
-        let (codes, literals) = self.row(row)?;
-        Some(CodedRow { body, pieces: &self.pieces, codes, literals })
+        let RowCodes { codes, literals, addresses } = self.row(row)?;
+        Some(CodedRow { body, pieces: &self.pieces, codes, literals, addresses })
     }
 
-    /// Message `row`'s codes, and the literals from its first one on (its code 0s take
-    /// them in order); None past the last row.
-    fn row(&self, row: usize) -> Option<(&[u32], std::slice::Iter<'_, Range<u32>>)> {
+    /// Message `row`'s codes, and the literals and addresses from its first ones on;
+    /// None past the last row.
+    fn row(&self, row: usize) -> Option<RowCodes<'_>> {
         let (&start, &end) = (self.code_starts.get(row)?, self.code_starts.get(row + 1)?);
         let first_literal = *self.literal_starts.get(row)? as usize;
-        Some((&self.codes[start as usize..end as usize], self.literals[first_literal..].iter()))
+        let first_address = *self.address_starts.get(row)? as usize;
+        Some(RowCodes {
+            codes: &self.codes[start as usize..end as usize],
+            literals: self.literals[first_literal..].iter(),
+            addresses: self.addresses[first_address..].iter(),
+        })
     }
 
     /// Appends the text of message `row` to `out`. Every code and literal was checked
     /// when the section was read, so this cannot fail on a block `read` accepted.
     pub(super) fn render(&self, body: &[u8], row: usize, out: &mut Vec<u8>) {
-        let Some((codes, mut literals)) = self.row(row) else { return };
+        let Some(RowCodes { codes, mut literals, mut addresses }) = self.row(row) else { return };
         let mut after_word = false;
         for &code in codes {
             let range = match code {
-                0 => literals.next(),
-                code => self.pieces.get(code as usize - 1),
+                LITERAL_CODE => literals.next(),
+                ADDRESS_CODE => {
+                    let Some(&octets) = addresses.next() else { return };
+                    if after_word {
+                        out.push(b' ');
+                    }
+                    append_address(out, octets);
+                    after_word = true;
+                    continue;
+                }
+                code => self.pieces.get((code - FIRST_PIECE_CODE) as usize),
             };
             let Some(range) = range else { return };
             let (start, end) = (range.start as usize, range.end as usize);
@@ -676,38 +782,62 @@ impl CodedMessages {
         }
     }
 
-    /// The codes of the pieces that are `word`, ASCII case ignored (a word is a piece or
-    /// a literal, never part of one: both are cut where the token filter cuts).
+    /// The codes of the pieces that are `word`, ASCII case ignored (a word is a piece, a
+    /// literal or an octet of an address, never part of one: all are cut where the token
+    /// filter cuts).
     pub(super) fn codes_of(&self, body: &[u8], word: &[u8]) -> Vec<u32> {
-        (1..)
+        (FIRST_PIECE_CODE..)
             .zip(&self.pieces)
             .filter(|(_, range)| body[range.start as usize..range.end as usize].eq_ignore_ascii_case(word))
             .map(|(code, _)| code)
             .collect()
     }
 
-    /// Whether message `row` has a piece among `codes` (from `codes_of(word)`) or a
-    /// literal that is `word`: the word check of a search, without building the text.
+    /// Whether message `row` has a piece among `codes` (from `codes_of(word)`), a literal
+    /// that is `word`, or an address with `word` as an octet: the word check of a search,
+    /// without building the text.
     pub(super) fn has_word(&self, body: &[u8], row: usize, codes: &[u32], word: &[u8]) -> bool {
-        let Some((row_codes, mut literals)) = self.row(row) else { return false };
+        let Some(RowCodes { codes: row_codes, mut literals, mut addresses }) = self.row(row) else {
+            return false;
+        };
         for &code in row_codes {
-            if code != 0 {
-                if codes.contains(&code) {
-                    return true;
+            match code {
+                LITERAL_CODE => {
+                    if literals.next().is_some_and(|range| {
+                        body[range.start as usize..range.end as usize].eq_ignore_ascii_case(word)
+                    }) {
+                        return true;
+                    }
                 }
-            } else if let Some(range) = literals.next()
-                && body[range.start as usize..range.end as usize].eq_ignore_ascii_case(word)
-            {
-                return true;
+                ADDRESS_CODE => {
+                    if addresses
+                        .next()
+                        .is_some_and(|octets| octet_of(word).is_some_and(|octet| octets.contains(&octet)))
+                    {
+                        return true;
+                    }
+                }
+                code => {
+                    if codes.contains(&code) {
+                        return true;
+                    }
+                }
             }
         }
         false
     }
 }
 
-/// Reads the message section of formats 3 to 5, checking every code and length, without
+/// Reads the message section of formats 3 to 6, checking every code and length, without
 /// building the text.
-pub(super) fn read(reader: &mut Reader<'_>, count: usize) -> Result<CodedMessages, BlockError> {
+pub(super) fn read(
+    reader: &mut Reader<'_>,
+    count: usize,
+    format_version: u8,
+) -> Result<CodedMessages, BlockError> {
+    let with_addresses = format_version >= ADDRESSES_FROM_FORMAT;
+    // Formats 3 to 5 wrote piece k as k + 1, one less than the code held.
+    let piece_shift = if with_addresses { 0 } else { FIRST_PIECE_CODE - 1 };
     let (code_counts, total) = read_counts(reader, count)?;
     // Each code takes at least one byte: a count past the body is damage.
     if total > reader.remaining() {
@@ -717,16 +847,22 @@ pub(super) fn read(reader: &mut Reader<'_>, count: usize) -> Result<CodedMessage
         codes: Vec::with_capacity(total),
         code_starts: Vec::with_capacity(count + 1),
         literal_starts: Vec::with_capacity(count),
+        address_starts: Vec::with_capacity(count),
         ..CodedMessages::default()
     };
-    let mut literal_count = 0u32;
+    let (mut literal_count, mut address_count) = (0u32, 0u32);
     for code_count in code_counts {
         messages.code_starts.push(messages.codes.len() as u32);
         messages.literal_starts.push(literal_count);
+        messages.address_starts.push(address_count);
         for _ in 0..code_count {
-            let code =
+            let mut code =
                 u32::try_from(reader.u64()?).map_err(|_| BlockError::Damaged("piece code out of range"))?;
-            literal_count += u32::from(code == 0);
+            if code != LITERAL_CODE {
+                code = code.checked_add(piece_shift).ok_or(BlockError::Damaged("piece code out of range"))?;
+            }
+            literal_count += u32::from(code == LITERAL_CODE);
+            address_count += u32::from(code == ADDRESS_CODE);
             messages.codes.push(code);
         }
     }
@@ -734,13 +870,25 @@ pub(super) fn read(reader: &mut Reader<'_>, count: usize) -> Result<CodedMessage
     let piece_count = reader.len()?;
     messages.pieces = read_ranges(reader, piece_count)?;
     messages.literals = read_ranges(reader, literal_count as usize)?;
+    if with_addresses {
+        let bytes = reader.take(address_count as usize * 4)?;
+        messages.addresses =
+            bytes.chunks_exact(4).map(|octets| [octets[0], octets[1], octets[2], octets[3]]).collect();
+    }
     // Every code must name a piece; and the text the codes make must stay within what
     // a block can hold, or a damaged block that names a long piece many times would
     // render far more. Bounded first by the longest piece, which settles it for any
     // real block without a look-up per code.
-    let longest =
-        messages.pieces.iter().chain(&messages.literals).map(|range| range.len()).max().unwrap_or(0);
-    let codes_beyond = messages.codes.iter().any(|&code| code as usize > piece_count);
+    let longest = messages
+        .pieces
+        .iter()
+        .chain(&messages.literals)
+        .map(|range| range.len())
+        .max()
+        .unwrap_or(0)
+        .max(LONGEST_ADDRESS);
+    let codes_beyond =
+        messages.codes.iter().any(|&code| code as usize >= piece_count + FIRST_PIECE_CODE as usize);
     if codes_beyond {
         return Err(BlockError::Damaged("piece code out of range"));
     }
@@ -749,8 +897,9 @@ pub(super) fn read(reader: &mut Reader<'_>, count: usize) -> Result<CodedMessage
             .codes
             .iter()
             .map(|&code| match code {
-                0 => 0,
-                code => messages.pieces[code as usize - 1].len() + 1,
+                LITERAL_CODE => 0,
+                ADDRESS_CODE => LONGEST_ADDRESS + 1,
+                code => messages.pieces[(code - FIRST_PIECE_CODE) as usize].len() + 1,
             })
             .sum();
         let literal_bytes: usize = messages.literals.iter().map(|range| range.len() + 1).sum();
@@ -759,6 +908,82 @@ pub(super) fn read(reader: &mut Reader<'_>, count: usize) -> Result<CodedMessage
         }
     }
     Ok(messages)
+}
+
+/// The most bytes an address renders to (`255.255.255.255`).
+const LONGEST_ADDRESS: usize = 15;
+
+/// The IPv4 address written at `text[start..]` in dotted decimal, and where it ends: four
+/// octets of one to three digits, no leading zero, at most 255, each a whole word (no
+/// letter or digit right after it). Only such text renders back byte for byte from its
+/// four bytes; any other (`010.1.2.3`, `1.2.3.4a`, `1.2.3`) stays pieces.
+fn ipv4_at(text: &[u8], start: usize) -> Option<([u8; 4], usize)> {
+    let mut octets = [0u8; 4];
+    let mut at = start;
+    for (index, octet) in octets.iter_mut().enumerate() {
+        if index > 0 {
+            if text.get(at) != Some(&b'.') {
+                return None;
+            }
+            at += 1;
+        }
+        let digits = at;
+        let mut value = 0u32;
+        while at - digits < 3
+            && let Some(&byte) = text.get(at)
+            && byte.is_ascii_digit()
+        {
+            value = value * 10 + u32::from(byte - b'0');
+            at += 1;
+        }
+        let len = at - digits;
+        let whole_word = !text.get(at).is_some_and(|&byte| filter::is_token_byte(byte));
+        if len == 0 || value > 255 || (len > 1 && text[digits] == b'0') || !whole_word {
+            return None;
+        }
+        *octet = value as u8;
+    }
+    Some((octets, at))
+}
+
+/// `octet` in decimal, in `buffer`.
+fn octet_text(octet: u8, buffer: &mut [u8; 3]) -> &[u8] {
+    let digits = [octet / 100, octet / 10 % 10, octet % 10];
+    let skip = if octet >= 100 {
+        0
+    } else if octet >= 10 {
+        1
+    } else {
+        2
+    };
+    for (slot, digit) in buffer.iter_mut().zip(digits) {
+        *slot = b'0' + digit;
+    }
+    &buffer[skip..]
+}
+
+/// The octet a search word names, if it is one as an address renders it (`0` to `255`,
+/// no leading zero).
+fn octet_of(word: &[u8]) -> Option<u8> {
+    match word {
+        [b'0'] => Some(0),
+        [b'1'..=b'9', rest @ ..] if rest.len() <= 2 && rest.iter().all(u8::is_ascii_digit) => {
+            let value = word.iter().fold(0u32, |value, &byte| value * 10 + u32::from(byte - b'0'));
+            u8::try_from(value).ok()
+        }
+        _ => None,
+    }
+}
+
+/// Appends `octets` as dotted decimal.
+fn append_address(out: &mut Vec<u8>, octets: [u8; 4]) {
+    let mut buffer = [0u8; 3];
+    for (index, &octet) in octets.iter().enumerate() {
+        if index > 0 {
+            out.push(b'.');
+        }
+        out.extend_from_slice(octet_text(octet, &mut buffer));
+    }
 }
 
 /// `count` lengths, then as many strings of those lengths: where each string lies.
@@ -877,7 +1102,9 @@ mod tests {
             (b"the  cat", 3),
             (b" the cat", 3),
             (b"the cat ", 3),
-            (b"src=10.0.0.1 port 22", 11),
+            // An address is one code (format 6).
+            (b"src=10.0.0.1 port 22", 5),
+            (b"src=10.0.0.1.port 22", 6),
             (b"", 0),
             (b" ", 1),
         ] {
@@ -901,7 +1128,7 @@ mod tests {
             bytes
         };
         let small = section(1 << 10, 1 << 10);
-        let coded = read(&mut Reader::new(&small), 1).unwrap();
+        let coded = read(&mut Reader::new(&small), 1, 5).unwrap();
         let mut text = Vec::new();
         coded.render(&small, 0, &mut text);
         assert_eq!(
@@ -911,13 +1138,13 @@ mod tests {
         );
         let huge = section(1 << 15, 1 << 15);
         assert!(matches!(
-            read(&mut Reader::new(&huge), 1),
+            read(&mut Reader::new(&huge), 1, 5),
             Err(BlockError::Damaged("messages larger than any block"))
         ));
         let mut beyond = section(4, 4);
         beyond[2] = 2;
         assert!(matches!(
-            read(&mut Reader::new(&beyond), 1),
+            read(&mut Reader::new(&beyond), 1, 5),
             Err(BlockError::Damaged("piece code out of range"))
         ));
     }
@@ -943,6 +1170,45 @@ mod tests {
                     assert_eq!(short_key(message, start..end), expected, "len {len}, {start}..{end}");
                 }
             }
+        }
+    }
+
+    /// Only text that renders back byte for byte is taken as an address.
+    #[test]
+    fn dotted_addresses_are_taken_only_where_they_render_back() {
+        for (text, start, expected) in [
+            (&b"10.0.0.1"[..], 0, Some(([10, 0, 0, 1], 8))),
+            (b"x 255.255.255.255 y", 2, Some(([255, 255, 255, 255], 17))),
+            (b"1.2.3.4.5", 0, Some(([1, 2, 3, 4], 7))),
+            (b"1.2.3.4:80", 0, Some(([1, 2, 3, 4], 7))),
+            (b"1.2.3.4/24", 0, Some(([1, 2, 3, 4], 7))),
+            (b"0.0.0.0", 0, Some(([0, 0, 0, 0], 7))),
+            (b"1.2.3", 0, None),
+            (b"1.2.3.", 0, None),
+            (b"01.2.3.4", 0, None),
+            (b"1.2.3.04", 0, None),
+            (b"256.1.1.1", 0, None),
+            (b"1.2.3.256", 0, None),
+            (b"1.2.3.1000", 0, None),
+            (b"1.2.3.4a", 0, None),
+            (b"1.2.3.4\xc3\xa9", 0, None),
+            (b"1..2.3.4", 0, None),
+            (b"1.2.3.-4", 0, None),
+        ] {
+            assert_eq!(ipv4_at(text, start), expected, "{}", String::from_utf8_lossy(text));
+        }
+    }
+
+    #[test]
+    fn octets_as_a_search_names_them() {
+        for value in 0..=255u8 {
+            let mut buffer = [0u8; 3];
+            let text = octet_text(value, &mut buffer).to_vec();
+            assert_eq!(text, value.to_string().as_bytes());
+            assert_eq!(octet_of(&text), Some(value));
+        }
+        for word in [&b"00"[..], b"007", b"256", b"1000", b"", b"a", b"1a"] {
+            assert_eq!(octet_of(word), None, "{}", String::from_utf8_lossy(word));
         }
     }
 
