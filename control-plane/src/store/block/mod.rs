@@ -13,7 +13,8 @@
 //! count × listener (dictionary index) | count × format (dictionary index), by host
 //! count × u8 facility | count × u8 severity
 //! count × version (255 = none), by host | count × event time digits (255 = none), by host
-//! count × ref hostname | app | count × procid (`fields.rs`) | count × ref msgid | parse error | frame flag
+//! ref hostname, in byte planes (`planes.rs`) | count × ref app
+//! procid (`fields.rs`), in byte planes | count × ref msgid | parse error | frame flag
 //! u8 event time reference | per present event time: its distance from it (`fields.rs`)
 //! count × structured-data length (0 = none, else len + 1)
 //! count × frame of a flagged row: 0 = none, 2 × len + 1 = the whole frame,
@@ -34,8 +35,9 @@
 //!
 //! Older versions, all still read (`tests/fixtures/log_block_v*.zst` keep one of each
 //! under test); only version 6 is written (ADR 0057):
-//! - Version 5 (ADR 0054) wrote the octets and dots of an IPv4 address as pieces, and
-//!   piece k as code k + 1 (`words.rs`).
+//! - Version 5 (ADR 0054) wrote the hostname refs and process ids as varints, the octets
+//!   and dots of an IPv4 address in a message as pieces, and piece k as code k + 1
+//!   (`words.rs`).
 //! - Version 4 (ADR 0049) wrote the format as its dictionary index, the version and the
 //!   event time digits as one byte a row, and right after the digits the event times,
 //!   each measured from the previous one of its precision (no reference byte); its source
@@ -52,6 +54,7 @@
 mod cut;
 mod fields;
 pub mod filter;
+mod planes;
 mod reencode;
 mod sections;
 mod varint;
@@ -170,7 +173,11 @@ struct Columns {
     version: Vec<u8>,
     event_digits: Vec<u8>,
     event_times: EventTimeWriter,
+    /// Varints of the app, msgid, parse error and frame flag refs (formats 3 to 6), and
+    /// of the hostname and process id (before format 6, which writes them as byte planes
+    /// from `host_rows` and `procid_values`).
     refs: [Vec<u8>; 6],
+    procid_values: Vec<u64>,
     /// Structured data, then the raw frame.
     lengths: [Vec<u8>; 2],
     texts: [Vec<u8>; 2],
@@ -259,6 +266,7 @@ impl Columns {
         self.refs.iter_mut().chain(&mut self.lengths).chain(&mut self.texts).for_each(Vec::clear);
         self.source_rows.clear();
         self.host_rows.clear();
+        self.procid_values.clear();
         self.format_rows.clear();
         self.event_times.clear();
     }
@@ -372,10 +380,13 @@ impl BlockEncoder {
         index
     }
 
-    /// Writes a reference to `value` in `column`; returns its dictionary index.
+    /// Writes a reference to `value` in `column` (the hostname's goes to `host_rows`, the
+    /// caller's); returns its dictionary index.
     fn put_ref(&mut self, column: usize, value: Option<&[u8]>) -> Option<u32> {
         let index = value.map(|value| self.intern(value));
-        put_u64(&mut self.columns.refs[column], index.map_or(0, |index| u64::from(index) + 1));
+        if column != RefColumn::Hostname as usize {
+            put_u64(&mut self.columns.refs[column], index.map_or(0, |index| u64::from(index) + 1));
+        }
         index
     }
 
@@ -388,7 +399,7 @@ impl BlockEncoder {
                 None => ProcidValue::Entry(self.intern(text)),
             },
         };
-        fields::put_procid(&mut self.columns.refs[RefColumn::Procid as usize], value);
+        self.columns.procid_values.push(fields::procid_value(value));
     }
 
     /// Adds a host or app to the field filter the first time it is seen in that role.
@@ -624,9 +635,16 @@ impl BlockEncoder {
             by_host(body, &mut column.iter().map(|&value| u32::from(value)), &mut last);
             ends.push(body.len());
         }
-        for column in &columns.refs {
-            body.extend_from_slice(column);
-            ends.push(body.len());
+        for (column, varints) in columns.refs.iter().enumerate() {
+            if column == RefColumn::Hostname as usize {
+                let hosts: Vec<u64> = columns.host_rows.iter().map(|&host| u64::from(host)).collect();
+                planes::put_planes(body, &hosts, ends);
+            } else if column == RefColumn::Procid as usize {
+                planes::put_planes(body, &columns.procid_values, ends);
+            } else {
+                body.extend_from_slice(varints);
+                ends.push(body.len());
+            }
         }
         // After the hostname refs: the reader needs each row's digits, which it resolves by host.
         columns.event_times.write(body);
@@ -745,9 +763,17 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
     let mut decimal_procids = Vec::new();
     for (column, values) in refs.iter_mut().enumerate() {
         values.reserve(count);
+        // Format 6 writes the hostname and process id columns as byte planes.
+        let in_planes = format_version >= 6
+            && (column == RefColumn::Hostname as usize || column == RefColumn::Procid as usize);
+        let plane_values = if in_planes { planes::read_planes(&mut reader, count)? } else { Vec::new() };
         for row in 0..count {
+            let value = match plane_values.get(row) {
+                Some(&value) => value,
+                None => reader.u64()?,
+            };
             if format_version >= 3 && column == RefColumn::Procid as usize {
-                values.push(match fields::read_procid(&mut reader)? {
+                values.push(match fields::procid_from_value(value)? {
                     ProcidValue::None => 0,
                     ProcidValue::Entry(index) => dictionary_index(u64::from(index))? + 1,
                     ProcidValue::Decimal(number) => {
@@ -757,8 +783,7 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
                 });
                 continue;
             }
-            let reference = reader.u64()?;
-            values.push(if reference == 0 { 0 } else { dictionary_index(reference - 1)? + 1 });
+            values.push(if value == 0 { 0 } else { dictionary_index(value - 1)? + 1 });
         }
     }
     let host_rows = &refs[RefColumn::Hostname as usize];
@@ -848,15 +873,18 @@ fn parse_body(body: Vec<u8>) -> Result<DecodedBlock, BlockError> {
         .collect();
     // Decimal process ids become dictionary entries after the stored ones, once per
     // number, so that rows read them (and compaction copies them) as any other text.
+    // Sized up front: where every row has a process id of its own, growing the map and
+    // formatting through `fmt` were a tenth of decoding a merged block (perf, ADR 0057).
     let mut body = body;
-    let mut decimal_entries: FxHashMap<u64, u32> = FxHashMap::default();
+    let mut decimal_entries: FxHashMap<u64, u32> =
+        FxHashMap::with_capacity_and_hasher(decimal_procids.len(), Default::default());
+    body.reserve(decimal_procids.len() * 6);
+    dictionary.reserve(decimal_procids.len());
+    let mut digits = itoa::Buffer::new();
     for (row, number) in decimal_procids {
         let index = *decimal_entries.entry(number).or_insert_with(|| {
             let start = body.len();
-            {
-                use std::io::Write as _;
-                let _ = write!(body, "{number}");
-            }
+            body.extend_from_slice(digits.format(number).as_bytes());
             dictionary.push(start..body.len());
             dictionary.len() as u32 - 1
         });

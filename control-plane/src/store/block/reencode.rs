@@ -123,8 +123,9 @@ impl BlockEncoder {
                 let index = (reference != 0).then(|| intern(self, reference - 1));
                 if column == RefColumn::Hostname as usize {
                     self.columns.host_rows.push(index.map_or(0, |index| index + 1));
+                } else {
+                    put_u64(&mut self.columns.refs[column], index.map_or(0, |index| u64::from(index) + 1));
                 }
-                put_u64(&mut self.columns.refs[column], index.map_or(0, |index| u64::from(index) + 1));
                 let role = match column {
                     0 => Some((ROLE_HOST, filter::FIELD_HOST)),
                     1 => Some((ROLE_APP, filter::FIELD_APP)),

@@ -851,19 +851,21 @@ pub(super) fn read(
         ..CodedMessages::default()
     };
     let (mut literal_count, mut address_count) = (0u32, 0u32);
+    // The largest code, checked against the pieces once they are read.
+    let mut largest = 0u64;
     for code_count in code_counts {
         messages.code_starts.push(messages.codes.len() as u32);
         messages.literal_starts.push(literal_count);
         messages.address_starts.push(address_count);
         for _ in 0..code_count {
-            let mut code =
-                u32::try_from(reader.u64()?).map_err(|_| BlockError::Damaged("piece code out of range"))?;
-            if code != LITERAL_CODE {
-                code = code.checked_add(piece_shift).ok_or(BlockError::Damaged("piece code out of range"))?;
-            }
-            literal_count += u32::from(code == LITERAL_CODE);
-            address_count += u32::from(code == ADDRESS_CODE);
-            messages.codes.push(code);
+            let written = reader.u64()?;
+            // Branch-free: a literal (0) is not shifted.
+            let code = written.saturating_add(u64::from(piece_shift) * u64::from(written != 0));
+            largest = largest.max(code);
+            literal_count += u32::from(code == u64::from(LITERAL_CODE));
+            address_count += u32::from(code == u64::from(ADDRESS_CODE));
+            // Cut to 32 bits only here: a code past them is refused below.
+            messages.codes.push(code as u32);
         }
     }
     messages.code_starts.push(messages.codes.len() as u32);
@@ -887,9 +889,7 @@ pub(super) fn read(
         .max()
         .unwrap_or(0)
         .max(LONGEST_ADDRESS);
-    let codes_beyond =
-        messages.codes.iter().any(|&code| code as usize >= piece_count + FIRST_PIECE_CODE as usize);
-    if codes_beyond {
+    if largest >= piece_count as u64 + u64::from(FIRST_PIECE_CODE) {
         return Err(BlockError::Damaged("piece code out of range"));
     }
     if messages.codes.len().saturating_mul(longest + 1) > MAX_BODY_BYTES {
