@@ -70,6 +70,42 @@ fn filters_and_cursor_paging_through_the_api() {
     assert_eq!(paged, sent.iter().map(|(.., text)| text.clone()).collect::<Vec<_>>());
 }
 
+/// Block format 6 keeps a dotted IPv4 address in a message as four bytes (ADR 0057): the
+/// messages come back byte for byte, and a word that is one of its octets, a dotted
+/// phrase and an excluded octet find what the text has.
+#[test]
+fn messages_with_addresses_come_back_exactly_and_are_found_by_their_octets() {
+    let appliance = Appliance::start();
+    let texts = [
+        "conn from 10.1.2.3 port 22 ok addrword",
+        "deny 203.0.113.9:443 addrword",
+        "version 1.2.3.4.5 addrword",
+        "not an address 01.2.3.4 addrword",
+    ];
+    let sent: Vec<_> = texts.iter().map(|text| ("fw-1", "filterlog", 134u8, (*text).to_owned())).collect();
+    send(&appliance, &sent);
+    assert_eq!(appliance.wait_for_logs("q=addrword&limit=100", 60).len(), texts.len());
+    let found = |q: &str| {
+        let (status, body) = appliance.get_json(&format!("/api/v1/logs?q={q}&limit=100"));
+        assert_eq!(status, 200, "{body}");
+        let mut found = messages(body["logs"].as_array().unwrap());
+        found.sort();
+        found
+    };
+    let expect = |indexes: &[usize]| {
+        let mut wanted: Vec<String> = indexes.iter().map(|&index| texts[index].to_owned()).collect();
+        wanted.sort();
+        wanted
+    };
+    assert_eq!(found("addrword"), expect(&[0, 1, 2, 3]), "every message as sent");
+    assert_eq!(found("addrword%20203"), expect(&[1]));
+    assert_eq!(found("addrword%200"), expect(&[1]));
+    assert_eq!(found("addrword%204"), expect(&[2, 3]), "inside an address and in pieces");
+    assert_eq!(found("addrword%2001"), expect(&[3]), "01 is no octet of an address");
+    assert_eq!(found("%2210.1.2.3%22"), expect(&[0]));
+    assert_eq!(found("addrword%20-3"), expect(&[1]));
+}
+
 #[test]
 fn bad_filters_are_400s_naming_the_parameter() {
     let appliance = Appliance::start();

@@ -105,23 +105,35 @@ fn an_empty_block_round_trips() {
 
 #[test]
 fn damaged_blocks_are_errors_not_panics() {
-    let block = BlockEncoder::new(1).unwrap().encode(batch(FRAMES).iter()).unwrap();
-    let body = zstd::bulk::decompress(&block.payload, 1 << 20).unwrap();
-    // Every truncation and a flipped byte at every position of the body: an error or a
-    // block, never a panic.
-    for cut in 0..body.len() {
-        assert!(parse_body(body[..cut].to_vec()).is_err(), "cut at {cut}");
-    }
-    for position in 0..body.len() {
-        let mut damaged = body.clone();
-        damaged[position] ^= 0xa5;
-        if let Ok(decoded) = parse_body(damaged) {
-            for row in 0..decoded.len() {
-                let _ = (decoded.source(row), decoded.message(row), decoded.text(RefColumn::Hostname, row));
-                let _ = (decoded.text(RefColumn::Procid, row), decoded.event_time(row));
+    // The frames of every shape, and messages with addresses (format 6's address codes and
+    // the byte planes of a block with several hosts and process ids).
+    for batch in [batch(FRAMES), address_batch(), generator_batch(40)] {
+        let block = BlockEncoder::new(1).unwrap().encode(batch.iter()).unwrap();
+        let body = zstd::bulk::decompress(&block.payload, 1 << 24).unwrap();
+        // Every truncation and a flipped byte at every position of the body: an error or
+        // a block, never a panic.
+        for cut in 0..body.len() {
+            assert!(parse_body(body[..cut].to_vec()).is_err(), "cut at {cut}");
+        }
+        for position in 0..body.len() {
+            let mut damaged = body.clone();
+            damaged[position] ^= 0xa5;
+            if let Ok(decoded) = parse_body(damaged) {
+                let codes = decoded.word_codes(b"10").unwrap_or_default();
+                for row in 0..decoded.len() {
+                    let _ =
+                        (decoded.source(row), decoded.message(row), decoded.text(RefColumn::Hostname, row));
+                    let _ = (decoded.text(RefColumn::Procid, row), decoded.event_time(row));
+                    let _ = decoded.message_has_word(row, &codes, b"10");
+                }
             }
         }
     }
+    let body = zstd::bulk::decompress(
+        &BlockEncoder::new(1).unwrap().encode(batch(FRAMES).iter()).unwrap().payload,
+        1 << 20,
+    )
+    .unwrap();
     assert!(decode(b"not zstd at all").is_err());
     let mut newer = body.clone();
     newer[0] = FORMAT_VERSION + 1;
@@ -265,6 +277,11 @@ fn fixture_path_named(name: &str) -> std::path::PathBuf {
 fn write_block_fixture() {
     let block = BlockEncoder::new(3).unwrap().encode(varied_batch().iter()).unwrap();
     std::fs::write(fixture_path(FORMAT_VERSION), &block.payload).unwrap();
+    // Addresses came with format 6: their block is frozen as format 6 wrote it.
+    if FORMAT_VERSION == 6 {
+        let block = BlockEncoder::new(3).unwrap().encode(address_batch().iter()).unwrap();
+        std::fs::write(fixture_path_named(ADDRESS_FIXTURE), &block.payload).unwrap();
+    }
 }
 
 #[test]
@@ -419,14 +436,6 @@ fn address_batch() -> LogBatch {
 }
 
 const ADDRESS_FIXTURE: &str = "log_block_v6_addresses.zst";
-
-/// Freezes the address block as format 6 writes it (run once, as `write_block_fixture`).
-#[test]
-#[ignore = "writes a fixture file; run by hand"]
-fn write_address_fixture() {
-    let block = BlockEncoder::new(3).unwrap().encode(address_batch().iter()).unwrap();
-    std::fs::write(fixture_path_named(ADDRESS_FIXTURE), &block.payload).unwrap();
-}
 
 /// Addresses round-trip byte for byte, their octets are words of the token filter, and a
 /// block of them is kept frozen as format 6 wrote it (`log_block_v6_addresses.zst`).
