@@ -418,19 +418,25 @@ fn address_messages() -> Vec<Vec<u8>> {
 /// A block of the address messages, each twice (an address seen again is a piece), and
 /// one whose addresses occur once (four bytes each).
 fn address_batch() -> LogBatch {
-    let limits = BatchLimits { max_messages: 1 << 16, max_bytes: 64 << 20, ..BatchLimits::default() };
-    let mut batch = LogBatch::new(ListenerKind::SyslogUdp, &limits);
     let mut messages = address_messages();
     messages.extend(address_messages());
     messages.push(b"block 198.51.100.23 -> 10.250.0.9 [0.0.0.1]".to_vec());
+    let header = b"<134>1 2023-11-14T22:13:20Z fw-1 filterlog - - - ";
+    batch_of_messages(ListenerKind::SyslogUdp, header, &messages, "203.0.113.9:514")
+}
+
+/// One frame per message, `header` before it, received a nanosecond apart from `source`.
+fn batch_of_messages(kind: ListenerKind, header: &[u8], messages: &[Vec<u8>], source: &str) -> LogBatch {
+    let limits = BatchLimits { max_messages: 1 << 16, max_bytes: 64 << 20, ..BatchLimits::default() };
+    let mut batch = LogBatch::new(kind, &limits);
+    let source = source.parse::<SocketAddr>().unwrap();
     for (index, message) in messages.iter().enumerate() {
-        let mut frame = b"<134>1 2023-11-14T22:13:20Z fw-1 filterlog - - - ".to_vec();
-        frame.extend_from_slice(message);
+        let frame = [header, message.as_slice()].concat();
         let options = ParseOptions {
             received_at: jiff::Timestamp::from_nanosecond(1_700_000_000_000_000_000 + index as i128).unwrap(),
             ..ParseOptions::default()
         };
-        batch.push_syslog(&frame, None, "203.0.113.9:514".parse::<SocketAddr>().unwrap(), &options);
+        batch.push_syslog(&frame, None, source, &options);
     }
     batch
 }
@@ -491,18 +497,8 @@ fn varying_addresses_are_stored_smaller_than_their_pieces() {
 }
 
 fn edge_batch() -> LogBatch {
-    let limits = BatchLimits { max_messages: 1 << 16, max_bytes: 64 << 20, ..BatchLimits::default() };
-    let mut batch = LogBatch::new(ListenerKind::SyslogTcp, &limits);
-    for (index, message) in edge_messages().iter().enumerate() {
-        let mut frame = b"<13>1 2023-11-14T22:13:20Z host app - - - ".to_vec();
-        frame.extend_from_slice(message);
-        let options = ParseOptions {
-            received_at: jiff::Timestamp::from_nanosecond(1_700_000_000_000_000_000 + index as i128).unwrap(),
-            ..ParseOptions::default()
-        };
-        batch.push_syslog(&frame, None, "192.0.2.1:514".parse::<SocketAddr>().unwrap(), &options);
-    }
-    batch
+    let header = b"<13>1 2023-11-14T22:13:20Z host app - - - ";
+    batch_of_messages(ListenerKind::SyslogTcp, header, &edge_messages(), "192.0.2.1:514")
 }
 
 #[test]
