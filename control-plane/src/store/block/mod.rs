@@ -173,9 +173,9 @@ struct Columns {
     version: Vec<u8>,
     event_digits: Vec<u8>,
     event_times: EventTimeWriter,
-    /// Varints of the app, msgid, parse error and frame flag refs (formats 3 to 6), and
-    /// of the hostname and process id (before format 6, which writes them as byte planes
-    /// from `host_rows` and `procid_values`).
+    /// Varints of the app, msgid, parse error and frame flag refs, by `RefColumn`. The
+    /// hostname's and process id's entries stay empty: those columns are written as byte
+    /// planes, from `host_rows` and from `procid_values` (`fields::procid_value`).
     refs: [Vec<u8>; 6],
     procid_values: Vec<u64>,
     /// Structured data, then the raw frame.
