@@ -637,8 +637,7 @@ impl BlockEncoder {
         }
         for (column, varints) in columns.refs.iter().enumerate() {
             if column == RefColumn::Hostname as usize {
-                let hosts: Vec<u64> = columns.host_rows.iter().map(|&host| u64::from(host)).collect();
-                planes::put_planes(body, &hosts, ends);
+                planes::put_planes(body, &columns.host_rows, ends);
             } else if column == RefColumn::Procid as usize {
                 planes::put_planes(body, &columns.procid_values, ends);
             } else {

@@ -12,15 +12,19 @@
 use super::BlockError;
 use super::varint::Reader;
 
-/// Appends `values` as planes, ending a section after each, and returns nothing else:
-/// the reader takes the row count from the block.
-pub(super) fn put_planes(body: &mut Vec<u8>, values: &[u64], section_ends: &mut Vec<usize>) {
-    let largest = values.iter().copied().max().unwrap_or(0);
+/// Appends `values` as planes, ending a section after each (the reader takes the row
+/// count from the block).
+pub(super) fn put_planes<T: Copy + Into<u64>>(
+    body: &mut Vec<u8>,
+    values: &[T],
+    section_ends: &mut Vec<usize>,
+) {
+    let largest = values.iter().map(|&value| value.into()).max().unwrap_or(0);
     let width = (u64::BITS - largest.leading_zeros()).div_ceil(8) as usize;
     body.push(width as u8);
     for plane in 0..width {
         let shift = 8 * plane;
-        body.extend(values.iter().map(|&value| (value >> shift) as u8));
+        body.extend(values.iter().map(|&value| (value.into() >> shift) as u8));
         section_ends.push(body.len());
     }
     if width == 0 {
