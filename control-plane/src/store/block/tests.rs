@@ -463,32 +463,21 @@ fn ipv4_addresses_round_trip_and_their_octets_are_indexed() {
 /// are mostly varying addresses is much smaller than one whose addresses are pieces.
 #[test]
 fn varying_addresses_are_stored_smaller_than_their_pieces() {
-    let limits = BatchLimits { max_messages: 1 << 16, max_bytes: 64 << 20, ..BatchLimits::default() };
     let frames = |dotted: bool| {
-        let mut batch = LogBatch::new(ListenerKind::SyslogUdp, &limits);
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        for index in 0..4_000u32 {
-            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-            let [a, b, c, _, _, _, _, _] = (state >> 8).to_le_bytes();
-            // The same octets, as an address or as a dash-separated word run.
-            let separator = if dotted { '.' } else { '-' };
-            let frame = format!(
-                "<134>1 2023-11-14T22:13:20Z fw-1 filterlog - - - pass in on em0 from 10{separator}{a}{separator}{b}{separator}{c} port {}",
-                1024 + index % 7
-            );
-            let options = ParseOptions {
-                received_at: jiff::Timestamp::from_nanosecond(1_700_000_000_000_000_000 + i128::from(index))
-                    .unwrap(),
-                ..ParseOptions::default()
-            };
-            batch.push_syslog(
-                frame.as_bytes(),
-                None,
-                "203.0.113.9:514".parse::<SocketAddr>().unwrap(),
-                &options,
-            );
-        }
-        batch
+        // The same octets, as an address or as a dash-separated word run.
+        let separator = if dotted { '.' } else { '-' };
+        let messages: Vec<Vec<u8>> = (0..4_000u32)
+            .map(|index| {
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                let [a, b, c, _, _, _, _, _] = (state >> 8).to_le_bytes();
+                let port = 1024 + index % 7;
+                format!("pass in on em0 from 10{separator}{a}{separator}{b}{separator}{c} port {port}")
+                    .into_bytes()
+            })
+            .collect();
+        let header = b"<134>1 2023-11-14T22:13:20Z fw-1 filterlog - - - ";
+        batch_of_messages(ListenerKind::SyslogUdp, header, &messages, "203.0.113.9:514")
     };
     let size =
         |dotted: bool| BlockEncoder::new(9).unwrap().encode(frames(dotted).iter()).unwrap().payload.len();
